@@ -1,0 +1,90 @@
+// What every subcommand shares: -v/-q, the tool context, and one place that turns errors into
+// exit codes and messages on stderr (clipanion would print them on stdout, into the pipe).
+import {Command, Option, type BaseContext} from 'clipanion';
+import {createLogger, defaultToolContext, type ToolContext} from '../src/context.ts';
+import {ToolError} from '../src/errors.ts';
+import {ExitCode} from '../src/exitCodes.ts';
+import {makeHeader} from '../src/header.ts';
+import {OutputClosed, RecordWriter, readInputs} from '../src/ndjson.ts';
+import type {AnyRecord, Stage} from '../src/schema.ts';
+
+export type CliContext = BaseContext & {
+  /** Overrides of the tool context (tests inject proc roots, runners, clocks). */
+  tool?: Partial<ToolContext>;
+  /** Whether stderr is a terminal (progress display); defaults to process.stderr.isTTY. */
+  stderrIsTTY?: boolean;
+  /** Whether stdout is a terminal (colour in reports). */
+  stdoutIsTTY?: boolean;
+};
+
+export abstract class BaseCommand extends Command<CliContext> {
+  verbose = Option.Counter(`-v,--verbose`, 0, {description: `More detail on stderr (repeat for debug output)`});
+  quiet = Option.Boolean(`-q,--quiet`, false, {description: `No progress or warnings on stderr, only errors`});
+
+  /** The command's work; returns its exit code. */
+  protected abstract run(tool: ToolContext): Promise<number>;
+
+  async execute(): Promise<number> {
+    const tool = this.toolContext();
+    try {
+      return await this.run(tool);
+    } catch (err) {
+      tool.log.done();
+      if (err instanceof OutputClosed)
+        return ExitCode.Ok;
+      const name = `usm-leak-detector ${this.path.join(` `)}`.trim();
+      if (err instanceof ToolError) {
+        this.context.stderr.write(`${name}: ${err.message}\n`);
+        return err.exitCode;
+      }
+      this.context.stderr.write(`${name}: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+      return ExitCode.Internal;
+    }
+  }
+
+  private cachedTool: ToolContext | null = null;
+
+  protected toolContext(): ToolContext {
+    if (this.cachedTool)
+      return this.cachedTool;
+    const stderr = this.context.stderr;
+    const isTTY = this.context.stderrIsTTY ?? Boolean((process.stderr as {isTTY?: boolean}).isTTY && stderr === process.stderr);
+    const log = createLogger(stderr, {verbosity: this.verbose ?? 0, quiet: this.quiet, isTTY});
+    const overrides = this.context.tool ?? {};
+    this.cachedTool = defaultToolContext(stderr, {
+      log: this.quiet ? {...log, warn: () => {}} : log,
+      env: this.context.env,
+      ...overrides,
+    });
+    return this.cachedTool;
+  }
+
+  /** Record input from files (`-` = stdin) or stdin; bad lines are reported and skipped. */
+  protected input(tool: ToolContext, paths: ReadonlyArray<string>, check: ReadonlyArray<string> = []): AsyncGenerator<AnyRecord> {
+    return readInputs(paths, this.context.stdin, {
+      onProblem: message => tool.log.warn(message),
+      check: new Set(check),
+    });
+  }
+
+  /** Writes the stage's header then every record; resolves when all is flushed. */
+  protected async emit(stage: Stage, tool: ToolContext, records: AsyncIterable<object>): Promise<void> {
+    const writer = new RecordWriter(this.context.stdout);
+    try {
+      await writer.write(makeHeader(stage, tool));
+      for await (const record of records)
+        await writer.write(record);
+    } finally {
+      await writer.end();
+      tool.log.done();
+    }
+  }
+
+  /** Placeholder for a stage that later issues build: says so, exits non-zero. */
+  protected notBuilt(issue: number): never {
+    throw new ToolError(`not built yet (tracked in issue ${issue}); nothing was done`, ExitCode.Internal);
+  }
+
+  /** Stages read `-` as stdin, like every Unix filter. */
+  protected static stdinHint = `A file argument of \`-\` means standard input; with no file, standard input is read.`;
+}

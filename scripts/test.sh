@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the uvu suites through tsx and ends with one plain "N passed, N failed" line.
+# Usage: scripts/test.sh [PATTERN]   (a regex on test file names, default every *.test.ts)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+pattern=${1:-'\.test\.ts$'}
+log=$(mktemp "${TMPDIR:-/tmp}/usmld-test.XXXXXX")
+trap 'rm -f "$log"' EXIT
+NO_COLOR=1 FORCE_COLOR=0 node_modules/.bin/tsx node_modules/uvu/bin.js test "$pattern" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+total=$(grep -E '^\s*Total:' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+passed=$(grep -E '^\s*Passed:' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+skipped=$(grep -E '^\s*Skipped:' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+failed=$(( ${total:-0} - ${passed:-0} - ${skipped:-0} ))
+if [ "$status" -ne 0 ] && [ "$failed" -le 0 ]; then failed=1; fi
+skips=$(grep -c '^SKIP ' "$log" || true)
+echo "uvu: ${passed:-0} passed, ${failed} failed, ${skips} skipped"
+exit "$status"

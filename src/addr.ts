@@ -1,0 +1,50 @@
+// Printable IP addresses. dump-maps (key bytes) and snapshot-conns (/proc hex) both format
+// through here, so validate can compare the strings they produce.
+
+/** Dotted quad from 4 network-order bytes at `offset`. */
+export function formatIPv4(bytes: Uint8Array, offset: number): string {
+  return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
+}
+
+/**
+ * RFC 5952 text for 16 network-order bytes at `offset`: lowercase, longest run of two or more
+ * zero groups compressed to `::`, and ::ffff:a.b.c.d for IPv4-mapped addresses.
+ */
+export function formatIPv6(bytes: Uint8Array, offset: number): string {
+  const groups = new Array<number>(8);
+  for (let i = 0; i < 8; i++)
+    groups[i] = (bytes[offset + 2 * i] << 8) | bytes[offset + 2 * i + 1];
+  if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff)
+    return `::ffff:${formatIPv4(bytes, offset + 12)}`;
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0)
+      j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (bestStart < 0)
+    return groups.map(group => group.toString(16)).join(`:`);
+  const head = groups.slice(0, bestStart).map(group => group.toString(16)).join(`:`);
+  const tail = groups.slice(bestStart + bestLen).map(group => group.toString(16)).join(`:`);
+  return `${head}::${tail}`;
+}
+
+/** `ip:port`, with brackets around IPv6. */
+export function formatEndpoint(address: string, port: number): string {
+  return address.includes(`:`) ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** True for the all-zero (wildcard) address in either family. */
+export function isWildcard(address: string): boolean {
+  return address === `0.0.0.0` || address === `::`;
+}

@@ -1,0 +1,52 @@
+// Builds the command line and runs it with errors on stderr: clipanion 3 prints parse errors to
+// stdout (arcanis/clipanion#176), which would feed usage text into the next stage of a pipe.
+import {Builtins, Cli} from 'clipanion';
+import type {CliContext} from '../commands/BaseCommand.ts';
+import DumpMapsCommand from '../commands/dump-maps.ts';
+import RecheckCommand from '../commands/recheck.ts';
+import ReportCommand from '../commands/report.ts';
+import ScanCommand from '../commands/scan.ts';
+import SnapshotConnsCommand from '../commands/snapshot-conns.ts';
+import SnapshotPidsCommand from '../commands/snapshot-pids.ts';
+import ValidateCommand from '../commands/validate.ts';
+import {ExitCode} from './exitCodes.ts';
+import {TOOL_VERSION} from './version.ts';
+
+export const COMMANDS = [
+  DumpMapsCommand, SnapshotConnsCommand, SnapshotPidsCommand, ValidateCommand, RecheckCommand, ReportCommand, ScanCommand,
+];
+
+export function buildCli(options: {enableColors?: boolean} = {}): Cli<CliContext> {
+  const cli = new Cli<CliContext>({
+    binaryLabel: `usm-leak-detector`,
+    binaryName: `usm-leak-detector`,
+    binaryVersion: TOOL_VERSION,
+    enableColors: options.enableColors ?? false,
+  });
+  cli.register(Builtins.HelpCommand);
+  cli.register(Builtins.VersionCommand);
+  for (const command of COMMANDS)
+    cli.register(command);
+  return cli;
+}
+
+/** Parses then runs `argv`; usage errors go to stderr with exit 2. */
+export async function runCli(argv: Array<string>, context: Partial<CliContext> & Pick<CliContext, `stdin` | `stdout` | `stderr`>, options: {enableColors?: boolean} = {}): Promise<number> {
+  const cli = buildCli(options);
+  const fullContext = {...Cli.defaultContext, ...context} as CliContext;
+  let command;
+  try {
+    command = cli.process(argv, fullContext);
+  } catch (err) {
+    fullContext.stderr.write(cli.error(err));
+    if (argv.length === 0)
+      fullContext.stderr.write(`\n${cli.usage(null)}`);
+    return ExitCode.Usage;
+  }
+  try {
+    return await cli.run(command, fullContext);
+  } catch (err) {
+    fullContext.stderr.write(`usm-leak-detector: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    return ExitCode.Internal;
+  }
+}

@@ -1,0 +1,100 @@
+// What a stage needs from the world, passed in rather than reached for: where /proc is, how
+// child processes run, what time it is, where messages go. Tests point these at fixture trees,
+// fake binaries or real maps without touching globals.
+import {hostname, release, tmpdir} from 'node:os';
+import type {Writable} from 'node:stream';
+import {setTimeout as delay} from 'node:timers/promises';
+import {ExecaRunner, type CommandRunner} from './exec.ts';
+
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+  /** Resolves after `ms`; rejects with an AbortError when `signal` fires. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) => delay(ms, undefined, {signal}),
+};
+
+export interface Logger {
+  /** Something the user should know; always printed. */
+  warn(message: string): void;
+  /** Printed with -v. */
+  info(message: string): void;
+  /** Printed with -vv. */
+  debug(message: string): void;
+  /** A transient status line; shown only when stderr is a TTY and not quiet. */
+  progress(message: string): void;
+  /** Clears the progress line, if any. */
+  done(): void;
+}
+
+export interface LoggerOptions {
+  verbosity?: number;
+  quiet?: boolean;
+  isTTY?: boolean;
+}
+
+export function createLogger(stderr: Writable, options: LoggerOptions = {}): Logger {
+  const verbosity = options.verbosity ?? 0;
+  const showProgress = Boolean(options.isTTY) && !options.quiet;
+  let progressShown = false;
+  const clear = () => {
+    if (progressShown) {
+      stderr.write(`\r\x1b[K`);
+      progressShown = false;
+    }
+  };
+  const line = (prefix: string, message: string) => {
+    clear();
+    stderr.write(`${prefix}${message}\n`);
+  };
+  return {
+    warn: message => line(`usm-leak-detector: `, message),
+    info: message => { if (verbosity >= 1) line(``, message); },
+    debug: message => { if (verbosity >= 2) line(`debug: `, message); },
+    progress: message => {
+      if (!showProgress)
+        return;
+      stderr.write(`\r\x1b[K${message}`);
+      progressShown = true;
+    },
+    done: clear,
+  };
+}
+
+export interface HostFacts {
+  hostname: string;
+  kernel: string;
+}
+
+export interface ToolContext {
+  /** Root of the proc filesystem to read (`/proc`, `/host/proc`, or a fixture tree). */
+  procRoot: string;
+  /** Runs bpftool, system-probe, nsenter. */
+  runner: CommandRunner;
+  clock: Clock;
+  log: Logger;
+  host: HostFacts;
+  /** Where temporary files go (never a fixed path). */
+  tmpDir: string;
+  env: NodeJS.ProcessEnv;
+  /** Effective uid, for "are we root" decisions (tests override it). */
+  uid: number;
+}
+
+export function defaultToolContext(stderr: Writable, overrides: Partial<ToolContext> = {}): ToolContext {
+  return {
+    procRoot: `/proc`,
+    runner: new ExecaRunner(),
+    clock: systemClock,
+    log: createLogger(stderr),
+    host: {hostname: hostname(), kernel: release()},
+    tmpDir: tmpdir(),
+    env: process.env,
+    uid: typeof process.geteuid === `function` ? process.geteuid() : -1,
+    ...overrides,
+  };
+}

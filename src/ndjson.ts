@@ -1,0 +1,164 @@
+// NDJSON in and out, with a pipe tool's manners: records only on stdout, a bad line is a
+// message naming its source and line (the rest of the stream still flows), empty lines are
+// skipped, and a reader that goes away (`| head -1`) ends the run quietly.
+import {createReadStream} from 'node:fs';
+import {once} from 'node:events';
+import type {Readable, Writable} from 'node:stream';
+import split2 from 'split2';
+import {EnvironmentFault} from './errors.ts';
+import {SCHEMA_VERSION, checkRecord, type AnyRecord} from './schema.ts';
+
+export interface ReadOptions {
+  /** Called with `source:line: message` for every line that is not a usable record. */
+  onProblem: (message: string) => void;
+  /** Record types to check against their schema guard; other types pass unchecked. */
+  check?: ReadonlySet<string>;
+}
+
+/** Parses one NDJSON stream. Never throws on bad input; throws only when the stream itself fails. */
+export async function* readRecords(input: Readable, source: string, options: ReadOptions): AsyncGenerator<AnyRecord> {
+  let lineNo = 0;
+  const lines = input.pipe(split2());
+  input.once(`error`, err => lines.destroy(err));
+  for await (const line of lines as AsyncIterable<string>) {
+    lineNo += 1;
+    if (line.length === 0 || (line.length < 4 && line.trim() === ``))
+      continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (err) {
+      options.onProblem(`${source}:${lineNo}: not JSON (${(err as Error).message}): ${clip(line)}`);
+      continue;
+    }
+    if (value === null || typeof value !== `object` || Array.isArray(value)) {
+      options.onProblem(`${source}:${lineNo}: expected a JSON object with "type" and "v", got ${clip(line)}`);
+      continue;
+    }
+    const record = value as AnyRecord;
+    if (typeof record.type !== `string`) {
+      options.onProblem(`${source}:${lineNo}: record has no "type" field: ${clip(line)}`);
+      continue;
+    }
+    if (record.v !== SCHEMA_VERSION) {
+      options.onProblem(`${source}:${lineNo}: ${record.type} record has schema version ${JSON.stringify(record.v)}, this tool reads version ${SCHEMA_VERSION}`);
+      continue;
+    }
+    if (options.check?.has(record.type)) {
+      const problem = checkRecord(record);
+      if (problem !== null) {
+        options.onProblem(`${source}:${lineNo}: ${problem}`);
+        continue;
+      }
+    }
+    yield record;
+  }
+}
+
+/** Reads several inputs one after the other; `-` (or no input at all) is stdin. */
+export async function* readInputs(paths: ReadonlyArray<string>, stdin: Readable, options: ReadOptions): AsyncGenerator<AnyRecord> {
+  const list = paths.length === 0 ? [`-`] : paths;
+  for (const path of list) {
+    if (path === `-`) {
+      yield* readRecords(stdin, `stdin`, options);
+      continue;
+    }
+    const stream = createReadStream(path);
+    try {
+      await once(stream, `open`);
+    } catch (err) {
+      throw new EnvironmentFault(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    yield* readRecords(stream, path, options);
+  }
+}
+
+function clip(line: string): string {
+  return line.length > 80 ? `${line.slice(0, 77)}...` : line;
+}
+
+/** Thrown by RecordWriter once the reader of our output has gone away. Commands exit 0 on it. */
+export class OutputClosed extends Error {
+  constructor() {
+    super(`output closed by its reader`);
+    this.name = `OutputClosed`;
+  }
+}
+
+const FLUSH_AT = 64 * 1024;
+
+/**
+ * Writes records as NDJSON lines. Lines are batched into ~64 KiB writes (one syscall per batch,
+ * not per record) and backpressure is honoured, so memory stays flat behind a slow reader.
+ */
+export class RecordWriter {
+  private pending = ``;
+  private closed = false;
+  private readonly onError = (err: NodeJS.ErrnoException) => {
+    // EPIPE / ERR_STREAM_DESTROYED: the reader left; anything else is still "we cannot write".
+    this.closed = true;
+    this.error = err;
+  };
+  private error: NodeJS.ErrnoException | null = null;
+
+  constructor(private readonly out: Writable) {
+    out.on(`error`, this.onError);
+  }
+
+  get isClosed(): boolean {
+    return this.closed || this.out.destroyed || this.out.writableEnded;
+  }
+
+  /** Queues one record; awaits only when a batch goes out and the stream asks to wait. */
+  async write(record: object): Promise<void> {
+    if (this.closed)
+      throw new OutputClosed();
+    this.pending += `${JSON.stringify(record)}\n`;
+    if (this.pending.length >= FLUSH_AT)
+      await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.isClosed)
+      throw new OutputClosed();
+    if (this.pending.length === 0)
+      return;
+    const chunk = this.pending;
+    this.pending = ``;
+    if (!this.out.write(chunk)) {
+      try {
+        await Promise.race([once(this.out, `drain`), once(this.out, `close`)]);
+      } catch {
+        // `once` rejects on an `error` event: onError has recorded it.
+        this.closed = true;
+      }
+      if (this.isClosed)
+        throw new OutputClosed();
+    }
+  }
+
+  /** Flushes what is left. Safe to call when the reader has gone (then it just returns). */
+  async end(): Promise<void> {
+    try {
+      await this.flush();
+    } catch (err) {
+      if (!(err instanceof OutputClosed))
+        throw err;
+    } finally {
+      this.out.off(`error`, this.onError);
+      // Keep swallowing late EPIPEs from this stream: they are not errors for us.
+      this.out.on(`error`, () => {});
+    }
+  }
+
+  lastError(): NodeJS.ErrnoException | null {
+    return this.error;
+  }
+}
+
+/** Drains an async iterable of records into a writer, flushing at the end. */
+export async function writeAll(records: AsyncIterable<object>, writer: RecordWriter): Promise<void> {
+  for await (const record of records)
+    await writer.write(record);
+  await writer.end();
+}
