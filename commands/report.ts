@@ -1,18 +1,71 @@
-import {Command} from 'clipanion';
+import {Command, Option} from 'clipanion';
+import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
+import {ExitCode} from '../src/exitCodes.ts';
+import {makeHeader} from '../src/header.ts';
+import {OutputClosed} from '../src/ndjson.ts';
+import {REPORT_FORMATS, parseGroupBy, report, wantColour, type ReportFormat} from '../src/report/index.ts';
 import {BaseCommand} from './BaseCommand.ts';
+
+/** Record types report reads; they are checked against the schema, bad ones skipped with a message. */
+export const REPORT_INPUT_TYPES = [`verdict`, `map`, `mapstats`, `summary`, `netns`, `process`, `header`];
 
 export default class ReportCommand extends BaseCommand {
   static override paths = [[`report`]];
   static override usage = Command.Usage({
     description: `turn verdicts into the report a person reads (text, json, ndjson, markdown)`,
     details: `
-      Reads verdict, map and summary records and prints per-map fill and leak counts, leaked samples, and leaks grouped by cause. Exits 1 when leaks were found.
+      Reads verdict, map, mapstats, summary, netns and process records (in any order) and prints, per map, valid/total entries, leaked samples with their reason, race condition false positives filtered, the map's fill against max_entries (with a warning from 90%), then leaks grouped by cause.
+
+      \`--group-by\` picks the groupings (repeat it or separate with commas): ${`reason, dport, sport, daddr, saddr, netns, pid, comm, map, proto, family`}, or \`all\`.
+
+      Colour is used only when stdout is a terminal and NO_COLOR is not set. Exits 1 when leaks were found, 0 when none were. ${BaseCommand.stdinHint}
     `,
-    examples: [[`Report on a saved capture`, `$0 report < capture.ndjson`]],
+    examples: [
+      [`Report on a saved capture`, `$0 report < capture.ndjson`],
+      [`Re-judge a capture, then report`, `$0 validate < capture.ndjson | $0 report`],
+      [`Markdown for a support ticket, leaks by remote port and process`, `$0 report --format markdown --group-by dport,pid < capture.ndjson`],
+    ],
   });
 
-  protected async run(_tool: ToolContext): Promise<number> {
-    this.notBuilt(6);
+  format = Option.String(`--format`, `text`, {
+    description: `text (default), json (one document), ndjson (records), markdown`,
+    validator: t.isEnum(REPORT_FORMATS),
+  });
+  samples = Option.String(`--samples`, `10`, {
+    description: `Leaked entries shown per map (default 10); the "... and K more" line counts the rest`,
+    validator: t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]),
+  });
+  groupBy = Option.Array(`--group-by`, [], {description: `Group leaks by these fields (default: reason,dport,daddr,saddr,netns,pid,map)`});
+  files = Option.Rest({name: `file`});
+
+  protected async run(tool: ToolContext): Promise<number> {
+    const groupBy = parseGroupBy(this.groupBy);
+    const stdoutIsTTY = this.context.stdoutIsTTY
+      ?? Boolean((process.stdout as {isTTY?: boolean}).isTTY && this.context.stdout === process.stdout);
+    const result = await report(this.input(tool, this.files, REPORT_INPUT_TYPES), {
+      format: this.format as ReportFormat,
+      samples: Number(this.samples),
+      groupBy,
+      colour: wantColour(stdoutIsTTY, tool.env),
+      verbose: this.verbose > 0,
+      header: makeHeader(`report`, tool),
+    });
+    if (result.model.summary.verdicts === 0 && result.model.summary.mapsChecked === 0)
+      tool.log.warn(`no verdict or map records in the input: pipe map entries through \`validate\` first`);
+    await write(this.context.stdout, result.text);
+    return result.leaks > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
   }
+}
+
+async function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    stream.write(text, err => {
+      // A reader that left (`| head`) is a normal end.
+      if (err)
+        reject((err as NodeJS.ErrnoException).code === `EPIPE` || (err as NodeJS.ErrnoException).code === `ERR_STREAM_DESTROYED` ? new OutputClosed() : err);
+      else
+        resolve();
+    });
+  });
 }

@@ -1,0 +1,217 @@
+// Folds a stream of records into what the report prints, in bounded memory: per-map counters,
+// at most `samples` leaked verdicts per map, and group tables capped in size. Records may come
+// in any order (a verdict before its map record, process records after the verdicts): names,
+// commands and namespaces are resolved only when the report is built.
+import {findCatalogueMap, kernelName} from '../catalogue.ts';
+import type {
+  AnyRecord, ConnTupleKey, HeaderRecord, KeyKind, MapRecord, MapStatsRecord, NetnsRecord, ProcessRecord,
+  SummaryRecord, VerdictRecord,
+} from '../schema.ts';
+
+/** Fields leaks can be grouped by (`--group-by`). */
+export const GROUP_FIELDS = [`reason`, `dport`, `sport`, `daddr`, `saddr`, `netns`, `pid`, `comm`, `map`, `proto`, `family`] as const;
+export type GroupField = (typeof GROUP_FIELDS)[number];
+
+/** Printed when no --group-by is given. */
+export const DEFAULT_GROUPS: ReadonlyArray<GroupField> = [`reason`, `dport`, `daddr`, `saddr`, `netns`, `pid`, `map`];
+
+/** Distinct values kept per group table; past this, new values are counted as "other". */
+export const GROUP_CAP = 10_000;
+
+/** A map at or above this fill ratio gets a warning: USM starts dropping data when it is full. */
+export const NEAR_FULL = 0.9;
+
+export interface ReportOptions {
+  /** Leaked samples kept (and printed) per map. */
+  samples: number;
+  /** Group tables to build. */
+  groupBy: ReadonlyArray<GroupField>;
+}
+
+export interface MapTally {
+  mapId: number;
+  /** Catalogue name (full C name). */
+  map: string;
+  /** Kernel name (≤15 chars), for ordering as the original tool does. */
+  kernelName: string;
+  keyKind: KeyKind | null;
+  info: MapRecord | null;
+  stats: MapStatsRecord | null;
+  total: number;
+  alive: number;
+  leaked: number;
+  unknown: number;
+  resolved: number;
+  raceFiltered: number;
+  /** Count per `status:reason`. */
+  reasons: Map<string, number>;
+  samples: Array<VerdictRecord>;
+  /** PID maps: distinct tgids of leaked entries whose process is gone (capped at GROUP_CAP). */
+  deadPids: Set<number>;
+  deadPidsCapped: boolean;
+  /** PID maps: leaked entries whose thread is gone but whose process lives. */
+  threadsGone: number;
+  /** Latest summary seen (recheck's wins over validate's). */
+  summary: SummaryRecord | null;
+}
+
+export interface GroupTable {
+  field: GroupField;
+  counts: Map<string, number>;
+  /** Leaks whose value arrived after the table was full. */
+  other: number;
+  /** Leaks the field does not apply to (dport of a pid_tgid entry, ...). */
+  notApplicable: number;
+}
+
+export class ReportAggregator {
+  readonly maps = new Map<number, MapTally>();
+  readonly namespaces = new Map<number, NetnsRecord>();
+  readonly processes = new Map<number, {comm: string, state: string}>();
+  readonly groups: Array<GroupTable>;
+  headers: Array<HeaderRecord> = [];
+  verdicts = 0;
+  entries = 0;
+  /** Snapshots taken, for the "what was compared against" line. */
+  snapshots: Array<{of: string, complete: boolean}> = [];
+  private processesCapped = false;
+
+  constructor(readonly options: ReportOptions) {
+    this.groups = options.groupBy.map(field => ({field, counts: new Map(), other: 0, notApplicable: 0}));
+  }
+
+  add(record: AnyRecord): void {
+    switch (record.type) {
+      case `verdict`: this.addVerdict(record as unknown as VerdictRecord); break;
+      case `map`: this.tally((record as unknown as MapRecord).mapId, (record as unknown as MapRecord).catalogName).info = record as unknown as MapRecord; break;
+      case `mapstats`: this.tally((record as unknown as MapStatsRecord).mapId, (record as unknown as MapStatsRecord).map).stats = record as unknown as MapStatsRecord; break;
+      case `summary`: this.addSummary(record as unknown as SummaryRecord); break;
+      case `netns`: this.addNetns(record as unknown as NetnsRecord); break;
+      case `process`: this.addProcess(record as unknown as ProcessRecord); break;
+      case `header`: if (this.headers.length < 16) this.headers.push(record as unknown as HeaderRecord); break;
+      case `snapshot`: if (this.snapshots.length < 16) this.snapshots.push({of: String(record.of), complete: record.complete === true}); break;
+      case `entry`: this.entries += 1; break;
+      default: break;
+    }
+  }
+
+  private tally(mapId: number, map: string): MapTally {
+    let tally = this.maps.get(mapId);
+    if (!tally) {
+      const known = findCatalogueMap(map);
+      tally = {
+        mapId, map, kernelName: kernelName(map), keyKind: known?.keyKind ?? null, info: null, stats: null,
+        total: 0, alive: 0, leaked: 0, unknown: 0, resolved: 0, raceFiltered: 0, reasons: new Map(),
+        samples: [], deadPids: new Set(), deadPidsCapped: false, threadsGone: 0, summary: null,
+      };
+      this.maps.set(mapId, tally);
+    }
+    return tally;
+  }
+
+  private addVerdict(verdict: VerdictRecord): void {
+    this.verdicts += 1;
+    const tally = this.tally(verdict.mapId, verdict.map);
+    if (tally.keyKind === null && verdict.key)
+      tally.keyKind = verdict.key.kind;
+    tally.total += 1;
+    tally[verdict.status] += 1;
+    if (verdict.status === `alive` && verdict.reason === `race`)
+      tally.raceFiltered += 1;
+    const reasonKey = `${verdict.status}:${verdict.reason}`;
+    tally.reasons.set(reasonKey, (tally.reasons.get(reasonKey) ?? 0) + 1);
+    if (verdict.status !== `leaked`)
+      return;
+    if (tally.samples.length < this.options.samples)
+      tally.samples.push(verdict);
+    const key = verdict.key;
+    if (key?.kind === `pid_tgid`) {
+      if (verdict.reason === `thread_gone`) {
+        tally.threadsGone += 1;
+      } else if (tally.deadPids.size < GROUP_CAP) {
+        tally.deadPids.add(key.tgid);
+      } else if (!tally.deadPids.has(key.tgid)) {
+        tally.deadPidsCapped = true;
+      }
+    }
+    for (const group of this.groups)
+      this.count(group, groupValue(group.field, verdict));
+  }
+
+  private count(group: GroupTable, value: string | null): void {
+    if (value === null) {
+      group.notApplicable += 1;
+      return;
+    }
+    const seen = group.counts.get(value);
+    if (seen !== undefined)
+      group.counts.set(value, seen + 1);
+    else if (group.counts.size < GROUP_CAP)
+      group.counts.set(value, 1);
+    else
+      group.other += 1;
+  }
+
+  private addSummary(summary: SummaryRecord): void {
+    const tally = this.tally(summary.mapId, summary.map);
+    // recheck's summary is the later word on a map; never let validate's replace it.
+    if (tally.summary?.stage === `recheck` && summary.stage === `validate`)
+      return;
+    tally.summary = summary;
+  }
+
+  private addNetns(netns: NetnsRecord): void {
+    if (this.namespaces.size < GROUP_CAP || this.namespaces.has(netns.netnsInode))
+      this.namespaces.set(netns.netnsInode, netns);
+  }
+
+  private addProcess(process: ProcessRecord): void {
+    if (this.processes.size >= GROUP_CAP * 10 && !this.processes.has(process.pid)) {
+      this.processesCapped = true;
+      return;
+    }
+    this.processes.set(process.pid, {comm: process.comm, state: process.state});
+  }
+
+  get processTableCapped(): boolean {
+    return this.processesCapped;
+  }
+}
+
+/** The value a leaked verdict has for a group field; null when the field does not apply. */
+export function groupValue(field: GroupField, verdict: VerdictRecord): string | null {
+  const key = verdict.key;
+  const tuple: ConnTupleKey | null = key?.kind === `conn_tuple` ? key : null;
+  switch (field) {
+    case `reason`: return verdict.reason;
+    case `map`: return `${verdict.map}#${verdict.mapId}`;
+    case `dport`: return tuple ? String(tuple.dport) : null;
+    case `sport`: return tuple ? String(tuple.sport) : null;
+    case `daddr`: return tuple ? tuple.daddr : null;
+    case `saddr`: return tuple ? tuple.saddr : null;
+    case `proto`: return tuple ? tuple.proto : null;
+    case `family`: return tuple ? tuple.family : null;
+    case `netns`: return tuple ? String(tuple.netns) : null;
+    case `pid`: return ownerPid(verdict) === null ? null : String(ownerPid(verdict));
+    case `comm`: {
+      const pid = ownerPid(verdict);
+      if (pid === null)
+        return null;
+      // Resolved later from process records when the verdict does not carry it.
+      return verdict.owner?.comm ?? `pid:${pid}`;
+    }
+    default: return null;
+  }
+}
+
+/** The process behind an entry: the verdict's owner, else the tuple's pid or pid_tgid's tgid. */
+export function ownerPid(verdict: VerdictRecord): number | null {
+  if (verdict.owner)
+    return verdict.owner.pid;
+  const key = verdict.key;
+  if (key?.kind === `conn_tuple`)
+    return key.pid;
+  if (key?.kind === `pid_tgid`)
+    return key.tgid;
+  return null;
+}
