@@ -1,18 +1,61 @@
-import {Command} from 'clipanion';
+import {Command, Option} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
+import {UsageFault} from '../src/errors.ts';
+import {ExitCode} from '../src/exitCodes.ts';
+import {readInputs} from '../src/ndjson.ts';
+import {validate} from '../src/validate/index.ts';
 import {BaseCommand} from './BaseCommand.ts';
+
+/** Record types validate checks against the schema on input: the ones it reads fields of. */
+export const VALIDATE_CHECKED_TYPES = [`map`, `entry`, `netns`, `socket`, `process`, `snapshot`];
 
 export default class ValidateCommand extends BaseCommand {
   static override paths = [[`validate`]];
   static override usage = Command.Usage({
     description: `give every map entry a verdict (leaked, alive, unknown) against the snapshots`,
     details: `
-      Reads entry and snapshot records and writes one \`verdict\` record per entry, then one \`summary\` record per map.
+      Reads entry records (from \`dump-maps\`) and snapshot records (from \`snapshot-conns\` and \`snapshot-pids\`), in any order, and writes one \`verdict\` record per entry, then one \`summary\` record per map. Records it does not consume pass through, so \`cat a b | validate\` composes.
+
+      When the snapshots come first (or from \`--snapshot\` files, or live with \`--live\`), entries are judged as they stream in. Entries that arrive before the snapshots are held in memory until the snapshots are in or the input ends. With no snapshot records at all, validate takes live snapshots itself (of \`--proc-root\`).
+
+      Exit code 1 when a leaked verdict was written. ${BaseCommand.stdinHint}
     `,
-    examples: [[`Validate a live dump`, `$0 dump-maps | $0 validate`]],
+    examples: [
+      [`Validate a live dump against live snapshots`, `$0 dump-maps | $0 validate`],
+      [`Validate recorded stages`, `cat conns.ndjson pids.ndjson entries.ndjson | $0 validate`],
+      [`Snapshots from files, entries on stdin`, `$0 dump-maps | $0 validate --snapshot conns.ndjson --snapshot pids.ndjson`],
+    ],
   });
 
-  protected async run(_tool: ToolContext): Promise<number> {
-    this.notBuilt(5);
+  snapshotFiles = Option.Array(`--snapshot`, [], {description: `Read snapshot records from FILE first (repeatable); the input's own snapshot records are then ignored`});
+  live = Option.Boolean(`--live`, {description: `Take live snapshots first and stream (ignores snapshot records in the input); --no-live never looks at this host`});
+  procRoot = Option.String(`--proc-root`, {description: `Root of the proc filesystem for live snapshots (default: /proc)`});
+  files = Option.Rest({name: `file`});
+
+  protected override toolContext(): ToolContext {
+    const tool = super.toolContext();
+    if (this.procRoot !== undefined)
+      tool.procRoot = this.procRoot;
+    return tool;
+  }
+
+  protected async run(tool: ToolContext): Promise<number> {
+    if (this.live === true && this.snapshotFiles.length > 0)
+      throw new UsageFault(`--live and --snapshot both say where the snapshots come from: give one`);
+    const onProblem = (message: string) => tool.log.warn(message);
+    const check = new Set(VALIDATE_CHECKED_TYPES);
+    const snapshots = this.snapshotFiles.length > 0 ? readInputs(this.snapshotFiles, this.context.stdin, {onProblem, check}) : undefined;
+    const input = this.input(tool, this.files, VALIDATE_CHECKED_TYPES);
+    let leaked = false;
+    const live = this.live === undefined ? `auto` : this.live ? `always` : `never`;
+    const records = validate(tool, input, {snapshots, live});
+    await this.emit(`validate`, tool, (async function* () {
+      for await (const record of records) {
+        if (record.type === `verdict` && record.status === `leaked`)
+          leaked = true;
+        yield record;
+      }
+    })());
+    return leaked ? ExitCode.LeaksFound : ExitCode.Ok;
   }
 }

@@ -1,0 +1,195 @@
+// validate: one verdict for every map entry, judged against a snapshot of sockets and processes.
+//
+// Streams when the snapshots come first (or from --snapshot files, or live with --live): each
+// entry is judged as it arrives. Entries that arrive before both snapshot closers (`snapshot` of
+// conns and of pids) are held in memory until those arrive or the input ends; with no snapshot
+// records at all the stage then takes live snapshots itself.
+import type {ToolContext} from '../context.ts';
+import {SCHEMA_VERSION, type AnyRecord, type EntryRecord, type MapRecord, type SummaryRecord, type VerdictRecord} from '../schema.ts';
+import {judgeEntry} from './rules.ts';
+import {SNAPSHOT_RECORD_TYPES, SnapshotIndex} from './snapshotIndex.ts';
+
+export interface ValidateOptions {
+  /** Snapshot records read before the input (`--snapshot FILE`); other record types there are ignored. */
+  snapshots?: AsyncIterable<AnyRecord>;
+  /** `auto` (default): live snapshots only when no snapshot record arrives at all; `always`: take them first and ignore any in the input; `never`. */
+  live?: `auto` | `always` | `never`;
+  /** Where the live snapshots come from (tests, scan); defaults to snapshot-conns and snapshot-pids. */
+  takeSnapshots?: (ctx: ToolContext) => AsyncIterable<AnyRecord>;
+}
+
+/** Snapshot records small enough to pass on (report counts namespaces); sockets and processes stay here. */
+const PASSED_SNAPSHOT_TYPES: ReadonlySet<string> = new Set([`netns`, `snapshot`]);
+
+export class MapTally {
+  total = 0;
+  alive = 0;
+  leaked = 0;
+  unknown = 0;
+  resolved = 0;
+  raceFiltered = 0;
+
+  constructor(readonly mapId: number, public map: string) {}
+
+  count(status: VerdictRecord[`status`]): void {
+    this.total += 1;
+    this[status] += 1;
+  }
+
+  summary(stage: `validate` | `recheck`): SummaryRecord {
+    return {
+      type: `summary`, v: SCHEMA_VERSION, stage, mapId: this.mapId, map: this.map, total: this.total,
+      alive: this.alive, leaked: this.leaked, unknown: this.unknown, resolved: this.resolved, raceFiltered: this.raceFiltered,
+    };
+  }
+}
+
+/** Per-map tallies in order of first appearance. */
+export class Tallies {
+  private readonly byId = new Map<number, MapTally>();
+
+  get(mapId: number, map: string): MapTally {
+    let tally = this.byId.get(mapId);
+    if (tally === undefined) {
+      tally = new MapTally(mapId, map);
+      this.byId.set(mapId, tally);
+    }
+    return tally;
+  }
+
+  *summaries(stage: `validate` | `recheck`): Generator<SummaryRecord> {
+    for (const tally of this.byId.values())
+      yield tally.summary(stage);
+  }
+}
+
+/** Builds the verdict record for an entry (checks: 1). */
+export function makeVerdict(entry: EntryRecord, index: SnapshotIndex, mapProblem: string | undefined): VerdictRecord {
+  const judgement = judgeEntry(entry, index, mapProblem);
+  const verdict: VerdictRecord = {
+    type: `verdict`, v: SCHEMA_VERSION, mapId: entry.mapId, map: entry.map, keyHex: entry.keyHex,
+    key: entry.key ?? null, status: judgement.status, reason: judgement.reason, checks: 1,
+  };
+  if (entry.valueHex !== undefined)
+    verdict.valueHex = entry.valueHex;
+  if (judgement.match !== undefined)
+    verdict.match = judgement.match;
+  if (judgement.owner !== undefined)
+    verdict.owner = judgement.owner;
+  return verdict;
+}
+
+export async function* liveSnapshots(ctx: ToolContext): AsyncGenerator<AnyRecord> {
+  // TODO(issue 5): static imports once src/snapshot/{conns,pids}.ts have landed.
+  const conns = `../snapshot/conns.ts`;
+  const pids = `../snapshot/pids.ts`;
+  const [{snapshotConns}, {snapshotPids}] = await Promise.all([import(conns), import(pids)]);
+  yield* snapshotConns(ctx, {}) as AsyncIterable<AnyRecord>;
+  yield* snapshotPids(ctx, {}) as AsyncIterable<AnyRecord>;
+}
+
+export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord>, options: ValidateOptions = {}): AsyncGenerator<AnyRecord> {
+  const index = new SnapshotIndex();
+  const tallies = new Tallies();
+  const mapProblems = new Map<number, string>();
+  const live = options.live ?? `auto`;
+  const takeSnapshots = options.takeSnapshots ?? liveSnapshots;
+  let ready = false;
+  let ignoredSnapshotRecords = 0;
+
+  /** Feeds snapshot records to the index; yields the ones passed on. */
+  async function* load(records: AsyncIterable<AnyRecord>, source: string): AsyncGenerator<AnyRecord> {
+    let others = 0;
+    for await (const record of records) {
+      if (index.add(record)) {
+        if (PASSED_SNAPSHOT_TYPES.has(record.type))
+          yield record;
+      } else if (record.type !== `header`) {
+        others += 1;
+      }
+    }
+    if (others > 0)
+      ctx.log.warn(`${source}: ignored ${others} record(s) that are not snapshot records (netns, socket, process, snapshot)`);
+  }
+
+  if (live === `always`) {
+    yield* load(takeSnapshots(ctx), `live snapshot`);
+    ready = true;
+  } else if (options.snapshots !== undefined) {
+    yield* load(options.snapshots, `--snapshot`);
+    ready = true;
+  }
+
+  const held: Array<EntryRecord> = [];
+  const missingWarned = new Set<string>();
+  const judge = (entry: EntryRecord): VerdictRecord => {
+    const verdict = makeVerdict(entry, index, mapProblems.get(entry.mapId));
+    if (verdict.reason === `no_snapshot` && !missingWarned.has(entry.key!.kind)) {
+      missingWarned.add(entry.key!.kind);
+      const stage = entry.key!.kind === `pid_tgid` ? `snapshot-pids` : `snapshot-conns`;
+      ctx.log.warn(`validate: no ${stage} records in the input: ${entry.key!.kind} entries are judged unknown (no_snapshot)`);
+    }
+    tallies.get(entry.mapId, entry.map).count(verdict.status);
+    return verdict;
+  };
+
+  for await (const record of input) {
+    switch (record.type) {
+      case `entry`: {
+        const entry = record as unknown as EntryRecord;
+        if (ready)
+          yield judge(entry);
+        else
+          held.push(entry);
+        break;
+      }
+      case `netns`:
+      case `socket`:
+      case `process`:
+      case `snapshot`:
+        if (ready) {
+          // The index is in use: changing it now would judge entries against two different states.
+          ignoredSnapshotRecords += 1;
+          break;
+        }
+        index.add(record);
+        if (PASSED_SNAPSHOT_TYPES.has(record.type))
+          yield record;
+        if (index.isComplete) {
+          ready = true;
+          ctx.log.debug(`validate: snapshots complete; judging ${held.length} held entries`);
+          for (const entry of held)
+            yield judge(entry);
+          held.length = 0;
+        }
+        break;
+      case `map`: {
+        const map = record as unknown as MapRecord;
+        if (typeof map.problem === `string`)
+          mapProblems.set(map.mapId, map.problem);
+        if (typeof map.mapId === `number`)
+          tallies.get(map.mapId, map.catalogName ?? map.name);
+        yield record;
+        break;
+      }
+      default:
+        yield record;
+    }
+  }
+
+  if (!ready) {
+    if (!index.hasConns && !index.hasPids && live === `auto` && held.length > 0) {
+      ctx.log.info(`validate: the input has no snapshot records; taking live snapshots (procRoot ${ctx.procRoot})`);
+      yield* load(takeSnapshots(ctx), `live snapshot`);
+    }
+    ready = true;
+    for (const entry of held)
+      yield judge(entry);
+    held.length = 0;
+  }
+  if (ignoredSnapshotRecords > 0)
+    ctx.log.warn(`validate: ignored ${ignoredSnapshotRecords} snapshot record(s) that arrived after entries were already judged against an earlier snapshot`);
+  yield* tallies.summaries(`validate`);
+}
+
+export {SnapshotIndex, SNAPSHOT_RECORD_TYPES};

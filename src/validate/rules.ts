@@ -1,0 +1,167 @@
+// The rules that turn one map entry plus a snapshot into a verdict. README "Verdict reasons"
+// documents each outcome; the tests in test/validate-rules.test.ts pin every rule down.
+import {isWildcard} from '../addr.ts';
+import type {ConnTupleKey, EntryRecord, Match, PidTgidKey, ProcessRecord, Reason, SocketRecord, VerdictStatus} from '../schema.ts';
+import {bindKey, connKey, foldMapped, type SnapshotIndex} from './snapshotIndex.ts';
+
+export type Owner = {pid: number, comm: string | null};
+
+export interface Judgement {
+  status: VerdictStatus;
+  reason: Reason;
+  match?: Match;
+  owner?: Owner;
+}
+
+/** Judges one entry. `mapProblem` is the `problem` of its map record, when it has one. */
+export function judgeEntry(entry: EntryRecord, index: SnapshotIndex, mapProblem?: string): Judgement {
+  if (mapProblem !== undefined)
+    return {status: `unknown`, reason: `map_problem`};
+  const key = entry.key;
+  if (key === null || key === undefined)
+    return {status: `unknown`, reason: `undecodable_key`};
+  if (key.kind === `pid_tgid`)
+    return judgePidTgid(key, index);
+  return judgeTuple(key, index);
+}
+
+// Scratch for the socket searches: one object reused across entries instead of one per lookup.
+const found = {socket: null as SocketRecord | null, elsewhere: null as SocketRecord | null};
+
+/** Looks `key` up; a socket in `netns` (any namespace when 0) lands in found.socket, one elsewhere in found.elsewhere. */
+function search(index: Map<string, Array<SocketRecord>>, key: string, netns: number): boolean {
+  const list = index.get(key);
+  if (list === undefined)
+    return false;
+  for (let i = 0; i < list.length; i++) {
+    const socket = list[i];
+    if (netns === 0 || socket.netnsInode === netns) {
+      found.socket = socket;
+      return true;
+    }
+    found.elsewhere ??= socket;
+  }
+  return false;
+}
+
+/** Wildcard addresses a socket could listen on and still take traffic for `address`. */
+function wildcardsFor(address: string): ReadonlyArray<string> {
+  // A `::` socket is dual-stack unless IPV6_V6ONLY (which /proc does not show): it takes IPv4 too.
+  return address.includes(`:`) ? V6_WILDCARDS : V4_WILDCARDS;
+}
+const V4_WILDCARDS = [`0.0.0.0`, `::`];
+const V6_WILDCARDS = [`::`];
+
+function searchBound(index: SnapshotIndex, proto: string, address: string, port: number, netns: number): Reason | null {
+  if (search(index.bound, bindKey(proto, address, port), netns))
+    return proto === `tcp` ? `listening` : `bound`;
+  for (const wildcard of wildcardsFor(address)) {
+    if (wildcard !== address && search(index.bound, bindKey(proto, wildcard, port), netns))
+      return proto === `tcp` ? `listening_wildcard` : `bound`;
+  }
+  return null;
+}
+
+/** Finds the socket behind a tuple, in either direction; returns the alive reason or null. */
+function findSocket(index: SnapshotIndex, key: ConnTupleKey, saddr: string, daddr: string, netns: number, listener: boolean): Reason | null {
+  const proto = key.proto;
+  if (listener)
+    return searchBound(index, proto, saddr, key.sport, netns);
+  // Maps keep tuples client→server (normalised) or in packet direction; /proc lists local→remote.
+  if (search(index.connections, connKey(proto, saddr, key.sport, daddr, key.dport), netns)
+    || search(index.connections, connKey(proto, daddr, key.dport, saddr, key.sport), netns))
+    return `established`;
+  // An unconnected UDP socket takes datagrams from anyone: the tuple's local side may be either end.
+  if (proto === `udp`)
+    return searchBound(index, proto, saddr, key.sport, netns) ?? searchBound(index, proto, daddr, key.dport, netns);
+  return null;
+}
+
+export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
+  const owner = key.pid === 0 ? undefined : ownerOf(index, key.pid);
+  if (!index.hasConns)
+    return {status: `unknown`, reason: `no_snapshot`, owner};
+  const saddr = foldMapped(key.saddr);
+  const daddr = foldMapped(key.daddr);
+  const listener = key.dport === 0 && isWildcard(daddr);
+  const netns = key.netns;
+  found.socket = null;
+  found.elsewhere = null;
+  const alive = findSocket(index, key, saddr, daddr, netns, listener);
+  if (alive !== null)
+    return {status: `alive`, reason: alive, match: socketMatch(found.socket!), owner};
+  const elsewhere = found.elsewhere === null ? undefined : socketMatch(found.elsewhere);
+  if (netns === 0) {
+    // A miss counts only if every namespace could be read.
+    if (index.incompleteNamespaces > 0 || index.conns?.complete === false)
+      return {status: `unknown`, reason: `namespace_unreadable`, owner};
+    return {status: `leaked`, reason: listener ? `no_listener` : `no_connection_any_namespace`, owner};
+  }
+  const namespace = index.namespaces.get(netns);
+  if (namespace === undefined) {
+    if (index.conns?.complete === false)
+      return {status: `unknown`, reason: `namespace_unreadable`, owner};
+    return {status: `leaked`, reason: `unknown_namespace`, match: elsewhere, owner};
+  }
+  if (!namespace.complete)
+    return {status: `unknown`, reason: `namespace_unreadable`, match: elsewhere, owner};
+  if (elsewhere !== undefined)
+    return {status: `leaked`, reason: `wrong_namespace`, match: elsewhere, owner};
+  return {status: `leaked`, reason: listener ? `no_listener` : `no_connection`, owner};
+}
+
+function socketMatch(socket: SocketRecord): Match {
+  return {
+    netnsInode: socket.netnsInode,
+    socket: {
+      proto: socket.proto, laddr: socket.laddr, lport: socket.lport, raddr: socket.raddr, rport: socket.rport,
+      state: socket.state, inode: socket.inode,
+    },
+  };
+}
+
+function ownerOf(index: SnapshotIndex, pid: number): Owner {
+  return {pid, comm: index.processes.get(pid)?.comm ?? null};
+}
+
+// Threads of big processes, as sets: a JVM with 2000 threads and 60k entries must not be 60k scans.
+const threadSets = new WeakMap<ProcessRecord, Set<number>>();
+
+function hasThread(process: ProcessRecord, tid: number): boolean {
+  const tids = process.tids;
+  if (tids.length <= 16)
+    return tids.includes(tid);
+  let set = threadSets.get(process);
+  if (set === undefined) {
+    set = new Set(tids);
+    threadSets.set(process, set);
+  }
+  return set.has(tid);
+}
+
+export function judgePidTgid(key: PidTgidKey, index: SnapshotIndex): Judgement {
+  if (!index.hasPids)
+    return {status: `unknown`, reason: `no_snapshot`, owner: {pid: key.tgid, comm: null}};
+  const process = index.processes.get(key.tgid);
+  // `X` (dead) is only ever seen mid-teardown: as gone as a missing pid.
+  if (process === undefined || process.state === `X`)
+    return {status: `leaked`, reason: `process_gone`, owner: {pid: key.tgid, comm: null}};
+  const owner = {pid: key.tgid, comm: process.comm};
+  const match: Match = {process: {pid: process.pid, comm: process.comm, state: process.state}};
+  if (process.state === `Z`) {
+    // The stat state is the leader's. A leader that called pthread_exit is `Z` while its other
+    // threads run on: the process is alive then, only the leader's own thread is gone.
+    const othersAlive = process.tids.some(tid => tid !== process.pid);
+    if (!othersAlive)
+      return {status: `leaked`, reason: `zombie`, match, owner};
+    if (key.tid === process.pid || !hasThread(process, key.tid))
+      return {status: `leaked`, reason: `thread_gone`, match, owner};
+    return {status: `alive`, reason: `thread_alive`, match, owner};
+  }
+  // No thread list (task/ unreadable): the process is all we can vouch for.
+  if (process.tids.length === 0)
+    return {status: `alive`, reason: `process_alive`, match, owner};
+  if (!hasThread(process, key.tid))
+    return {status: `leaked`, reason: `thread_gone`, match, owner};
+  return {status: `alive`, reason: `thread_alive`, match, owner};
+}
