@@ -1,5 +1,8 @@
-import {Command} from 'clipanion';
+import {Command, Option} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
+import {UsageFault} from '../src/errors.ts';
+import {ExitCode} from '../src/exitCodes.ts';
+import {snapshotConns} from '../src/snapshot/conns.ts';
 import {BaseCommand} from './BaseCommand.ts';
 
 export default class SnapshotConnsCommand extends BaseCommand {
@@ -7,12 +10,27 @@ export default class SnapshotConnsCommand extends BaseCommand {
   static override usage = Command.Usage({
     description: `record every network namespace and its TCP/UDP sockets as NDJSON`,
     details: `
-      Discovers every network namespace (from processes and from bind mounts such as /run/netns) and writes one \`netns\` record per namespace and one \`socket\` record per TCP/UDP socket in it.
+      Discovers every network namespace (from the ns/net link of every process, and from bind mounts such as /run/netns/NAME listed in mountinfo) and writes one \`netns\` record per namespace, one \`socket\` record per TCP/UDP socket in it, and a closing \`snapshot\` record.
+
+      Each namespace's tcp, tcp6, udp and udp6 tables are read once, through /proc/PID/net of one of its processes (the next process is tried when one vanishes or cannot be read), or with \`nsenter --net=PATH\` for a namespace no process is in. IPv4-mapped rows of tcp6/udp6 (dual-stack sockets) are folded to IPv4, as the eBPF side does.
+
+      \`--proc-root\` reads another proc tree: \`/host/proc\` in a container, or a fixture tree. \`--from\` reads a capture directory (its proc/ and netns/) instead of the live system.
     `,
-    examples: [[`Snapshot the live sockets`, `$0 snapshot-conns > conns.ndjson`]],
+    examples: [
+      [`Snapshot the live sockets`, `$0 snapshot-conns > conns.ndjson`],
+      [`From inside a container with the host's /proc mounted`, `$0 snapshot-conns --proc-root /host/proc`],
+      [`From a capture made earlier`, `$0 snapshot-conns --from capture/`],
+    ],
   });
 
-  protected async run(_tool: ToolContext): Promise<number> {
-    this.notBuilt(4);
+  procRoot = Option.String(`--proc-root`, {description: `Proc filesystem to read (default: /proc)`});
+  from = Option.String(`--from`, {description: `Read a capture directory (proc/, netns/) instead of the live system`});
+
+  protected async run(tool: ToolContext): Promise<number> {
+    if (this.procRoot !== undefined && this.from !== undefined)
+      throw new UsageFault(`--proc-root and --from cannot be used together (a capture has its own proc/)`);
+    const ctx = this.procRoot !== undefined ? {...tool, procRoot: this.procRoot} : tool;
+    await this.emit(`snapshot-conns`, ctx, snapshotConns(ctx, {from: this.from}));
+    return ExitCode.Ok;
   }
 }

@@ -1,5 +1,8 @@
-import {Command} from 'clipanion';
+import {Command, Option} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
+import {UsageFault} from '../src/errors.ts';
+import {ExitCode} from '../src/exitCodes.ts';
+import {snapshotPids} from '../src/snapshot/pids.ts';
 import {BaseCommand} from './BaseCommand.ts';
 
 export default class SnapshotPidsCommand extends BaseCommand {
@@ -7,12 +10,25 @@ export default class SnapshotPidsCommand extends BaseCommand {
   static override usage = Command.Usage({
     description: `record every process and its threads as NDJSON`,
     details: `
-      Writes one \`process\` record per process: pid, thread ids, state, start time, command name and network namespace.
+      Writes one \`process\` record per process (pid, thread ids from /proc/PID/task, state, start time in clock ticks after boot, command name, network namespace inode) and a closing \`snapshot\` record. Processes and threads that exit while being read are simply absent. Zombies are listed with state \`Z\` and a null namespace.
+
+      \`--proc-root\` reads another proc tree (\`/host/proc\` in a container, or a fixture tree); \`--from\` reads a capture directory's proc/.
     `,
-    examples: [[`Snapshot the live processes`, `$0 snapshot-pids > pids.ndjson`]],
+    examples: [
+      [`Snapshot the live processes`, `$0 snapshot-pids > pids.ndjson`],
+      [`From inside a container with the host's /proc mounted`, `$0 snapshot-pids --proc-root /host/proc`],
+      [`From a capture made earlier`, `$0 snapshot-pids --from capture/`],
+    ],
   });
 
-  protected async run(_tool: ToolContext): Promise<number> {
-    this.notBuilt(4);
+  procRoot = Option.String(`--proc-root`, {description: `Proc filesystem to read (default: /proc)`});
+  from = Option.String(`--from`, {description: `Read a capture directory (proc/, netns/) instead of the live system`});
+
+  protected async run(tool: ToolContext): Promise<number> {
+    if (this.procRoot !== undefined && this.from !== undefined)
+      throw new UsageFault(`--proc-root and --from cannot be used together (a capture has its own proc/)`);
+    const ctx = this.procRoot !== undefined ? {...tool, procRoot: this.procRoot} : tool;
+    await this.emit(`snapshot-pids`, ctx, snapshotPids(ctx, {from: this.from}));
+    return ExitCode.Ok;
   }
 }

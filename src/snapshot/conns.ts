@@ -1,0 +1,425 @@
+// snapshot-conns: every network namespace on the host and the TCP/UDP sockets in each, read
+// once per namespace.
+//
+// Namespaces come from two places: the ns/net link of every process, and bind mounts listed in
+// mountinfo (namespaces no process is in, such as `ip netns add` ones, which the original tool
+// missed: B5). A namespace's tables are read through /proc/PID/net of one of its processes; when
+// that process vanishes or its files cannot be read, the next one is tried (B2). A namespace with
+// no readable process is entered with `nsenter --net=PATH`. With `--from CAPTURE`, the capture's
+// proc/ tree stands in for /proc and netns/<INODE>/ for the nsenter reads.
+import {readdir, readFile, stat} from 'node:fs/promises';
+import type {ToolContext} from '../context.ts';
+import {errorMessage} from '../errors.ts';
+import {SCHEMA_VERSION, type NetnsRecord, type SnapshotRecord, type SocketRecord} from '../schema.ts';
+import {parseNetTable, TABLES, type TableSpec} from './nettable.ts';
+import {mapOrdered} from './ordered.ts';
+import {parseNetnsMounts} from './mountinfo.ts';
+import {errnoOf, isVanished, listPids, numericNames, readNetnsLink} from './procfs.ts';
+
+export interface SnapshotConnsOptions {
+  /** A capture directory (its proc/ and netns/) instead of the live system. */
+  from?: string;
+  /** Namespaces read at the same time. */
+  concurrency?: number;
+}
+
+/** How many pids a netns record lists. */
+const PIDS_LISTED = 8;
+/** Once a process gave some but not all tables, how many more processes to try. */
+const EXTRA_TRIES = 3;
+const NSENTER_TIMEOUT_MS = 15_000;
+/** How many processes with a refused ns/net link get their tables read to place them. */
+const REFUSED_READ = 256;
+
+interface Namespace {
+  netnsInode: number;
+  /** Every process found in it, ascending. */
+  pids: Array<number>;
+  /** Bind-mount paths (mount points, or the capture's `paths` file). */
+  paths: Array<string>;
+  /** Paths that opened as this namespace, for nsenter (live runs). */
+  enterPaths: Array<string>;
+  /** netns/<INODE>/ of a capture. */
+  captureDir: string | null;
+  foundByMount: boolean;
+  problems: Array<string>;
+}
+
+/** One way of reading a namespace's four tables; `texts[i]` is null when TABLES[i] failed. */
+interface TableRead {
+  via: string;
+  /** How to name a table's file in messages. */
+  fileOf: (table: TableSpec) => string;
+  texts: Array<string | null>;
+  failures: Array<string>;
+}
+
+export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOptions = {}): AsyncGenerator<NetnsRecord | SocketRecord | SnapshotRecord> {
+  const startedMs = ctx.clock.now();
+  const procRoot = options.from !== undefined ? `${options.from}/proc` : ctx.procRoot;
+  let complete = true;
+  const namespaces = new Map<number, Namespace>();
+  const namespaceOf = (netnsInode: number): Namespace => {
+    let ns = namespaces.get(netnsInode);
+    if (!ns) {
+      ns = {netnsInode, pids: [], paths: [], enterPaths: [], captureDir: null, foundByMount: false, problems: []};
+      namespaces.set(netnsInode, ns);
+    }
+    return ns;
+  };
+
+  // 1. Every process's namespace.
+  const pids = await listPids(procRoot);
+  const refused: Array<{pid: number, error: string}> = [];
+  for await (const [pid, link] of mapOrdered(pids, 64, async pid => [pid, await readNetnsLink(procRoot, pid)] as const)) {
+    if (`inode` in link)
+      namespaceOf(link.inode).pids.push(pid);
+    else if (`error` in link)
+      refused.push({pid, error: link.error});
+  }
+  // Some sandboxes refuse even root the ns/net link of pid 1 (it is not dumpable) while its
+  // net/ tables stay readable. Socket inodes are unique host-wide, so the namespace whose tables
+  // list the same socket inodes is that process's namespace.
+  const refusedSockets = await socketInodesOf(procRoot, refused.slice(0, REFUSED_READ).map(({pid}) => pid));
+  // 2. Namespaces held by bind mounts (live), or recorded by the capture.
+  if (options.from !== undefined)
+    await addCaptureNamespaces(ctx, `${options.from}/netns`, namespaceOf);
+  else
+    await addMountedNamespaces(ctx, procRoot, namespaceOf);
+
+  if (namespaces.size === 0)
+    ctx.log.warn(`no network namespace found under ${procRoot}`);
+
+  // 3. Read each namespace's tables once, a few namespaces at a time, output in inode order.
+  let count = 0;
+  const ordered = [...namespaces.values()].sort((a, b) => a.netnsInode - b.netnsInode);
+  const placed = new Set<number>();
+  const reads = mapOrdered(ordered, options.concurrency ?? 8, ns => readNamespace(ctx, procRoot, ns, refusedSockets));
+  for await (const {record, sockets, matchedPids} of reads) {
+    for (const pid of matchedPids)
+      placed.add(pid);
+    if (!record.complete)
+      complete = false;
+    yield record;
+    for (const socket of sockets)
+      yield socket;
+    count += sockets.length;
+  }
+
+  const unplaced = refused.filter(({pid}, i) => i >= REFUSED_READ || (refusedSockets.toPlace.has(pid) && !placed.has(pid)));
+  if (unplaced.length > 0) {
+    // A namespace only these processes are in, with sockets in it, is missing.
+    complete = false;
+    ctx.log.warn(`cannot read ns/net of ${unplaced.length} process(es) under ${procRoot} and cannot place their sockets in a known namespace: ${unplaced.slice(0, 5).map(({pid, error}) => `${pid} (${error})`).join(`, `)}${unplaced.length > 5 ? `, ...` : ``}`);
+  }
+
+  yield {
+    type: `snapshot`,
+    v: SCHEMA_VERSION,
+    of: `conns`,
+    procRoot: options.from ?? procRoot,
+    time: new Date(startedMs).toISOString(),
+    timeMs: startedMs,
+    count,
+    complete,
+  };
+}
+
+/**
+ * Bind-mounted namespaces from mountinfo. `<procRoot>/1/mountinfo` is the host's mount table
+ * when the proc root is the host's (`--proc-root /host/proc` in a container: `self` there would
+ * be our own, containerised, mount table); `<procRoot>/self/mountinfo` adds mounts only our own
+ * mount namespace has. Each mount is opened as its mount point, or else through
+ * `<procRoot>/1/root<mount point>` (the host's view from inside a container), and kept only
+ * when it really is that namespace.
+ */
+async function addMountedNamespaces(ctx: ToolContext, procRoot: string, namespaceOf: (inode: number) => Namespace): Promise<void> {
+  const seen = new Set<string>();
+  for (const source of [`${procRoot}/1/mountinfo`, `${procRoot}/self/mountinfo`]) {
+    let text: string;
+    try {
+      text = await readFile(source, `utf8`);
+    } catch (err) {
+      ctx.log.debug(`cannot read ${source}: ${errnoOf(err)}`);
+      continue;
+    }
+    for (const mount of parseNetnsMounts(text)) {
+      const key = `${mount.netnsInode} ${mount.mountPoint}`;
+      if (seen.has(key))
+        continue;
+      seen.add(key);
+      const ns = namespaceOf(mount.netnsInode);
+      ns.foundByMount = true;
+      if (!ns.paths.includes(mount.mountPoint))
+        ns.paths.push(mount.mountPoint);
+      const tried: Array<string> = [];
+      for (const candidate of [mount.mountPoint, `${procRoot}/1/root${mount.mountPoint}`]) {
+        try {
+          const info = await stat(candidate);
+          if (info.ino === mount.netnsInode) {
+            if (!ns.enterPaths.includes(candidate))
+              ns.enterPaths.push(candidate);
+            tried.length = 0;
+            break;
+          }
+          tried.push(`${candidate} is inode ${info.ino}`);
+        } catch (err) {
+          tried.push(`${candidate}: ${errnoOf(err)}`);
+        }
+      }
+      if (tried.length > 0)
+        ns.problems.push(`bind mount ${mount.mountPoint} cannot be opened (${tried.join(`; `)})`);
+    }
+  }
+}
+
+/** A capture's netns/<INODE>/ directories: namespaces the capture read through nsenter. */
+async function addCaptureNamespaces(ctx: ToolContext, dir: string, namespaceOf: (inode: number) => Namespace): Promise<void> {
+  let names: Array<string>;
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    ctx.log.debug(`no process-less namespaces in the capture (${dir}: ${errnoOf(err)})`);
+    return;
+  }
+  for (const inode of numericNames(names)) {
+    const ns = namespaceOf(inode);
+    ns.captureDir = `${dir}/${inode}`;
+    try {
+      const paths = (await readFile(`${ns.captureDir}/paths`, `utf8`)).split(`\n`).map(line => line.trim()).filter(line => line.length > 0);
+      for (const path of paths) {
+        if (!ns.paths.includes(path))
+          ns.paths.push(path);
+      }
+      ns.foundByMount ||= paths.length > 0;
+    } catch (err) {
+      ctx.log.debug(`${ns.captureDir}/paths: ${errnoOf(err)}`);
+    }
+  }
+}
+
+interface RefusedSockets {
+  /** Socket inode → the refused processes whose tables list it. */
+  owners: Map<number, Array<number>>;
+  /** Refused processes that have sockets (or unreadable tables): they must be placed. */
+  toPlace: Set<number>;
+}
+
+/** The socket inodes in the tables of processes whose ns/net link was refused. */
+async function socketInodesOf(procRoot: string, pids: Array<number>): Promise<RefusedSockets> {
+  const refused: RefusedSockets = {owners: new Map(), toPlace: new Set()};
+  for await (const [pid, read] of mapOrdered(pids, 16, async pid => [pid, await readThroughPid(procRoot, pid, null)] as const)) {
+    if (read === null)
+      continue;
+    if (read.failures.length > 0)
+      refused.toPlace.add(pid);
+    TABLES.forEach((table, i) => {
+      const text = read.texts[i];
+      if (text === null)
+        return;
+      parseNetTable(text, table, 0, socket => {
+        refused.toPlace.add(pid);
+        if (socket.inode === 0)
+          return;
+        const owners = refused.owners.get(socket.inode);
+        if (owners)
+          owners.push(pid);
+        else
+          refused.owners.set(socket.inode, [pid]);
+      });
+    });
+  }
+  return refused;
+}
+
+async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, refused: RefusedSockets): Promise<{record: NetnsRecord, sockets: Array<SocketRecord>, matchedPids: Array<number>}> {
+  const problems = [...ns.problems];
+  let best: TableRead | null = null;
+  const better = (read: TableRead) => {
+    if (!best || read.texts.filter(text => text !== null).length > best.texts.filter(text => text !== null).length)
+      best = read;
+  };
+  let vanished = 0;
+  let partialTries = 0;
+  for (const pid of ns.pids) {
+    if (best !== null && ++partialTries > EXTRA_TRIES)
+      break;
+    const read = await readThroughPid(procRoot, pid, ns.netnsInode);
+    if (read === null) {
+      vanished++;
+      continue;
+    }
+    if (read.failures.length === 0) {
+      best = read;
+      break;
+    }
+    ctx.log.info(`netns ${ns.netnsInode}: ${read.failures.join(`; `)}; trying another way in`);
+    better(read);
+  }
+  if (ns.captureDir !== null && (best === null || (best as TableRead).failures.length > 0))
+    better(await readCaptureDir(ns));
+  for (const path of ns.enterPaths) {
+    if (best !== null && (best as TableRead).failures.length === 0)
+      break;
+    const read = await readThroughNsenter(ctx, path);
+    if (read.texts.every(text => text === null) && read.failures.length > 0)
+      problems.push(...read.failures);
+    better(read);
+  }
+
+  const chosen = best as TableRead | null;
+  const sockets: Array<SocketRecord> = [];
+  const matched = new Set<number>();
+  const emit = refused.owners.size === 0
+    ? (socket: SocketRecord) => { sockets.push(socket); }
+    : (socket: SocketRecord) => {
+      sockets.push(socket);
+      const owners = socket.inode !== 0 ? refused.owners.get(socket.inode) : undefined;
+      if (owners)
+        for (const pid of owners)
+          matched.add(pid);
+    };
+  let complete = chosen !== null && chosen.failures.length === 0;
+  if (chosen === null) {
+    const why = ns.pids.length > 0 ? `its ${ns.pids.length} process(es) vanished or could not be read` : `no process is in it`;
+    problems.push(`tables not read: ${why}${ns.enterPaths.length === 0 ? ` and no bind mount could be entered` : ``}`);
+  } else {
+    problems.push(...chosen.failures);
+    TABLES.forEach((table, i) => {
+      const text = chosen.texts[i];
+      if (text === null)
+        return;
+      const outcome = parseNetTable(text, table, ns.netnsInode, emit);
+      if (outcome.badCount === 0)
+        return;
+      complete = false;
+      const file = chosen.fileOf(table);
+      for (const bad of outcome.bad)
+        ctx.log.warn(`${file}:${bad.line}: malformed row skipped (${bad.reason}): ${bad.text}`);
+      if (outcome.badCount > outcome.bad.length)
+        ctx.log.warn(`${file}: ${outcome.badCount - outcome.bad.length} more malformed rows skipped`);
+      problems.push(`net/${table.name}: ${outcome.badCount} malformed row(s) skipped, first at line ${outcome.bad[0].line}`);
+    });
+  }
+  if (chosen !== null && chosen.failures.length > 0)
+    ctx.log.warn(`netns ${ns.netnsInode} is incomplete: ${chosen.failures.join(`; `)}`);
+  else if (chosen === null)
+    ctx.log.warn(`netns ${ns.netnsInode}: ${problems.join(`; `)}`);
+  if (vanished > 0)
+    ctx.log.debug(`netns ${ns.netnsInode}: ${vanished} process(es) vanished or had no net/ files`);
+
+  const foundBy: NetnsRecord[`foundBy`] = [];
+  if (ns.pids.length > 0)
+    foundBy.push(`process`);
+  if (ns.foundByMount)
+    foundBy.push(`bind-mount`);
+  const record: NetnsRecord = {
+    type: `netns`,
+    v: SCHEMA_VERSION,
+    netnsInode: ns.netnsInode,
+    foundBy,
+    pids: (matched.size > 0 ? [...new Set([...ns.pids, ...matched])].sort((a, b) => a - b) : ns.pids).slice(0, PIDS_LISTED),
+    paths: ns.paths,
+    readVia: chosen?.via ?? null,
+    complete,
+  };
+  if (problems.length > 0)
+    record.problems = problems;
+  if (matched.size > 0)
+    ctx.log.info(`netns ${ns.netnsInode}: holds the sockets of process(es) ${[...matched].join(`, `)}, whose ns/net link is unreadable`);
+  return {record, sockets, matchedPids: [...matched]};
+}
+
+/**
+ * The four tables through /proc/PID/net. Null when the process is gone (every file missing, as
+ * for the processes of a capture that were not chosen to carry net/), or when it is no longer in
+ * the namespace afterwards (it moved, or its pid was reused).
+ */
+async function readThroughPid(procRoot: string, pid: number, netnsInode: number | null): Promise<TableRead | null> {
+  const dir = `${procRoot}/${pid}/net`;
+  const texts: Array<string | null> = [null, null, null, null];
+  const errors: Array<string | null> = [null, null, null, null];
+  let missing = 0;
+  await Promise.all(TABLES.map(async (table, i) => {
+    try {
+      texts[i] = await readFile(`${dir}/${table.name}`, `latin1`);
+    } catch (err) {
+      if (isVanished(err))
+        missing++;
+      errors[i] = errnoOf(err);
+    }
+  }));
+  if (missing === TABLES.length)
+    return null;
+  if (netnsInode !== null) {
+    const after = await readNetnsLink(procRoot, pid);
+    if (`inode` in after && after.inode !== netnsInode)
+      return null;
+  }
+  const failures: Array<string> = [];
+  TABLES.forEach((table, i) => {
+    if (errors[i] !== null)
+      failures.push(`cannot read ${dir}/${table.name}: ${errors[i]}`);
+  });
+  return {via: `proc-pid:${pid}`, fileOf: table => `${dir}/${table.name}`, texts, failures};
+}
+
+async function readCaptureDir(ns: Namespace): Promise<TableRead> {
+  const dir = ns.captureDir!;
+  const texts: Array<string | null> = [null, null, null, null];
+  const failures: Array<string> = [];
+  await Promise.all(TABLES.map(async (table, i) => {
+    try {
+      texts[i] = await readFile(`${dir}/${table.name}`, `latin1`);
+    } catch (err) {
+      failures[i] = `cannot read ${dir}/${table.name}: ${errnoOf(err)}`;
+    }
+  }));
+  // Same readVia as the live run the capture stands for.
+  const via = ns.paths.length > 0 ? `nsenter:${ns.paths[0]}` : `capture:netns/${ns.netnsInode}`;
+  return {via, fileOf: table => `${dir}/${table.name}`, texts, failures: failures.filter(Boolean)};
+}
+
+const MARK = `\n@@usmld`;
+// One child for all four tables; a marker line before each, a failure marker when cat fails.
+const NSENTER_SCRIPT = `for t in ${TABLES.map(table => table.name).join(` `)}; do printf '${MARK.replace(`\n`, `\\n`)} %s\\n' "$t"; cat "/proc/self/net/$t" 2>/dev/null || printf '${MARK.replace(`\n`, `\\n`)}-failed %s\\n' "$t"; done`;
+
+/** The four tables of a namespace no process is in: `nsenter --net=PATH`, then cat /proc/self/net/*. */
+async function readThroughNsenter(ctx: ToolContext, path: string): Promise<TableRead> {
+  const texts: Array<string | null> = [null, null, null, null];
+  const via = `nsenter:${path}`;
+  const fileOf = (table: TableSpec) => `${via} /proc/self/net/${table.name}`;
+  let stdout: string;
+  try {
+    const result = await ctx.runner.run(`nsenter`, [`--net=${path}`, `sh`, `-c`, NSENTER_SCRIPT], {timeoutMs: NSENTER_TIMEOUT_MS});
+    stdout = result.stdout;
+    if (!stdout.includes(MARK)) {
+      const why = result.timedOut ? `timed out` : (result.stderr.trim().split(`\n`)[0] || `exit code ${result.exitCode}`);
+      return {via, fileOf, texts, failures: [`nsenter --net=${path} failed: ${why}`]};
+    }
+  } catch (err) {
+    return {via, fileOf, texts, failures: [`nsenter --net=${path} failed: ${errorMessage(err)}`]};
+  }
+  const failed = new Set<string>();
+  for (const chunk of stdout.split(MARK)) {
+    const newline = chunk.indexOf(`\n`);
+    if (newline < 0)
+      continue;
+    const head = chunk.slice(0, newline);
+    if (head.startsWith(`-failed `)) {
+      failed.add(head.slice(8));
+      continue;
+    }
+    const index = TABLES.findIndex(table => table.name === head.slice(1));
+    if (head.startsWith(` `) && index >= 0)
+      texts[index] = chunk.slice(newline + 1);
+  }
+  const failures: Array<string> = [];
+  TABLES.forEach((table, i) => {
+    if (failed.has(table.name) || texts[i] === null) {
+      texts[i] = null;
+      failures.push(`cannot read /proc/self/net/${table.name} inside ${path}`);
+    }
+  });
+  return {via, fileOf, texts, failures};
+}

@@ -1,0 +1,221 @@
+// Parser for /proc/net/{tcp,tcp6,udp,udp6}. The rows are printf output with fixed-width hex
+// columns, so they are read with index arithmetic: no regex, no split per row. Only the slot
+// number in front (`%4d:` for TCP, `%5d:` for UDP, wider past 9999) and the columns after the
+// state vary in width.
+//
+// Addresses: the kernel prints each 32-bit word of the address as a host-order u32 (`%08X`), so
+// on little-endian hosts each word's bytes are reversed: `0100007F` is 127.0.0.1. Ports are
+// plain hex numbers. We turn the words back into network-order bytes and format them through
+// src/addr.ts, so the strings equal those dump-maps makes from map keys.
+import {formatIPv4, formatIPv6} from '../addr.ts';
+import {SCHEMA_VERSION, type SocketRecord, type SocketState} from '../schema.ts';
+
+export const TABLES = [
+  {name: `tcp`, proto: `tcp`, listedFamily: `v4`},
+  {name: `tcp6`, proto: `tcp`, listedFamily: `v6`},
+  {name: `udp`, proto: `udp`, listedFamily: `v4`},
+  {name: `udp6`, proto: `udp`, listedFamily: `v6`},
+] as const;
+export type TableSpec = (typeof TABLES)[number];
+export type TableName = TableSpec[`name`];
+
+/** include/net/tcp_states.h, by the hex code in the `st` column. */
+const STATE_NAMES: Array<SocketState> = [
+  `UNKNOWN`, `ESTABLISHED`, `SYN_SENT`, `SYN_RECV`, `FIN_WAIT1`, `FIN_WAIT2`, `TIME_WAIT`, `CLOSE`,
+  `CLOSE_WAIT`, `LAST_ACK`, `LISTEN`, `CLOSING`, `NEW_SYN_RECV`,
+];
+
+export interface BadRow {
+  /** 1-based line number in the file (the header is line 1). */
+  line: number;
+  reason: string;
+  text: string;
+}
+
+export interface ParseOutcome {
+  rows: number;
+  bad: Array<BadRow>;
+  badCount: number;
+}
+
+/** How many bad rows per table are kept with their text (the rest are only counted). */
+const BAD_ROWS_KEPT = 5;
+
+// Hex digit values by char code; -1 for anything else.
+const HEX = new Int8Array(128).fill(-1);
+for (let i = 0; i < 10; i++)
+  HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) {
+  HEX[65 + i] = 10 + i;
+  HEX[97 + i] = 10 + i;
+}
+
+/** Value of `count` hex digits at `at`, or -1 when one is not a hex digit. */
+function hexAt(text: string, at: number, count: number): number {
+  let value = 0;
+  for (let i = 0; i < count; i++) {
+    const code = text.charCodeAt(at + i);
+    const digit = code < 128 ? HEX[code] : -1;
+    if (digit < 0)
+      return -1;
+    value = value * 16 + digit;
+  }
+  return value;
+}
+
+/** Reads `words` host-order u32 hex words at `at` into `bytes` as network-order bytes. */
+function addressAt(text: string, at: number, words: number, bytes: Uint8Array): boolean {
+  for (let w = 0; w < words; w++) {
+    const value = hexAt(text, at + 8 * w, 8);
+    if (value < 0)
+      return false;
+    // Little-endian host: the u32's low byte is the first byte in memory.
+    bytes[4 * w] = value & 0xff;
+    bytes[4 * w + 1] = (value >>> 8) & 0xff;
+    bytes[4 * w + 2] = (value >>> 16) & 0xff;
+    bytes[4 * w + 3] = value >>> 24;
+  }
+  return true;
+}
+
+/** ::ffff:a.b.c.d, tested the way the eBPF side does (h == 0 and low u32 of l == 0xffff0000). */
+function isMapped(bytes: Uint8Array): boolean {
+  return bytes[0] === 0 && bytes[1] === 0 && bytes[2] === 0 && bytes[3] === 0 && bytes[4] === 0 && bytes[5] === 0
+    && bytes[6] === 0 && bytes[7] === 0 && bytes[8] === 0 && bytes[9] === 0 && bytes[10] === 0xff && bytes[11] === 0xff;
+}
+
+/** Decimal integer at `at` up to the next space or end; -1 when empty or not digits. */
+function decimalAt(text: string, at: number, end: number): number {
+  let value = 0;
+  let i = at;
+  for (; i < end; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9)
+      break;
+    value = value * 10 + digit;
+  }
+  return i === at ? -1 : value;
+}
+
+function skipSpaces(text: string, at: number, end: number): number {
+  while (at < end && text.charCodeAt(at) === 32)
+    at++;
+  return at;
+}
+
+function skipToken(text: string, at: number, end: number): number {
+  while (at < end && text.charCodeAt(at) !== 32)
+    at++;
+  return at;
+}
+
+const localBytes = new Uint8Array(16);
+const remoteBytes = new Uint8Array(16);
+
+/**
+ * Parses one table's text and calls `emit` for each socket. Never throws on bad content: bad
+ * rows are counted, and the first few are kept (line number, reason, text) for the warning.
+ * IPv4-mapped rows of tcp6/udp6 come out as family `v4` with `listedFamily` `v6`.
+ */
+export function parseNetTable(text: string, table: TableSpec, netnsInode: number, emit: (socket: SocketRecord) => void): ParseOutcome {
+  const outcome: ParseOutcome = {rows: 0, bad: [], badCount: 0};
+  const v6 = table.listedFamily === `v6`;
+  const addrLen = v6 ? 32 : 8;
+  const words = v6 ? 4 : 1;
+  let lineNo = 0;
+  let start = 0;
+  const length = text.length;
+  while (start < length) {
+    let end = text.indexOf(`\n`, start);
+    if (end < 0)
+      end = length;
+    lineNo++;
+    const lineStart = start;
+    start = end + 1;
+    let p = skipSpaces(text, lineStart, end);
+    if (p === end)
+      continue;
+    // The header (`  sl  local_address ...`); kernels always print it first.
+    if (lineNo === 1 && text.charCodeAt(p) === 115 /* s */)
+      continue;
+    const bad = (reason: string) => {
+      outcome.badCount++;
+      if (outcome.bad.length < BAD_ROWS_KEPT)
+        outcome.bad.push({line: lineNo, reason, text: text.slice(lineStart, Math.min(end, lineStart + 160)).trimEnd()});
+    };
+    // Slot number and colon.
+    const slotStart = p;
+    while (p < end && text.charCodeAt(p) >= 48 && text.charCodeAt(p) <= 57)
+      p++;
+    if (p === slotStart || text.charCodeAt(p) !== 58 /* : */ || text.charCodeAt(p + 1) !== 32) {
+      bad(`no slot number`);
+      continue;
+    }
+    p += 2;
+    // local_address rem_address st: fixed width from here.
+    const fixedEnd = p + 2 * (addrLen + 6) + 2;
+    if (fixedEnd > end) {
+      bad(`row too short`);
+      continue;
+    }
+    const remoteAt = p + addrLen + 6;
+    if (text.charCodeAt(p + addrLen) !== 58 || text.charCodeAt(remoteAt - 1) !== 32
+      || text.charCodeAt(remoteAt + addrLen) !== 58 || text.charCodeAt(fixedEnd - 3) !== 32
+      || (fixedEnd < end && text.charCodeAt(fixedEnd) !== 32)) {
+      bad(`bad column layout (expected ${addrLen}-digit addresses in ${table.name})`);
+      continue;
+    }
+    const lport = hexAt(text, p + addrLen + 1, 4);
+    const rport = hexAt(text, remoteAt + addrLen + 1, 4);
+    const stateCode = hexAt(text, fixedEnd - 2, 2);
+    if (lport < 0 || rport < 0 || stateCode < 0 || !addressAt(text, p, words, localBytes) || !addressAt(text, remoteAt, words, remoteBytes)) {
+      bad(`bad hex digit`);
+      continue;
+    }
+    // tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode: whitespace separated.
+    let q = fixedEnd;
+    for (let skip = 0; skip < 3; skip++)
+      q = skipToken(text, skipSpaces(text, q, end), end);
+    q = skipSpaces(text, q, end);
+    const uid = decimalAt(text, q, end);
+    q = skipToken(text, skipSpaces(text, skipToken(text, q, end), end), end);
+    q = skipSpaces(text, q, end);
+    const inode = decimalAt(text, q, end);
+    if (uid < 0 || inode < 0) {
+      bad(`no uid or inode column`);
+      continue;
+    }
+    let family: `v4` | `v6` = table.listedFamily;
+    let laddr: string;
+    let raddr: string;
+    if (!v6) {
+      laddr = formatIPv4(localBytes, 0);
+      raddr = formatIPv4(remoteBytes, 0);
+    } else if (isMapped(localBytes) || isMapped(remoteBytes)) {
+      // Dual-stack socket talking IPv4: the eBPF side folds both ends to their last 4 bytes.
+      family = `v4`;
+      laddr = formatIPv4(localBytes, 12);
+      raddr = formatIPv4(remoteBytes, 12);
+    } else {
+      laddr = formatIPv6(localBytes, 0);
+      raddr = formatIPv6(remoteBytes, 0);
+    }
+    outcome.rows++;
+    emit({
+      type: `socket`,
+      v: SCHEMA_VERSION,
+      netnsInode,
+      proto: table.proto,
+      family,
+      listedFamily: table.listedFamily,
+      laddr,
+      lport,
+      raddr,
+      rport,
+      state: stateCode < STATE_NAMES.length ? STATE_NAMES[stateCode] : `UNKNOWN`,
+      inode,
+      uid,
+    });
+  }
+  return outcome;
+}

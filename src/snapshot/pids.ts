@@ -1,0 +1,109 @@
+// snapshot-pids: one record per process with its threads, state, start time, command name and
+// network namespace. validate uses it to judge pid_tgid keys by thread, to notice zombies, and
+// (through the start time) to notice a pid reused by a newer process.
+import {readdir, readFile} from 'node:fs/promises';
+import type {ToolContext} from '../context.ts';
+import {SCHEMA_VERSION, type ProcessRecord, type SnapshotRecord} from '../schema.ts';
+import {mapOrdered} from './ordered.ts';
+import {errnoOf, isVanished, listPids, numericNames, readNetnsLink} from './procfs.ts';
+
+export interface SnapshotPidsOptions {
+  /** A capture directory: its proc/ is read instead of the live /proc. */
+  from?: string;
+  /** Processes read at the same time. */
+  concurrency?: number;
+}
+
+export interface ParsedStat {
+  pid: number;
+  comm: string;
+  state: string;
+  /** Field 22: clock ticks after boot. */
+  startTime: number;
+}
+
+/**
+ * Parses /proc/PID/stat. The command name is field 2, in parentheses, and may itself contain
+ * spaces and parentheses (`a) b (c`): it runs from the first `(` to the LAST `)`. Fields 3.. are
+ * space separated after that. Null when the text is not a stat line.
+ */
+export function parseStat(text: string): ParsedStat | null {
+  const open = text.indexOf(`(`);
+  const close = text.lastIndexOf(`)`);
+  if (open < 1 || close < open || text.charCodeAt(close + 1) !== 32)
+    return null;
+  const pid = Number(text.slice(0, open - 1));
+  // Fields from 3 on: state is field 3, start time field 22.
+  const rest = text.slice(close + 2).split(` `, 20);
+  if (!Number.isInteger(pid) || rest.length < 20 || rest[0].length === 0)
+    return null;
+  const startTime = Number(rest[19]);
+  if (!Number.isSafeInteger(startTime) || startTime < 0)
+    return null;
+  return {pid, comm: text.slice(open + 1, close), state: rest[0], startTime};
+}
+
+type ProcessRead = {record: ProcessRecord} | {vanished: true} | {problem: string};
+
+async function readProcess(procRoot: string, pid: number): Promise<ProcessRead> {
+  const dir = `${procRoot}/${pid}`;
+  let statText: string;
+  let taskNames: Array<string>;
+  let link: Awaited<ReturnType<typeof readNetnsLink>>;
+  try {
+    [statText, taskNames, link] = await Promise.all([
+      readFile(`${dir}/stat`, `utf8`),
+      readdir(`${dir}/task`),
+      readNetnsLink(procRoot, pid),
+    ]);
+  } catch (err) {
+    // Gone while being read: it simply is not in the snapshot.
+    if (isVanished(err))
+      return {vanished: true};
+    return {problem: `cannot read ${dir}: ${errnoOf(err)}`};
+  }
+  const stat = parseStat(statText);
+  if (stat === null)
+    return {problem: `${dir}/stat: not a stat line: ${JSON.stringify(statText.slice(0, 80))}`};
+  const tids = numericNames(taskNames);
+  return {
+    record: {
+      type: `process`,
+      v: SCHEMA_VERSION,
+      pid,
+      tids,
+      state: stat.state,
+      startTime: stat.startTime,
+      comm: stat.comm,
+      // null for zombies (their namespaces are released) and for refused links.
+      netnsInode: `inode` in link ? link.inode : null,
+    },
+  };
+}
+
+export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptions = {}): AsyncGenerator<ProcessRecord | SnapshotRecord> {
+  const startedMs = ctx.clock.now();
+  const procRoot = options.from !== undefined ? `${options.from}/proc` : ctx.procRoot;
+  const pids = await listPids(procRoot);
+  let count = 0;
+  let problems = 0;
+  for await (const read of mapOrdered(pids, options.concurrency ?? 32, pid => readProcess(procRoot, pid))) {
+    if (`record` in read) {
+      count++;
+      yield read.record;
+    } else if (`problem` in read) {
+      problems++;
+      ctx.log.warn(read.problem);
+    }
+  }
+  yield {
+    type: `snapshot`,
+    v: SCHEMA_VERSION,
+    of: `pids`,
+    procRoot: options.from ?? procRoot,
+    time: new Date(startedMs).toISOString(),
+    timeMs: startedMs,
+    count,
+    complete: problems === 0,
+  };
+}
