@@ -1,0 +1,295 @@
+// dump-maps: find the USM maps on the host (or in saved files) and emit, per map, a `map` record,
+// one `entry` record per unique key with the key decoded, and a closing `mapstats` record.
+import {findCatalogueMap, selectCatalogue, type CatalogueMap, type MapSelection} from '../catalogue.ts';
+import type {ToolContext} from '../context.ts';
+import {EnvironmentFault, errorMessage} from '../errors.ts';
+import {DEFAULT_TIMEOUT_MS} from '../exec.ts';
+import {SCHEMA_VERSION, type BackendName, type EntryRecord, type MapRecord, type MapStatsRecord} from '../schema.ts';
+import {selectSource, type DumpStream, type ListedMap, type MapSource} from './backend.ts';
+import {decodeKey, encodeBtfKey, KeySet} from './decode.ts';
+import {toWireJson} from './json.ts';
+import {offlineSource} from './offline.ts';
+import {DumpTokenizer, type DumpElement} from './tokenizer.ts';
+
+export interface DumpOptions {
+  selection?: MapSelection;
+  /** Force a backend; default: bpftool, else system-probe, else a downloaded bpftool. */
+  backend?: BackendName;
+  bpftoolPath?: string;
+  systemProbePath?: string;
+  /** Per child process (list, each dump). */
+  timeoutMs?: number;
+  /** Saved outputs to read instead of the live host (files or directories). */
+  from?: ReadonlyArray<string>;
+  /** Dump only these map ids (recheck re-reads the maps that had candidates). */
+  mapIds?: ReadonlyArray<number>;
+  /** Allow fetching a static bpftool when no backend is usable (default true). */
+  download?: boolean;
+  bpftoolUrl?: string;
+  bpftoolSha256?: string;
+}
+
+export type DumpRecord = MapRecord | EntryRecord | MapStatsRecord;
+
+export const NO_USM_MAPS = `no USM maps found. Is system-probe running with USM enabled?`;
+
+interface Target {
+  listed: ListedMap;
+  catalogue: CatalogueMap;
+  order: number;
+}
+
+/** The maps to dump: catalogue maps of the selection, every map id of a shared name, sorted. */
+export function chooseTargets(listed: ReadonlyArray<ListedMap>, selected: ReadonlyArray<CatalogueMap>, mapIds?: ReadonlyArray<number>): Array<Target> {
+  const wanted = new Set(selected);
+  const ids = mapIds ? new Set(mapIds) : null;
+  const targets: Array<Target> = [];
+  for (const map of listed) {
+    if (ids !== null && !ids.has(map.id))
+      continue;
+    const catalogue = map.name ? findCatalogueMap(map.name) : undefined;
+    if (catalogue === undefined || !wanted.has(catalogue))
+      continue;
+    targets.push({listed: map, catalogue, order: selected.indexOf(catalogue)});
+  }
+  return targets.sort((a, b) => a.order - b.order || a.listed.id - b.listed.id);
+}
+
+export async function* dumpMaps(ctx: ToolContext, options: DumpOptions = {}): AsyncGenerator<DumpRecord> {
+  for await (const batch of dumpMapBatches(ctx, options))
+    yield* batch;
+}
+
+/**
+ * The same records in batches (one per chunk of dump output): the command writes them without
+ * an await per record. dumpMaps is this, flattened.
+ */
+export async function* dumpMapBatches(ctx: ToolContext, options: DumpOptions = {}): AsyncGenerator<Array<DumpRecord>> {
+  const selected = selectCatalogue(options.selection ?? {});
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const live = !(options.from && options.from.length > 0);
+  if (live && ctx.uid !== 0)
+    ctx.log.warn(`not running as root: listing and dumping eBPF maps will probably fail`);
+  const source = live
+    ? await selectSource(ctx, {
+      backend: options.backend, bpftoolPath: options.bpftoolPath, systemProbePath: options.systemProbePath, timeoutMs,
+      download: options.download, bpftoolUrl: options.bpftoolUrl, bpftoolSha256: options.bpftoolSha256,
+    })
+    : await offlineSource(ctx, options.from!);
+  ctx.log.info(`listing maps with ${source.backend} (${source.label})`);
+  const listed = await source.list();
+  const targets = chooseTargets(listed, selected, options.mapIds);
+  ctx.log.info(`${targets.length} USM map(s) to dump among ${listed.length} listed`);
+
+  if (options.mapIds) {
+    // Asked-for ids that are gone (agent restarted, map freed): say so, the reader decides.
+    const found = new Set(targets.map(target => target.listed.id));
+    const gone: Array<DumpRecord> = [];
+    for (const id of options.mapIds) {
+      if (!found.has(id))
+        gone.push(missingMapStats(id, listed.some(map => map.id === id) ? `map ${id} is not a selected USM map` : `map ${id} no longer exists`));
+    }
+    if (gone.length > 0)
+      yield gone;
+  } else if (targets.length === 0) {
+    const kind = selected.length < 22 ? ` matching the selection (${selected.map(map => map.name).join(`, `)})` : ``;
+    throw new EnvironmentFault(`${listed.length === 0 ? `no eBPF maps listed at all` : `none of the ${listed.length} listed eBPF maps is a USM map${kind}`}: ${NO_USM_MAPS}`);
+  }
+
+  for (const target of targets)
+    yield* dumpOne(ctx, source, target, timeoutMs);
+}
+
+function missingMapStats(mapId: number, error: string): MapStatsRecord {
+  return {type: `mapstats`, v: SCHEMA_VERSION, mapId, map: ``, entries: 0, duplicates: 0, errors: 0, btf: false, complete: false, error};
+}
+
+function mapRecord(target: Target, backend: BackendName, problem: string | undefined): MapRecord {
+  const {listed, catalogue} = target;
+  const record: MapRecord = {
+    type: `map`, v: SCHEMA_VERSION, mapId: listed.id, name: listed.name, catalogName: catalogue.name,
+    keyKind: catalogue.keyKind,
+    ...(catalogue.keyKind === `conn_tuple` ? {tupleOffset: catalogue.tupleOffset ?? 0} : {}),
+    mapType: listed.type, keySize: listed.keySize, valueSize: listed.valueSize, maxEntries: listed.maxEntries,
+    holders: listed.holders, backend,
+  };
+  if (problem !== undefined)
+    record.problem = problem;
+  return record;
+}
+
+/** Live children still running, killed if the process exits under us (`| head`, SIGPIPE exits). */
+const liveDumps = new Set<DumpStream>();
+let exitHookInstalled = false;
+function track(stream: DumpStream): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once(`exit`, () => {
+      for (const live of liveDumps)
+        live.kill();
+    });
+  }
+  liveDumps.add(stream);
+}
+
+async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, timeoutMs: number): AsyncGenerator<Array<DumpRecord>> {
+  const {listed, catalogue} = target;
+  const mapId = listed.id;
+  const mapName = catalogue.name;
+  const problem = listed.keySize !== catalogue.keySize
+    ? `key size is ${listed.keySize} bytes, the catalogue expects ${catalogue.keySize} for ${catalogue.name}: keys are not decoded`
+    : undefined;
+  if (problem)
+    ctx.log.warn(`map ${mapId} (${listed.name}): ${problem}`);
+  yield [mapRecord(target, source.backend, problem)];
+
+  const stats: MapStatsRecord = {
+    type: `mapstats`, v: SCHEMA_VERSION, mapId, map: mapName, entries: 0, duplicates: 0, errors: 0, btf: false, complete: true,
+  };
+  if (source.has && !source.has(mapId)) {
+    stats.complete = false;
+    stats.error = `no saved dump for map ${mapId} (dump-${mapId}.json)`;
+    ctx.log.warn(`map ${mapId} (${listed.name}): ${stats.error}`);
+    yield [stats];
+    return;
+  }
+
+  const keys = new KeySet();
+  let batch: Array<DumpRecord> = [];
+  let outputError: string | null = null;
+  const problems: Array<string> = [];
+  let problemCount = 0;
+  const sink = {
+    element(element: DumpElement) {
+      if (element.formatted || element.keyBtf !== undefined)
+        stats.btf = true;
+      if (element.error !== null) {
+        stats.errors++;
+        return;
+      }
+      const raw = rawKey(element, target);
+      if (raw.hex.length > 0 && !keys.add(raw.bytes, raw.length)) {
+        stats.duplicates++;
+        return;
+      }
+      stats.entries++;
+      batch.push(toEntry(element, raw, target, mapName, problem));
+    },
+    outputError(message: string) {
+      outputError = message;
+    },
+    problem(message: string) {
+      problemCount++;
+      if (problems.length < 3)
+        problems.push(message);
+    },
+  };
+  const tokenizer = new DumpTokenizer(sink);
+  const child = source.dump(mapId);
+  track(child);
+  let readError: string | null = null;
+  try {
+    try {
+      for await (const chunk of child.stdout) {
+        tokenizer.feed(typeof chunk === `string` ? Buffer.from(chunk) : chunk);
+        if (batch.length > 0) {
+          const out = batch;
+          batch = [];
+          yield out;
+        }
+      }
+      tokenizer.end();
+    } catch (err) {
+      readError = errorMessage(err);
+    }
+    const result = await child.done;
+    const failures: Array<string> = [];
+    if (result.timedOut)
+      failures.push(`${source.backend} timed out after ${timeoutMs / 1000} s`);
+    else if (result.exitCode !== 0)
+      failures.push(`${source.backend} exited with code ${result.exitCode}${result.stderr.trim() ? `: ${result.stderr.trim().slice(-2000)}` : ``}`);
+    if (outputError !== null)
+      failures.unshift(outputError);
+    if (readError !== null)
+      failures.push(`reading the dump failed: ${readError}`);
+    // Parse problems: broken elements are counted as errors; a broken stream makes the dump partial.
+    if (problemCount > 0) {
+      stats.errors += problemCount;
+      ctx.log.warn(`map ${mapId} (${listed.name}): ${problemCount} problem(s) reading the dump: ${problems.join(`; `)}`);
+      if (failures.length === 0 && problems.some(message => /truncated|ended|unexpected|neither|several maps|not JSON: /.test(message)))
+        failures.push(problems[problems.length - 1]);
+    }
+    if (failures.length > 0) {
+      stats.complete = false;
+      stats.error = failures.join(`; `);
+      ctx.log.warn(`map ${mapId} (${listed.name}): dump incomplete: ${stats.error}`);
+    }
+    if (stats.errors > 0 && failures.length === 0)
+      ctx.log.info(`map ${mapId} (${listed.name}): ${stats.errors} element(s) could not be read`);
+    batch.push(stats);
+    const out = batch;
+    batch = [];
+    yield out;
+  } finally {
+    child.kill();
+    liveDumps.delete(child);
+  }
+}
+
+interface RawKey {
+  hex: string;
+  bytes: Uint8Array;
+  length: number;
+  error: string | undefined;
+}
+
+const EMPTY = new Uint8Array(0);
+/** Reused for every element: the key bytes as dumped, or re-encoded from a BTF key. */
+const rawKeyScratch: RawKey = {hex: ``, bytes: EMPTY, length: 0, error: undefined};
+
+function rawKey(element: DumpElement, target: Target): RawKey {
+  const raw = rawKeyScratch;
+  raw.error = undefined;
+  if (element.keyHex !== null) {
+    raw.hex = element.keyHex;
+    raw.bytes = element.keyBytes;
+    raw.length = element.keyLength;
+    return raw;
+  }
+  const encoded = encodeBtfKey(target.catalogue, element.keyBtf ?? null, target.listed.keySize);
+  if (typeof encoded === `string`) {
+    raw.hex = ``;
+    raw.bytes = EMPTY;
+    raw.length = 0;
+    raw.error = `cannot re-encode the BTF key: ${encoded}`;
+  } else {
+    raw.hex = encoded.toString(`hex`);
+    raw.bytes = encoded;
+    raw.length = encoded.length;
+  }
+  return raw;
+}
+
+function toEntry(element: DumpElement, raw: RawKey, target: Target, mapName: string, problem: string | undefined): EntryRecord {
+  let keyError = raw.error;
+  let key: EntryRecord[`key`] = null;
+  if (problem !== undefined) {
+    keyError ??= problem;
+  } else if (keyError === undefined) {
+    const decoded = decodeKey(target.catalogue, raw.bytes, raw.length);
+    if (typeof decoded === `string`)
+      keyError = decoded;
+    else
+      key = decoded;
+  }
+  const entry: EntryRecord & {valueBtf?: unknown} = {type: `entry`, v: SCHEMA_VERSION, mapId: target.listed.id, map: mapName, keyHex: raw.hex, key};
+  if (element.valueHex !== null)
+    entry.valueHex = element.valueHex;
+  else if (element.valuesHex !== null)
+    entry.valuesHex = element.valuesHex;
+  else if (element.valueBtf !== undefined)
+    entry.valueBtf = toWireJson(element.valueBtf);
+  if (keyError !== undefined)
+    entry.keyError = keyError;
+  return entry;
+}

@@ -1,0 +1,133 @@
+// `dump-maps --from FILE|DIR`: the raw outputs of bpftool or system-probe saved on another host
+// (by hand or by the capture script), read back so they give the same records as a live run.
+//
+// Accepted, in any mix, each --from repeatable:
+//   - a capture directory (DIR/maps/... , see README "Capture directory"), or a maps directory:
+//     list.json (`bpftool -j map show`) or list.txt (`system-probe ebpf map list`), plus
+//     dump-<ID>.json per map (`bpftool -j map dump id <ID>` or `system-probe ebpf map dump id <ID>`);
+//   - single files: a listing (recognised by content), or a dump named dump-<ID>.json (the name
+//     carries the map id, which a dump's content does not).
+import {createReadStream} from 'node:fs';
+import {open, readFile, readdir, stat} from 'node:fs/promises';
+import {basename, join} from 'node:path';
+import type {ToolContext} from '../context.ts';
+import {EnvironmentFault, UsageFault, errorMessage} from '../errors.ts';
+import type {BackendName} from '../schema.ts';
+import {parseBpftoolList, parseSystemProbeList, type DumpStream, type ListedMap, type MapSource} from './backend.ts';
+
+const DUMP_NAME = /^dump-(\d+)(?:\.json)?$/;
+
+interface OfflineFiles {
+  lists: Array<{path: string, maps: Array<ListedMap>, backend: BackendName}>;
+  dumps: Map<number, string>;
+  backend: BackendName | null;
+}
+
+export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<string>): Promise<MapSource> {
+  const files: OfflineFiles = {lists: [], dumps: new Map(), backend: null};
+  for (const input of inputs)
+    await addInput(ctx, files, input);
+  if (files.lists.length === 0)
+    throw new EnvironmentFault(`--from ${inputs.join(` `)}: no map listing found (expected maps/list.json from \`bpftool -j map show\` or maps/list.txt from \`system-probe ebpf map list\`)`);
+  const backend = files.backend ?? files.lists[0].backend;
+  return {
+    backend,
+    label: inputs.join(`, `),
+    async list() {
+      const byId = new Map<number, ListedMap>();
+      for (const list of files.lists) {
+        for (const map of list.maps)
+          byId.set(map.id, map);
+      }
+      for (const id of files.dumps.keys()) {
+        if (!byId.has(id))
+          ctx.log.warn(`${files.dumps.get(id)}: map ${id} is not in the saved listing; its dump is ignored`);
+      }
+      return [...byId.values()];
+    },
+    has(mapId) {
+      return files.dumps.has(mapId);
+    },
+    dump(mapId): DumpStream {
+      const path = files.dumps.get(mapId)!;
+      const stdout = createReadStream(path);
+      const done = new Promise<{exitCode: number | null, stdout: string, stderr: string, timedOut: boolean}>(resolve => {
+        stdout.once(`close`, () => resolve({exitCode: 0, stdout: ``, stderr: ``, timedOut: false}));
+        stdout.once(`error`, err => resolve({exitCode: 1, stdout: ``, stderr: `${path}: ${errorMessage(err)}`, timedOut: false}));
+      });
+      return {stdout, done, kill: () => stdout.destroy()};
+    },
+  };
+}
+
+async function addInput(ctx: ToolContext, files: OfflineFiles, input: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(input);
+  } catch (err) {
+    throw new EnvironmentFault(`--from ${input}: ${(err as NodeJS.ErrnoException).code === `ENOENT` ? `no such file or directory` : errorMessage(err)}`);
+  }
+  if (!info.isDirectory()) {
+    await addFile(files, input, false);
+    return;
+  }
+  let mapsDir = input;
+  try {
+    if ((await stat(join(input, `maps`))).isDirectory())
+      mapsDir = join(input, `maps`);
+  } catch {
+    // a maps directory itself
+  }
+  try {
+    const backend = (await readFile(join(input, `meta`, `backend`), `utf8`)).trim();
+    if (backend === `bpftool` || backend === `system-probe`)
+      files.backend = backend;
+  } catch {
+    // no meta: tell the backend from the listing's format
+  }
+  const names = (await readdir(mapsDir)).sort();
+  for (const name of names) {
+    const path = join(mapsDir, name);
+    if (name === `list.json` || name === `list.txt` || DUMP_NAME.test(name))
+      await addFile(files, path, true);
+    else
+      ctx.log.debug(`--from: ignoring ${path}`);
+  }
+}
+
+async function addFile(files: OfflineFiles, path: string, inDirectory: boolean): Promise<void> {
+  const dumpName = DUMP_NAME.exec(basename(path));
+  if (dumpName) {
+    files.dumps.set(Number(dumpName[1]), path);
+    return;
+  }
+  const head = await readHead(path);
+  const trimmed = head.trimStart();
+  if (basename(path) === `list.txt` || /^\d+: \S+\s+name /.test(trimmed)) {
+    const maps = parseSystemProbeList(await readFile(path, `utf8`), path);
+    files.lists.push({path, maps, backend: `system-probe`});
+    return;
+  }
+  if (basename(path) === `list.json` || /^\[\s*(?:\]|\{\s*"id"\s*:\s*\d+\s*,\s*"type")/.test(trimmed) || /"bytes_key"/.test(head)) {
+    if (/"elements"\s*:/.test(head))
+      throw new UsageFault(`--from ${path}: this is \`bpftool map dump name\` output holding several maps; save \`bpftool -j map dump id <ID>\` per map as dump-<ID>.json`);
+    const maps = parseBpftoolList(await readFile(path, `utf8`), path);
+    files.lists.push({path, maps, backend: `bpftool`});
+    return;
+  }
+  if (/^(?:\[|null)/.test(trimmed))
+    throw new UsageFault(`--from ${path}: looks like a map dump, but its map id is unknown: name the file dump-<ID>.json`);
+  if (!inDirectory)
+    throw new UsageFault(`--from ${path}: neither a map listing nor a map dump`);
+}
+
+async function readHead(path: string): Promise<string> {
+  const handle = await open(path, `r`);
+  try {
+    const buffer = Buffer.alloc(4096);
+    const {bytesRead} = await handle.read(buffer, 0, buffer.length, 0);
+    return buffer.toString(`utf8`, 0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}

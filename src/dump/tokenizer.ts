@@ -1,0 +1,566 @@
+// Streaming reader for the JSON array a map dump prints (bpftool `-j map dump`, system-probe
+// `ebpf map dump`). bpftool writes the whole array on ONE line, so nothing here splits on lines
+// or buffers the output: bytes are scanned as they arrive and each element is handed on as soon
+// as its closing brace is seen. Memory is one chunk plus at most one element straddling chunks.
+//
+// Two paths per element:
+// - fast: bpftool's compact shape `{"key":["0x..",...],"value":[...](,"formatted":{...})?}` (and
+//   `"values":[{"cpu":N,"value":[...]},...]` for per-CPU maps) is decoded in place, byte by byte,
+//   with no intermediate strings: hex digits go straight into a scratch buffer that becomes the
+//   key's hex string and bytes. `formatted` is skipped (the raw bytes say everything, exactly).
+// - slow: anything else (whitespace, BTF-decoded keys from system-probe, error objects) is parsed
+//   with the lossless JSON parser and interpreted field by field.
+import {parseLossless, type LosslessValue} from './json.ts';
+
+export interface DumpElement {
+  /** Key bytes as lowercase hex when the dump carried them; null for BTF-only keys. */
+  keyHex: string | null;
+  /** Scratch buffer holding the key bytes (first keyLength bytes); valid only during the callback. */
+  keyBytes: Buffer;
+  keyLength: number;
+  /** The BTF-decoded key when the dump had no raw bytes (system-probe with BTF). */
+  keyBtf: LosslessValue | undefined;
+  valueHex: string | null;
+  valuesHex: Array<string> | null;
+  /** The BTF-decoded value when the dump had no raw bytes. */
+  valueBtf: LosslessValue | undefined;
+  /** The element carried bpftool's `formatted` object (the map has BTF). */
+  formatted: boolean;
+  /** A failed lookup reported inside the dump (`"value":{"error":...}`). */
+  error: string | null;
+}
+
+export interface DumpSink {
+  element(element: DumpElement): void;
+  /** The whole output was an error object (`{"error":"..."}`, bpftool's JSON-mode errors). */
+  outputError(message: string): void;
+  /** Something that is not a usable element; reading goes on where it can. */
+  problem(message: string): void;
+}
+
+const HEX_VALUE = new Int8Array(256).fill(-1);
+for (let i = 0; i < 10; i++)
+  HEX_VALUE[0x30 + i] = i;
+for (let i = 0; i < 6; i++) {
+  HEX_VALUE[0x61 + i] = 10 + i;
+  HEX_VALUE[0x41 + i] = 10 + i;
+}
+const HEX_CHAR = Buffer.from(`0123456789abcdef`, `latin1`);
+
+const KEY_OPEN = Buffer.from(`{"key":[`, `latin1`);
+const VALUE_OPEN = Buffer.from(`,"value":[`, `latin1`);
+const VALUES_OPEN = Buffer.from(`,"values":[`, `latin1`);
+const CPU_OPEN = Buffer.from(`{"cpu":`, `latin1`);
+const CPU_VALUE_OPEN = Buffer.from(`,"value":[`, `latin1`);
+const FORMATTED_OPEN = Buffer.from(`,"formatted":`, `latin1`);
+
+/** An element bigger than this is not a map entry: report it instead of buffering without end. */
+const MAX_ELEMENT_BYTES = 64 * 1024 * 1024;
+/** A non-array output (an error object, `null`) is small. */
+const MAX_TOP_TEXT = 1024 * 1024;
+
+const enum State { Start, InArray, Done, TopValue, Broken }
+
+function matchAt(buf: Buffer, pos: number, literal: Buffer): boolean {
+  for (let i = 0; i < literal.length; i++) {
+    if (buf[pos + i] !== literal[i])
+      return false;
+  }
+  return true;
+}
+
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+export class DumpTokenizer {
+  private state = State.Start;
+  private pending: Buffer | null = null;
+  /** Boundary scan of the pending element: where it stopped and what it was inside. */
+  private scanPos = 0;
+  private scanDepth = 0;
+  private scanInString = false;
+  private topText = ``;
+  private elementsSeen = 0;
+
+  private keyAscii: Buffer = Buffer.alloc(256);
+  private keyBytes: Buffer = Buffer.alloc(128);
+  private valueAscii: Buffer = Buffer.alloc(1024);
+  private hexCount = 0;
+
+  private readonly element: DumpElement = {
+    keyHex: null, keyBytes: this.keyBytes, keyLength: 0, keyBtf: undefined,
+    valueHex: null, valuesHex: null, valueBtf: undefined, formatted: false, error: null,
+  };
+
+  constructor(private readonly sink: DumpSink) {}
+
+  /** Elements parsed so far (including error elements). */
+  get count(): number {
+    return this.elementsSeen;
+  }
+
+  feed(chunk: Buffer): void {
+    if (this.state === State.Broken || chunk.length === 0)
+      return;
+    if (this.state === State.TopValue) {
+      this.addTopText(chunk);
+      return;
+    }
+    let buf = chunk;
+    let pos = 0;
+    if (this.pending !== null) {
+      buf = Buffer.concat([this.pending, chunk]);
+      this.pending = null;
+      const end = this.scanEnd(buf, this.scanPos);
+      if (end < 0) {
+        this.keepPending(buf, 0);
+        return;
+      }
+      this.elementAt(buf, 0, end);
+      pos = end;
+    }
+    const length = buf.length;
+    while (pos < length) {
+      const c = buf[pos];
+      if (this.state === State.InArray) {
+        if (c === 0x7b) {
+          const end = this.fastElement(buf, pos);
+          if (end > 0) {
+            this.emit();
+            pos = end;
+            continue;
+          }
+          this.scanDepth = 0;
+          this.scanInString = false;
+          const scanned = this.scanEnd(buf, pos);
+          if (scanned < 0) {
+            this.keepPending(buf, pos);
+            return;
+          }
+          this.slowElement(buf, pos, scanned);
+          pos = scanned;
+          continue;
+        }
+        if (c === 0x2c || isSpace(c)) {
+          pos++;
+          continue;
+        }
+        if (c === 0x5d) {
+          this.state = State.Done;
+          pos++;
+          continue;
+        }
+        this.broken(`unexpected ${JSON.stringify(String.fromCharCode(c))} between elements after ${this.elementsSeen} elements`);
+        return;
+      }
+      if (this.state === State.Start) {
+        if (isSpace(c)) {
+          pos++;
+          continue;
+        }
+        if (c === 0x5b) {
+          this.state = State.InArray;
+          pos++;
+          continue;
+        }
+        // An error object or `null` (system-probe --pretty on an empty map): small, keep it whole.
+        this.state = State.TopValue;
+        this.addTopText(buf.subarray(pos));
+        return;
+      }
+      if (this.state === State.Done) {
+        if (!isSpace(c)) {
+          this.broken(`unexpected text after the end of the array`);
+          return;
+        }
+        pos++;
+        continue;
+      }
+      return;
+    }
+  }
+
+  /** Call once the output has ended. */
+  end(): void {
+    if (this.pending !== null) {
+      this.pending = null;
+      this.broken(`output ended inside an element (truncated after ${this.elementsSeen} elements)`);
+      return;
+    }
+    switch (this.state) {
+      case State.Start:
+        this.sink.problem(`empty output (expected a JSON array)`);
+        return;
+      case State.InArray:
+        this.broken(`output ended before the array was closed (truncated after ${this.elementsSeen} elements)`);
+        return;
+      case State.TopValue:
+        this.finishTopValue();
+        return;
+      default:
+        return;
+    }
+  }
+
+  private broken(message: string): void {
+    this.state = State.Broken;
+    this.sink.problem(message);
+  }
+
+  private addTopText(chunk: Buffer): void {
+    if (this.topText.length + chunk.length > MAX_TOP_TEXT) {
+      this.broken(`output is neither a JSON array nor a short error object`);
+      return;
+    }
+    this.topText += chunk.toString(`utf8`);
+  }
+
+  private finishTopValue(): void {
+    let value: LosslessValue;
+    try {
+      value = parseLossless(this.topText);
+    } catch (err) {
+      this.sink.problem(`output is not JSON: ${(err as Error).message}: ${clip(this.topText)}`);
+      return;
+    }
+    this.state = State.Done;
+    if (value === null)
+      return; // system-probe --pretty prints `null` for an empty map
+    if (isObject(value) && typeof value.error === `string`) {
+      this.sink.outputError(value.error);
+      return;
+    }
+    if (isObject(value) && Array.isArray(value.elements)) {
+      // `bpftool map dump name X` matching several maps: one object per map.
+      this.sink.problem(`this output holds several maps (bpftool "map dump name"); dump each map by id instead`);
+      return;
+    }
+    this.sink.problem(`expected a JSON array of map elements, got ${clip(this.topText)}`);
+  }
+
+  private keepPending(buf: Buffer, start: number): void {
+    if (buf.length - start > MAX_ELEMENT_BYTES) {
+      this.broken(`an element is larger than ${MAX_ELEMENT_BYTES} bytes`);
+      return;
+    }
+    this.scanPos = this.scanPos - start;
+    // Copy: the chunk's memory must not stay pinned by a small view.
+    this.pending = Buffer.from(buf.subarray(start));
+    if (this.scanPos < 0)
+      this.scanPos = 0;
+  }
+
+  /**
+   * Finds the end (exclusive) of the element whose scan state is in scanDepth/scanInString,
+   * continuing from `from`. Returns -1, with the state saved, when the buffer ends first.
+   */
+  private scanEnd(buf: Buffer, from: number): number {
+    let depth = this.scanDepth;
+    let inString = this.scanInString;
+    const length = buf.length;
+    let pos = from;
+    while (pos < length) {
+      const c = buf[pos++];
+      if (inString) {
+        if (c === 0x5c)
+          pos++;
+        else if (c === 0x22)
+          inString = false;
+      } else if (c === 0x22) {
+        inString = true;
+      } else if (c === 0x7b || c === 0x5b) {
+        depth++;
+      } else if (c === 0x7d || c === 0x5d) {
+        depth--;
+        if (depth === 0) {
+          this.scanDepth = 0;
+          this.scanInString = false;
+          return pos;
+        }
+      }
+    }
+    this.scanDepth = depth;
+    this.scanInString = inString;
+    // May be length + 1 when the last byte was a backslash: the next chunk's first byte is escaped.
+    this.scanPos = pos;
+    return -1;
+  }
+
+  private elementAt(buf: Buffer, start: number, end: number): void {
+    const fastEnd = this.fastElement(buf, start);
+    if (fastEnd === end) {
+      this.emit();
+      return;
+    }
+    this.slowElement(buf, start, end);
+  }
+
+  private resetElement(): DumpElement {
+    const element = this.element;
+    element.keyHex = null;
+    element.keyLength = 0;
+    element.keyBtf = undefined;
+    element.valueHex = null;
+    element.valuesHex = null;
+    element.valueBtf = undefined;
+    element.formatted = false;
+    element.error = null;
+    return element;
+  }
+
+  private emit(): void {
+    this.elementsSeen++;
+    this.sink.element(this.element);
+  }
+
+  /** Decodes `["0x..",...]` at pos into `ascii` (hex text) and, when given, `bytes`. Returns the end or -1. */
+  private hexArray(buf: Buffer, pos: number, ascii: Buffer, bytes: Buffer | null): number {
+    let count = 0;
+    let p = pos + 1;
+    if (buf[p] === 0x5d) {
+      this.hexCount = 0;
+      return p + 1;
+    }
+    for (;;) {
+      if (buf[p] !== 0x22 || buf[p + 1] !== 0x30 || buf[p + 2] !== 0x78 || buf[p + 5] !== 0x22)
+        return -1;
+      const high = HEX_VALUE[buf[p + 3]];
+      const low = HEX_VALUE[buf[p + 4]];
+      if (!(high >= 0) || !(low >= 0))
+        return -1;
+      if (2 * count + 2 > ascii.length) {
+        ascii = this.growAscii(ascii);
+        if (bytes !== null)
+          bytes = this.keyBytes = this.element.keyBytes = grow(bytes, ascii.length / 2);
+      }
+      ascii[2 * count] = HEX_CHAR[high];
+      ascii[2 * count + 1] = HEX_CHAR[low];
+      if (bytes !== null)
+        bytes[count] = (high << 4) | low;
+      count++;
+      const next = buf[p + 6];
+      p += 7;
+      if (next === 0x2c)
+        continue;
+      if (next === 0x5d)
+        break;
+      return -1;
+    }
+    this.hexCount = count;
+    return p;
+  }
+
+  private growAscii(ascii: Buffer): Buffer {
+    const bigger = grow(ascii, ascii.length * 2);
+    if (ascii === this.keyAscii)
+      this.keyAscii = bigger;
+    else
+      this.valueAscii = bigger;
+    return bigger;
+  }
+
+  /** bpftool's compact element shape; returns the end, or -1 for anything else (or too few bytes). */
+  private fastElement(buf: Buffer, start: number): number {
+    if (!matchAt(buf, start, KEY_OPEN))
+      return -1;
+    const element = this.resetElement();
+    let p = this.hexArray(buf, start + KEY_OPEN.length - 1, this.keyAscii, this.keyBytes);
+    if (p < 0)
+      return -1;
+    element.keyLength = this.hexCount;
+    const keyChars = 2 * this.hexCount;
+    if (matchAt(buf, p, VALUE_OPEN)) {
+      p = this.hexArray(buf, p + VALUE_OPEN.length - 1, this.valueAscii, null);
+      if (p < 0)
+        return -1;
+      element.valueHex = this.valueAscii.toString(`latin1`, 0, 2 * this.hexCount);
+    } else if (matchAt(buf, p, VALUES_OPEN)) {
+      const values: Array<string> = [];
+      p += VALUES_OPEN.length;
+      if (buf[p] === 0x5d) {
+        p++;
+      } else {
+        for (;;) {
+          if (!matchAt(buf, p, CPU_OPEN))
+            return -1;
+          p += CPU_OPEN.length;
+          while (buf[p] >= 0x30 && buf[p] <= 0x39)
+            p++;
+          if (!matchAt(buf, p, CPU_VALUE_OPEN))
+            return -1;
+          p = this.hexArray(buf, p + CPU_VALUE_OPEN.length - 1, this.valueAscii, null);
+          if (p < 0 || buf[p] !== 0x7d)
+            return -1;
+          values.push(this.valueAscii.toString(`latin1`, 0, 2 * this.hexCount));
+          const next = buf[p + 1];
+          p += 2;
+          if (next === 0x2c)
+            continue;
+          if (next === 0x5d)
+            break;
+          return -1;
+        }
+      }
+      element.valuesHex = values;
+    } else {
+      return -1;
+    }
+    if (matchAt(buf, p, FORMATTED_OPEN)) {
+      p = skipValue(buf, p + FORMATTED_OPEN.length);
+      if (p < 0)
+        return -1;
+      element.formatted = true;
+    }
+    if (buf[p] !== 0x7d)
+      return -1;
+    element.keyHex = this.keyAscii.toString(`latin1`, 0, keyChars);
+    return p + 1;
+  }
+
+  private slowElement(buf: Buffer, start: number, end: number): void {
+    const text = buf.toString(`utf8`, start, end);
+    let value: LosslessValue;
+    try {
+      value = parseLossless(text);
+    } catch (err) {
+      this.sink.problem(`element ${this.elementsSeen + 1} is not JSON (${(err as Error).message}): ${clip(text)}`);
+      return;
+    }
+    if (!isObject(value)) {
+      this.sink.problem(`element ${this.elementsSeen + 1} is not an object: ${clip(text)}`);
+      return;
+    }
+    const element = this.resetElement();
+    if (!(`key` in value)) {
+      if (typeof value.error === `string`) {
+        element.error = value.error;
+        this.emit();
+        return;
+      }
+      this.sink.problem(`element ${this.elementsSeen + 1} has no "key": ${clip(text)}`);
+      return;
+    }
+    element.formatted = `formatted` in value;
+    if (!this.keyFrom(value.key)) {
+      this.sink.problem(`element ${this.elementsSeen + 1} has a key that is neither hex bytes nor a decoded value: ${clip(text)}`);
+      return;
+    }
+    if (`value` in value) {
+      const raw = value.value;
+      if (isObject(raw) && typeof raw.error === `string` && Object.keys(raw).length === 1)
+        element.error = raw.error;
+      else if (isHexArray(raw))
+        element.valueHex = hexOf(raw);
+      else
+        element.valueBtf = raw;
+    } else if (Array.isArray(value.values)) {
+      const perCpu = value.values;
+      if (perCpu.every(slot => isObject(slot) && isHexArray(slot.value))) {
+        element.valuesHex = perCpu.map(slot => hexOf((slot as {value: Array<LosslessValue>}).value));
+      } else {
+        const failed = perCpu.find(slot => isObject(slot) && isObject(slot.value) && typeof slot.value.error === `string`);
+        if (failed)
+          element.error = ((failed as {value: {error: string}}).value).error;
+        else
+          element.valueBtf = perCpu;
+      }
+    } else if (typeof value.error === `string`) {
+      element.error = value.error;
+    }
+    this.emit();
+  }
+
+  private keyFrom(key: LosslessValue): boolean {
+    const element = this.element;
+    if (isHexArray(key)) {
+      const hex = hexOf(key);
+      const length = hex.length / 2;
+      if (this.keyBytes.length < length)
+        this.keyBytes = element.keyBytes = Buffer.alloc(length * 2);
+      this.keyBytes.write(hex, 0, `hex`);
+      element.keyHex = hex;
+      element.keyLength = length;
+      return true;
+    }
+    if (key === null || key === undefined || Array.isArray(key))
+      return false;
+    element.keyBtf = key;
+    return true;
+  }
+}
+
+function grow(buf: Buffer, size: number): Buffer {
+  const bigger = Buffer.alloc(size);
+  buf.copy(bigger);
+  return bigger;
+}
+
+/** Skips one JSON value at pos; returns its end, or -1 when the buffer ends first. */
+function skipValue(buf: Buffer, pos: number): number {
+  const first = buf[pos];
+  if (first !== 0x7b && first !== 0x5b) {
+    // A scalar: up to the next delimiter (strings are not expected here; be safe anyway).
+    let p = pos;
+    if (first === 0x22) {
+      p++;
+      while (p < buf.length && buf[p] !== 0x22)
+        p += buf[p] === 0x5c ? 2 : 1;
+      return p < buf.length ? p + 1 : -1;
+    }
+    while (p < buf.length && buf[p] !== 0x2c && buf[p] !== 0x7d && buf[p] !== 0x5d)
+      p++;
+    return p < buf.length ? p : -1;
+  }
+  let depth = 0;
+  let inString = false;
+  const length = buf.length;
+  let p = pos;
+  while (p < length) {
+    const c = buf[p++];
+    if (inString) {
+      if (c === 0x5c)
+        p++;
+      else if (c === 0x22)
+        inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++;
+    } else if (c === 0x7d || c === 0x5d) {
+      if (--depth === 0)
+        return p;
+    }
+  }
+  return -1;
+}
+
+function isObject(value: LosslessValue | undefined): value is {[key: string]: LosslessValue} {
+  return value !== null && typeof value === `object` && !Array.isArray(value);
+}
+
+const HEX_ITEM = /^0x[0-9a-fA-F]{1,2}$/;
+
+function isHexArray(value: LosslessValue | undefined): value is Array<LosslessValue> {
+  if (!Array.isArray(value))
+    return false;
+  for (const item of value) {
+    if (typeof item === `string` ? !HEX_ITEM.test(item) : !(typeof item === `number` && Number.isInteger(item) && item >= 0 && item <= 255))
+      return false;
+  }
+  return true;
+}
+
+function hexOf(items: Array<LosslessValue>): string {
+  let out = ``;
+  for (const item of items) {
+    const byte = typeof item === `number` ? item : parseInt((item as string).slice(2), 16);
+    out += byte < 16 ? `0${byte.toString(16)}` : byte.toString(16);
+  }
+  return out;
+}
+
+function clip(text: string): string {
+  const flat = text.replace(/\s+/g, ` `);
+  return flat.length > 100 ? `${flat.slice(0, 97)}...` : flat;
+}
