@@ -1,0 +1,156 @@
+// snapshot-conns / snapshot-pids on fixture proc trees (samples/proc/): golden output byte for
+// byte (apart from the header line; the clock is fixed so the snapshot record is stable too),
+// and the warnings a bad tree must produce. UPDATE_GOLDEN=1 rewrites the golden files.
+import {readFileSync, writeFileSync} from 'node:fs';
+import {test} from 'uvu';
+import * as assert from 'uvu/assert';
+import type {Clock} from '../src/context.ts';
+import {checkRecord} from '../src/schema.ts';
+import {parseStat} from '../src/snapshot/pids.ts';
+import {parseNetTable, TABLES} from '../src/snapshot/nettable.ts';
+import {parseNetnsMounts} from '../src/snapshot/mountinfo.ts';
+import {parseLines, runCommand} from './helpers/cli.ts';
+
+const fixedClock: Clock = {now: () => Date.UTC(2026, 0, 2, 3, 4, 5), sleep: async () => {}};
+
+async function runGolden(args: Array<string>, golden: string) {
+  const run = await runCommand(args, {tool: {clock: fixedClock}});
+  assert.is(run.code, 0, run.stderr);
+  const lines = run.stdout.split(`\n`);
+  assert.is(JSON.parse(lines[0]).type, `header`);
+  const body = lines.slice(1).join(`\n`);
+  if (process.env.UPDATE_GOLDEN === `1`)
+    writeFileSync(golden, body);
+  assert.fixture(body, readFileSync(golden, `utf8`), golden);
+  for (const record of parseLines(body))
+    assert.is(checkRecord(record as never), null, JSON.stringify(record));
+  return {run, records: parseLines(body)};
+}
+
+test(`snapshot-conns --proc-root samples/proc/mixed reproduces the golden output`, async () => {
+  const {run, records} = await runGolden([`snapshot-conns`, `--proc-root`, `samples/proc/mixed`], `samples/proc/mixed.conns.ndjson`);
+  // Bad rows are reported with file and line, and the stream goes on.
+  assert.match(run.stderr, /samples\/proc\/mixed\/7\/net\/tcp:5: malformed row skipped \(bad hex digit\)/);
+  assert.match(run.stderr, /samples\/proc\/mixed\/7\/net\/tcp:6: malformed row skipped \(row too short\)/);
+  assert.match(run.stderr, /samples\/proc\/mixed\/7\/net\/tcp6:6: malformed row skipped \(bad column layout/);
+  // A missing table is a warning naming the file.
+  assert.match(run.stderr, /cannot read samples\/proc\/mixed\/30\/net\/udp6: ENOENT/);
+  const netns = records.filter(record => record.type === `netns`);
+  assert.equal(netns.map(record => [record.netnsInode, record.readVia, record.complete]), [
+    [4026531840, `proc-pid:7`, false],
+    [4026532300, `proc-pid:30`, false],
+    [4026532400, null, false],
+  ]);
+  assert.equal(netns[1].foundBy, [`process`, `bind-mount`]);
+  assert.equal(netns[1].paths, [`/run/netns/usmld fixture b`]);
+  assert.equal(netns[2].foundBy, [`bind-mount`]);
+  // Pid 1 has no net/ files: the next process of the namespace is read (B2).
+  assert.equal(netns[0].pids, [1, 7, 12]);
+  const snapshot = records.at(-1)!;
+  assert.equal([snapshot.type, snapshot.of, snapshot.count, snapshot.complete], [`snapshot`, `conns`, 15, false]);
+});
+
+test(`mapped rows of tcp6/udp6 are folded to IPv4 with listedFamily v6 (B3)`, async () => {
+  const run = await runCommand([`snapshot-conns`, `--proc-root`, `samples/proc/mixed`], {tool: {clock: fixedClock}});
+  const sockets = parseLines(run.stdout).filter(record => record.type === `socket`);
+  const byInode = new Map(sockets.map(socket => [socket.inode, socket]));
+  assert.equal(pick(byInode.get(2002)), [`tcp`, `v4`, `v6`, `10.0.0.5`, 8080, `10.0.0.9`, 40000, `ESTABLISHED`]);
+  // A mapped listener: the unspecified remote end folds to 0.0.0.0, as the kernel side does.
+  assert.equal(pick(byInode.get(2004)), [`tcp`, `v4`, `v6`, `127.0.0.1`, 9000, `0.0.0.0`, 0, `LISTEN`]);
+  // The dual-stack wildcard listener stays IPv6.
+  assert.equal(pick(byInode.get(2001)), [`tcp`, `v6`, `v6`, `::`, 8080, `::`, 0, `LISTEN`]);
+  assert.equal(pick(byInode.get(2003)), [`tcp`, `v6`, `v6`, `2001:db8::5`, 443, `2001:db8::9`, 50123, `ESTABLISHED`]);
+  assert.equal(pick(byInode.get(4001)), [`udp`, `v4`, `v6`, `10.0.0.5`, 5353, `224.0.0.251`, 5353, `ESTABLISHED`]);
+  // A slot number wider than %4d (past 9999 rows) still parses.
+  assert.equal(pick(byInode.get(1004)), [`tcp`, `v4`, `v4`, `127.0.0.1`, 5432, `127.0.0.1`, 40001, `ESTABLISHED`]);
+  assert.is(byInode.get(1004)!.uid, 105);
+  const timeWait = sockets.find(socket => socket.state === `TIME_WAIT`)!;
+  assert.equal(pick(timeWait), [`tcp`, `v4`, `v4`, `10.0.0.5`, 22, `10.0.0.7`, 50000, `TIME_WAIT`]);
+  assert.is(timeWait.inode, 0);
+});
+
+function pick(socket: Record<string, any> | undefined) {
+  assert.ok(socket, `socket missing`);
+  return [socket!.proto, socket!.family, socket!.listedFamily, socket!.laddr, socket!.lport, socket!.raddr, socket!.rport, socket!.state];
+}
+
+test(`snapshot-pids --proc-root samples/proc/mixed reproduces the golden output`, async () => {
+  const {records} = await runGolden([`snapshot-pids`, `--proc-root`, `samples/proc/mixed`], `samples/proc/mixed.pids.ndjson`);
+  const byPid = new Map(records.filter(record => record.type === `process`).map(record => [record.pid, record]));
+  assert.equal([...byPid.keys()], [1, 7, 12, 20, 30, 31]);
+  assert.is(byPid.get(12)!.comm, `a) b (c`);
+  assert.equal(byPid.get(12)!.tids, [12, 13, 15]);
+  assert.is(byPid.get(12)!.startTime, 2000);
+  assert.equal([byPid.get(20)!.state, byPid.get(20)!.netnsInode], [`Z`, null]);
+});
+
+test(`--from a capture directory reads proc/ and netns/ (process-less namespaces)`, async () => {
+  const {records} = await runGolden([`snapshot-conns`, `--from`, `samples/proc/capture`], `samples/proc/capture.conns.ndjson`);
+  const netns = records.filter(record => record.type === `netns`);
+  assert.equal(netns.map(record => [record.netnsInode, record.foundBy, record.readVia, record.complete]), [
+    [4026531840, [`process`], `proc-pid:2`, true],
+    [4026532300, [`process`], `proc-pid:40`, true],
+    [4026532500, [`bind-mount`], `nsenter:/run/netns/cni-0f1e2d3c`, true],
+  ]);
+  const inProcessLess = records.filter(record => record.type === `socket` && record.netnsInode === 4026532500);
+  assert.is(inProcessLess.length, 3);
+  await runGolden([`snapshot-pids`, `--from`, `samples/proc/capture`], `samples/proc/capture.pids.ndjson`);
+});
+
+test(`--proc-root and --from together is a usage error`, async () => {
+  const run = await runCommand([`snapshot-conns`, `--proc-root`, `/proc`, `--from`, `x`]);
+  assert.is(run.code, 2);
+  assert.is(run.stdout, ``);
+});
+
+test(`a proc root that does not exist is an environment fault (exit 3), not a crash`, async () => {
+  for (const command of [`snapshot-conns`, `snapshot-pids`]) {
+    const run = await runCommand([command, `--proc-root`, `samples/proc/no-such-tree`]);
+    assert.is(run.code, 3, command);
+    assert.match(run.stderr, /cannot list processes in samples\/proc\/no-such-tree: ENOENT/);
+  }
+});
+
+test(`parseStat splits at the last ')' whatever the command name holds`, () => {
+  const fields = (comm: string) => `42 (${comm}) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 123456 1000 10 0 0`;
+  for (const comm of [`sh`, `a b`, `x) y`, `((`, `) S 1 2 3`, `tab\there`, `new\nline`])
+    assert.equal(parseStat(fields(comm)), {pid: 42, comm, state: `S`, startTime: 123456}, comm);
+  assert.is(parseStat(`garbage`), null);
+  assert.is(parseStat(`42 (x) S 1 2`), null);
+});
+
+test(`parseNetTable: every row of a table with odd widths and a missing header`, () => {
+  const out: Array<Record<string, any>> = [];
+  const text = [
+    `12345: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 77 1 0000000000000000 100 0 0 10 0`,
+    `   1: 0100007F:0050 0200007F:1F90 01 00000000:00000000 02:000000000000A1B2 00000000 123456        0 78`,
+    `   2: 0100007F:0050 0200007F:1F90 0G 00000000:00000000 00:00000000 00000000     0        0 79`,
+    `   3: 0100007F:0050 0200007F:1F90 01 00000000:00000000`,
+    `   4: 0100007F:0050 0200007F:1F90 01`,
+    ``,
+  ].join(`\n`);
+  const outcome = parseNetTable(text, TABLES[0], 7, socket => out.push(socket));
+  assert.is(outcome.rows, 2);
+  assert.equal(outcome.bad.map(bad => [bad.line, bad.reason]), [[3, `bad hex digit`], [4, `no uid or inode column`], [5, `no uid or inode column`]]);
+  assert.equal(out.map(socket => [socket.laddr, socket.lport, socket.raddr, socket.rport, socket.state, socket.uid, socket.inode]), [
+    [`127.0.0.1`, 80, `0.0.0.0`, 0, `LISTEN`, 0, 77],
+    [`127.0.0.1`, 80, `127.0.0.2`, 8080, `ESTABLISHED`, 123456, 78],
+  ]);
+});
+
+test(`parseNetnsMounts: nsfs net mounts only, escapes undone`, () => {
+  const text = [
+    `44 43 0:4 net:[4026532177] /run/netns/a rw shared:2 - nsfs nsfs rw`,
+    `45 43 0:4 net:[4026532178] /var/run/docker/netns/b\\040c rw - nsfs nsfs rw`,
+    `46 43 0:4 mnt:[4026532179] /run/m rw - nsfs nsfs rw`,
+    `47 43 0:4 net:[4026532180] /old rw - proc proc rw`,
+    `48 43 0:4 net:[4026532181] /not-ns rw - ext4 /dev/x rw`,
+  ].join(`\n`);
+  assert.equal(parseNetnsMounts(text), [
+    {netnsInode: 4026532177, mountPoint: `/run/netns/a`},
+    {netnsInode: 4026532178, mountPoint: `/var/run/docker/netns/b c`},
+    {netnsInode: 4026532180, mountPoint: `/old`},
+  ]);
+});
+
+test.run();
