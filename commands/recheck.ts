@@ -1,5 +1,10 @@
-import {Command} from 'clipanion';
+import {Command, Option} from 'clipanion';
+import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
+import {UsageFault} from '../src/errors.ts';
+import {ExitCode} from '../src/exitCodes.ts';
+import {BACKENDS, type BackendName} from '../src/schema.ts';
+import {DEFAULT_RECHECK_DELAY_MS, recheck} from '../src/validate/recheck.ts';
 import {BaseCommand} from './BaseCommand.ts';
 
 export default class RecheckCommand extends BaseCommand {
@@ -7,12 +12,58 @@ export default class RecheckCommand extends BaseCommand {
   static override usage = Command.Usage({
     description: `wait, look again, and keep only the leaks that are still there`,
     details: `
-      Reads verdicts; after a delay re-reads the maps and the system state, and turns each leaked verdict into \`resolved\` (gone from its map), \`alive\` (reason \`race\`), or a confirmed \`leaked\`.
+      Reads verdicts (from \`validate\`). Verdicts other than \`leaked\` pass through at once. For the leaked ones it waits \`--delay\` seconds, once for the whole run, then looks again: fresh snapshots of sockets and processes, then a re-read of only the maps that had leaked entries (one dump per map). An entry gone from its map becomes \`resolved\` (\`removed_from_map\`), one that now matches becomes \`alive\` (\`race\`), the rest stay \`leaked\` with \`checks: 2\`. Ends with one \`summary\` record per map, counting the races filtered.
+
+      \`--delay 0\` looks again at once (to skip the second look altogether, leave recheck out of the pipe). With \`--later\`, the second look reads a later capture instead of the host, and there is no wait.
+
+      Exit code 1 when a leaked verdict was written. ${BaseCommand.stdinHint}
     `,
-    examples: [[`Filter races out of a live validation`, `$0 dump-maps | $0 validate | $0 recheck`]],
+    examples: [
+      [`Filter races out of a live validation`, `$0 dump-maps | $0 validate | $0 recheck`],
+      [`Wait 5 seconds before the second look`, `$0 dump-maps | $0 validate | $0 recheck --delay 5`],
+      [`Offline, against a later capture`, `$0 validate first.ndjson | $0 recheck --later later.ndjson`],
+    ],
   });
 
-  protected async run(_tool: ToolContext): Promise<number> {
-    this.notBuilt(5);
+  delay = Option.String(`--delay`, String(DEFAULT_RECHECK_DELAY_MS / 1000), {description: `Seconds to wait before looking again (default 2; 0 looks again at once)`});
+  later = Option.String(`--later`, {description: `Look at a later capture instead of the host: NDJSON (entries and snapshots) or a capture directory`});
+  procRoot = Option.String(`--proc-root`, {description: `Proc filesystem for the fresh snapshots (default: /proc)`});
+  backend = Option.String(`--backend`, {description: `bpftool or system-probe, for re-reading the maps`, validator: t.isEnum(BACKENDS)});
+  bpftool = Option.String(`--bpftool`, {description: `Path of the bpftool binary to use`});
+  systemProbe = Option.String(`--system-probe`, {description: `Path of the system-probe binary to use`});
+  timeout = Option.String(`--timeout`, `120`, {description: `Seconds each bpftool/system-probe run may take (default 120)`});
+  download = Option.Boolean(`--download`, true, {description: `Download a verified static bpftool when no backend is usable (--no-download to refuse)`});
+  files = Option.Rest({name: `file`});
+
+  protected async run(base: ToolContext): Promise<number> {
+    const delay = Number(this.delay);
+    if (this.delay.trim() === `` || !Number.isFinite(delay) || delay < 0)
+      throw new UsageFault(`--delay ${this.delay}: expected a number of seconds, 0 or more`);
+    const timeout = Number(this.timeout);
+    if (!Number.isFinite(timeout) || timeout <= 0)
+      throw new UsageFault(`--timeout ${this.timeout}: expected a positive number of seconds`);
+    if (this.later !== undefined && (this.procRoot !== undefined || this.backend !== undefined || this.bpftool !== undefined || this.systemProbe !== undefined))
+      throw new UsageFault(`--later reads a capture: --proc-root, --backend, --bpftool and --system-probe do not apply`);
+    if (this.later === `-`)
+      throw new UsageFault(`--later -: standard input carries the verdicts; give the later capture as a file or directory`);
+    const tool = this.procRoot !== undefined ? {...base, procRoot: this.procRoot} : base;
+    const input = this.input(tool, this.files, [`verdict`, `summary`, `map`]);
+    let leaked = false;
+    const records = recheck(tool, input, {
+      delayMs: delay * 1000,
+      later: this.later,
+      dump: {
+        backend: this.backend as BackendName | undefined, bpftoolPath: this.bpftool, systemProbePath: this.systemProbe,
+        timeoutMs: timeout * 1000, download: this.download,
+      },
+    });
+    await this.emit(`recheck`, tool, (async function* () {
+      for await (const record of records) {
+        if (record.type === `verdict` && record.status === `leaked`)
+          leaked = true;
+        yield record;
+      }
+    })());
+    return leaked ? ExitCode.LeaksFound : ExitCode.Ok;
   }
 }

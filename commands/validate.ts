@@ -32,14 +32,8 @@ export default class ValidateCommand extends BaseCommand {
   procRoot = Option.String(`--proc-root`, {description: `Root of the proc filesystem for live snapshots (default: /proc)`});
   files = Option.Rest({name: `file`});
 
-  protected override toolContext(): ToolContext {
-    const tool = super.toolContext();
-    if (this.procRoot !== undefined)
-      tool.procRoot = this.procRoot;
-    return tool;
-  }
-
-  protected async run(tool: ToolContext): Promise<number> {
+  protected async run(base: ToolContext): Promise<number> {
+    const tool = this.procRoot !== undefined ? {...base, procRoot: this.procRoot} : base;
     if (this.live === true && this.snapshotFiles.length > 0)
       throw new UsageFault(`--live and --snapshot both say where the snapshots come from: give one`);
     const onProblem = (message: string) => tool.log.warn(message);

@@ -6,6 +6,8 @@
 // records at all the stage then takes live snapshots itself.
 import type {ToolContext} from '../context.ts';
 import {SCHEMA_VERSION, type AnyRecord, type EntryRecord, type MapRecord, type SummaryRecord, type VerdictRecord} from '../schema.ts';
+import {snapshotConns} from '../snapshot/conns.ts';
+import {snapshotPids} from '../snapshot/pids.ts';
 import {judgeEntry} from './rules.ts';
 import {SNAPSHOT_RECORD_TYPES, SnapshotIndex} from './snapshotIndex.ts';
 
@@ -79,13 +81,10 @@ export function makeVerdict(entry: EntryRecord, index: SnapshotIndex, mapProblem
   return verdict;
 }
 
-export async function* liveSnapshots(ctx: ToolContext): AsyncGenerator<AnyRecord> {
-  // TODO(issue 5): static imports once src/snapshot/{conns,pids}.ts have landed.
-  const conns = `../snapshot/conns.ts`;
-  const pids = `../snapshot/pids.ts`;
-  const [{snapshotConns}, {snapshotPids}] = await Promise.all([import(conns), import(pids)]);
-  yield* snapshotConns(ctx, {}) as AsyncIterable<AnyRecord>;
-  yield* snapshotPids(ctx, {}) as AsyncIterable<AnyRecord>;
+/** snapshot-conns then snapshot-pids, of ctx.procRoot (or of a capture directory). */
+export async function* liveSnapshots(ctx: ToolContext, from?: string): AsyncGenerator<AnyRecord> {
+  yield* snapshotConns(ctx, {from}) as AsyncIterable<AnyRecord>;
+  yield* snapshotPids(ctx, {from}) as AsyncIterable<AnyRecord>;
 }
 
 export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord>, options: ValidateOptions = {}): AsyncGenerator<AnyRecord> {
