@@ -40,8 +40,15 @@ demo: build
 	@test -f samples/capture.ndjson || { echo "make demo: samples/capture.ndjson is not recorded yet (issue 6)" >&2; exit 4; }
 	node $(BUNDLE) report --samples 5 < samples/capture.ndjson || test $$? -eq 1
 
+# Benchmarks (issue 8): BENCH_RUNS=5 runs per figure, BENCH_SCALE=1 for 1,000,000 entries.
+# GNU time reads each measured child's CPU and peak RSS: installed from Debian when missing.
 bench: build system-deps
-	@test -f bench/run.ts || { echo "make bench: not built yet (issue 8)" >&2; exit 4; }
+	@if [ ! -x /usr/bin/time ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing GNU time (Debian package)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; \
+	  fi; \
+	fi
 	node_modules/.bin/tsx bench/run.ts
 
 dist: build
