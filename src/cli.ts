@@ -2,6 +2,7 @@
 // stdout (arcanis/clipanion#176), which would feed usage text into the next stage of a pipe.
 import {Builtins, Cli} from 'clipanion';
 import type {CliContext} from '../commands/BaseCommand.ts';
+import CaptureScriptCommand from '../commands/capture-script.ts';
 import DumpMapsCommand from '../commands/dump-maps.ts';
 import RecheckCommand from '../commands/recheck.ts';
 import ReportCommand from '../commands/report.ts';
@@ -14,6 +15,7 @@ import {TOOL_VERSION} from './version.ts';
 
 export const COMMANDS = [
   DumpMapsCommand, SnapshotConnsCommand, SnapshotPidsCommand, ValidateCommand, RecheckCommand, ReportCommand, ScanCommand,
+  CaptureScriptCommand,
 ];
 
 export function buildCli(options: {enableColors?: boolean} = {}): Cli<CliContext> {
