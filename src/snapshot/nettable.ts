@@ -120,8 +120,6 @@ const remoteBytes = new Uint8Array(16);
 export function parseNetTable(text: string, table: TableSpec, netnsInode: number, emit: (socket: SocketRecord) => void): ParseOutcome {
   const outcome: ParseOutcome = {rows: 0, bad: [], badCount: 0};
   const v6 = table.listedFamily === `v6`;
-  const addrLen = v6 ? 32 : 8;
-  const words = v6 ? 4 : 1;
   let lineNo = 0;
   let start = 0;
   const length = text.length;
@@ -132,90 +130,89 @@ export function parseNetTable(text: string, table: TableSpec, netnsInode: number
     lineNo++;
     const lineStart = start;
     start = end + 1;
-    let p = skipSpaces(text, lineStart, end);
+    const p = skipSpaces(text, lineStart, end);
     if (p === end)
       continue;
     // The header (`  sl  local_address ...`); kernels always print it first.
     if (lineNo === 1 && text.charCodeAt(p) === 115 /* s */)
       continue;
-    const bad = (reason: string) => {
-      outcome.badCount++;
-      if (outcome.bad.length < BAD_ROWS_KEPT)
-        outcome.bad.push({line: lineNo, reason, text: text.slice(lineStart, Math.min(end, lineStart + 160)).trimEnd()});
-    };
-    // Slot number and colon.
-    const slotStart = p;
-    while (p < end && text.charCodeAt(p) >= 48 && text.charCodeAt(p) <= 57)
-      p++;
-    if (p === slotStart || text.charCodeAt(p) !== 58 /* : */ || text.charCodeAt(p + 1) !== 32) {
-      bad(`no slot number`);
+    const reason = parseRow(text, p, end, v6, emit, table, netnsInode);
+    if (reason === null) {
+      outcome.rows++;
       continue;
     }
-    p += 2;
-    // local_address rem_address st: fixed width from here.
-    const fixedEnd = p + 2 * (addrLen + 6) + 2;
-    if (fixedEnd > end) {
-      bad(`row too short`);
-      continue;
-    }
-    const remoteAt = p + addrLen + 6;
-    if (text.charCodeAt(p + addrLen) !== 58 || text.charCodeAt(remoteAt - 1) !== 32
-      || text.charCodeAt(remoteAt + addrLen) !== 58 || text.charCodeAt(fixedEnd - 3) !== 32
-      || (fixedEnd < end && text.charCodeAt(fixedEnd) !== 32)) {
-      bad(`bad column layout (expected ${addrLen}-digit addresses in ${table.name})`);
-      continue;
-    }
-    const lport = hexAt(text, p + addrLen + 1, 4);
-    const rport = hexAt(text, remoteAt + addrLen + 1, 4);
-    const stateCode = hexAt(text, fixedEnd - 2, 2);
-    if (lport < 0 || rport < 0 || stateCode < 0 || !addressAt(text, p, words, localBytes) || !addressAt(text, remoteAt, words, remoteBytes)) {
-      bad(`bad hex digit`);
-      continue;
-    }
-    // tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode: whitespace separated.
-    let q = fixedEnd;
-    for (let skip = 0; skip < 3; skip++)
-      q = skipToken(text, skipSpaces(text, q, end), end);
-    q = skipSpaces(text, q, end);
-    const uid = decimalAt(text, q, end);
-    q = skipToken(text, skipSpaces(text, skipToken(text, q, end), end), end);
-    q = skipSpaces(text, q, end);
-    const inode = decimalAt(text, q, end);
-    if (uid < 0 || inode < 0) {
-      bad(`no uid or inode column`);
-      continue;
-    }
-    let family: `v4` | `v6` = table.listedFamily;
-    let laddr: string;
-    let raddr: string;
-    if (!v6) {
-      laddr = formatIPv4(localBytes, 0);
-      raddr = formatIPv4(remoteBytes, 0);
-    } else if (isMapped(localBytes) || isMapped(remoteBytes)) {
-      // Dual-stack socket talking IPv4: the eBPF side folds both ends to their last 4 bytes.
-      family = `v4`;
-      laddr = formatIPv4(localBytes, 12);
-      raddr = formatIPv4(remoteBytes, 12);
-    } else {
-      laddr = formatIPv6(localBytes, 0);
-      raddr = formatIPv6(remoteBytes, 0);
-    }
-    outcome.rows++;
-    emit({
-      type: `socket`,
-      v: SCHEMA_VERSION,
-      netnsInode,
-      proto: table.proto,
-      family,
-      listedFamily: table.listedFamily,
-      laddr,
-      lport,
-      raddr,
-      rport,
-      state: stateCode < STATE_NAMES.length ? STATE_NAMES[stateCode] : `UNKNOWN`,
-      inode,
-      uid,
-    });
+    outcome.badCount++;
+    if (outcome.bad.length < BAD_ROWS_KEPT)
+      outcome.bad.push({line: lineNo, reason, text: text.slice(lineStart, Math.min(end, lineStart + 160)).trimEnd()});
   }
   return outcome;
+}
+
+/** Parses the row at [p, end) and emits its socket; returns why it is malformed, or null. */
+function parseRow(text: string, p: number, end: number, v6: boolean, emit: (socket: SocketRecord) => void, table: TableSpec, netnsInode: number): string | null {
+  const addrLen = v6 ? 32 : 8;
+  const words = v6 ? 4 : 1;
+  // Slot number and colon.
+  const slotStart = p;
+  while (p < end && text.charCodeAt(p) >= 48 && text.charCodeAt(p) <= 57)
+    p++;
+  if (p === slotStart || text.charCodeAt(p) !== 58 /* : */ || text.charCodeAt(p + 1) !== 32)
+    return `no slot number`;
+  p += 2;
+  // local_address rem_address st: fixed width from here.
+  const fixedEnd = p + 2 * (addrLen + 6) + 2;
+  if (fixedEnd > end)
+    return `row too short`;
+  const remoteAt = p + addrLen + 6;
+  if (text.charCodeAt(p + addrLen) !== 58 || text.charCodeAt(remoteAt - 1) !== 32
+    || text.charCodeAt(remoteAt + addrLen) !== 58 || text.charCodeAt(fixedEnd - 3) !== 32
+    || (fixedEnd < end && text.charCodeAt(fixedEnd) !== 32))
+    return `bad column layout (expected ${addrLen}-digit addresses in ${table.name})`;
+  const lport = hexAt(text, p + addrLen + 1, 4);
+  const rport = hexAt(text, remoteAt + addrLen + 1, 4);
+  const stateCode = hexAt(text, fixedEnd - 2, 2);
+  if (lport < 0 || rport < 0 || stateCode < 0 || !addressAt(text, p, words, localBytes) || !addressAt(text, remoteAt, words, remoteBytes))
+    return `bad hex digit`;
+  // tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode: whitespace separated.
+  let q = fixedEnd;
+  for (let skip = 0; skip < 3; skip++)
+    q = skipToken(text, skipSpaces(text, q, end), end);
+  q = skipSpaces(text, q, end);
+  const uid = decimalAt(text, q, end);
+  q = skipToken(text, skipSpaces(text, skipToken(text, q, end), end), end);
+  q = skipSpaces(text, q, end);
+  const inode = decimalAt(text, q, end);
+  if (uid < 0 || inode < 0)
+    return `no uid or inode column`;
+  let family: `v4` | `v6` = table.listedFamily;
+  let laddr: string;
+  let raddr: string;
+  if (!v6) {
+    laddr = formatIPv4(localBytes, 0);
+    raddr = formatIPv4(remoteBytes, 0);
+  } else if (isMapped(localBytes) || isMapped(remoteBytes)) {
+    // Dual-stack socket talking IPv4: the eBPF side folds both ends to their last 4 bytes.
+    family = `v4`;
+    laddr = formatIPv4(localBytes, 12);
+    raddr = formatIPv4(remoteBytes, 12);
+  } else {
+    laddr = formatIPv6(localBytes, 0);
+    raddr = formatIPv6(remoteBytes, 0);
+  }
+  emit({
+    type: `socket`,
+    v: SCHEMA_VERSION,
+    netnsInode,
+    proto: table.proto,
+    family,
+    listedFamily: table.listedFamily,
+    laddr,
+    lport,
+    raddr,
+    rport,
+    state: stateCode < STATE_NAMES.length ? STATE_NAMES[stateCode] : `UNKNOWN`,
+    inode,
+    uid,
+  });
+  return null;
 }

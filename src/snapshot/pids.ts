@@ -1,18 +1,18 @@
 // snapshot-pids: one record per process with its threads, state, start time, command name and
 // network namespace. validate uses it to judge pid_tgid keys by thread, to notice zombies, and
 // (through the start time) to notice a pid reused by a newer process.
-import {readdir, readFile} from 'node:fs/promises';
+import {readdirSync, readFileSync} from 'node:fs';
 import type {ToolContext} from '../context.ts';
 import {SCHEMA_VERSION, type ProcessRecord, type SnapshotRecord} from '../schema.ts';
-import {mapOrdered} from './ordered.ts';
-import {errnoOf, isVanished, listPids, numericNames, readNetnsLink} from './procfs.ts';
+import {errnoOf, isVanished, listPids, numericNames, readNetnsLinkSync, yieldToLoop} from './procfs.ts';
 
 export interface SnapshotPidsOptions {
   /** A capture directory: its proc/ is read instead of the live /proc. */
   from?: string;
-  /** Processes read at the same time. */
-  concurrency?: number;
 }
+
+/** Processes read between two turns of the event loop. */
+const BATCH = 256;
 
 export interface ParsedStat {
   pid: number;
@@ -45,17 +45,14 @@ export function parseStat(text: string): ParsedStat | null {
 
 type ProcessRead = {record: ProcessRecord} | {vanished: true} | {problem: string};
 
-async function readProcess(procRoot: string, pid: number): Promise<ProcessRead> {
+/** One process. Synchronous on purpose: see readNetnsLinkSync for the measured reason. */
+function readProcess(procRoot: string, pid: number): ProcessRead {
   const dir = `${procRoot}/${pid}`;
   let statText: string;
   let taskNames: Array<string>;
-  let link: Awaited<ReturnType<typeof readNetnsLink>>;
   try {
-    [statText, taskNames, link] = await Promise.all([
-      readFile(`${dir}/stat`, `utf8`),
-      readdir(`${dir}/task`),
-      readNetnsLink(procRoot, pid),
-    ]);
+    statText = readFileSync(`${dir}/stat`, `utf8`);
+    taskNames = readdirSync(`${dir}/task`);
   } catch (err) {
     // Gone while being read: it simply is not in the snapshot.
     if (isVanished(err))
@@ -65,13 +62,13 @@ async function readProcess(procRoot: string, pid: number): Promise<ProcessRead> 
   const stat = parseStat(statText);
   if (stat === null)
     return {problem: `${dir}/stat: not a stat line: ${JSON.stringify(statText.slice(0, 80))}`};
-  const tids = numericNames(taskNames);
+  const link = readNetnsLinkSync(procRoot, pid);
   return {
     record: {
       type: `process`,
       v: SCHEMA_VERSION,
       pid,
-      tids,
+      tids: numericNames(taskNames),
       state: stat.state,
       startTime: stat.startTime,
       comm: stat.comm,
@@ -87,7 +84,10 @@ export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptio
   const pids = await listPids(procRoot);
   let count = 0;
   let problems = 0;
-  for await (const read of mapOrdered(pids, options.concurrency ?? 32, pid => readProcess(procRoot, pid))) {
+  for (let i = 0; i < pids.length; i++) {
+    if (i % BATCH === BATCH - 1)
+      await yieldToLoop();
+    const read = readProcess(procRoot, pids[i]);
     if (`record` in read) {
       count++;
       yield read.record;

@@ -1,5 +1,6 @@
 // Small /proc helpers shared by snapshot-conns and snapshot-pids. Everything takes the proc
 // root as a parameter: `/proc`, `/host/proc`, a capture's `proc/`, or a fixture tree.
+import {readlinkSync} from 'node:fs';
 import {readdir, readlink} from 'node:fs/promises';
 import {EnvironmentFault} from '../errors.ts';
 
@@ -77,4 +78,27 @@ export async function readNetnsLink(procRoot: string, pid: number): Promise<NsLi
   }
   const inode = parseNsLink(text);
   return inode === null ? {error: `unexpected link text ${JSON.stringify(text)}`} : {inode};
+}
+
+/**
+ * readNetnsLink, synchronously. The per-process files are tiny and in memory (procfs, or a
+ * capture in the page cache): a direct syscall costs a fraction of a thread-pool round trip
+ * (measured: 20,000 processes' stat + task + ns/net take ~0.45 s CPU sync, ~2.2 s async).
+ */
+export function readNetnsLinkSync(procRoot: string, pid: number): NsLinkResult {
+  let text: string;
+  try {
+    text = readlinkSync(`${procRoot}/${pid}/ns/net`);
+  } catch (err) {
+    if (isVanished(err))
+      return {vanished: true};
+    return {error: errnoOf(err)};
+  }
+  const inode = parseNsLink(text);
+  return inode === null ? {error: `unexpected link text ${JSON.stringify(text)}`} : {inode};
+}
+
+/** Lets the event loop run (the output writer, timers) between batches of synchronous reads. */
+export function yieldToLoop(): Promise<void> {
+  return new Promise(resolve => setImmediate(resolve));
 }
