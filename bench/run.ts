@@ -16,6 +16,7 @@ import {existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, s
 import {dirname, join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {LiveMaps, RealConnections, liveThreads, liveUnavailable, ownNetns, sweepStalePins} from './live.ts';
+import {hotFunctions, type HotFunction} from './profile.ts';
 import {haveGnuTime, killMeasured, measure, summarise, type Measurement, type RunSpec, type Step, type Summary} from './measure.ts';
 import {FULL_WORLD, syntheticWorld, writeRecordedMaps, type SyntheticWorld, type WorldSize} from './synthetic.ts';
 import {writeSnapshotRecords} from './snapshots.ts';
@@ -37,6 +38,8 @@ interface Config {
   world: WorldSize;
   groups: Set<`live` | `recorded`>;
   keep: boolean;
+  /** One more run of each measurement under `node --cpu-prof`. */
+  profile: boolean;
 }
 
 function readConfig(argv: ReadonlyArray<string>): Config {
@@ -69,6 +72,7 @@ function readConfig(argv: ReadonlyArray<string>): Config {
     },
     groups: new Set(only ? [only] : [`live`, `recorded`]),
     keep: argv.includes(`--keep`),
+    profile: argv.includes(`--profile`) || process.env.BENCH_PROFILE === `1`,
   };
 }
 
@@ -84,10 +88,15 @@ function stageBuilt(command: StageCommand): boolean {
   return existsSync(file) && !readFileSync(file, `utf8`).includes(`this.notBuilt(`);
 }
 
+/** Set while the profiling run of a row builds its command lines. */
+let profileDir: string | null = null;
+let profileStep = 0;
+
 function tool(command: StageCommand, ...args: Array<string>): Step {
   // validate, recheck, report and scan exit 1 when they found leaks: the inputs have leaks.
   const okCodes = command === `validate` || command === `recheck` || command === `report` || command === `scan` ? [0, 1] : [0];
-  return {argv: [process.execPath, BUNDLE, command, `-q`, ...args], okCodes};
+  const profile = profileDir === null ? [] : [`--cpu-prof`, `--cpu-prof-dir`, join(profileDir, `${++profileStep}-${command}`)];
+  return {argv: [process.execPath, ...profile, BUNDLE, command, `-q`, ...args], okCodes};
 }
 
 /** Bundle older than the sources it is built from: rebuild it (as `make build` would). */
@@ -123,6 +132,8 @@ interface Row {
   status: string;
   measurements: Array<Measurement>;
   summary?: Summary;
+  /** Hottest functions per process of the profiling run. */
+  hot?: Record<string, Array<HotFunction>>;
 }
 
 interface RowResult {
@@ -140,6 +151,7 @@ interface RowResult {
   usPerUnit?: number;
   cpuUsPerUnit?: number;
   processes?: Array<{cpuS: number, rssMiB: number}>;
+  hot?: Record<string, Array<HotFunction>>;
 }
 
 interface Ratio {
@@ -159,7 +171,7 @@ function row(group: Row[`group`], size: number, name: string, units: number, uni
 }
 
 /** Runs every row `runs` times, interleaved, so slow drift on a busy machine hits all alike. */
-async function measureRows(rows: Array<Row>, runs: number): Promise<void> {
+async function measureRows(rows: Array<Row>, runs: number, profile: boolean): Promise<void> {
   for (let run = 1; run <= runs; run++) {
     for (const r of rows) {
       if (r.status !== `ok` || r.spec === null)
@@ -176,6 +188,29 @@ async function measureRows(rows: Array<Row>, runs: number): Promise<void> {
   for (const r of rows)
     if (r.status === `ok` && r.measurements.length > 0)
       r.summary = summarise(r.measurements);
+  if (profile) {
+    for (const r of rows) {
+      if (r.summary === undefined || r.spec === null)
+        continue;
+      const dir = join(root, `bench`, `results`, `profiles`, `${r.group}-${r.size}-${slug(r.name)}`);
+      rmSync(dir, {recursive: true, force: true});
+      log(`${r.group} ${fmtCount(r.size)}: ${r.name} (profiling run, node --cpu-prof into ${dir})`);
+      profileDir = dir;
+      profileStep = 0;
+      try {
+        await measure(r.spec());
+        r.hot = Object.fromEntries(readdirSync(dir).map(step => [step, hotFunctions(join(dir, step))]));
+      } catch (err) {
+        log(`  profiling run failed: ${(err as Error).message.split(`\n`)[0]}`);
+      } finally {
+        profileDir = null;
+      }
+    }
+  }
+}
+
+function slug(text: string): string {
+  return text.toLowerCase().replace(/[^a-z0-9]+/g, `-`).replace(/^-|-$/g, ``).slice(0, 60);
 }
 
 function result(r: Row): RowResult {
@@ -186,7 +221,7 @@ function result(r: Row): RowResult {
   return {
     ...base, runs: s.runs, wallS: s.wallS, cpuS: s.cpuS, peakRssMiB: s.rssMiB,
     perSecond: r.units / s.wallS, usPerUnit: s.wallS * 1e6 / r.units, cpuUsPerUnit: s.cpuS * 1e6 / r.units,
-    processes: s.processes,
+    processes: s.processes, hot: r.hot,
   };
 }
 
@@ -349,7 +384,7 @@ async function liveRows(config: Config, scratch: string, cleanups: Array<() => v
       row(`live`, size, `pipeline: dump-maps | validate | report (live)`, entries, `entries`, [`dump-maps`, `validate`, `report`],
         () => ({steps: [tool(`dump-maps`, ...select), tool(`validate`), tool(`report`)], scratch})),
     ];
-    await measureRows(sizeRows, config.runs);
+    await measureRows(sizeRows, config.runs, config.profile);
     rows.push(...sizeRows);
   }
   return rows;
@@ -444,7 +479,7 @@ function table(results: ReadonlyArray<RowResult>, ratioList: ReadonlyArray<Ratio
   const body = results.map(r => r.wallS === undefined
     ? [r.group, fmtCount(r.size), r.name, clip(r.status, 100)]
     : [r.group, fmtCount(r.size), `${r.name} [${fmtCount(r.units)} ${r.unit}]`, r.wallS.toFixed(2), fmtCount(Math.round(r.perSecond!)),
-      r.usPerUnit!.toFixed(2), r.cpuS!.toFixed(2), r.cpuUsPerUnit!.toFixed(2), r.peakRssMiB!.toFixed(0)]);
+      r.usPerUnit!.toFixed(2), r.cpuS!.toFixed(2), r.cpuUsPerUnit!.toFixed(2), rssText(r)]);
   lines.push(...align([head, ...body]));
   lines.push(``);
   const ratioBody = ratioList.map(r => [r.group, fmtCount(r.size), r.name, r.value === null ? `-` : r.value.toFixed(2), r.target,
@@ -460,7 +495,7 @@ function markdown(results: ReadonlyArray<RowResult>, ratioList: ReadonlyArray<Ra
   for (const r of results) {
     out.push(r.wallS === undefined
       ? `| ${r.group} | ${fmtCount(r.size)} | ${r.name} | ${r.status} | | | | |`
-      : `| ${r.group} | ${fmtCount(r.size)} | ${r.name} (${fmtCount(r.units)} ${r.unit}) | ${r.wallS.toFixed(2)} | ${fmtCount(Math.round(r.perSecond!))} | ${r.usPerUnit!.toFixed(2)} | ${r.cpuUsPerUnit!.toFixed(2)} | ${r.peakRssMiB!.toFixed(0)} |`);
+      : `| ${r.group} | ${fmtCount(r.size)} | ${r.name} (${fmtCount(r.units)} ${r.unit}) | ${r.wallS.toFixed(2)} | ${fmtCount(Math.round(r.perSecond!))} | ${r.usPerUnit!.toFixed(2)} | ${r.cpuUsPerUnit!.toFixed(2)} | ${rssText(r)} |`);
   }
   out.push(``, `| ratio | entries | value | target | |`, `|---|---:|---:|---|---|`);
   for (const r of ratioList)
@@ -473,6 +508,12 @@ function align(rows: ReadonlyArray<ReadonlyArray<string>>): Array<string> {
   const widths = rows[0].map((_, i) => Math.max(...rows.map(r => (r.length === rows[0].length || i < r.length - 1 ? (r[i] ?? ``).length : 0))));
   return rows.map(r => r.map((cell, i) => (i === r.length - 1 && r.length < rows[0].length ? cell
     : i >= 3 && /^[\d.,-]+$/.test(cell) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join(`  `).trimEnd());
+}
+
+/** Peak RSS; for a pipeline, each process's (dump-maps / validate / report). */
+function rssText(r: RowResult): string {
+  const each = r.processes ?? [];
+  return each.length > 1 && !r.name.startsWith(`floor`) ? each.map(p => p.rssMiB.toFixed(0)).join(` / `) : r.peakRssMiB!.toFixed(0);
 }
 
 function clip(text: string, width: number): string {
@@ -533,7 +574,7 @@ async function main(): Promise<number> {
     log(`generating a synthetic host: ${fmtCount(config.world.sockets)} sockets, ${config.world.namespaces} namespaces, ${fmtCount(config.world.processes)} processes`);
     const world = syntheticWorld(config.world, SEED);
     const recorded = await recordedRows(config, scratch, world);
-    await measureRows(recorded, config.runs);
+    await measureRows(recorded, config.runs, config.profile);
     rows.push(...recorded);
   }
   if (config.groups.has(`live`))
@@ -544,6 +585,11 @@ async function main(): Promise<number> {
   const ratioList = ratios(results, config.sizes);
   const facts = machine();
   process.stdout.write(`\n${table(results, ratioList)}\n\n`);
+  for (const r of results.filter(r => r.hot !== undefined)) {
+    process.stdout.write(`CPU profile, ${r.group} ${fmtCount(r.size)}: ${r.name}\n`);
+    for (const [step, hot] of Object.entries(r.hot!))
+      process.stdout.write(`  ${step}: ${hot.slice(0, 8).map(h => `${(h.share * 100).toFixed(0)}% ${h.where}`).join(`; `)}\n`);
+  }
   process.stdout.write(`machine: ${Object.entries(facts).map(([k, v]) => `${k}=${v}`).join(`, `)}\n`);
   const document = {
     tool: `usm-leak-detector bench`,
