@@ -95,6 +95,7 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
   const takeSnapshots = options.takeSnapshots ?? liveSnapshots;
   let ready = false;
   let ignoredSnapshotRecords = 0;
+  let droppedJudgements = 0;
 
   /** Feeds snapshot records to the index; yields the ones passed on. */
   async function* load(records: AsyncIterable<AnyRecord>, source: string): AsyncGenerator<AnyRecord> {
@@ -171,10 +172,18 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
         yield record;
         break;
       }
+      case `verdict`:
+      case `summary`:
+        // Judgements already in the input (a `scan --capture` file fed back in): the entries are
+        // judged again here, so passing the old ones on would count every entry twice.
+        droppedJudgements += 1;
+        break;
       default:
         yield record;
     }
   }
+  if (droppedJudgements > 0)
+    ctx.log.info(`validate: dropped ${droppedJudgements} verdict/summary record(s) from the input: the entries are judged again`);
 
   if (!ready) {
     if (!index.hasConns && !index.hasPids && live === `auto` && held.length > 0) {
