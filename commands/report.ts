@@ -3,8 +3,7 @@ import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
-import {OutputClosed} from '../src/ndjson.ts';
-import {REPORT_FORMATS, parseGroupBy, report, wantColour, type ReportFormat} from '../src/report/index.ts';
+import {REPORT_FORMATS, parseGroupBy, writeText, report, wantColour, type ReportFormat} from '../src/report/index.ts';
 import {BaseCommand} from './BaseCommand.ts';
 
 /** Record types report reads; they are checked against the schema, bad ones skipped with a message. */
@@ -53,19 +52,7 @@ export default class ReportCommand extends BaseCommand {
     });
     if (result.model.summary.verdicts === 0 && result.model.summary.mapsChecked === 0)
       tool.log.warn(`no verdict or map records in the input: pipe map entries through \`validate\` first`);
-    await write(this.context.stdout, result.text);
+    await writeText(this.context.stdout, result.text);
     return result.leaks > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
   }
-}
-
-async function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    stream.write(text, err => {
-      // A reader that left (`| head`) is a normal end.
-      if (err)
-        reject((err as NodeJS.ErrnoException).code === `EPIPE` || (err as NodeJS.ErrnoException).code === `ERR_STREAM_DESTROYED` ? new OutputClosed() : err);
-      else
-        resolve();
-    });
-  });
 }

@@ -1,5 +1,15 @@
-import {Command} from 'clipanion';
+import {Command, Option} from 'clipanion';
+import * as t from 'typanion';
+import {readFile} from 'node:fs/promises';
+import {join} from 'node:path';
 import type {ToolContext} from '../src/context.ts';
+import type {DumpOptions} from '../src/dump/index.ts';
+import {UsageFault} from '../src/errors.ts';
+import {ExitCode} from '../src/exitCodes.ts';
+import {makeHeader} from '../src/header.ts';
+import {REPORT_FORMATS, parseGroupBy, writeText, render, wantColour, type ReportFormat} from '../src/report/index.ts';
+import {scan} from '../src/scan/index.ts';
+import {BACKENDS, type BackendName} from '../src/schema.ts';
 import {BaseCommand} from './BaseCommand.ts';
 
 export default class ScanCommand extends BaseCommand {
@@ -7,12 +17,116 @@ export default class ScanCommand extends BaseCommand {
   static override usage = Command.Usage({
     description: `dump, snapshot, validate, recheck and report in one go (the original tool's job)`,
     details: `
-      Runs every stage in-process and prints the report. Needs root for live maps and /proc.
+      Runs dump-maps, snapshot-conns, snapshot-pids, validate, recheck and report in one process, with the same code as the subcommands, and prints the report. Takes the original tool's options (\`--maps\`, \`--conn-tuple-only\`, \`--pid-only\`, \`--system-probe\`, \`--recheck-delay\`, \`--proc-root\`, \`-v\`), the backend options of dump-maps and the format options of report.
+
+      The maps are dumped first and the system snapshotted after: a connection opened in between cannot then look leaked, and one closed in between is settled by the recheck, which re-reads the map.
+
+      \`--capture FILE\` also writes every record seen (maps, entries, namespaces, sockets, processes, snapshots, verdicts, recheck outcomes, summaries) to one NDJSON file: \`report < FILE\` prints the same report on any machine, and \`validate < FILE | report\` judges the entries again from the capture's snapshots.
+
+      Needs root for live maps and /proc (exit 3 otherwise); \`--from DIR\` scans a capture directory instead, without root. Exits 1 when leaks were found, 0 when none were, 3 when there is nothing to scan.
     `,
-    examples: [[`Scan this host`, `sudo $0 scan`]],
+    examples: [
+      [`Scan this host`, `sudo $0 scan`],
+      [`Scan and keep everything for a support ticket`, `sudo $0 scan --capture usm-capture.ndjson`],
+      [`Only two maps, no recheck`, `sudo $0 scan --maps pid_fd_by_tuple,http_in_flight --recheck-delay 0`],
+      [`From inside a container with the host's /proc`, `sudo $0 scan --proc-root /host/proc`],
+      [`A capture directory taken elsewhere`, `$0 scan --from capture-dir/`],
+    ],
   });
 
-  protected async run(_tool: ToolContext): Promise<number> {
-    this.notBuilt(6);
+  maps = Option.String(`--maps`, {description: `Comma-separated map names (full or 15-character kernel names; NAME* for a prefix)`});
+  connTupleOnly = Option.Boolean(`--conn-tuple-only`, false, {description: `Only maps keyed by conn_tuple_t`});
+  pidOnly = Option.Boolean(`--pid-only`, false, {description: `Only maps keyed by pid_tgid`});
+  mapIds = Option.Array(`--map-id`, {description: `Scan only this map id (repeatable)`});
+  systemProbe = Option.String(`--system-probe`, {description: `Path of the system-probe binary to use`});
+  backend = Option.String(`--backend`, {description: `bpftool or system-probe (default: bpftool when usable)`, validator: t.isEnum(BACKENDS)});
+  bpftool = Option.String(`--bpftool`, {description: `Path of the bpftool binary to use`});
+  download = Option.Boolean(`--download`, true, {description: `Download a verified static bpftool when no backend is usable (--no-download to refuse)`});
+  timeout = Option.String(`--timeout`, `120`, {description: `Seconds each bpftool/system-probe run may take (default 120)`});
+  recheckDelay = Option.String(`--recheck-delay`, `2`, {description: `Seconds before candidate leaks are checked again (default 2, 0 to disable)`});
+  procRoot = Option.String(`--proc-root`, {description: `Proc filesystem to read (default: /proc; /host/proc in a container)`});
+  from = Option.String(`--from`, {description: `Scan a capture directory instead of the live host (no root needed)`});
+  capture = Option.String(`--capture`, {description: `Also write every record seen to this NDJSON file`});
+  format = Option.String(`--format`, `text`, {description: `Report format: text (default), json, ndjson, markdown`, validator: t.isEnum(REPORT_FORMATS)});
+  samples = Option.String(`--samples`, `10`, {
+    description: `Leaked entries shown per map (default 10)`,
+    validator: t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]),
+  });
+  groupBy = Option.Array(`--group-by`, [], {description: `Group leaks by these fields (default: reason,dport,daddr,saddr,netns,pid,map)`});
+
+  protected async run(tool: ToolContext): Promise<number> {
+    const dump = this.dumpOptions();
+    const recheckDelay = Number(this.recheckDelay);
+    if (Number.isNaN(recheckDelay) && this.recheckDelay.trim().toLowerCase() !== `nan`)
+      throw new UsageFault(`--recheck-delay ${this.recheckDelay}: expected a number of seconds (0 to disable)`);
+    if (this.procRoot !== undefined && this.from !== undefined)
+      throw new UsageFault(`--proc-root and --from cannot be used together (a capture has its own proc/)`);
+    if (this.from !== undefined && (dump.backend || dump.bpftoolPath || dump.systemProbePath))
+      throw new UsageFault(`--from reads a capture: --backend, --bpftool and --system-probe do not apply`);
+    const groupBy = parseGroupBy(this.groupBy);
+    let ctx = this.procRoot !== undefined ? {...tool, procRoot: this.procRoot} : tool;
+    if (this.from !== undefined)
+      ctx = {...ctx, host: await captureHost(this.from)};
+    const result = await scan(ctx, {
+      dump,
+      from: this.from,
+      // The original disables the recheck for values <= 0 and NaN.
+      recheckDelaySeconds: Number.isNaN(recheckDelay) ? 0 : recheckDelay,
+      capture: this.capture,
+      samples: Number(this.samples),
+      groupBy,
+    });
+    const stdoutIsTTY = this.context.stdoutIsTTY
+      ?? Boolean((process.stdout as {isTTY?: boolean}).isTTY && this.context.stdout === process.stdout);
+    const text = render(result.model, {
+      format: this.format as ReportFormat,
+      samples: Number(this.samples),
+      groupBy,
+      colour: wantColour(stdoutIsTTY, tool.env),
+      verbose: this.verbose > 0,
+      header: makeHeader(`report`, ctx),
+    });
+    await writeText(this.context.stdout, text);
+    if (this.capture !== undefined)
+      tool.log.info(`capture written to ${this.capture} (${result.records} records)`);
+    return result.model.summary.leaked > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
   }
+
+  private dumpOptions(): DumpOptions {
+    const timeout = Number(this.timeout);
+    if (!Number.isFinite(timeout) || timeout <= 0)
+      throw new UsageFault(`--timeout ${this.timeout}: expected a positive number of seconds`);
+    if (this.maps !== undefined && this.maps.split(`,`).every(name => name.trim() === ``))
+      throw new UsageFault(`--maps is empty`);
+    const mapIds = this.mapIds?.map(text => {
+      if (!/^\d+$/.test(text.trim()))
+        throw new UsageFault(`--map-id ${text}: expected a map id (a number)`);
+      return Number(text);
+    });
+    return {
+      mapIds,
+      selection: {
+        names: this.maps === undefined ? undefined : this.maps.split(`,`),
+        connTupleOnly: this.connTupleOnly,
+        pidOnly: this.pidOnly,
+      },
+      backend: this.backend as BackendName | undefined,
+      bpftoolPath: this.bpftool,
+      systemProbePath: this.systemProbe,
+      timeoutMs: timeout * 1000,
+      download: this.download,
+    };
+  }
+}
+
+/** The host a capture directory was taken on (meta/hostname, meta/kernel), for the report's header. */
+async function captureHost(dir: string): Promise<ToolContext[`host`]> {
+  const read = async (name: string, fallback: string) => {
+    try {
+      return (await readFile(join(dir, `meta`, name), `utf8`)).trim() || fallback;
+    } catch {
+      return fallback;
+    }
+  };
+  return {hostname: await read(`hostname`, `unknown (capture)`), kernel: await read(`kernel`, `unknown`)};
 }

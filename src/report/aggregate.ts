@@ -68,6 +68,8 @@ export class ReportAggregator {
   readonly maps = new Map<number, MapTally>();
   readonly namespaces = new Map<number, NetnsRecord>();
   readonly processes = new Map<number, {comm: string, state: string}>();
+  /** Commands named by verdicts' `owner` (validate does not pass process records on). */
+  readonly owners = new Map<number, string>();
   readonly groups: Array<GroupTable>;
   headers: Array<HeaderRecord> = [];
   verdicts = 0;
@@ -84,7 +86,7 @@ export class ReportAggregator {
     switch (record.type) {
       case `verdict`: this.addVerdict(record as unknown as VerdictRecord); break;
       case `map`: this.tally((record as unknown as MapRecord).mapId, (record as unknown as MapRecord).catalogName).info = record as unknown as MapRecord; break;
-      case `mapstats`: this.tally((record as unknown as MapStatsRecord).mapId, (record as unknown as MapStatsRecord).map).stats = record as unknown as MapStatsRecord; break;
+      case `mapstats`: this.addMapStats(record as unknown as MapStatsRecord); break;
       case `summary`: this.addSummary(record as unknown as SummaryRecord); break;
       case `netns`: this.addNetns(record as unknown as NetnsRecord); break;
       case `process`: this.addProcess(record as unknown as ProcessRecord); break;
@@ -134,6 +136,9 @@ export class ReportAggregator {
         tally.deadPidsCapped = true;
       }
     }
+    const owner = verdict.owner;
+    if (owner && typeof owner.comm === `string` && this.owners.size < GROUP_CAP && !this.owners.has(owner.pid))
+      this.owners.set(owner.pid, owner.comm);
     for (const group of this.groups)
       this.count(group, groupValue(group.field, verdict));
   }
@@ -150,6 +155,14 @@ export class ReportAggregator {
       group.counts.set(value, 1);
     else
       group.other += 1;
+  }
+
+  private addMapStats(stats: MapStatsRecord): void {
+    if (stats.map === `` && !this.maps.has(stats.mapId))
+      return;
+    const tally = this.tally(stats.mapId, stats.map);
+    // The first dump of a map is the one judged; recheck's re-read of it comes later.
+    tally.stats ??= stats;
   }
 
   private addSummary(summary: SummaryRecord): void {

@@ -6,6 +6,7 @@ import {renderMarkdown} from './markdown.ts';
 import {buildReport, type ReportModel} from './model.ts';
 import {ANSI_STYLE, NO_STYLE, renderText} from './text.ts';
 import {UsageFault} from '../errors.ts';
+import {OutputClosed} from '../ndjson.ts';
 
 export const REPORT_FORMATS = [`text`, `json`, `ndjson`, `markdown`] as const;
 export type ReportFormat = (typeof REPORT_FORMATS)[number];
@@ -81,6 +82,19 @@ export function parseGroupBy(values: ReadonlyArray<string>): Array<GroupField> {
 /** Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org). */
 export function wantColour(stdoutIsTTY: boolean, env: NodeJS.ProcessEnv): boolean {
   return stdoutIsTTY && (env.NO_COLOR === undefined || env.NO_COLOR === ``);
+}
+
+/** Writes the rendered report; a reader that left (`| head`) is a normal end. */
+export async function writeText(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    stream.write(text, err => {
+      const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
+      if (!err)
+        resolve();
+      else
+        reject(code === `EPIPE` || code === `ERR_STREAM_DESTROYED` ? new OutputClosed() : err);
+    });
+  });
 }
 
 export {DEFAULT_GROUPS, GROUP_FIELDS, type GroupField};

@@ -57,7 +57,10 @@ export interface GroupReport {
   title: string;
   /** Leaks counted in this table (rows + other). */
   total: number;
+  /** Distinct values counted; a lower bound when `capped`. */
   distinct: number;
+  /** More distinct values than the table keeps: values first seen after it filled are in `other`, so the top rows may not be the true top. */
+  capped: boolean;
   rows: Array<GroupRow>;
   /** Leaks whose value did not fit in the capped table. */
   other: number;
@@ -252,7 +255,8 @@ function groupReport(agg: ReportAggregator, field: GroupField, counts: Map<strin
     // `pid:N` placeholders become the command from the process snapshot, or `dead`.
     merged = new Map();
     for (const [value, count] of counts) {
-      const name = value.startsWith(`pid:`) ? (agg.processes.get(Number(value.slice(4)))?.comm ?? `dead`) : value;
+      const pid = Number(value.slice(4));
+      const name = value.startsWith(`pid:`) ? (agg.processes.get(pid)?.comm ?? agg.owners.get(pid) ?? `dead`) : value;
       merged.set(name, (merged.get(name) ?? 0) + count);
     }
   }
@@ -263,6 +267,7 @@ function groupReport(agg: ReportAggregator, field: GroupField, counts: Map<strin
     title: GROUP_TITLES[field],
     total,
     distinct: merged.size,
+    capped: other > 0,
     rows: sorted.slice(0, GROUP_ROWS).map(([value, count]) => ({value, label: groupLabel(agg, field, value), count})),
     other: other + sorted.slice(GROUP_ROWS).reduce((sum, [, count]) => sum + count, 0),
     notApplicable,
@@ -284,9 +289,10 @@ function groupLabel(agg: ReportAggregator, field: GroupField, value: string): st
       if (pid === 0)
         return `0 (no pid in key)`;
       const process = agg.processes.get(pid);
-      if (!process)
-        return `${pid} (dead)`;
-      return `${pid} (${process.comm}${process.state === `Z` ? `, zombie` : ``})`;
+      if (process)
+        return `${pid} (${process.comm}${process.state === `Z` ? `, zombie` : ``})`;
+      const comm = agg.owners.get(pid);
+      return comm === undefined ? `${pid} (dead)` : `${pid} (${comm})`;
     }
     case `netns`: {
       const inode = Number(value);

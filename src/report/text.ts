@@ -172,12 +172,14 @@ function groupSections(model: ReportModel, s: Style): Array<string> {
 }
 
 function groupLines(group: GroupReport): Array<string> {
-  const out = [`## By ${group.title} (${group.distinct} distinct)`];
+  const out = [`## By ${group.title} (${group.distinct}${group.capped ? `+` : ``} distinct)`];
   const width = Math.max(...group.rows.map(row => String(row.count).length), String(group.other).length);
   for (const row of group.rows)
     out.push(`  ${String(row.count).padStart(width)}  ${row.label}`);
   if (group.other)
     out.push(`  ${String(group.other).padStart(width)}  (other values)`);
+  if (group.capped)
+    out.push(`  (only the first ${group.distinct} distinct values are counted one by one: the top rows are among those)`);
   if (group.notApplicable)
     out.push(`  (${group.notApplicable} leaked entries have no ${group.field})`);
   return out;

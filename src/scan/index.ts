@@ -1,0 +1,182 @@
+// scan: the original tool's one command, done with the stages' own library functions in one
+// process, records passed as objects from stage to stage (never re-serialised).
+//
+//   dumpMaps → snapshotConns → snapshotPids → validate → recheck → report
+//
+// Order: the maps are dumped FIRST and the system snapshotted AFTER. A connection opened
+// between the two is then absent from the dump and harmless; one closed between the two gives a
+// candidate leak that recheck settles by re-reading the map (its entry is gone: `resolved`). With
+// the snapshot first, every connection opened during a long dump (seconds on big maps) would be
+// a false leak that only the recheck's second snapshot could clear, and one opened after that
+// still would be. The price: validate holds the entries in memory until the snapshots arrive.
+//
+// The capture (--capture FILE) is every record seen: the stages' input (header, maps, entries,
+// mapstats, namespaces, sockets, processes, snapshots) as it is produced, then each new record
+// coming out of validate/recheck (verdicts, recheck outcomes, summaries). The report is built
+// from exactly those records, so `report < FILE` prints the same report anywhere.
+import {createWriteStream, type WriteStream} from 'node:fs';
+import {once} from 'node:events';
+import type {ToolContext} from '../context.ts';
+import {dumpMaps, type DumpOptions} from '../dump/index.ts';
+import {EnvironmentFault} from '../errors.ts';
+import {makeHeader} from '../header.ts';
+import {RecordWriter} from '../ndjson.ts';
+import {ReportAggregator, type GroupField} from '../report/aggregate.ts';
+import {buildReport, type ReportModel} from '../report/model.ts';
+import type {AnyRecord} from '../schema.ts';
+import {snapshotConns} from '../snapshot/conns.ts';
+import {snapshotPids} from '../snapshot/pids.ts';
+import {validate} from '../validate/index.ts';
+import {recheck, type RecheckOptions} from '../validate/recheck.ts';
+
+export interface ScanOptions {
+  dump: DumpOptions;
+  /** Capture directory to scan instead of the live host. */
+  from?: string;
+  /** Seconds before recheck looks again; 0 (or less) skips the recheck. */
+  recheckDelaySeconds: number;
+  /** File to write every record to. */
+  capture?: string;
+  samples: number;
+  groupBy: ReadonlyArray<GroupField>;
+}
+
+export interface ScanResult {
+  model: ReportModel;
+  records: number;
+}
+
+/** What a scan without root cannot read, for the message. */
+export const NOT_ROOT = `not running as root: the eBPF maps (bpftool/system-probe need CAP_BPF or CAP_SYS_ADMIN), `
+  + `other processes' /proc/PID/net tables and ns/net links, and bind-mounted namespaces cannot be read, `
+  + `so leaks would be reported wrongly. Run it with sudo, or scan a capture directory with --from DIR`;
+
+export async function scan(ctx: ToolContext, options: ScanOptions): Promise<ScanResult> {
+  if (ctx.uid !== 0 && options.from === undefined)
+    throw new EnvironmentFault(NOT_ROOT);
+  const aggregator = new ReportAggregator({samples: options.samples, groupBy: options.groupBy});
+  const capture = options.capture !== undefined ? await openCapture(options.capture) : null;
+  const seen = new WeakSet<object>();
+  let records = 0;
+  const keep = async (record: AnyRecord) => {
+    records += 1;
+    aggregator.add(record);
+    if (capture)
+      await capture.writer.write(record);
+  };
+  try {
+    const header = makeHeader(`scan`, ctx);
+    await keep(header as unknown as AnyRecord);
+
+    async function* observed(): AsyncGenerator<AnyRecord> {
+      for await (const record of stages(ctx, options)) {
+        seen.add(record);
+        await keep(record);
+        yield record;
+      }
+    }
+
+    const validated = validate(ctx, observed(), {live: `never`});
+    const output = options.recheckDelaySeconds > 0
+      ? recheck(withCountdown(ctx), validated, recheckOptions(options))
+      : validated;
+    for await (const record of output) {
+      // Records the stages passed through unchanged are already kept.
+      if (!seen.has(record))
+        await keep(record);
+    }
+  } finally {
+    ctx.log.done();
+    if (capture)
+      await capture.close();
+  }
+  return {model: buildReport(aggregator), records};
+}
+
+/** dump, then the two snapshots, as one stream; progress on a TTY. */
+async function* stages(ctx: ToolContext, options: ScanOptions): AsyncGenerator<AnyRecord> {
+  const from = options.from;
+  const dump: DumpOptions = from !== undefined ? {...options.dump, from: [from]} : options.dump;
+  let map = ``;
+  let entries = 0;
+  let mapEntries = 0;
+  const startedMs = ctx.clock.now();
+  let shownMs = 0;
+  for await (const record of dumpMaps(ctx, dump)) {
+    if (record.type === `map`) {
+      map = `${record.name} (id ${record.mapId})`;
+      mapEntries = 0;
+    } else if (record.type === `entry`) {
+      entries += 1;
+      mapEntries += 1;
+      const now = ctx.clock.now();
+      if (now - shownMs >= 100) {
+        shownMs = now;
+        const rate = Math.round(entries / Math.max(0.001, (now - startedMs) / 1000));
+        ctx.log.progress(`dumping ${map}: ${mapEntries} entries (${entries} in all, ${rate} entries/s)`);
+      }
+    } else if (record.type === `mapstats`) {
+      ctx.log.info(`dumped ${map}: ${record.entries} entries${record.complete ? `` : ` (incomplete: ${record.error ?? `unknown error`})`}`);
+    }
+    yield record as unknown as AnyRecord;
+  }
+  ctx.log.progress(`snapshotting network namespaces and sockets...`);
+  yield* snapshotConns(ctx, {from}) as AsyncIterable<AnyRecord>;
+  ctx.log.progress(`snapshotting processes...`);
+  yield* snapshotPids(ctx, {from}) as AsyncIterable<AnyRecord>;
+  ctx.log.progress(`validating ${entries} entries...`);
+}
+
+function recheckOptions(options: ScanOptions): RecheckOptions {
+  // A capture directory's later/ (or, without one, the capture itself) is the second look.
+  if (options.from !== undefined)
+    return {later: options.from};
+  const {selection: _selection, mapIds: _mapIds, from: _from, ...dump} = options.dump;
+  return {delayMs: options.recheckDelaySeconds * 1000, dump};
+}
+
+/** The same context, whose sleeps show a countdown on the progress line. */
+function withCountdown(ctx: ToolContext): ToolContext {
+  return {
+    ...ctx,
+    clock: {
+      now: () => ctx.clock.now(),
+      async sleep(ms, signal) {
+        let left = ms;
+        while (left > 0) {
+          ctx.log.progress(`rechecking candidate leaks in ${Math.ceil(left / 1000)} s...`);
+          const step = Math.min(left, 1000);
+          await ctx.clock.sleep(step, signal);
+          left -= step;
+        }
+        ctx.log.progress(`rechecking candidate leaks...`);
+      },
+    },
+  };
+}
+
+interface Capture {
+  writer: RecordWriter;
+  close(): Promise<void>;
+}
+
+async function openCapture(path: string): Promise<Capture> {
+  const stream: WriteStream = createWriteStream(path);
+  try {
+    await once(stream, `open`);
+  } catch (err) {
+    throw new EnvironmentFault(`--capture ${path}: cannot write: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const writer = new RecordWriter(stream);
+  return {
+    writer,
+    async close() {
+      await writer.end();
+      stream.end();
+      await once(stream, `close`);
+      const error = writer.lastError();
+      if (error)
+        throw new EnvironmentFault(`--capture ${path}: write failed: ${error.code ?? error.message}`);
+    },
+  };
+}

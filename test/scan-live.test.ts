@@ -1,0 +1,165 @@
+// scan end to end on real maps, real sockets, real processes: verdicts for entries whose truth
+// the world arranged, the recheck settling a race and a deletion, exit codes, the capture
+// replayed through `report` and through `validate | report`, and the environment errors.
+import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {createServer, type Server} from 'node:net';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {test} from 'uvu';
+import * as assert from 'uvu/assert';
+import type {Clock} from '../src/context.ts';
+import {ExitCode} from '../src/exitCodes.ts';
+import {connTupleBytes} from './helpers/bpf.ts';
+import {parseLines, runCommand} from './helpers/cli.ts';
+import {bpfUnavailable, netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
+import {buildUsmWorld, type UsmWorld} from './helpers/usmWorld.ts';
+
+const scratch = mkdtempSync(join(tmpdir(), `usmld-scan-`));
+process.once(`exit`, () => rmSync(scratch, {recursive: true, force: true}));
+
+const canRun = requirePrivileges(`scan-live`, bpfUnavailable() ?? netnsUnavailable());
+const HOST = {hostname: `scan-test-host`, kernel: `6.1.0-test`};
+
+function checkVerdicts(world: UsmWorld, verdicts: Array<Record<string, any>>, overrides: Map<string, {status: string, reason: string}> = new Map()): void {
+  const id = (verdict: Record<string, any>) => `${verdict.map}:${verdict.keyHex}`;
+  const mine = verdicts.filter(verdict => world.expected.has(id(verdict)));
+  assert.is(mine.length, world.expected.size, `one verdict per arranged entry`);
+  for (const verdict of mine) {
+    const want = overrides.get(id(verdict)) ?? world.expected.get(id(verdict))!;
+    const note = world.expected.get(id(verdict))!.note;
+    assert.is(`${verdict.status}/${verdict.reason}`, `${want.status}/${want.reason}`, `${verdict.map}: ${note}`);
+  }
+}
+
+const withoutHostLine = (text: string) => text.replace(/^Host .*\n\n/, ``);
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>(resolve => server.listen({host: `127.0.0.1`, port: 0}, resolve));
+  const port = (server.address() as {port: number}).port;
+  await new Promise(resolve => server.close(resolve));
+  return port;
+}
+
+if (canRun) {
+  test(`scan: leaks found (exit 1), every arranged entry judged right, the recheck settles a race and a deletion`, async () => {
+    const world = await buildUsmWorld(`scan`, {namespace: true});
+    let lateListener: Server | null = null;
+    try {
+      // A listener tuple whose socket appears only during the recheck delay: a race.
+      const racePort = await freePort();
+      const raceKey = connTupleBytes({saddr: `127.0.0.1`, sport: racePort, daddr: `0.0.0.0`, dport: 0, netns: world.holder.netnsInode, pid: world.holder.pid});
+      const pidFd = world.maps.find(map => map.catalogName === `pid_fd_by_tuple`)!;
+      world.bpf.fill(pidFd, [[raceKey, Buffer.alloc(8)]]);
+      world.expected.set(`pid_fd_by_tuple:${raceKey.toString(`hex`)}`, {map: `pid_fd_by_tuple`, status: `leaked`, reason: `no_listener`, note: `listener opened during the recheck delay`});
+      const deletable = world.deletable!;
+      let slept = 0;
+      const clock: Clock = {
+        now: () => Date.now(),
+        sleep: async () => {
+          slept += 1;
+          world.bpf.deleteKey(deletable.map, deletable.key);
+          lateListener = createServer();
+          await new Promise<void>(resolve => lateListener!.listen({host: `127.0.0.1`, port: racePort}, resolve));
+        },
+      };
+      const capture = join(scratch, `race.ndjson`);
+      const run = await runCommand([`scan`, ...world.mapIdArgs, `--recheck-delay`, `1`, `--capture`, capture], {tool: {host: HOST, clock}});
+      assert.is(run.code, ExitCode.LeaksFound, run.stderr);
+      assert.is(slept, 1, `one recheck delay for the whole run`);
+      const records = parseLines(readFileSync(capture, `utf8`));
+      assert.is(records[0].type, `header`);
+      assert.is(records[0].stage, `scan`);
+      for (const type of [`map`, `entry`, `mapstats`, `netns`, `socket`, `process`, `snapshot`, `verdict`, `summary`])
+        assert.ok(records.some(record => record.type === type), `capture has ${type} records`);
+      const overrides = new Map([
+        [`pid_fd_by_tuple:${raceKey.toString(`hex`)}`, {status: `alive`, reason: `race`}],
+        [deletable.id, {status: `resolved`, reason: `removed_from_map`}],
+      ]);
+      checkVerdicts(world, records.filter(record => record.type === `verdict`), overrides);
+      const out = run.stdout;
+      assert.match(out, /Host scan-test-host \(kernel 6\.1\.0-test\)/);
+      assert.match(out, /USM eBPF Map Leak Detection \(PID-Keyed Maps\)/);
+      assert.match(out, /ssl_read_args: 3\/6 entries \(50\.0% leaked\)\n/);
+      assert.match(out, /ssl_ctx_by_pid_: 0\/0 entries \(0\.0% leaked\)\n/);
+      assert.match(out, /connection_prot: 1\/28 entries \(3\.57% valid, 27 leaked\)\n  Fill: 28\/30 entries \(93\.3% of max_entries\)  WARNING/);
+      assert.match(out, /    \.\.\. and 17 more\n/);
+      assert.match(out, /  Race condition false positives filtered: 1\n/);
+      assert.match(out, /  Removed from the map before the recheck \(not leaks\): 1\n/);
+      assert.match(out, /\[2001:db8::10\]:44321 -> \[2001:db8::20\]:443 \(netns=\d+, pid=0\) \[no_connection\]/);
+      assert.match(out, /## By destination port \(dport\) \(\d+ distinct\)\n +27  5432\n/);
+      assert.match(out, new RegExp(`  \\d+  ${world.holder.pid} \\(node\\)`));
+      // The capture alone gives the same report, anywhere.
+      const replay = await runCommand([`report`, capture]);
+      assert.is(replay.code, ExitCode.LeaksFound);
+      assert.is(replay.stdout, run.stdout);
+    } finally {
+      const listener = lateListener as Server | null;
+      listener?.close();
+      await world.cleanup();
+    }
+  });
+
+  test(`scan: live and the capture replayed through validate | report agree (header aside)`, async () => {
+    const world = await buildUsmWorld(`replay`, {namespace: true, fakeConnections: 150});
+    try {
+      const capture = join(scratch, `replay.ndjson`);
+      const live = await runCommand([`scan`, ...world.mapIdArgs, `--recheck-delay`, `0`, `--capture`, capture], {tool: {host: HOST}});
+      assert.is(live.code, ExitCode.LeaksFound, live.stderr);
+      // 150 leaks, 10 shown: the count is the true one (B7)
+      assert.match(live.stdout, /connection_prot: 1\/151 entries \(0\.66% valid, 150 leaked\)\n[^]*?    \.\.\. and 140 more\n/);
+      const captured = parseLines(readFileSync(capture, `utf8`));
+      checkVerdicts(world, captured.filter(record => record.type === `verdict`));
+
+      const validated = await runCommand([`validate`, capture], {tool: {host: HOST}});
+      assert.is(validated.code, ExitCode.LeaksFound, validated.stderr);
+      const again = parseLines(validated.stdout).filter(record => record.type === `verdict`);
+      checkVerdicts(world, again);
+      const byKey = (list: Array<Record<string, any>>) => list.map(v => `${v.mapId}/${v.keyHex}/${v.status}/${v.reason}`).sort();
+      assert.equal(byKey(again), byKey(captured.filter(record => record.type === `verdict`)));
+      const report = await runCommand([`report`], {stdin: validated.stdout});
+      assert.is(report.code, ExitCode.LeaksFound);
+      assert.is(withoutHostLine(report.stdout), withoutHostLine(live.stdout));
+    } finally {
+      await world.cleanup();
+    }
+  });
+
+  test(`scan: a world without leaks exits 0`, async () => {
+    const world = await buildUsmWorld(`clean`, {cleanOnly: true});
+    try {
+      const run = await runCommand([`scan`, ...world.mapIdArgs, `--recheck-delay`, `0`, `--format`, `json`], {tool: {host: HOST}});
+      assert.is(run.code, ExitCode.Ok, run.stdout + run.stderr);
+      const doc = JSON.parse(run.stdout);
+      assert.is(doc.summary.leaked, 0);
+      assert.is(doc.summary.mapsChecked, world.maps.length);
+    } finally {
+      await world.cleanup();
+    }
+  });
+}
+
+test(`scan: not root and not offline is a clear message and exit 3`, async () => {
+  const run = await runCommand([`scan`], {tool: {uid: 1000}});
+  assert.is(run.code, ExitCode.Environment);
+  assert.is(run.stdout, ``);
+  assert.match(run.stderr, /not running as root: the eBPF maps .* other processes' \/proc\/PID\/net tables .* --from DIR/);
+});
+
+test(`scan: no USM maps says so and exits 3`, async () => {
+  const fake = join(scratch, `bpftool-no-maps`);
+  writeFileSync(fake, `#!/bin/sh\ncase "$*" in *"map show"*) echo '[{"id":7,"type":"hash","name":"some_other_map","flags":0,"bytes_key":4,"bytes_value":4,"max_entries":8}]' ;; *) echo '[]' ;; esac\n`);
+  chmodSync(fake, 0o755);
+  const run = await runCommand([`scan`, `--bpftool`, fake, `--recheck-delay`, `0`], {tool: {uid: 0}});
+  assert.is(run.code, ExitCode.Environment, run.stderr);
+  assert.is(run.stdout, ``);
+  assert.match(run.stderr, /USM maps found\. Is system-probe running with USM enabled\?/);
+});
+
+test(`scan: a bad --recheck-delay is a usage error`, async () => {
+  const run = await runCommand([`scan`, `--recheck-delay`, `soon`], {tool: {uid: 0}});
+  assert.is(run.code, ExitCode.Usage);
+  assert.match(run.stderr, /--recheck-delay soon/);
+});
+
+test.run();
