@@ -78,12 +78,15 @@ export default class DumpMapsCommand extends BaseCommand {
       throw new UsageFault(`--maps is empty`);
     const records = dumpMapBatches(tool, options);
     // Write batches directly: one await per chunk of dump output, not per entry.
+    // The first batch comes before the header: no backend, no maps → nothing on stdout, exit 3.
+    let next = await records.next();
     const writer = new RecordWriter(this.context.stdout);
     try {
       await writer.write(makeHeader(`dump-maps`, tool));
-      for await (const batch of records) {
-        for (const record of batch)
+      while (!next.done) {
+        for (const record of next.value)
           await writer.write(record);
+        next = await records.next();
       }
     } finally {
       await records.return(undefined);
