@@ -126,11 +126,15 @@ export class RecordWriter {
     const chunk = this.pending;
     this.pending = ``;
     if (!this.out.write(chunk)) {
+      // The listeners of the `once` that lost the race are removed (abort), or they pile up.
+      const settled = new AbortController();
       try {
-        await Promise.race([once(this.out, `drain`), once(this.out, `close`)]);
+        await Promise.race([once(this.out, `drain`, {signal: settled.signal}), once(this.out, `close`, {signal: settled.signal})]);
       } catch {
         // `once` rejects on an `error` event: onError has recorded it.
         this.closed = true;
+      } finally {
+        settled.abort();
       }
       if (this.isClosed)
         throw new OutputClosed();

@@ -12,7 +12,7 @@ import {ExitCode} from '../src/exitCodes.ts';
 import {connTupleBytes} from './helpers/bpf.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {bpfUnavailable, netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
-import {buildUsmWorld, type UsmWorld} from './helpers/usmWorld.ts';
+import {buildUsmWorld, entryId, type UsmWorld} from './helpers/usmWorld.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), `usmld-scan-`));
 process.once(`exit`, () => rmSync(scratch, {recursive: true, force: true}));
@@ -21,7 +21,7 @@ const canRun = requirePrivileges(`scan-live`, bpfUnavailable() ?? netnsUnavailab
 const HOST = {hostname: `scan-test-host`, kernel: `6.1.0-test`};
 
 function checkVerdicts(world: UsmWorld, verdicts: Array<Record<string, any>>, overrides: Map<string, {status: string, reason: string}> = new Map()): void {
-  const id = (verdict: Record<string, any>) => `${verdict.map}:${verdict.keyHex}`;
+  const id = (verdict: Record<string, any>) => entryId(verdict as {map: string, keyHex: string});
   const mine = verdicts.filter(verdict => world.expected.has(id(verdict)));
   assert.is(mine.length, world.expected.size, `one verdict per arranged entry`);
   for (const verdict of mine) {
@@ -56,17 +56,20 @@ if (canRun) {
       let slept = 0;
       const clock: Clock = {
         now: () => Date.now(),
-        sleep: async () => {
-          slept += 1;
-          world.bpf.deleteKey(deletable.map, deletable.key);
-          lateListener = createServer();
-          await new Promise<void>(resolve => lateListener!.listen({host: `127.0.0.1`, port: racePort}, resolve));
+        sleep: async ms => {
+          // scan sleeps in one-second steps (its countdown): change the world on the first.
+          if (slept === 0) {
+            world.bpf.deleteKey(deletable.map, deletable.key);
+            lateListener = createServer();
+            await new Promise<void>(resolve => lateListener!.listen({host: `127.0.0.1`, port: racePort}, resolve));
+          }
+          slept += ms;
         },
       };
       const capture = join(scratch, `race.ndjson`);
-      const run = await runCommand([`scan`, ...world.mapIdArgs, `--recheck-delay`, `1`, `--capture`, capture], {tool: {host: HOST, clock}});
+      const run = await runCommand([`scan`, ...world.mapIdArgs, `--recheck-delay`, `2.5`, `--capture`, capture], {tool: {host: HOST, clock}});
       assert.is(run.code, ExitCode.LeaksFound, run.stderr);
-      assert.is(slept, 1, `one recheck delay for the whole run`);
+      assert.is(slept, 2500, `one recheck delay for the whole run`);
       const records = parseLines(readFileSync(capture, `utf8`));
       assert.is(records[0].type, `header`);
       assert.is(records[0].stage, `scan`);

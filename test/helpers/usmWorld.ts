@@ -9,6 +9,11 @@ import {kernelName} from '../../src/catalogue.ts';
 import {BpfTestSet, connTupleBytes, pidTgidBytes, type TestMap} from './bpf.ts';
 import {cleanupNetns, createNetns, startSocketHolder, type HeldConnection, type SocketHolder} from './netns.ts';
 
+/** The key of `UsmWorld.expected` for a verdict or entry record: `map:keyHex` (one key can be in several maps). */
+export function entryId(record: {map: string, keyHex: string}): string {
+  return `${record.map}:${record.keyHex}`;
+}
+
 export interface Expectation {
   map: string;
   status: `alive` | `leaked` | `resolved`;
