@@ -1,12 +1,18 @@
-// The /proc fixture tree of the synthetic host (capture layout: proc/<pid>/..., netns/...).
-// The tree writer belongs to the snapshot stages (issue 4); until it exists, the rows that need
-// the tree say so.
+// The /proc fixture tree of the synthetic host, in the capture layout (proc/<pid>/...,
+// netns/<INODE>/...), written by the snapshot stages' own generator (scripts/gen-proc-fixture.ts)
+// so the benchmark and the snapshot tests read trees made the same way.
+import {existsSync} from 'node:fs';
+import {dirname, join} from 'node:path';
+import {fileURLToPath} from 'node:url';
 import type {SyntheticWorld} from './synthetic.ts';
 
+const generator = join(dirname(fileURLToPath(import.meta.url)), `..`, `scripts`, `gen-proc-fixture.ts`);
+
 export function fixtureTreeUnavailable(): string | null {
-  return `the /proc fixture-tree generator (issue 4)`;
+  return existsSync(generator) ? null : `the /proc fixture-tree generator scripts/gen-proc-fixture.ts (issue 4)`;
 }
 
-export async function writeFixtureTree(_world: SyntheticWorld, _dir: string): Promise<void> {
-  throw new Error(`not built yet: ${fixtureTreeUnavailable()}`);
+export async function writeFixtureTree(world: SyntheticWorld, dir: string): Promise<void> {
+  const {writeProcTree} = await import(`../scripts/gen-proc-fixture.ts`);
+  writeProcTree(dir, {processes: world.processes, sockets: world.sockets, namespaces: world.namespaces});
 }

@@ -17,6 +17,8 @@ export function writeSnapshotRecords(world: SyntheticWorld, connsFile: string, p
   });
   const byNetns = new Map<number, Array<number>>();
   for (const process of world.processes) {
+    if (process.netnsInode === null)
+      continue;
     const pids = byNetns.get(process.netnsInode) ?? [];
     pids.push(process.pid);
     byNetns.set(process.netnsInode, pids);

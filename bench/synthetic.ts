@@ -21,7 +21,8 @@ export interface SyntheticProcess {
   tids: Array<number>;
   state: string;
   comm: string;
-  netnsInode: number;
+  /** null for a zombie: its ns/net link cannot be read. */
+  netnsInode: number | null;
   startTime: number;
 }
 
@@ -74,7 +75,7 @@ export function syntheticWorld(size: WorldSize, seed: number): SyntheticWorld {
     for (let t = 1; t < threadCount && state !== `Z`; t++)
       tids.push(nextId++);
     ticks += Math.floor(rng() * 50);
-    processes.push({pid, tids, state, comm: pick(COMMS), netnsInode: namespaces[i % namespaces.length], startTime: ticks});
+    processes.push({pid, tids, state, comm: pick(COMMS), netnsInode: state === `Z` ? null : namespaces[i % namespaces.length], startTime: ticks});
   }
 
   const sockets: Array<SyntheticSocket> = [];
