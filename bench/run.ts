@@ -2,7 +2,8 @@
 // entries, against the floors nothing can beat (bpftool printing the maps; Node just parsing
 // the NDJSON), and whether memory stays flat from 100k to 1M entries.
 //
-//   BENCH_RUNS=5       runs per measurement (medians are reported)
+//   BENCH_RUNS=3       runs per measurement (medians are reported); a measurement whose first
+//                      run took over a minute is not repeated (the table's runs column says so)
 //   BENCH_SCALE=1      1 = 1,000,000 entries, 100,000 sockets, 20,000 processes; 0.1 for a quick look
 //   --entries N        entries at the large size (the small size is a tenth)
 //   --only live|recorded, --keep (leave the generated inputs in the scratch directory)
@@ -55,7 +56,7 @@ function readConfig(argv: ReadonlyArray<string>): Config {
       throw new Error(`${what} must be a positive number, got "${text}"`);
     return value;
   };
-  const runs = Math.round(positive(arg(`--runs`) ?? process.env.BENCH_RUNS, `BENCH_RUNS`, 5));
+  const runs = Math.round(positive(arg(`--runs`) ?? process.env.BENCH_RUNS, `BENCH_RUNS`, 3));
   const scale = positive(arg(`--scale`) ?? process.env.BENCH_SCALE, `BENCH_SCALE`, 1);
   const large = Math.round(positive(arg(`--entries`) ?? process.env.BENCH_ENTRIES, `--entries`, FULL_ENTRIES * scale));
   const only = arg(`--only`);
@@ -170,11 +171,14 @@ function row(group: Row[`group`], size: number, name: string, units: number, uni
   return {group, size, name, units, unit, needs, spec: status === `ok` ? spec : null, status, measurements: []};
 }
 
+/** A measurement slower than this once is not repeated: `make bench` must end in minutes. */
+const SLOW_S = 60;
+
 /** Runs every row `runs` times, interleaved, so slow drift on a busy machine hits all alike. */
 async function measureRows(rows: Array<Row>, runs: number, profile: boolean): Promise<void> {
   for (let run = 1; run <= runs; run++) {
     for (const r of rows) {
-      if (r.status !== `ok` || r.spec === null)
+      if (r.status !== `ok` || r.spec === null || (run > 1 && r.measurements[0].wallS > SLOW_S))
         continue;
       log(`${r.group} ${fmtCount(r.size)}: ${r.name} (run ${run}/${runs})`);
       try {
@@ -296,6 +300,10 @@ async function recordedRows(config: Config, scratch: string, world: SyntheticWor
     }
     const noEntries = entriesReady ? null : `no entries input (dump-maps --from did not run)`;
     const noVerdicts = verdictsReady ? null : `no verdicts input (validate did not run)`;
+    // With live maps, the live scan and pipeline are the large-size figures; these two then run
+    // at the small size only, which keeps a full `make bench` within minutes.
+    const composite = size < config.sizes[config.sizes.length - 1] || !liveWillRun(config)
+      ? null : `skipped: the live scan and pipeline cover this size (--only recorded measures it)`;
     rows.push(row(`recorded`, size, `dump-maps --from (recorded bpftool dumps)`, size, `entries`, [`dump-maps`],
       () => ({steps: [tool(`dump-maps`, `--from`, set.capture)], scratch})));
     rows.push(row(`recorded`, size, `floor: node read + JSON.parse of validate's input`, size, `entries`, [`dump-maps`],
@@ -311,11 +319,15 @@ async function recordedRows(config: Config, scratch: string, world: SyntheticWor
         tool(`dump-maps`, `--from`, set.capture),
         tool(`validate`, `--no-live`, `--snapshot`, connsFile, `--snapshot`, pidsFile),
         tool(`report`),
-      ], scratch})));
+      ], scratch}), composite));
     rows.push(row(`recorded`, size, `scan --from (capture, no recheck)`, size, `entries`, [`scan`],
-      () => ({steps: [tool(`scan`, `--from`, set.capture, `--recheck-delay`, `0`)], scratch}), blockedTree));
+      () => ({steps: [tool(`scan`, `--from`, set.capture, `--recheck-delay`, `0`)], scratch}), blockedTree ?? composite));
   }
   return rows;
+}
+
+function liveWillRun(config: Config): boolean {
+  return config.groups.has(`live`) && liveUnavailable() === null;
 }
 
 async function recordedSet(size: number, scratch: string, world: SyntheticWorld, tree: string, haveTree: boolean): Promise<RecordedSet> {
@@ -475,10 +487,10 @@ function machine(): Record<string, string | number> {
 
 function table(results: ReadonlyArray<RowResult>, ratioList: ReadonlyArray<Ratio>): string {
   const lines: Array<string> = [];
-  const head = [`group`, `entries`, `measurement`, `wall s`, `items/s`, `µs/item`, `CPU s`, `CPU µs/item`, `peak RSS MiB`];
+  const head = [`group`, `entries`, `measurement`, `runs`, `wall s`, `items/s`, `µs/item`, `CPU s`, `CPU µs/item`, `peak RSS MiB`];
   const body = results.map(r => r.wallS === undefined
     ? [r.group, fmtCount(r.size), r.name, clip(r.status, 100)]
-    : [r.group, fmtCount(r.size), `${r.name} [${fmtCount(r.units)} ${r.unit}]`, r.wallS.toFixed(2), fmtCount(Math.round(r.perSecond!)),
+    : [r.group, fmtCount(r.size), `${r.name} [${fmtCount(r.units)} ${r.unit}]`, String(r.runs), r.wallS.toFixed(2), fmtCount(Math.round(r.perSecond!)),
       r.usPerUnit!.toFixed(2), r.cpuS!.toFixed(2), r.cpuUsPerUnit!.toFixed(2), rssText(r)]);
   lines.push(...align([head, ...body]));
   lines.push(``);
