@@ -3,6 +3,8 @@ import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
+import {readInputs} from '../src/ndjson.ts';
+import {checkVerdict} from '../src/report/check.ts';
 import {REPORT_FORMATS, parseGroupBy, writeText, report, wantColour, type ReportFormat} from '../src/report/index.ts';
 import {BaseCommand} from './BaseCommand.ts';
 
@@ -42,7 +44,12 @@ export default class ReportCommand extends BaseCommand {
     const groupBy = parseGroupBy(this.groupBy);
     const stdoutIsTTY = this.context.stdoutIsTTY
       ?? Boolean((process.stdout as {isTTY?: boolean}).isTTY && this.context.stdout === process.stdout);
-    const result = await report(this.input(tool, this.files, REPORT_INPUT_TYPES), {
+    const input = readInputs(this.files, this.context.stdin, {
+      onProblem: message => tool.log.warn(message),
+      check: new Set(REPORT_INPUT_TYPES),
+      fastChecks: new Map([[`verdict`, checkVerdict]]),
+    });
+    const result = await report(input, {
       format: this.format as ReportFormat,
       samples: Number(this.samples),
       groupBy,
