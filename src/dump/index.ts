@@ -157,6 +157,7 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
   const keys = new KeySet();
   let batch: Array<DumpRecord> = [];
   let outputError: string | null = null;
+  let fatalProblem: string | null = null;
   const problems: Array<string> = [];
   let problemCount = 0;
   const sink = {
@@ -178,10 +179,16 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
     outputError(message: string) {
       outputError = message;
     },
-    problem(message: string) {
-      problemCount++;
+    problem(message: string, fatal: boolean) {
+      if (fatal) {
+        fatalProblem = message;
+        return;
+      }
+      // One unreadable element: counted with the failed lookups, the rest goes on.
+      stats.errors++;
       if (problems.length < 3)
         problems.push(message);
+      problemCount++;
     },
   };
   const tokenizer = new DumpTokenizer(sink);
@@ -212,20 +219,17 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
       failures.unshift(outputError);
     if (readError !== null)
       failures.push(`reading the dump failed: ${readError}`);
-    // Parse problems: broken elements are counted as errors; a broken stream makes the dump partial.
-    if (problemCount > 0) {
-      stats.errors += problemCount;
-      ctx.log.warn(`map ${mapId} (${listed.name}): ${problemCount} problem(s) reading the dump: ${problems.join(`; `)}`);
-      if (failures.length === 0 && problems.some(message => /truncated|ended|unexpected|neither|several maps|not JSON: /.test(message)))
-        failures.push(problems[problems.length - 1]);
-    }
+    if (fatalProblem !== null)
+      failures.push(fatalProblem);
+    if (problemCount > 0)
+      ctx.log.warn(`map ${mapId} (${listed.name}): ${problemCount} unreadable element(s) skipped: ${problems.join(`; `)}`);
     if (failures.length > 0) {
       stats.complete = false;
       stats.error = failures.join(`; `);
       ctx.log.warn(`map ${mapId} (${listed.name}): dump incomplete: ${stats.error}`);
     }
-    if (stats.errors > 0 && failures.length === 0)
-      ctx.log.info(`map ${mapId} (${listed.name}): ${stats.errors} element(s) could not be read`);
+    if (stats.errors > problemCount)
+      ctx.log.info(`map ${mapId} (${listed.name}): ${stats.errors - problemCount} failed lookup(s) inside the dump`);
     batch.push(stats);
     const out = batch;
     batch = [];

@@ -34,8 +34,11 @@ export interface DumpSink {
   element(element: DumpElement): void;
   /** The whole output was an error object (`{"error":"..."}`, bpftool's JSON-mode errors). */
   outputError(message: string): void;
-  /** Something that is not a usable element; reading goes on where it can. */
-  problem(message: string): void;
+  /**
+   * Something that is not a usable element. `fatal`: the output as a whole is unusable from here
+   * on (truncated, not an array), so the dump is partial; otherwise one element was skipped.
+   */
+  problem(message: string, fatal: boolean): void;
 }
 
 const HEX_VALUE = new Int8Array(256).fill(-1);
@@ -190,7 +193,7 @@ export class DumpTokenizer {
     }
     switch (this.state) {
       case State.Start:
-        this.sink.problem(`empty output (expected a JSON array)`);
+        this.sink.problem(`empty output (expected a JSON array)`, true);
         return;
       case State.InArray:
         this.broken(`output ended before the array was closed (truncated after ${this.elementsSeen} elements)`);
@@ -205,7 +208,7 @@ export class DumpTokenizer {
 
   private broken(message: string): void {
     this.state = State.Broken;
-    this.sink.problem(message);
+    this.sink.problem(message, true);
   }
 
   private addTopText(chunk: Buffer): void {
@@ -221,7 +224,7 @@ export class DumpTokenizer {
     try {
       value = parseLossless(this.topText);
     } catch (err) {
-      this.sink.problem(`output is not JSON: ${(err as Error).message}: ${clip(this.topText)}`);
+      this.sink.problem(`output is not JSON: ${(err as Error).message}: ${clip(this.topText)}`, true);
       return;
     }
     this.state = State.Done;
@@ -233,10 +236,10 @@ export class DumpTokenizer {
     }
     if (isObject(value) && Array.isArray(value.elements)) {
       // `bpftool map dump name X` matching several maps: one object per map.
-      this.sink.problem(`this output holds several maps (bpftool "map dump name"); dump each map by id instead`);
+      this.sink.problem(`this output holds several maps (bpftool "map dump name"); dump each map by id instead`, true);
       return;
     }
-    this.sink.problem(`expected a JSON array of map elements, got ${clip(this.topText)}`);
+    this.sink.problem(`expected a JSON array of map elements, got ${clip(this.topText)}`, true);
   }
 
   private keepPending(buf: Buffer, start: number): void {
@@ -424,11 +427,11 @@ export class DumpTokenizer {
     try {
       value = parseLossless(text);
     } catch (err) {
-      this.sink.problem(`element ${this.elementsSeen + 1} is not JSON (${(err as Error).message}): ${clip(text)}`);
+      this.sink.problem(`element ${this.elementsSeen + 1} is not JSON (${(err as Error).message}): ${clip(text)}`, false);
       return;
     }
     if (!isObject(value)) {
-      this.sink.problem(`element ${this.elementsSeen + 1} is not an object: ${clip(text)}`);
+      this.sink.problem(`element ${this.elementsSeen + 1} is not an object: ${clip(text)}`, false);
       return;
     }
     const element = this.resetElement();
@@ -438,12 +441,12 @@ export class DumpTokenizer {
         this.emit();
         return;
       }
-      this.sink.problem(`element ${this.elementsSeen + 1} has no "key": ${clip(text)}`);
+      this.sink.problem(`element ${this.elementsSeen + 1} has no "key": ${clip(text)}`, false);
       return;
     }
     element.formatted = `formatted` in value;
     if (!this.keyFrom(value.key)) {
-      this.sink.problem(`element ${this.elementsSeen + 1} has a key that is neither hex bytes nor a decoded value: ${clip(text)}`);
+      this.sink.problem(`element ${this.elementsSeen + 1} has a key that is neither hex bytes nor a decoded value: ${clip(text)}`, false);
       return;
     }
     if (`value` in value) {
