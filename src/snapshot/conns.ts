@@ -325,7 +325,9 @@ async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, 
     v: SCHEMA_VERSION,
     netnsInode: ns.netnsInode,
     foundBy,
-    pids: (matched.size > 0 ? [...new Set([...ns.pids, ...matched])].sort((a, b) => a - b) : ns.pids).slice(0, PIDS_LISTED),
+    // Only processes whose link names it: a capture (which has no link for a refused process)
+    // then gives the same record as the live run.
+    pids: ns.pids.slice(0, PIDS_LISTED),
     paths: ns.paths,
     readVia: chosen?.via ?? null,
     complete,
