@@ -136,6 +136,14 @@ if (canRun) {
       const doc = JSON.parse(run.stdout);
       assert.is(doc.summary.leaked, 0);
       assert.is(doc.summary.mapsChecked, world.maps.length);
+      assert.is(run.stderr, ``, `no progress when stderr is not a terminal`);
+      const tty = await runCommand([`scan`, ...world.mapIdArgs, `--recheck-delay`, `0`], {tool: {host: HOST}, stderrIsTTY: true});
+      assert.is(tty.code, ExitCode.Ok);
+      assert.match(tty.stderr, /\r\x1b\[Kdumping pid_fd_by_tuple \(id \d+\): \d+ entries \(\d+ in all, \d+ entries\/s\)/);
+      assert.match(tty.stderr, /snapshotting network namespaces and sockets/);
+      assert.not.match(tty.stdout, /\x1b/, `progress never reaches stdout`);
+      const quiet = await runCommand([`scan`, ...world.mapIdArgs, `--recheck-delay`, `0`, `-q`], {tool: {host: HOST}, stderrIsTTY: true});
+      assert.is(quiet.stderr, ``);
     } finally {
       await world.cleanup();
     }
