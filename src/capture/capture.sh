@@ -24,13 +24,15 @@ USM_MAPS='@USM_MAPS@'
 
 usage() {
   cat >&2 <<'EOF'
-Usage: sh capture.sh [-o DIR|-] [-d SECONDS] [-t] [-p PROC_ROOT] [-b bpftool|system-probe] [-B PATH]
+Usage: sh capture.sh [-o DIR|-] [-d SECONDS] [-t] [-p PROC_ROOT] [-b bpftool|system-probe] [-B PATH] [-m NAMES] [-i IDS]
   -o DIR   write the capture to DIR (default ./usmld-capture-HOST-TIME); "-" writes a tar.gz to stdout
   -d N     seconds to wait before the second look in DIR/later (default 2; 0 skips it)
   -t       also pack DIR into DIR.tar.gz (needs tar)
   -p ROOT  proc root to read (default /proc; /host/proc in a container that mounts the host's)
   -b NAME  backend: bpftool or system-probe (default: a bpftool that runs, else system-probe)
   -B PATH  the backend's binary
+  -m NAMES only these catalogue maps (comma-separated, full or 15-character kernel names)
+  -i IDS   only the maps with these ids (comma-separated)
 Analyse elsewhere with: usm-leak-detector scan --from DIR
 EOF
   exit "${1:-2}"
@@ -58,9 +60,11 @@ pack=0
 proc=/proc
 backend=
 tool=
+only_names=
+only_ids=
 while [ $# -gt 0 ]; do
   case $1 in
-    -o|-d|-p|-b|-B) [ $# -ge 2 ] || { log "$1 needs a value"; usage 2; } ;;
+    -o|-d|-p|-b|-B|-m|-i) [ $# -ge 2 ] || { log "$1 needs a value"; usage 2; } ;;
   esac
   case $1 in
     -o) out=$2; shift 2 ;;
@@ -69,12 +73,30 @@ while [ $# -gt 0 ]; do
     -p) proc=$2; shift 2 ;;
     -b) backend=$2; shift 2 ;;
     -B) tool=$2; shift 2 ;;
+    -m) only_names=$2; shift 2 ;;
+    -i) only_ids=$2; shift 2 ;;
     -h|--help) usage 0 ;;
     *) log "unknown argument: $1"; usage 2 ;;
   esac
 done
 case $delay in ''|*[!0-9]*) die 2 "-d wants whole seconds, got '$delay'" ;; esac
 case $backend in ''|bpftool|system-probe) ;; *) die 2 "-b wants bpftool or system-probe, got '$backend'" ;; esac
+case $only_ids in *[!0-9,]*) die 2 "-i wants map ids separated by commas, got '$only_ids'" ;; esac
+# -m: kernel names (a full name is cut to 15 characters, as the kernel does); blank items are
+# ignored, unknown names refused, so a stray comma never selects everything.
+if [ -n "$only_names" ]; then
+  selected=' '
+  rest=$only_names,
+  while [ -n "$rest" ]; do
+    item=${rest%%,*}
+    rest=${rest#*,}
+    [ -n "$item" ] || continue
+    if [ ${#item} -gt 15 ]; then item=${item%"${item#???????????????}"}; fi
+    case " $USM_MAPS " in *" $item "*) selected="$selected$item " ;; *) die 2 "-m: $item is not a catalogue map; known: $USM_MAPS" ;; esac
+  done
+  [ "$selected" != ' ' ] || die 2 "-m selects no map"
+  USM_MAPS=$selected
+fi
 [ -r "$proc/self/stat" ] || [ -d "$proc/1" ] || die 3 "$proc does not look like a proc filesystem"
 
 # Every backend call gets a time limit when timeout(1) exists.
@@ -158,7 +180,11 @@ capture_maps() {
     id=${line%%:*}
     name=${line#*  name }
     name=${name%%  *}
+    [ -n "$name" ] || continue
     case " $USM_MAPS " in *" $name "*) ;; *) continue ;; esac
+    if [ -n "$only_ids" ]; then
+      case ",$only_ids," in *",$id,"*) ;; *) continue ;; esac
+    fi
     if [ "$backend" = bpftool ]; then
       case $listed in *"\"id\":$id,"*) ;; *) log "map $id ($name) appeared after the JSON listing: not dumped"; continue ;; esac
       $limit "$tool" -j map dump id "$id" > "$maps/dump-$id.json" 2> "$maps/.err" < /dev/null ||
