@@ -1,7 +1,9 @@
 // snapshot-conns / snapshot-pids on fixture proc trees (samples/proc/): golden output byte for
 // byte (apart from the header line; the clock is fixed so the snapshot record is stable too),
 // and the warnings a bad tree must produce. UPDATE_GOLDEN=1 rewrites the golden files.
-import {readFileSync, writeFileSync} from 'node:fs';
+import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import type {Clock} from '../src/context.ts';
@@ -10,6 +12,7 @@ import {parseStat} from '../src/snapshot/pids.ts';
 import {parseNetTable, TABLES} from '../src/snapshot/nettable.ts';
 import {parseNetnsMounts} from '../src/snapshot/mountinfo.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
+import {writeProcTree} from '../scripts/gen-proc-fixture.ts';
 
 const fixedClock: Clock = {now: () => Date.UTC(2026, 0, 2, 3, 4, 5), sleep: async () => {}};
 
@@ -108,6 +111,44 @@ test(`a proc root that does not exist is an environment fault (exit 3), not a cr
     const run = await runCommand([command, `--proc-root`, `samples/proc/no-such-tree`]);
     assert.is(run.code, 3, command);
     assert.match(run.stderr, /cannot list processes in samples\/proc\/no-such-tree: ENOENT/);
+  }
+});
+
+test(`a process whose ns/net link is unusable is placed by its socket inodes, or makes the snapshot incomplete`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), `usmld-refused-`));
+  try {
+    const A = 4026531840;
+    writeProcTree(dir, {
+      processes: [{pid: 10, tids: [10], state: `S`, comm: `init`, netnsInode: A, startTime: 1}],
+      sockets: [{netnsInode: A, table: `tcp`, laddr: `0.0.0.0`, lport: 22, raddr: `0.0.0.0`, rport: 0, state: 10, inode: 500, uid: 0}],
+    });
+    // A link that does not read as net:[INODE] stands in for one the kernel refuses.
+    const refusedProcess = (pid: number, tcp: string | null) => {
+      mkdirSync(join(dir, `proc`, String(pid), `ns`), {recursive: true});
+      mkdirSync(join(dir, `proc`, String(pid), `net`), {recursive: true});
+      symlinkSync(`refused`, join(dir, `proc`, String(pid), `ns`, `net`));
+      for (const table of [`tcp`, `tcp6`, `udp`, `udp6`])
+        copyFileSync(join(dir, `proc`, `10`, `net`, table), join(dir, `proc`, String(pid), `net`, table));
+      if (tcp !== null)
+        writeFileSync(join(dir, `proc`, String(pid), `net`, `tcp`), tcp);
+    };
+    refusedProcess(11, null);
+    // No sockets at all: nothing it could hide.
+    refusedProcess(13, `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n`);
+    let run = await runCommand([`snapshot-conns`, `--from`, dir]);
+    let records = parseLines(run.stdout);
+    assert.equal(records.at(-1)!.complete, true, run.stderr);
+    assert.is(run.stderr, ``);
+    assert.equal(records.find(record => record.type === `netns`)!.pids, [10]);
+    // Sockets no known namespace lists: a namespace is missing.
+    refusedProcess(12, `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n`
+      + `   0: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 999 1 0000000000000000 100 0 0 10 0\n`);
+    run = await runCommand([`snapshot-conns`, `--from`, dir]);
+    records = parseLines(run.stdout);
+    assert.equal(records.at(-1)!.complete, false);
+    assert.match(run.stderr, /cannot place their sockets in a known namespace: 12 \(unexpected link text "refused"\)/);
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
   }
 });
 
