@@ -2,13 +2,15 @@
 // a duplicate name, a decoy, a key-size mismatch, per-CPU values, an empty map.
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
-import {BpfTestSet} from './helpers/bpf.ts';
+import {BpfTestSet, pidTgidBytes} from './helpers/bpf.ts';
 import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
 import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {buildFixtureMaps, type FixtureMap} from './fixtures/bpf/maps.ts';
 import {dumpMaps} from '../src/dump/index.ts';
 import {defaultToolContext} from '../src/context.ts';
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {execFileSync, spawnSync} from 'node:child_process';
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {fileURLToPath} from 'node:url';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {PassThrough} from 'node:stream';
@@ -147,6 +149,63 @@ test(`dumpMaps with mapIds re-reads chosen maps and reports a vanished id`, asyn
   const entries = records.filter(record => record.type === `entry`);
   assert.is(entries.length, 2);
   assert.ok(entries.some(entry => (entry.key as {pidTgid?: string})?.pidTgid === `18446744073709551615`));
+});
+
+test(`--from a saved listing and dumps of the same maps gives the same records as live`, async () => {
+  if (!runs)
+    return;
+  const dir = mkdtempSync(join(tmpdir(), `usmld-capture-`));
+  try {
+    mkdirSync(join(dir, `maps`));
+    const ids = new Set(fixture.map(f => f.map.id));
+    const listing = JSON.parse(execFileSync(`bpftool`, [`-j`, `map`, `show`], {encoding: `utf8`})).filter((m: {id: number}) => ids.has(m.id));
+    writeFileSync(join(dir, `maps`, `list.json`), JSON.stringify(listing));
+    for (const id of ids)
+      writeFileSync(join(dir, `maps`, `dump-${id}.json`), execFileSync(`bpftool`, [`-j`, `map`, `dump`, `id`, String(id)]));
+    // The decoy is in the capture too, but asking for its id would (rightly) report it as not a USM map.
+    const idArgs = fixture.filter(f => f.catalogName !== null).flatMap(f => [`--map-id`, String(f.map.id)]);
+    const live = await runCommand([`dump-maps`, ...idArgs, `--no-download`]);
+    const saved = await runCommand([`dump-maps`, `--from`, dir]);
+    assert.is(live.code, 0, live.stderr);
+    assert.is(saved.code, 0, saved.stderr);
+    const liveRecords = withoutHeader(parseLines(live.stdout));
+    assert.ok(liveRecords.filter(r => r.type === `entry`).length >= 15);
+    assert.equal(withoutHeader(parseLines(saved.stdout)), liveRecords);
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
+});
+
+test(`dump-maps | head -3 exits 0 and leaves no bpftool process behind`, async () => {
+  if (!runs)
+    return;
+  const big = new BpfTestSet(`dump-head`);
+  try {
+    const map = big.createMap({name: `ssl_write_args`, keySize: 8, valueSize: 8, maxEntries: 60000});
+    big.fill(map, (function* () {
+      for (let i = 1; i <= 50000; i++)
+        yield [pidTgidBytes(i, i), Buffer.alloc(8, 1)] as const;
+    })());
+    const bin = fileURLToPath(new URL(`../bin/usm-leak-detector`, import.meta.url));
+    const script = `"${bin}" dump-maps --map-id ${map.id} --no-download | head -3; echo "status=\${PIPESTATUS[0]}" >&2`;
+    const result = spawnSync(`bash`, [`-c`, script], {encoding: `utf8`, timeout: 120_000});
+    assert.is(result.stdout.split(`\n`).filter(Boolean).length, 3);
+    assert.match(result.stderr, /status=0/);
+    assert.not.match(result.stderr, /internal error|EPIPE/);
+    // The killed child may need a moment to be gone from the process table.
+    const dumping = () => readdirSync(`/proc`).filter(pid => /^\d+$/.test(pid)).some(pid => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, `utf8`).split(`\0`).join(` `).includes(`map dump id ${map.id}`);
+      } catch {
+        return false;
+      }
+    });
+    for (let i = 0; i < 50 && dumping(); i++)
+      await new Promise(resolve => setTimeout(resolve, 100));
+    assert.not.ok(dumping(), `a bpftool dump of map ${map.id} is still running`);
+  } finally {
+    big.cleanup();
+  }
 });
 
 test.run();

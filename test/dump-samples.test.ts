@@ -47,6 +47,24 @@ test(`system-probe backend through a fake binary gives the same records as --fro
   assert.equal(entries[0].key.extra, {correlation_id: -5});
 });
 
+test(`a dump that hangs is killed at --timeout, reported incomplete, and the other maps still come`, async () => {
+  const hung = golden(`system-probe`).find(r => r.type === `map` && r.catalogName === `connection_states`)!.mapId;
+  process.env.USMLD_FAKE_SP_HANG_DUMP = String(hung);
+  try {
+    const run = await runCommand([`dump-maps`, `--system-probe`, FAKE_SYSTEM_PROBE, `--timeout`, `1`]);
+    assert.is(run.code, 0, run.stderr);
+    const stats = withoutHeader(parseLines(run.stdout)).filter(r => r.type === `mapstats`);
+    const bad = stats.filter(s => !s.complete);
+    assert.is(bad.length, 1);
+    assert.is(bad[0].mapId, hung);
+    assert.match(bad[0].error, /timed out after 1 s/);
+    assert.is(stats.length, golden(`system-probe`).filter(r => r.type === `mapstats`).length);
+    assert.match(run.stderr, /dump incomplete/);
+  } finally {
+    delete process.env.USMLD_FAKE_SP_HANG_DUMP;
+  }
+});
+
 test(`edge sample: holders carried, failed lookups and repeats counted, broken dumps reported, others go on`, () => {
   const records = golden(`bpftool-edge`);
   const stats = records.filter(r => r.type === `mapstats`);
