@@ -24,11 +24,18 @@ system-deps:
 	    echo "bpftool is missing and cannot be installed here (not root, or no apt-get): BPF tests will skip"; \
 	  fi; \
 	fi
+	@# The capture script's tests run it under dash and busybox sh.
+	@for shell in dash busybox; do \
+	  if ! command -v $$shell >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $$shell (Debian package)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$shell >/dev/null || true; \
+	  fi; \
+	done
 
 typecheck: deps
 	node_modules/.bin/tsc --noEmit
 
-$(BUNDLE): deps $(shell find src commands -name '*.ts') scripts/build.mjs
+$(BUNDLE): deps $(shell find src commands -name '*.ts') src/capture/capture.sh scripts/build.mjs
 	node scripts/build.mjs
 
 build: typecheck $(BUNDLE)

@@ -1,0 +1,101 @@
+// `make dist` output, run the way a customer would: copied alone into an empty directory (no
+// node_modules, no repository), with PATH stripped of node. The standalone executable and the
+// bundle must answer --help and replay recorded outputs exactly as the in-process CLI does.
+// Builds dist/ once (scripts/dist.sh: bundle, SEA from this machine's node, capture.sh).
+import {execFileSync, spawnSync} from 'node:child_process';
+import {copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join, resolve} from 'node:path';
+import {test} from 'uvu';
+import * as assert from 'uvu/assert';
+import {captureScript} from '../src/capture/script.ts';
+import {TOOL_VERSION} from '../src/version.ts';
+import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
+
+const repo = resolve(new URL(`..`, import.meta.url).pathname);
+const scratch = mkdtempSync(join(tmpdir(), `usmld-dist-`));
+process.once(`exit`, () => rmSync(scratch, {recursive: true, force: true}));
+const box = join(scratch, `box`);
+const emptyBin = join(scratch, `bin`);
+const exe = join(box, `usm-leak-detector`);
+const bundle = join(box, `usm-leak-detector.cjs`);
+// Nothing on PATH: no node, no bpftool, no shell utilities.
+const env = {PATH: emptyBin, HOME: box, LANG: `C`};
+
+test.before(() => {
+  execFileSync(`scripts/dist.sh`, {cwd: repo, stdio: [`ignore`, `pipe`, `pipe`], timeout: 600_000, env: {...process.env, USMLD_DIST_MEASURE: `0`}});
+  mkdirSync(box);
+  mkdirSync(emptyBin);
+  for (const name of [`usm-leak-detector`, `usm-leak-detector.cjs`, `capture.sh`])
+    copyFileSync(join(repo, `dist`, name), join(box, name));
+  // A capture directory assembled from recorded samples: bpftool output and a proc tree.
+  const capture = join(box, `capture`);
+  cpSync(join(repo, `samples/proc/capture`), capture, {recursive: true, verbatimSymlinks: true});
+  cpSync(join(repo, `samples/dump/bpftool/maps`), join(capture, `maps`), {recursive: true});
+});
+
+/** Runs a dist artifact from the empty directory with the stripped PATH. */
+function runDist(file: string, args: Array<string>) {
+  const argv = file === bundle ? [process.execPath, [bundle, ...args]] as const : [file, args] as const;
+  const result = spawnSync(argv[0], [...argv[1]], {cwd: box, env, encoding: `utf8`, timeout: 60_000, maxBuffer: 1 << 26});
+  return {code: result.status, stdout: result.stdout, stderr: result.stderr, error: result.error};
+}
+
+test(`dist/ holds the executable, the bundle and capture.sh; the box has no node and no node_modules`, () => {
+  assert.equal(readdirSync(emptyBin), []);
+  assert.not.ok(existsSync(join(box, `node_modules`)));
+  assert.ok(statSync(exe).mode & 0o111, `executable`);
+  assert.ok(statSync(exe).size > 10 * 1024 * 1024, `a whole node inside`);
+  // The executable needs no interpreter from PATH, unlike the bundle's #! line.
+  assert.not.ok(spawnSync(`node`, [`--version`], {env}).status === 0, `node must not be reachable`);
+});
+
+for (const [label, file] of [[`executable`, exe], [`bundle`, bundle]] as const) {
+  test(`${label}: --version and --help, with no node on PATH`, () => {
+    const version = runDist(file, [`--version`]);
+    assert.is(version.code, 0, `${version.error ?? ``} ${version.stderr}`);
+    assert.is(version.stdout.trim(), TOOL_VERSION);
+    const help = runDist(file, [`--help`]);
+    assert.is(help.code, 0, help.stderr);
+    for (const command of [`dump-maps`, `snapshot-conns`, `snapshot-pids`, `validate`, `recheck`, `report`, `scan`, `capture-script`])
+      assert.match(help.stdout, new RegExp(`usm-leak-detector ${command}\\b`), command);
+    assert.not.match(help.stderr, /ExperimentalWarning|single executable/i);
+  });
+
+  test(`${label}: replays recorded samples exactly like the in-process CLI`, async () => {
+    for (const args of [
+      [`dump-maps`, `--from`, `capture`],
+      [`snapshot-pids`, `--proc-root`, `capture/proc`],
+      [`snapshot-conns`, `--from`, `capture`],
+    ]) {
+      const run = runDist(file, args);
+      assert.is(run.code, 0, `${args.join(` `)}: ${run.stderr}`);
+      const inProcess = await runCommand(args.map(arg => arg.startsWith(`capture`) ? join(box, arg) : arg));
+      const strip = (text: string) => withoutHeader(parseLines(text)).map(record => record.type === `snapshot` ? {...record, time: 0, timeMs: 0, procRoot: ``} : record);
+      assert.ok(strip(run.stdout).length > 3, `${args[0]} gave records`);
+      assert.equal(strip(run.stdout), strip(inProcess.stdout), args.join(` `));
+    }
+  });
+
+  test(`${label}: scan --from a capture prints the same report as the in-process CLI`, async () => {
+    const run = runDist(file, [`scan`, `--from`, `capture`, `--recheck-delay`, `0`]);
+    const inProcess = await runCommand([`scan`, `--from`, join(box, `capture`), `--recheck-delay`, `0`]);
+    assert.ok(run.code === 0 || run.code === 1, `${run.code}: ${run.stderr}`);
+    assert.is(run.code, inProcess.code);
+    assert.ok(run.stdout.length > 100, `a report`);
+    const stable = (text: string) => text.replace(/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z/g, `TIME`).replaceAll(join(box, `capture`), `capture`);
+    assert.is(stable(run.stdout), stable(inProcess.stdout));
+  });
+
+  test(`${label}: capture-script prints the script the source prints`, () => {
+    const run = runDist(file, [`capture-script`]);
+    assert.is(run.code, 0, run.stderr);
+    assert.is(run.stdout, captureScript());
+  });
+}
+
+test(`dist/capture.sh is the script the tool prints`, () => {
+  assert.is(execFileSync(`cat`, [join(box, `capture.sh`)], {encoding: `utf8`}), captureScript());
+});
+
+test.run();
