@@ -1,6 +1,7 @@
 import {Command, Option} from 'clipanion';
 import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
+import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
 import {readInputs} from '../src/ndjson.ts';
@@ -57,6 +58,8 @@ export default class ReportCommand extends BaseCommand {
       verbose: this.verbose > 0,
       header: makeHeader(`report`, tool),
     });
+    if (result.model.summary.verdicts === 0 && result.model.summary.entries > 0)
+      throw new UsageFault(`the input has ${result.model.summary.entries} map entries but no verdicts: judge them first (usm-leak-detector dump-maps | usm-leak-detector validate | usm-leak-detector report)`);
     if (result.model.summary.verdicts === 0 && result.model.summary.mapsChecked === 0)
       tool.log.warn(`no verdict or map records in the input: pipe map entries through \`validate\` first`);
     await writeText(this.context.stdout, result.text);

@@ -163,4 +163,12 @@ test(`an input with no verdicts says what to do`, async () => {
   assert.match(run.stderr, /pipe map entries through `validate` first/);
 });
 
+test(`map entries without verdicts (a dump piped straight in) are a usage error that says what to do`, async () => {
+  const entry = {type: `entry`, v: 1, mapId: 1, map: `http_in_flight`, keyHex: `00`, key: null};
+  const run = await runCommand([`report`], {stdin: ndjson([mapRecord(1, `http_in_flight`), entry, entry])});
+  assert.is(run.code, ExitCode.Usage);
+  assert.is(run.stdout, ``);
+  assert.match(run.stderr, /2 map entries but no verdicts: judge them first/);
+});
+
 test.run();

@@ -100,6 +100,8 @@ export interface ReportModel {
     connTuple: SectionSummary;
     nearFullMaps: number;
     verdicts: number;
+    /** `entry` records seen (unjudged map entries: a dump piped straight into report). */
+    entries: number;
   };
   warnings: Array<string>;
 }
@@ -175,6 +177,7 @@ export function buildReport(agg: ReportAggregator): ReportModel {
       connTuple,
       nearFullMaps: maps.filter(map => map.nearFull).length,
       verdicts: agg.verdicts,
+      entries: agg.entries,
     },
     warnings,
   };
