@@ -54,21 +54,32 @@ export interface RunSpec {
 }
 
 const live = new Set<ReturnType<typeof spawn>>();
+/** Set once the run is being stopped: no new child is started after that. */
+let stopping = false;
 
-/** Kills measured children still running (on Ctrl-C, or when the harness fails). */
-export function killMeasured(): void {
+/**
+ * Kills measured children still running (on Ctrl-C, or when the harness fails). Resolves once
+ * they are gone (at most ~2 s), so their files can then be removed for good.
+ */
+export function killMeasured(): Promise<void> {
+  stopping = true;
+  const waits: Array<Promise<void>> = [];
   for (const child of live) {
+    waits.push(new Promise(resolve => child.once(`close`, () => resolve())));
     try {
       process.kill(-child.pid!, `SIGKILL`);
     } catch {
       // already gone
     }
   }
+  return Promise.race([Promise.all(waits).then(() => {}), new Promise<void>(resolve => setTimeout(resolve, 2000).unref())]);
 }
 
 let serial = 0;
 
 export async function measure(spec: RunSpec): Promise<Measurement> {
+  if (stopping)
+    throw new Error(`the benchmark is stopping`);
   const tag = `${process.pid}-${++serial}`;
   const outer = join(spec.scratch, `time-${tag}-all`);
   const inner = spec.steps.map((_, i) => join(spec.scratch, `time-${tag}-${i}`));

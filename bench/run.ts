@@ -555,7 +555,7 @@ async function main(): Promise<number> {
     if (cleaned)
       return;
     cleaned = true;
-    killMeasured();
+    void killMeasured();
     for (const step of cleanups.reverse()) {
       try {
         step();
@@ -570,8 +570,11 @@ async function main(): Promise<number> {
   for (const signal of [`SIGINT`, `SIGTERM`, `SIGHUP`] as const) {
     process.once(signal, () => {
       log(`${signal}: removing the benchmark's maps and files`);
-      cleanup();
-      process.exit(130);
+      // Children first: a measured process still running could write into the scratch directory.
+      void killMeasured().then(() => {
+        cleanup();
+        process.exit(130);
+      });
     });
   }
 
@@ -623,6 +626,6 @@ async function main(): Promise<number> {
 
 main().then(code => { process.exitCode = code; }, err => {
   process.stderr.write(`make bench: ${(err as Error).stack ?? String(err)}\n`);
-  killMeasured();
+  void killMeasured();
   process.exitCode = 1;
 });
