@@ -2,6 +2,7 @@ import {Command, Option} from 'clipanion';
 import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
 import {dumpMapBatches, type DumpOptions} from '../src/dump/index.ts';
+import {recordLine} from '../src/dump/serialize.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
@@ -77,15 +78,17 @@ export default class DumpMapsCommand extends BaseCommand {
     if (this.maps !== undefined && options.selection?.names?.every(name => name.trim() === ``))
       throw new UsageFault(`--maps is empty`);
     const records = dumpMapBatches(tool, options);
-    // Write batches directly: one await per chunk of dump output, not per entry.
+    // Whole batches as text: one await per chunk of dump output, not per entry.
     // The first batch comes before the header: no backend, no maps → nothing on stdout, exit 3.
     let next = await records.next();
     const writer = new RecordWriter(this.context.stdout);
     try {
       await writer.write(makeHeader(`dump-maps`, tool));
       while (!next.done) {
+        let text = ``;
         for (const record of next.value)
-          await writer.write(record);
+          text += recordLine(record);
+        await writer.writeText(text);
         next = await records.next();
       }
     } finally {

@@ -127,6 +127,15 @@ export class RecordWriter {
       await this.flush();
   }
 
+  /** Queues NDJSON text already serialized (one or more complete lines, each ending in a newline). */
+  async writeText(lines: string): Promise<void> {
+    if (this.closed)
+      throw new OutputClosed();
+    this.pending += lines;
+    if (this.pending.length >= FLUSH_AT)
+      await this.flush();
+  }
+
   async flush(): Promise<void> {
     if (this.isClosed)
       throw new OutputClosed();
