@@ -3,6 +3,7 @@ import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {readInputs} from '../src/ndjson.ts';
+import {FAST_CHECKS} from '../src/validate/guards.ts';
 import {validate} from '../src/validate/index.ts';
 import {BaseCommand} from './BaseCommand.ts';
 
@@ -36,20 +37,12 @@ export default class ValidateCommand extends BaseCommand {
     const tool = this.procRoot !== undefined ? {...base, procRoot: this.procRoot} : base;
     if (this.live === true && this.snapshotFiles.length > 0)
       throw new UsageFault(`--live and --snapshot both say where the snapshots come from: give one`);
-    const onProblem = (message: string) => tool.log.warn(message);
-    const check = new Set(VALIDATE_CHECKED_TYPES);
-    const snapshots = this.snapshotFiles.length > 0 ? readInputs(this.snapshotFiles, this.context.stdin, {onProblem, check}) : undefined;
-    const input = this.input(tool, this.files, VALIDATE_CHECKED_TYPES);
-    let leaked = false;
+    const read = {onProblem: (message: string) => tool.log.warn(message), check: new Set(VALIDATE_CHECKED_TYPES), fastChecks: FAST_CHECKS};
+    const snapshots = this.snapshotFiles.length > 0 ? readInputs(this.snapshotFiles, this.context.stdin, read) : undefined;
+    const input = readInputs(this.files, this.context.stdin, read);
     const live = this.live === undefined ? `auto` : this.live ? `always` : `never`;
-    const records = validate(tool, input, {snapshots, live});
-    await this.emit(`validate`, tool, (async function* () {
-      for await (const record of records) {
-        if (record.type === `verdict` && record.status === `leaked`)
-          leaked = true;
-        yield record;
-      }
-    })());
-    return leaked ? ExitCode.LeaksFound : ExitCode.Ok;
+    const counts = {leaked: 0};
+    await this.emit(`validate`, tool, validate(tool, input, {snapshots, live, counts}));
+    return counts.leaked > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
   }
 }

@@ -18,6 +18,12 @@ export interface ValidateOptions {
   live?: `auto` | `always` | `never`;
   /** Where the live snapshots come from (tests, scan); defaults to snapshot-conns and snapshot-pids. */
   takeSnapshots?: (ctx: ToolContext) => AsyncIterable<AnyRecord>;
+  /** Filled in as verdicts go out (the command's exit code), without another pass over the records. */
+  counts?: VerdictCounts;
+}
+
+export interface VerdictCounts {
+  leaked: number;
 }
 
 /** Snapshot records small enough to pass on (report counts namespaces); sockets and processes stay here. */
@@ -93,6 +99,7 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
   const mapProblems = new Map<number, string>();
   const live = options.live ?? `auto`;
   const takeSnapshots = options.takeSnapshots ?? liveSnapshots;
+  const counts = options.counts;
   let ready = false;
   let ignoredSnapshotRecords = 0;
   let droppedJudgements = 0;
@@ -130,6 +137,8 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
       ctx.log.warn(`validate: no ${stage} records in the input: ${entry.key!.kind} entries are judged unknown (no_snapshot)`);
     }
     tallies.get(entry.mapId, entry.map).count(verdict.status);
+    if (verdict.status === `leaked` && counts !== undefined)
+      counts.leaked += 1;
     return verdict;
   };
 

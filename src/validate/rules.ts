@@ -1,7 +1,7 @@
 // The rules that turn one map entry plus a snapshot into a verdict. README "Verdict reasons"
 // documents each outcome; the tests in test/validate-rules.test.ts pin every rule down.
 import {isWildcard} from '../addr.ts';
-import type {ConnTupleKey, EntryRecord, Match, PidTgidKey, ProcessRecord, Reason, SocketRecord, VerdictStatus} from '../schema.ts';
+import type {ConnTupleKey, EntryRecord, Match, PidTgidKey, ProcessRecord, Reason, VerdictStatus} from '../schema.ts';
 import {bindKey, connKey, foldMapped, type SnapshotIndex} from './snapshotIndex.ts';
 
 export type Owner = {pid: number, comm: string | null};
@@ -26,20 +26,20 @@ export function judgeEntry(entry: EntryRecord, index: SnapshotIndex, mapProblem?
 }
 
 // Scratch for the socket searches: one object reused across entries instead of one per lookup.
-const found = {socket: null as SocketRecord | null, elsewhere: null as SocketRecord | null};
+const found = {match: null as Match | null, elsewhere: null as Match | null};
 
-/** Looks `key` up; a socket in `netns` (any namespace when 0) lands in found.socket, one elsewhere in found.elsewhere. */
-function search(index: Map<string, Array<SocketRecord>>, key: string, netns: number): boolean {
+/** Looks `key` up; a socket in `netns` (any namespace when 0) lands in found.match, one elsewhere in found.elsewhere. */
+function search(index: Map<string, Array<Match>>, key: string, netns: number): boolean {
   const list = index.get(key);
   if (list === undefined)
     return false;
   for (let i = 0; i < list.length; i++) {
-    const socket = list[i];
-    if (netns === 0 || socket.netnsInode === netns) {
-      found.socket = socket;
+    const match = list[i];
+    if (netns === 0 || match.netnsInode === netns) {
+      found.match = match;
       return true;
     }
-    found.elsewhere ??= socket;
+    found.elsewhere ??= match;
   }
   return false;
 }
@@ -68,8 +68,8 @@ function findSocket(index: SnapshotIndex, key: ConnTupleKey, saddr: string, dadd
   if (listener)
     return searchBound(index, proto, saddr, key.sport, netns);
   // Maps keep tuples client→server (normalised) or in packet direction; /proc lists local→remote.
-  if (search(index.connections, connKey(proto, saddr, key.sport, daddr, key.dport), netns)
-    || search(index.connections, connKey(proto, daddr, key.dport, saddr, key.sport), netns))
+  // The index holds every connection both ways round, so one lookup covers both directions.
+  if (search(index.connections, connKey(proto, saddr, key.sport, daddr, key.dport), netns))
     return `established`;
   // An unconnected UDP socket takes datagrams from anyone: the tuple's local side may be either end.
   if (proto === `udp`)
@@ -85,12 +85,12 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
   const daddr = foldMapped(key.daddr);
   const listener = key.dport === 0 && isWildcard(daddr);
   const netns = key.netns;
-  found.socket = null;
+  found.match = null;
   found.elsewhere = null;
   const alive = findSocket(index, key, saddr, daddr, netns, listener);
   if (alive !== null)
-    return {status: `alive`, reason: alive, match: socketMatch(found.socket!), owner};
-  const elsewhere = found.elsewhere === null ? undefined : socketMatch(found.elsewhere);
+    return {status: `alive`, reason: alive, match: found.match!, owner};
+  const elsewhere = found.elsewhere ?? undefined;
   if (netns === 0) {
     // A miss counts only if every namespace could be read.
     if (index.incompleteNamespaces > 0 || index.conns?.complete === false)
@@ -108,16 +108,6 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
   if (elsewhere !== undefined)
     return {status: `leaked`, reason: `wrong_namespace`, match: elsewhere, owner};
   return {status: `leaked`, reason: listener ? `no_listener` : `no_connection`, owner};
-}
-
-function socketMatch(socket: SocketRecord): Match {
-  return {
-    netnsInode: socket.netnsInode,
-    socket: {
-      proto: socket.proto, laddr: socket.laddr, lport: socket.lport, raddr: socket.raddr, rport: socket.rport,
-      state: socket.state, inode: socket.inode,
-    },
-  };
 }
 
 function ownerOf(index: SnapshotIndex, pid: number): Owner {

@@ -1,7 +1,7 @@
 // The evidence validate and recheck judge entries against: every socket of every namespace and
 // every process, indexed once so that each entry costs a few hash lookups, whatever the number of
 // namespaces (the original tool walked every namespace for each netns-0 tuple).
-import type {AnyRecord, NetnsRecord, ProcessRecord, SnapshotRecord, SocketRecord} from '../schema.ts';
+import type {AnyRecord, Match, NetnsRecord, ProcessRecord, SnapshotRecord, SocketRecord} from '../schema.ts';
 
 export const SNAPSHOT_RECORD_TYPES: ReadonlySet<string> = new Set([`netns`, `socket`, `process`, `snapshot`]);
 
@@ -39,12 +39,16 @@ export interface NamespaceFacts {
  * One snapshot of the host (or of a capture). Feed it records with add(), then query. Each key
  * maps to the sockets that carry it in every namespace (almost always one), so a netns-0 tuple
  * is one lookup and a netns-N tuple one lookup plus a look at that short list.
+ *
+ * A socket is stored as the `match` a verdict reports (built once, shared by every verdict that
+ * matches it), and a connection under both of its directions, so a tuple stored either way round
+ * is a single lookup; the socket whose local→remote is the tuple itself comes first in its list.
  */
 export class SnapshotIndex {
-  /** Non-listening sockets by connKey (local→remote), across namespaces. */
-  readonly connections = new Map<string, Array<SocketRecord>>();
+  /** Non-listening sockets by connKey, local→remote and remote→local, across namespaces. */
+  readonly connections = new Map<string, Array<Match>>();
   /** TCP LISTEN and unconnected UDP sockets by bindKey, across namespaces. */
-  readonly bound = new Map<string, Array<SocketRecord>>();
+  readonly bound = new Map<string, Array<Match>>();
   readonly namespaces = new Map<number, NamespaceFacts>();
   readonly processes = new Map<number, ProcessRecord>();
   /** The closing `snapshot` record of each kind, once it has been seen. */
@@ -118,23 +122,38 @@ export class SnapshotIndex {
       this.namespaces.set(socket.netnsInode, {inode: socket.netnsInode, complete: true, described: false});
     const laddr = foldMapped(socket.laddr);
     const raddr = foldMapped(socket.raddr);
+    const match: Match = {
+      netnsInode: socket.netnsInode,
+      socket: {
+        proto: socket.proto, laddr: socket.laddr, lport: socket.lport, raddr: socket.raddr, rport: socket.rport,
+        state: socket.state, inode: socket.inode,
+      },
+    };
     if (socket.proto === `tcp` ? socket.state === `LISTEN` : isUnconnected(raddr, socket.rport)) {
-      push(this.bound, bindKey(socket.proto, laddr, socket.lport), socket);
+      const key = bindKey(socket.proto, laddr, socket.lport);
+      const list = this.bound.get(key);
+      if (list === undefined)
+        this.bound.set(key, [match]);
+      else
+        list.push(match);
       return;
     }
     // Every other state counts as a connection, TIME_WAIT included (README "Verdict reasons").
-    push(this.connections, connKey(socket.proto, laddr, socket.lport, raddr, socket.rport), socket);
+    const forward = connKey(socket.proto, laddr, socket.lport, raddr, socket.rport);
+    const list = this.connections.get(forward);
+    if (list === undefined)
+      this.connections.set(forward, [match]);
+    else
+      list.unshift(match);
+    const reversed = connKey(socket.proto, raddr, socket.rport, laddr, socket.lport);
+    const back = this.connections.get(reversed);
+    if (back === undefined)
+      this.connections.set(reversed, [match]);
+    else
+      back.push(match);
   }
 }
 
 function isUnconnected(raddr: string, rport: number): boolean {
   return rport === 0 && (raddr === `0.0.0.0` || raddr === `::`);
-}
-
-function push(index: Map<string, Array<SocketRecord>>, key: string, socket: SocketRecord): void {
-  const list = index.get(key);
-  if (list === undefined)
-    index.set(key, [socket]);
-  else
-    list.push(socket);
 }
