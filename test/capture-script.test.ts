@@ -117,6 +117,22 @@ test(`through a system-probe that replays recorded output: list.txt, dumps of ca
   assert.is(again.code, 2, `an existing capture is never overwritten`);
 });
 
+test(`-o - through sh -s (nothing copied to the box): only a tar.gz on stdout, the layout inside`, () => {
+  const fake = join(scratch, `sp-bin`, `system-probe`);
+  const result = spawnSync(`dash`, [`-s`, `--`, `-o`, `-`, `-d`, `0`, `-B`, fake], {input: captureScript(), maxBuffer: 1 << 26, timeout: 120_000});
+  assert.is(result.status, 0, String(result.stderr));
+  assert.match(String(result.stderr), /wrote usmld-capture-\S+ as a tarball on stdout/);
+  const unpacked = join(scratch, `unpacked`);
+  mkdirSync(unpacked);
+  execFileSync(`tar`, [`-xzf`, `-`, `-C`, unpacked], {input: result.stdout});
+  const [name] = readdirSync(unpacked);
+  assert.match(name, /^usmld-capture-/);
+  assert.equal(readdirSync(join(unpacked, name)).sort(), [`maps`, `meta`, `netns`, `proc`].filter(part => part !== `netns` || existsSync(join(unpacked, name, `netns`))));
+  assert.is(readFileSync(join(unpacked, name, `meta/backend`), `utf8`), `system-probe\n`);
+  assert.ok(existsSync(join(unpacked, name, `maps/dump-12.json`)));
+  assert.ok(existsSync(join(unpacked, name, `proc`, String(process.pid), `stat`)), `our own process is in proc/`);
+});
+
 const canRun = requirePrivileges(`capture-script on real maps`, bpfUnavailable() ?? netnsUnavailable() ?? (has(`dash`) ? null : `dash is not installed`));
 
 if (canRun) {
@@ -227,10 +243,11 @@ if (canRun) {
   test(`snapshot-conns --from the capture equals a live snapshot for the arranged namespaces`, async () => {
     // Only what the test arranged: other tests open sockets and processes meanwhile.
     const ours = new Set([world!.holder.netnsInode, world!.nsHolder!.netnsInode, lonely!.netns.inode]);
-    const ports = new Set([...world!.holder.connections, ...world!.nsHolder!.connections, ...lonely!.connections]
-      .flatMap(c => [c.client.port, c.server.port, c.listener?.port ?? c.server.port]));
+    // Port pairs, not ports: an ephemeral port is reused by other connections to other peers.
+    const pairs = new Set([...world!.holder.connections, ...world!.nsHolder!.connections, ...lonely!.connections]
+      .flatMap(c => [`${c.client.port}>${c.server.port}`, `${c.server.port}>${c.client.port}`, ...(c.listener ? [`${c.listener.port}>0`] : [])]));
     const pick = (text: string) => withoutHeader(parseLines(text))
-      .filter(record => ours.has(record.netnsInode) && (record.type === `netns` || (record.type === `socket` && ports.has(record.lport))))
+      .filter(record => ours.has(record.netnsInode) && (record.type === `netns` || (record.type === `socket` && pairs.has(`${record.lport}>${record.rport}`))))
       .map(record => record.netnsInode === world!.holder.netnsInode && record.type === `netns` ? {...record, pids: record.pids.slice(0, 1)} : record);
     const live = await runCommand([`snapshot-conns`]);
     const offline = await runCommand([`snapshot-conns`, `--from`, dir]);

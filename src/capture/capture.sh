@@ -409,4 +409,8 @@ elif [ "$pack" = 1 ]; then
     die 3 "tar failed; the capture is in $out"
   fi
 fi
-log "done: analyse with: usm-leak-detector scan --from $out"
+if [ "$to_stdout" = 1 ]; then
+  log "done: wrote $leaf as a tarball on stdout; unpack it and analyse with: usm-leak-detector scan --from $leaf"
+else
+  log "done: analyse with: usm-leak-detector scan --from $out"
+fi
