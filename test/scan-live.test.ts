@@ -177,6 +177,12 @@ test(`scan: no USM maps says so and exits 3`, async () => {
   assert.match(run.stderr, /USM maps found\. Is system-probe running with USM enabled\?/);
 });
 
+test(`scan: a capture file that cannot be written is exit 3 before anything is read`, async () => {
+  const run = await runCommand([`scan`, `--capture`, join(scratch, `no-such-dir`, `c.ndjson`)], {tool: {uid: 0}});
+  assert.is(run.code, ExitCode.Environment);
+  assert.match(run.stderr, /--capture .*c\.ndjson: cannot write: ENOENT/);
+});
+
 test(`scan: a bad --recheck-delay is a usage error`, async () => {
   const run = await runCommand([`scan`, `--recheck-delay`, `soon`], {tool: {uid: 0}});
   assert.is(run.code, ExitCode.Usage);
