@@ -115,7 +115,7 @@ export async function buildUsmWorld(label: string, options: WorldOptions = {}): 
     const proto = create(`connection_protocol`, 48, fakes > 0 ? fakes + 3 : 64);
     const protoEntries: typeof alive = [[tuple(v6, ns, pid), `alive`, `established`, `IPv6 connection`]];
     for (let i = 0; i < fakes; i++)
-      protoEntries.push([connTupleBytes({saddr: `127.0.0.1`, sport: 40000 + i, daddr: `127.0.0.${2 + (i % 3)}`, dport: 5432, netns: ns, pid: i % 2 ? pid : 0}), `leaked`, `no_connection`, `closed connection to 5432`]);
+      protoEntries.push([connTupleBytes({saddr: i < 25000 ? `127.0.0.1` : `127.1.${Math.floor(i / 25000)}.1`, sport: 40000 + (i % 25000), daddr: `127.0.0.${2 + (i % 3)}`, dport: 5432, netns: ns, pid: i % 2 ? pid : 0}), `leaked`, `no_connection`, `closed connection to 5432`]);
     put(proto, `connection_protocol`, protoEntries);
 
     // http2_in_flight: 56-byte keys (tuple + stream_id).
