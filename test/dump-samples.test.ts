@@ -1,6 +1,8 @@
 // Recorded outputs (samples/dump/*) replayed with --from, against their golden NDJSON; the
 // system-probe backend through a fake binary replaying recorded output; parser edge cases.
-import {readFileSync} from 'node:fs';
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
@@ -82,6 +84,22 @@ test(`no USM maps: exit 3 with the hint, nothing on stdout`, async () => {
   assert.is(run.code, 3);
   assert.is(run.stdout, ``);
   assert.match(run.stderr, /Is system-probe running with USM enabled\?/);
+});
+
+test(`a bpftool that cannot list maps: exit 3 with its error, nothing on stdout`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), `usmld-bpftool-`));
+  try {
+    const bpftool = join(dir, `bpftool`);
+    // What bpftool prints without CAP_BPF: a JSON error object on stdout, exit 255.
+    writeFileSync(bpftool, `#!/bin/sh\necho '{"error":"cannot get next map: \\\\"Operation not permitted\\\\""}'\nexit 255\n`, {mode: 0o755});
+    const run = await runCommand([`dump-maps`, `--bpftool`, bpftool], {tool: {uid: 1000}});
+    assert.is(run.code, 3);
+    assert.is(run.stdout, ``);
+    assert.match(run.stderr, /cannot list eBPF maps: .*exited with code 255: cannot get next map: "Operation not permitted"/);
+    assert.match(run.stderr, /not running as root/);
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
 });
 
 test(`--maps with an unknown name is a usage error naming the known maps`, async () => {

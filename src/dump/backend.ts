@@ -127,7 +127,13 @@ function childFailure(what: string, result: RunResult, timeoutMs: number): strin
   if (result.timedOut)
     return `${what} timed out after ${timeoutMs / 1000} s`;
   const stderr = result.stderr.trim();
-  const stdoutError = /"error"\s*:\s*"((?:[^"\\]|\\.)*)"/.exec(result.stdout)?.[1];
+  const quoted = /"error"\s*:\s*("(?:[^"\\]|\\.)*")/.exec(result.stdout)?.[1];
+  let stdoutError: string | undefined;
+  try {
+    stdoutError = quoted === undefined ? undefined : JSON.parse(quoted) as string;
+  } catch {
+    stdoutError = quoted;
+  }
   const detail = [stdoutError, stderr].filter(Boolean).join(`; `);
   return `${what} exited with code ${result.exitCode}${detail ? `: ${detail.slice(-2000)}` : ``}`;
 }
