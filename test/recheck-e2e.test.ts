@@ -3,7 +3,8 @@
 // clear it: alive, race) and deletes another entry from the map (resolved); a third entry names a
 // connection that never exists (still leaked, checks 2). The same is then done offline with
 // `recheck --later FILE` against a later capture taken by the live stages.
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {execFileSync} from 'node:child_process';
+import {cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
 import {createServer, connect, type Server, type Socket} from 'node:net';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -112,6 +113,45 @@ test(`dump-maps | validate | recheck: a connection opened during the wait is a r
     for (const socket of sockets)
       socket.destroy();
     server.close();
+    set.cleanup();
+    rmSync(dir, {recursive: true, force: true});
+  }
+});
+
+test(`recheck --later CAPTURE_DIR: the later/ part of a capture (bpftool listing and dump, proc tree) is the second look`, async () => {
+  if (!enabled)
+    return;
+  const set = new BpfTestSet(`recheck-later`);
+  const dir = mkdtempSync(join(tmpdir(), `usmld-recheck-later-`));
+  try {
+    // The fixture proc tree holds 127.0.0.1:45000 <-> 127.0.0.1:5000 in namespace 4026531840.
+    const laterDir = join(dir, `capture`, `later`);
+    cpSync(new URL(`../samples/proc/capture`, import.meta.url), laterDir, {recursive: true, verbatimSymlinks: true});
+    const raceKey = connTupleBytes({saddr: `127.0.0.1`, sport: 45000, daddr: `127.0.0.1`, dport: 5000, netns: 4026531840});
+    const deletedKey = connTupleBytes({saddr: `10.255.255.1`, sport: 41400, daddr: `10.255.255.2`, dport: 80});
+    const stillKey = connTupleBytes({saddr: `10.255.255.1`, sport: 41401, daddr: `10.255.255.2`, dport: 80});
+    const map = set.createMap({name: `http_in_flight`, keySize: 48, valueSize: 8});
+    set.fill(map, [raceKey, deletedKey, stillKey].map(key => [key, Buffer.alloc(8)] as const));
+    const dump = await runCommand([`dump-maps`, `--backend`, `bpftool`, `--no-download`, `--map-id`, String(map.id)]);
+    // The first look: the namespace, with none of these connections in it yet.
+    const emptySnapshot = [
+      {type: `netns`, v: 1, netnsInode: 4026531840, foundBy: [`process`], pids: [1], paths: [], readVia: `proc-pid:1`, complete: true},
+      {type: `snapshot`, v: 1, of: `conns`, procRoot: `/proc`, time: ``, timeMs: 0, count: 0, complete: true},
+      {type: `snapshot`, v: 1, of: `pids`, procRoot: `/proc`, time: ``, timeMs: 0, count: 0, complete: true},
+    ].map(record => `${JSON.stringify(record)}\n`).join(``);
+    const first = await runCommand([`validate`, `--no-live`], {stdin: emptySnapshot + dump.stdout});
+    assert.is(parseLines(first.stdout).filter(r => r.type === `verdict` && r.status === `leaked`).length, 3, first.stderr);
+    // The later capture: the map without deletedKey, as bpftool prints it.
+    set.deleteKey(map, deletedKey);
+    mkdirSync(join(laterDir, `maps`), {recursive: true});
+    writeFileSync(join(laterDir, `maps`, `list.json`), execFileSync(`bpftool`, [`-j`, `map`, `show`, `id`, String(map.id)], {encoding: `utf8`}).replace(/^\{/, `[{`).replace(/\}\s*$/, `}]`));
+    writeFileSync(join(laterDir, `maps`, `dump-${map.id}.json`), execFileSync(`bpftool`, [`-j`, `map`, `dump`, `id`, String(map.id)], {encoding: `utf8`}));
+    const run = await runCommand([`recheck`, `--later`, join(dir, `capture`)], {stdin: first.stdout});
+    assert.is(run.code, ExitCode.LeaksFound, run.stderr);
+    const verdicts = new Map(parseLines(run.stdout).filter(r => r.type === `verdict`).map(v => [v.keyHex, v]));
+    assert.equal([raceKey, deletedKey, stillKey].map(key => `${verdicts.get(key.toString(`hex`))?.status}/${verdicts.get(key.toString(`hex`))?.reason}`),
+      [`alive/race`, `resolved/removed_from_map`, `leaked/no_connection_any_namespace`]);
+  } finally {
     set.cleanup();
     rmSync(dir, {recursive: true, force: true});
   }
