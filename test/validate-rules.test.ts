@@ -377,6 +377,27 @@ test(`live: auto takes live snapshots only when the input has none, never otherw
   assert.equal(verdicts(offline).map(v => v.status), [`leaked`]);
 });
 
+test(`live: always takes the snapshots first, streams, and ignores snapshot records in the input`, async () => {
+  const warnings: Array<string> = [];
+  const order: Array<string> = [];
+  const takeSnapshots = async function* () {
+    order.push(`snapshots`);
+    yield* [netns(NS_A), client, closer(`conns`), closer(`pids`)];
+  };
+  async function* input() {
+    order.push(`input`);
+    yield tupleEntry({saddr: `10.0.0.1`, sport: 40000, daddr: `10.0.0.2`, dport: 80}) as unknown as AnyRecord;
+    yield socket({laddr: `10.0.0.1`, lport: 40009, raddr: `10.0.0.2`, rport: 80});
+    yield tupleEntry({saddr: `10.0.0.1`, sport: 40009, daddr: `10.0.0.2`, dport: 80}) as unknown as AnyRecord;
+  }
+  const out = [];
+  for await (const record of validate(quietContext(warnings), input(), {live: `always`, takeSnapshots}))
+    out.push(record);
+  assert.equal(order, [`snapshots`, `input`]);
+  assert.equal(verdicts(out).map(v => v.status), [`alive`, `leaked`]);
+  assert.ok(warnings.some(w => /ignored 1 snapshot record/.test(w)));
+});
+
 function ndjson(records: Array<object>): string {
   return records.map(record => JSON.stringify(record)).join(`\n`) + `\n`;
 }
