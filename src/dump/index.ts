@@ -1,6 +1,6 @@
 // dump-maps: find the USM maps on the host (or in saved files) and emit, per map, a `map` record,
 // one `entry` record per unique key with the key decoded, and a closing `mapstats` record.
-import {findCatalogueMap, selectCatalogue, type CatalogueMap, type MapSelection} from '../catalogue.ts';
+import {CATALOGUE, findCatalogueMap, selectCatalogue, type CatalogueMap, type MapSelection} from '../catalogue.ts';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
 import {DEFAULT_TIMEOUT_MS} from '../exec.ts';
@@ -92,7 +92,7 @@ export async function* dumpMapBatches(ctx: ToolContext, options: DumpOptions = {
     if (gone.length > 0)
       yield gone;
   } else if (targets.length === 0) {
-    const kind = selected.length < 22 ? ` matching the selection (${selected.map(map => map.name).join(`, `)})` : ``;
+    const kind = selected.length < CATALOGUE.length ? ` matching the selection (${selected.map(map => map.name).join(`, `)})` : ``;
     throw new EnvironmentFault(`${listed.length === 0 ? `no eBPF maps listed at all` : `none of the ${listed.length} listed eBPF maps is a USM map${kind}`}: ${NO_USM_MAPS}`);
   }
 
@@ -215,8 +215,11 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
       failures.push(`${source.backend} timed out after ${timeoutMs / 1000} s`);
     else if (result.exitCode !== 0)
       failures.push(`${source.backend} exited with code ${result.exitCode}${result.stderr.trim() ? `: ${result.stderr.trim().slice(-2000)}` : ``}`);
-    if (outputError !== null)
-      failures.unshift(outputError);
+    if (outputError !== null) {
+      // Freed between the listing and the dump: say it in the words recheck looks for.
+      const gone = /get map by id.*No such file or directory/i.test(outputError);
+      failures.unshift(gone ? `map ${mapId} no longer exists (${outputError})` : outputError);
+    }
     if (readError !== null)
       failures.push(`reading the dump failed: ${readError}`);
     if (fatalProblem !== null)
