@@ -167,6 +167,13 @@ test(`CLI: --later FILE looks at a later capture (no wait); exit 1 while somethi
   }
 });
 
+test(`CLI: verdicts from another host cannot be rechecked live (exit 2), only with --later`, async () => {
+  const header = {type: `header`, v: SCHEMA_VERSION, stage: `validate`, tool: `usm-leak-detector`, toolVersion: `0.1.0`, host: `customer-box-17`, kernel: `6.1`, time: ``, timeMs: 0};
+  const run = await runCommand([`recheck`], {stdin: ndjson([header, verdict(10, `http_in_flight`, goneTuple, `leaked`, `no_connection_any_namespace`)])});
+  assert.is(run.code, ExitCode.Usage);
+  assert.match(run.stderr, /captured on host customer-box-17.*--later/);
+});
+
 test(`CLI: a bad --delay is a usage error`, async () => {
   for (const delay of [`-1`, `soon`, ``]) {
     const run = await runCommand([`recheck`, `--delay`, delay], {stdin: ``});

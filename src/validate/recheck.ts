@@ -17,6 +17,7 @@ import {join} from 'node:path';
 import {Readable} from 'node:stream';
 import type {ToolContext} from '../context.ts';
 import {dumpMaps, type DumpOptions} from '../dump/index.ts';
+import {UsageFault} from '../errors.ts';
 import {readInputs} from '../ndjson.ts';
 import type {AnyRecord, EntryRecord, MapRecord, MapStatsRecord, VerdictRecord} from '../schema.ts';
 import {Tallies, liveSnapshots} from './index.ts';
@@ -123,6 +124,10 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
       // Replaced by recheck's own summary; keep the map in the tally even if it had no entries.
       tallies.get(record.mapId as number, record.map as string);
     } else {
+      // Looking at this host again only makes sense for verdicts about this host.
+      if (record.type === `header` && typeof record.host === `string` && record.host !== ctx.host.hostname
+        && options.later === undefined && options.lookAgain === undefined)
+        throw new UsageFault(`the input was captured on host ${record.host}, this is ${ctx.host.hostname}: a live second look would judge another host's entries; give a later capture of ${record.host} with --later`);
       if (record.type === `map`) {
         const map = record as unknown as MapRecord;
         if (typeof map.mapId === `number`)
