@@ -158,6 +158,7 @@ test(`tokenizer: strings with escaped quotes and braces, error objects, null, tr
   assert.equal(tokenize(`null\n`, 2), {out: [], problems: [], outputError: null});
   assert.equal(tokenize(`[]\n`, 1), {out: [], problems: [], outputError: null});
   assert.is(tokenize(`{"error":"get map by id (9): No such file or directory"}\n`, 3).outputError, `get map by id (9): No such file or directory`);
+  assert.is(tokenize(`{"error":"échec: карта"}`, 1).outputError, `échec: карта`, `UTF-8 split across chunks`);
   const cut = tokenize(`[{"key":["0x01"],"value":["0x02"]},{"key":["0x`, 4);
   assert.is(cut.out.length, 1);
   assert.match(cut.problems[0], /^fatal: output ended inside an element/);

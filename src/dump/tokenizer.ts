@@ -83,7 +83,8 @@ export class DumpTokenizer {
   private scanPos = 0;
   private scanDepth = 0;
   private scanInString = false;
-  private topText = ``;
+  private topChunks: Array<Buffer> = [];
+  private topBytes = 0;
   private elementsSeen = 0;
 
   private keyAscii: Buffer = Buffer.alloc(256);
@@ -117,7 +118,7 @@ export class DumpTokenizer {
       this.pending = null;
       const end = this.scanEnd(buf, this.scanPos);
       if (end < 0) {
-        this.keepPending(buf, 0);
+        this.keepPending(buf, 0, true);
         return;
       }
       this.elementAt(buf, 0, end);
@@ -138,7 +139,7 @@ export class DumpTokenizer {
           this.scanInString = false;
           const scanned = this.scanEnd(buf, pos);
           if (scanned < 0) {
-            this.keepPending(buf, pos);
+            this.keepPending(buf, pos, false);
             return;
           }
           this.slowElement(buf, pos, scanned);
@@ -212,19 +213,23 @@ export class DumpTokenizer {
   }
 
   private addTopText(chunk: Buffer): void {
-    if (this.topText.length + chunk.length > MAX_TOP_TEXT) {
+    if (this.topBytes + chunk.length > MAX_TOP_TEXT) {
       this.broken(`output is neither a JSON array nor a short error object`);
       return;
     }
-    this.topText += chunk.toString(`utf8`);
+    // Kept as bytes and decoded once: a chunk boundary may split a UTF-8 character.
+    this.topChunks.push(Buffer.from(chunk));
+    this.topBytes += chunk.length;
   }
 
   private finishTopValue(): void {
+    const text = Buffer.concat(this.topChunks).toString(`utf8`);
+    this.topChunks = [];
     let value: LosslessValue;
     try {
-      value = parseLossless(this.topText);
+      value = parseLossless(text);
     } catch (err) {
-      this.sink.problem(`output is not JSON: ${(err as Error).message}: ${clip(this.topText)}`, true);
+      this.sink.problem(`output is not JSON: ${(err as Error).message}: ${clip(text)}`, true);
       return;
     }
     this.state = State.Done;
@@ -239,19 +244,18 @@ export class DumpTokenizer {
       this.sink.problem(`this output holds several maps (bpftool "map dump name"); dump each map by id instead`, true);
       return;
     }
-    this.sink.problem(`expected a JSON array of map elements, got ${clip(this.topText)}`, true);
+    this.sink.problem(`expected a JSON array of map elements, got ${clip(text)}`, true);
   }
 
-  private keepPending(buf: Buffer, start: number): void {
+  /** Keeps the unfinished element that starts at `start`; `owned`: buf is ours already (a concat). */
+  private keepPending(buf: Buffer, start: number, owned: boolean): void {
     if (buf.length - start > MAX_ELEMENT_BYTES) {
       this.broken(`an element is larger than ${MAX_ELEMENT_BYTES} bytes`);
       return;
     }
-    this.scanPos = this.scanPos - start;
-    // Copy: the chunk's memory must not stay pinned by a small view.
-    this.pending = Buffer.from(buf.subarray(start));
-    if (this.scanPos < 0)
-      this.scanPos = 0;
+    this.scanPos -= start;
+    // Copy a chunk's tail: the chunk's memory must not stay pinned by a small view.
+    this.pending = owned && start === 0 ? buf : Buffer.from(buf.subarray(start));
   }
 
   /**
