@@ -17,7 +17,7 @@ function golden(name: string): Array<Record<string, any>> {
   return parseLines(readFileSync(`${samples(name)}/golden.ndjson`, `utf8`));
 }
 
-for (const name of [`bpftool`, `system-probe`, `bpftool-edge`]) {
+for (const name of [`bpftool`, `system-probe`, `bpftool-edge`, `bpftool-by-name`]) {
   test(`--from samples/dump/${name} gives its golden output`, async () => {
     const run = await runCommand([`dump-maps`, `--from`, samples(name)]);
     assert.is(run.code, 0, run.stderr);

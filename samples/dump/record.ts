@@ -140,10 +140,15 @@ async function main(): Promise<void> {
     writeFileSync(join(edge, `dump-${redis.map.id}.json`), dumps.get(redis.map.id)!);
     // no dump-<dyn>.json: a capture that failed on that map
 
+    // 4. `bpftool -j map dump name X` where two maps share the name: the one dump format that
+    //    carries map ids in its content (so the file needs no dump-<ID> name), with the listing.
+    const byName = reset(join(here, `bpftool-by-name`));
+    writeFileSync(join(byName, `list.json`), `${JSON.stringify(listing.filter(map => readArgs.some(f => f.map.id === map.id)))}\n`);
+    writeFileSync(join(byName, `ssl_read_args.json`), execFileSync(`bpftool`, [`-j`, `map`, `dump`, `name`, `ssl_read_args`], {encoding: `utf8`}));
   } finally {
     set.cleanup();
   }
-  for (const name of [`bpftool`, `system-probe`, `bpftool-edge`])
+  for (const name of [`bpftool`, `system-probe`, `bpftool-edge`, `bpftool-by-name`])
     await golden(join(here, name));
 }
 

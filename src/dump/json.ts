@@ -175,3 +175,14 @@ export function toWireJson(value: LosslessValue): unknown {
   }
   return value;
 }
+
+/** JSON text of a lossless value (bigint as bare digits, as the tools print them). */
+export function toJsonText(value: LosslessValue): string {
+  if (typeof value === `bigint`)
+    return value.toString();
+  if (Array.isArray(value))
+    return `[${value.map(toJsonText).join(`,`)}]`;
+  if (value !== null && typeof value === `object`)
+    return `{${Object.keys(value).map(key => `${JSON.stringify(key)}:${toJsonText(value[key])}`).join(`,`)}}`;
+  return JSON.stringify(value);
+}

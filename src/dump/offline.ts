@@ -10,16 +10,19 @@
 import {createReadStream} from 'node:fs';
 import {open, readFile, readdir, stat} from 'node:fs/promises';
 import {basename, join} from 'node:path';
+import {Readable} from 'node:stream';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, UsageFault, errorMessage} from '../errors.ts';
 import type {BackendName} from '../schema.ts';
+import {parseLossless, toJsonText} from './json.ts';
 import {parseBpftoolList, parseSystemProbeList, type DumpStream, type ListedMap, type MapSource} from './backend.ts';
 
 const DUMP_NAME = /^dump-(\d+)(?:\.json)?$/;
 
 interface OfflineFiles {
   lists: Array<{path: string, maps: Array<ListedMap>, backend: BackendName}>;
-  dumps: Map<number, string>;
+  /** Map id → a dump file, or the dump's text cut out of a multi-map file. */
+  dumps: Map<number, string | {text: string}>;
   backend: BackendName | null;
 }
 
@@ -49,7 +52,12 @@ export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<stri
       return files.dumps.has(mapId);
     },
     dump(mapId): DumpStream {
-      const path = files.dumps.get(mapId)!;
+      const dump = files.dumps.get(mapId)!;
+      if (typeof dump !== `string`) {
+        const stdout = Readable.from([Buffer.from(dump.text)]);
+        return {stdout, done: Promise.resolve({exitCode: 0, stdout: ``, stderr: ``, timedOut: false}), kill: () => stdout.destroy()};
+      }
+      const path = dump;
       const stdout = createReadStream(path);
       const done = new Promise<{exitCode: number | null, stdout: string, stderr: string, timedOut: boolean}>(resolve => {
         stdout.once(`close`, () => resolve({exitCode: 0, stdout: ``, stderr: ``, timedOut: false}));
@@ -68,7 +76,7 @@ async function addInput(ctx: ToolContext, files: OfflineFiles, input: string): P
     throw new EnvironmentFault(`--from ${input}: ${(err as NodeJS.ErrnoException).code === `ENOENT` ? `no such file or directory` : errorMessage(err)}`);
   }
   if (!info.isDirectory()) {
-    await addFile(files, input, false);
+    await addFile(ctx, files, input, false);
     return;
   }
   let mapsDir = input;
@@ -88,14 +96,15 @@ async function addInput(ctx: ToolContext, files: OfflineFiles, input: string): P
   const names = (await readdir(mapsDir)).sort();
   for (const name of names) {
     const path = join(mapsDir, name);
-    if (name === `list.json` || name === `list.txt` || DUMP_NAME.test(name))
-      await addFile(files, path, true);
+    if (name === `list.json` || name === `list.txt` || DUMP_NAME.test(name) || /\.json$/.test(name))
+      await addFile(ctx, files, path, true);
     else
       ctx.log.debug(`--from: ignoring ${path}`);
   }
 }
 
-async function addFile(files: OfflineFiles, path: string, inDirectory: boolean): Promise<void> {
+/** Classifies one file by name, then by content. In a directory, files of no known kind are skipped. */
+async function addFile(ctx: ToolContext, files: OfflineFiles, path: string, inDirectory: boolean): Promise<void> {
   const dumpName = DUMP_NAME.exec(basename(path));
   if (dumpName) {
     files.dumps.set(Number(dumpName[1]), path);
@@ -109,16 +118,24 @@ async function addFile(files: OfflineFiles, path: string, inDirectory: boolean):
     return;
   }
   if (basename(path) === `list.json` || /^\[\s*(?:\]|\{\s*"id"\s*:\s*\d+\s*,\s*"type")/.test(trimmed) || /"bytes_key"/.test(head)) {
-    if (/"elements"\s*:/.test(head))
-      throw new UsageFault(`--from ${path}: this is \`bpftool map dump name\` output holding several maps; save \`bpftool -j map dump id <ID>\` per map as dump-<ID>.json`);
+    if (/"elements"\s*:/.test(head)) {
+      await addMultiMapDump(files, path);
+      return;
+    }
     const maps = parseBpftoolList(await readFile(path, `utf8`), path);
     files.lists.push({path, maps, backend: `bpftool`});
     return;
   }
-  if (/^(?:\[|null)/.test(trimmed))
-    throw new UsageFault(`--from ${path}: looks like a map dump, but its map id is unknown: name the file dump-<ID>.json`);
+  if (/^(?:\[|null)/.test(trimmed)) {
+    const message = `${path}: looks like a map dump, but its map id is unknown: name the file dump-<ID>.json`;
+    if (!inDirectory)
+      throw new UsageFault(`--from ${message}`);
+    ctx.log.warn(`--from ${message}; skipped`);
+    return;
+  }
   if (!inDirectory)
     throw new UsageFault(`--from ${path}: neither a map listing nor a map dump`);
+  ctx.log.debug(`--from: ignoring ${path}`);
 }
 
 async function readHead(path: string): Promise<string> {
@@ -129,5 +146,25 @@ async function readHead(path: string): Promise<string> {
     return buffer.toString(`utf8`, 0, bytesRead);
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * `bpftool -j map dump name X` when several maps share the name: `[{"id":N,...,"elements":[...]}]`.
+ * The only dump format that names its map id in its content. Read whole (offline files only).
+ */
+async function addMultiMapDump(files: OfflineFiles, path: string): Promise<void> {
+  let value;
+  try {
+    value = parseLossless(await readFile(path, `utf8`));
+  } catch (err) {
+    throw new EnvironmentFault(`--from ${path}: not JSON (${errorMessage(err)})`);
+  }
+  if (!Array.isArray(value))
+    throw new UsageFault(`--from ${path}: expected an array of maps with "id" and "elements"`);
+  for (const map of value) {
+    if (map === null || typeof map !== `object` || Array.isArray(map) || typeof map.id !== `number` || !Array.isArray(map.elements))
+      throw new UsageFault(`--from ${path}: expected an array of maps with "id" and "elements"`);
+    files.dumps.set(map.id, {text: toJsonText(map.elements)});
   }
 }
