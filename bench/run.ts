@@ -304,23 +304,23 @@ async function recordedRows(config: Config, scratch: string, world: SyntheticWor
     // at the small size only, which keeps a full `make bench` within minutes.
     const composite = size < config.sizes[config.sizes.length - 1] || !liveWillRun(config)
       ? null : `skipped: the live scan and pipeline cover this size (--only recorded measures it)`;
-    rows.push(row(`recorded`, size, `dump-maps --from (recorded bpftool dumps)`, size, `entries`, [`dump-maps`],
+    rows.push(row(`recorded`, size, `dump-maps --from (recorded bpftool dumps)`, set.entries, `entries`, [`dump-maps`],
       () => ({steps: [tool(`dump-maps`, `--from`, set.capture)], scratch})));
-    rows.push(row(`recorded`, size, `floor: node read + JSON.parse of validate's input`, size, `entries`, [`dump-maps`],
+    rows.push(row(`recorded`, size, `floor: node read + JSON.parse of validate's input`, set.entries, `entries`, [`dump-maps`],
       () => ({steps: [{argv: [process.execPath, join(root, `bench`, `parse-floor.mjs`), connsFile, pidsFile, set.entriesFile]}], scratch}), noEntries));
-    rows.push(row(`recorded`, size, `validate (snapshot files + entries)`, size, `entries`, [`dump-maps`, `validate`],
+    rows.push(row(`recorded`, size, `validate (snapshot files + entries)`, set.entries, `entries`, [`dump-maps`, `validate`],
       () => ({steps: [tool(`validate`, `--no-live`, `--snapshot`, connsFile, `--snapshot`, pidsFile, set.entriesFile)], scratch}), noEntries));
-    rows.push(row(`recorded`, size, `recheck --later (same capture)`, size, `entries`, [`validate`, `recheck`],
+    rows.push(row(`recorded`, size, `recheck --later (same capture)`, set.entries, `entries`, [`validate`, `recheck`],
       () => ({steps: [tool(`recheck`, `--delay`, `0`, `--later`, set.capture, set.verdictsFile)], scratch}), blockedTree ?? noVerdicts));
-    rows.push(row(`recorded`, size, `report (text)`, size, `entries`, [`validate`, `report`],
+    rows.push(row(`recorded`, size, `report (text)`, set.entries, `entries`, [`validate`, `report`],
       () => ({steps: [tool(`report`, set.verdictsFile)], scratch}), noVerdicts));
-    rows.push(row(`recorded`, size, `pipeline: dump-maps --from | validate | report`, size, `entries`, [`dump-maps`, `validate`, `report`],
+    rows.push(row(`recorded`, size, `pipeline: dump-maps --from | validate | report`, set.entries, `entries`, [`dump-maps`, `validate`, `report`],
       () => ({steps: [
         tool(`dump-maps`, `--from`, set.capture),
         tool(`validate`, `--no-live`, `--snapshot`, connsFile, `--snapshot`, pidsFile),
         tool(`report`),
       ], scratch}), composite));
-    rows.push(row(`recorded`, size, `scan --from (capture, no recheck)`, size, `entries`, [`scan`],
+    rows.push(row(`recorded`, size, `scan --from (capture, no recheck)`, set.entries, `entries`, [`scan`],
       () => ({steps: [tool(`scan`, `--from`, set.capture, `--recheck-delay`, `0`)], scratch}), blockedTree ?? composite));
   }
   return rows;
