@@ -492,8 +492,8 @@ function table(results: ReadonlyArray<RowResult>, ratioList: ReadonlyArray<Ratio
   const lines: Array<string> = [];
   const head = [`group`, `entries`, `measurement`, `runs`, `wall s`, `items/s`, `µs/item`, `CPU s`, `CPU µs/item`, `peak RSS MiB`];
   const body = results.map(r => r.wallS === undefined
-    ? [r.group, fmtCount(r.size), r.name, clip(r.status, 100)]
-    : [r.group, fmtCount(r.size), `${r.name} [${fmtCount(r.units)} ${r.unit}]`, String(r.runs), r.wallS.toFixed(2), fmtCount(Math.round(r.perSecond!)),
+    ? [r.group, sizeText(r.size), r.name, clip(r.status, 100)]
+    : [r.group, sizeText(r.size), `${r.name} [${fmtCount(r.units)} ${r.unit}]`, String(r.runs), r.wallS.toFixed(2), fmtCount(Math.round(r.perSecond!)),
       r.usPerUnit!.toFixed(2), r.cpuS!.toFixed(2), r.cpuUsPerUnit!.toFixed(2), rssText(r)]);
   lines.push(...align([head, ...body]));
   lines.push(``);
@@ -505,16 +505,16 @@ function table(results: ReadonlyArray<RowResult>, ratioList: ReadonlyArray<Ratio
 
 function markdown(results: ReadonlyArray<RowResult>, ratioList: ReadonlyArray<Ratio>, facts: Record<string, string | number>, config: Config): string {
   const out: Array<string> = [];
-  out.push(`Machine: ${facts.nproc} × ${facts.cpu}, ${facts.memGiB} GiB, Linux ${facts.kernel}, Node ${facts.node}, ${facts.bpftool}; medians of ${config.runs} runs.`, ``);
+  out.push(`Machine: ${facts.nproc} × ${facts.cpu}, ${facts.memGiB} GiB, Linux ${facts.kernel}, Node ${facts.node}, ${facts.bpftool}; medians of ${config.runs} run${config.runs === 1 ? `` : `s`}.`, ``);
   out.push(`| inputs | entries | measurement | wall s | items/s | µs/item | CPU µs/item | peak RSS MiB |`, `|---|---:|---|---:|---:|---:|---:|---:|`);
   for (const r of results) {
     out.push(r.wallS === undefined
-      ? `| ${r.group} | ${fmtCount(r.size)} | ${r.name} | ${r.status} | | | | |`
-      : `| ${r.group} | ${fmtCount(r.size)} | ${r.name} (${fmtCount(r.units)} ${r.unit}) | ${r.wallS.toFixed(2)} | ${fmtCount(Math.round(r.perSecond!))} | ${r.usPerUnit!.toFixed(2)} | ${r.cpuUsPerUnit!.toFixed(2)} | ${rssText(r)} |`);
+      ? `| ${r.group} | ${sizeText(r.size)} | ${cell(r.name)} | ${cell(r.status)} | | | | |`
+      : `| ${r.group} | ${sizeText(r.size)} | ${cell(r.name)} (${fmtCount(r.units)} ${r.unit}) | ${r.wallS.toFixed(2)} | ${fmtCount(Math.round(r.perSecond!))} | ${r.usPerUnit!.toFixed(2)} | ${r.cpuUsPerUnit!.toFixed(2)} | ${rssText(r)} |`);
   }
   out.push(``, `| ratio | entries | value | target | |`, `|---|---:|---:|---|---|`);
   for (const r of ratioList)
-    out.push(`| ${r.name} (${r.group}) | ${fmtCount(r.size)} | ${r.value === null ? `-` : r.value.toFixed(2)} | ${r.target} | ${r.met === null ? `` : r.met ? `met` : `**missed**`} |`);
+    out.push(`| ${cell(r.name)} (${r.group}) | ${fmtCount(r.size)} | ${r.value === null ? `-` : r.value.toFixed(2)} | ${r.target} | ${r.met === null ? `` : r.met ? `met` : `**missed**`} |`);
   return `${out.join(`\n`)}\n`;
 }
 
@@ -529,6 +529,16 @@ function align(rows: ReadonlyArray<ReadonlyArray<string>>): Array<string> {
 function rssText(r: RowResult): string {
   const each = r.processes ?? [];
   return each.length > 1 && !r.name.startsWith(`floor`) ? each.map(p => p.rssMiB.toFixed(0)).join(` / `) : r.peakRssMiB!.toFixed(0);
+}
+
+/** A markdown table cell: pipes escaped. */
+function cell(text: string): string {
+  return text.replace(/\|/g, `\\|`);
+}
+
+/** Entries of the inputs; the snapshot rows do not depend on them. */
+function sizeText(size: number): string {
+  return size === 0 ? `-` : fmtCount(size);
 }
 
 function clip(text: string, width: number): string {
