@@ -19,7 +19,7 @@ export default class ScanCommand extends BaseCommand {
     details: `
       Runs dump-maps, snapshot-conns, snapshot-pids, validate, recheck and report in one process, with the same code as the subcommands, and prints the report. Takes the original tool's options (\`--maps\`, \`--conn-tuple-only\`, \`--pid-only\`, \`--system-probe\`, \`--recheck-delay\`, \`--proc-root\`, \`-v\`), the backend options of dump-maps and the format options of report.
 
-      The maps are dumped first and the system snapshotted after: a connection opened in between cannot then look leaked, and one closed in between is settled by the recheck, which re-reads the map.
+      The system is snapshotted first and the maps dumped after, each entry judged as it streams, so memory stays flat however big the maps are. A connection opened during the dump looks leaked at the first look; the recheck (after --recheck-delay) takes fresh snapshots and re-reads the maps, and clears it as a race.
 
       \`--capture FILE\` also writes every record seen (maps, entries, namespaces, sockets, processes, snapshots, verdicts, recheck outcomes, summaries) to one NDJSON file: \`report < FILE\` prints the same report on any machine, and \`validate < FILE | report\` judges the entries again from the capture's snapshots.
 

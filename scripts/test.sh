@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 pattern=${1:-'\.test\.ts$'}
 log=$(mktemp "${TMPDIR:-/tmp}/usmld-test.XXXXXX")
 trap 'rm -f "$log"' EXIT
-NO_COLOR=1 FORCE_COLOR=0 node_modules/.bin/tsx node_modules/uvu/bin.js test "$pattern" 2>&1 | tee "$log"
+NO_COLOR=1 node_modules/.bin/tsx node_modules/uvu/bin.js test "$pattern" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 total=$(grep -E '^\s*Total:' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
 passed=$(grep -E '^\s*Passed:' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
