@@ -68,12 +68,15 @@ export abstract class BaseCommand extends Command<CliContext> {
   }
 
   /** Writes the stage's header then every record; resolves when all is flushed. */
-  protected async emit(stage: Stage, tool: ToolContext, records: AsyncIterable<object>): Promise<void> {
-    const writer = new RecordWriter(this.context.stdout);
+  protected async emit(stage: Stage, tool: ToolContext, records: AsyncIterable<object>, lineOf?: (record: object) => string): Promise<void> {
+    const writer = new RecordWriter(this.context.stdout, lineOf);
     try {
       await writer.write(makeHeader(stage, tool));
-      for await (const record of records)
-        await writer.write(record);
+      for await (const record of records) {
+        const pending = writer.write(record);
+        if (pending !== undefined)
+          await pending;
+      }
     } finally {
       await writer.end();
       tool.log.done();

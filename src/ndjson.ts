@@ -15,7 +15,17 @@ export interface ReadOptions {
   check?: ReadonlySet<string>;
   /** Cheaper hand-written checks for hot record types (null = fine); used instead of the guard. */
   fastChecks?: ReadonlyMap<string, (record: AnyRecord) => string | null>;
+  /** Record types whose line text is kept on the record under SOURCE_LINE (see there). */
+  keepSourceLine?: ReadonlySet<string>;
 }
+
+/**
+ * The exact input line a record was parsed from, kept (for the types a reader asks for) under a
+ * symbol key, which JSON.stringify ignores. A stage that derives a record from it (validate: a
+ * verdict from an entry) can then write the unchanged fields as the original text instead of
+ * stringifying them again: parse once.
+ */
+export const SOURCE_LINE: unique symbol = Symbol(`sourceLine`);
 
 /** Parses one NDJSON stream. Never throws on bad input; throws only when the stream itself fails. */
 export async function* readRecords(input: Readable, source: string, options: ReadOptions): AsyncGenerator<AnyRecord> {
@@ -46,6 +56,8 @@ export async function* readRecords(input: Readable, source: string, options: Rea
       options.onProblem(`${source}:${lineNo}: ${record.type} record has schema version ${JSON.stringify(record.v)}, this tool reads version ${SCHEMA_VERSION}`);
       continue;
     }
+    if (options.keepSourceLine?.has(record.type))
+      (record as {[SOURCE_LINE]?: string})[SOURCE_LINE] = line;
     const fastCheck = options.fastChecks?.get(record.type);
     if (fastCheck !== undefined) {
       const problem = fastCheck(record);
@@ -110,7 +122,11 @@ export class RecordWriter {
   };
   private error: NodeJS.ErrnoException | null = null;
 
-  constructor(private readonly out: Writable) {
+  /**
+   * `lineOf` serialises one record (without the newline); stages whose records have a faster
+   * exact form than JSON.stringify pass it (validate's verdicts, see src/validate/serialize.ts).
+   */
+  constructor(private readonly out: Writable, private readonly lineOf: (record: object) => string = JSON.stringify) {
     out.on(`error`, this.onError);
   }
 
@@ -118,13 +134,17 @@ export class RecordWriter {
     return this.closed || this.out.destroyed || this.out.writableEnded;
   }
 
-  /** Queues one record; awaits only when a batch goes out and the stream asks to wait. */
-  async write(record: object): Promise<void> {
+  /**
+   * Queues one record. Returns a promise only when a batch goes out (await it: that is where
+   * backpressure and a closed reader show); otherwise undefined, so the hot loop makes no promise.
+   */
+  write(record: object): Promise<void> | undefined {
     if (this.closed)
       throw new OutputClosed();
-    this.pending += `${JSON.stringify(record)}\n`;
+    this.pending += `${this.lineOf(record)}\n`;
     if (this.pending.length >= FLUSH_AT)
-      await this.flush();
+      return this.flush();
+    return undefined;
   }
 
   /** Queues NDJSON text already serialized (one or more complete lines, each ending in a newline). */

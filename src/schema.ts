@@ -258,6 +258,9 @@ export const isVerdictRecord = t.isPartial({
   map: t.isString(),
   keyHex: isHex(),
   valueHex: t.isOptional(isHex()),
+  /** As in the entry: per-CPU values, and why the key could not be decoded. */
+  valuesHex: t.isOptional(t.isArray(isHex())),
+  keyError: t.isOptional(t.isString()),
   key: t.isNullable(isDecodedKey),
   status: t.isEnum(VERDICT_STATUSES),
   reason: t.isEnum(ALL_REASONS),

@@ -1,0 +1,61 @@
+import {Readable} from 'node:stream';
+import {test} from 'uvu';
+import * as assert from 'uvu/assert';
+import {SOURCE_LINE, readRecords} from '../src/ndjson.ts';
+import {SCHEMA_VERSION, type EntryRecord} from '../src/schema.ts';
+import {makeVerdict} from '../src/validate/index.ts';
+import {SnapshotIndex} from '../src/validate/snapshotIndex.ts';
+import {verdictLine} from '../src/validate/serialize.ts';
+
+const entries = [
+  {type: `entry`, v: SCHEMA_VERSION, mapId: 3, map: `http_in_flight`, keyHex: `00`.repeat(48), valueHex: `0102`,
+    key: {kind: `conn_tuple`, family: `v4`, proto: `tcp`, saddr: `127.0.0.1`, sport: 40000, daddr: `127.0.0.1`, dport: 8080,
+      src: `127.0.0.1:40000`, dst: `127.0.0.1:8080`, netns: 0, pid: 7, metadata: 1}},
+  {type: `entry`, v: SCHEMA_VERSION, mapId: 4, map: `ssl_read_args`, keyHex: `0100000002000000`, valuesHex: [`00`, `01`],
+    key: {kind: `pid_tgid`, pidTgid: `8589934593`, tgid: 2, tid: 1}},
+  {type: `entry`, v: SCHEMA_VERSION, mapId: 5, map: `kafka_in_flight`, keyHex: `00`, key: null, keyError: `key is 1 byte, expected 56`},
+];
+
+async function index(): Promise<SnapshotIndex> {
+  const snapshot = new SnapshotIndex();
+  const records = [
+    {type: `netns`, v: 1, netnsInode: 9, foundBy: [`process`], pids: [7], paths: [], readVia: `proc-pid:7`, complete: true},
+    {type: `socket`, v: 1, netnsInode: 9, proto: `tcp`, family: `v4`, listedFamily: `v4`, laddr: `127.0.0.1`, lport: 8080, raddr: `127.0.0.1`, rport: 40000, state: `ESTABLISHED`, inode: 5, uid: 0},
+    {type: `snapshot`, v: 1, of: `conns`, procRoot: `/proc`, time: ``, timeMs: 0, count: 1, complete: true},
+    {type: `process`, v: 1, pid: 7, tids: [7], state: `S`, startTime: 1, comm: `srv`, netnsInode: 9},
+    {type: `process`, v: 1, pid: 2, tids: [2], state: `S`, startTime: 1, comm: `cli`, netnsInode: 9},
+    {type: `snapshot`, v: 1, of: `pids`, procRoot: `/proc`, time: ``, timeMs: 0, count: 2, complete: true},
+  ];
+  for (const record of records)
+    snapshot.add(record as never);
+  return snapshot;
+}
+
+test(`a verdict written from its entry's line parses to the record JSON.stringify writes`, async () => {
+  const snapshot = await index();
+  const text = entries.map(entry => JSON.stringify(entry)).join(`\n`);
+  let seen = 0;
+  for await (const record of readRecords(Readable.from([text]), `t`, {onProblem: p => assert.unreachable(p), keepSourceLine: new Set([`entry`])})) {
+    const entry = record as unknown as EntryRecord;
+    assert.type((entry as {[SOURCE_LINE]?: string})[SOURCE_LINE], `string`);
+    const verdict = makeVerdict(entry, snapshot, undefined);
+    const fast = verdictLine(verdict);
+    assert.ok(fast.startsWith(`{"type":"verdict","v":1,`), fast);
+    assert.equal(JSON.parse(fast), JSON.parse(JSON.stringify(verdict)));
+    // A second verdict sharing the match/owner objects still comes out whole.
+    assert.equal(JSON.parse(verdictLine(makeVerdict(entry, snapshot, undefined))), JSON.parse(fast));
+    seen += 1;
+  }
+  assert.is(seen, 3);
+});
+
+test(`an entry line not of our shape falls back to JSON.stringify`, async () => {
+  const snapshot = await index();
+  const foreign = `{"v":1,"type":"entry","mapId":3,"map":"http_in_flight","keyHex":"00","key":null,"status":"odd"}`;
+  for await (const record of readRecords(Readable.from([foreign]), `t`, {onProblem: () => {}, keepSourceLine: new Set([`entry`])})) {
+    const verdict = makeVerdict(record as unknown as EntryRecord, snapshot, undefined);
+    assert.is(verdictLine(verdict), JSON.stringify(verdict));
+  }
+});
+
+test.run();
