@@ -1,6 +1,6 @@
 // Every validate rule on hand-made records: the truth of each entry is spelled out in the records
 // themselves (which sockets, namespaces and processes exist), so each verdict is known in advance.
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {test} from 'uvu';
@@ -428,6 +428,33 @@ test(`CLI: --snapshot FILE reads the snapshots first; exit 0 when nothing leaked
     assert.is(both.code, ExitCode.Usage);
   } finally {
     rmSync(dir, {recursive: true, force: true});
+  }
+});
+
+test(`entries before the snapshots spill to a temp file past the memory limit and come back in order, judged right`, async () => {
+  const tmp = mkdtempSync(join(tmpdir(), `usmld-hold-`));
+  try {
+    const ctx = {...quietContext(), tmpDir: tmp};
+    const live = tupleEntry({saddr: `10.0.0.1`, sport: 40000, daddr: `10.0.0.2`, dport: 80});
+    const entries: Array<EntryRecord> = [];
+    for (let i = 0; i < 50; i++)
+      entries.push(i % 2 === 0 ? {...live, mapId: 100 + i} : tupleEntry({saddr: `10.9.9.${i}`, sport: 1000 + i, daddr: `10.0.0.2`, dport: 80}, 100 + i));
+    const out: Array<Record<string, any>> = [];
+    const input = from([...entries, client, server, closer(`conns`), closer(`pids`)]);
+    let sawSpill = false;
+    for await (const record of validate(ctx, input, {live: `never`, holdInMemory: 5})) {
+      // While the held entries are read back, their spill file exists under our tmpDir.
+      sawSpill ||= readdirSync(tmp).length > 0;
+      out.push(record);
+    }
+    const judged = verdicts(out);
+    assert.ok(sawSpill, `the held entries went to a file`);
+    assert.is(judged.length, 50);
+    assert.equal(judged.map(v => v.mapId), entries.map(e => e.mapId));
+    judged.forEach((verdict, i) => assert.is(verdict.status, i % 2 === 0 ? `alive` : `leaked`, `entry ${i}`));
+    assert.equal(readdirSync(tmp), [], `the spill file is removed`);
+  } finally {
+    rmSync(tmp, {recursive: true, force: true});
   }
 });
 

@@ -2,14 +2,16 @@
 //
 // Streams when the snapshots come first (or from --snapshot files, or live with --live): each
 // entry is judged as it arrives. Entries that arrive before both snapshot closers (`snapshot` of
-// conns and of pids) are held in memory until those arrive or the input ends; with no snapshot
-// records at all the stage then takes live snapshots itself.
+// conns and of pids) are held until those arrive or the input ends (in memory up to a limit, then
+// in a temporary file: holding.ts); with no snapshot records at all the stage then takes live
+// snapshots itself.
 import type {ToolContext} from '../context.ts';
 import {SCHEMA_VERSION, type AnyRecord, type EntryRecord, type MapRecord, type SummaryRecord, type VerdictRecord} from '../schema.ts';
 import {SOURCE_LINE} from '../ndjson.ts';
 import {snapshotConns} from '../snapshot/conns.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
 import {judgeEntry} from './rules.ts';
+import {EntryHolding} from './holding.ts';
 import type {VerdictWithLine} from './serialize.ts';
 import {SNAPSHOT_RECORD_TYPES, SnapshotIndex} from './snapshotIndex.ts';
 
@@ -22,6 +24,8 @@ export interface ValidateOptions {
   takeSnapshots?: (ctx: ToolContext) => AsyncIterable<AnyRecord>;
   /** Filled in as verdicts go out (the command's exit code), without another pass over the records. */
   counts?: VerdictCounts;
+  /** Entries held in memory while waiting for snapshots before spilling to a temp file (tests lower it). */
+  holdInMemory?: number;
 }
 
 export interface VerdictCounts {
@@ -139,7 +143,7 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
     ready = true;
   }
 
-  const held: Array<EntryRecord> = [];
+  const held = new EntryHolding(ctx, options.holdInMemory);
   const missingWarned = new Set<string>();
   const judge = (entry: EntryRecord): VerdictRecord => {
     const verdict = makeVerdict(entry, index, mapProblems.get(entry.mapId));
@@ -154,71 +158,77 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
     return verdict;
   };
 
-  for await (const record of input) {
-    switch (record.type) {
-      case `entry`: {
-        const entry = record as unknown as EntryRecord;
-        if (ready)
-          yield judge(entry);
-        else
-          held.push(entry);
-        break;
-      }
-      case `netns`:
-      case `socket`:
-      case `process`:
-      case `snapshot`:
-        if (ready) {
-          // The index is in use: changing it now would judge entries against two different states.
-          ignoredSnapshotRecords += 1;
+  try {
+    for await (const record of input) {
+      switch (record.type) {
+        case `entry`: {
+          const entry = record as unknown as EntryRecord;
+          if (ready) {
+            yield judge(entry);
+          } else {
+            const stored = held.add(entry);
+            if (stored !== undefined)
+              await stored;
+          }
           break;
         }
-        index.add(record);
-        if (PASSED_SNAPSHOT_TYPES.has(record.type))
+        case `netns`:
+        case `socket`:
+        case `process`:
+        case `snapshot`:
+          if (ready) {
+            // The index is in use: changing it now would judge entries against two different states.
+            ignoredSnapshotRecords += 1;
+            break;
+          }
+          index.add(record);
+          if (PASSED_SNAPSHOT_TYPES.has(record.type))
+            yield record;
+          if (index.isComplete) {
+            ready = true;
+            ctx.log.debug(`validate: snapshots complete; judging ${held.size} held entries`);
+            for await (const entry of held.drain())
+              yield judge(entry);
+          }
+          break;
+        case `map`: {
+          const map = record as unknown as MapRecord;
+          if (typeof map.problem === `string`)
+            mapProblems.set(map.mapId, map.problem);
+          if (typeof map.mapId === `number`)
+            tallies.get(map.mapId, map.catalogName ?? map.name);
           yield record;
-        if (index.isComplete) {
-          ready = true;
-          ctx.log.debug(`validate: snapshots complete; judging ${held.length} held entries`);
-          for (const entry of held)
-            yield judge(entry);
-          held.length = 0;
+          break;
         }
-        break;
-      case `map`: {
-        const map = record as unknown as MapRecord;
-        if (typeof map.problem === `string`)
-          mapProblems.set(map.mapId, map.problem);
-        if (typeof map.mapId === `number`)
-          tallies.get(map.mapId, map.catalogName ?? map.name);
-        yield record;
-        break;
+        case `verdict`:
+        case `summary`:
+          // Judgements already in the input (a `scan --capture` file fed back in): the entries are
+          // judged again here, so passing the old ones on would count every entry twice.
+          droppedJudgements += 1;
+          break;
+        default:
+          yield record;
       }
-      case `verdict`:
-      case `summary`:
-        // Judgements already in the input (a `scan --capture` file fed back in): the entries are
-        // judged again here, so passing the old ones on would count every entry twice.
-        droppedJudgements += 1;
-        break;
-      default:
-        yield record;
     }
-  }
-  if (droppedJudgements > 0)
-    ctx.log.info(`validate: dropped ${droppedJudgements} verdict/summary record(s) from the input: the entries are judged again`);
+    if (droppedJudgements > 0)
+      ctx.log.info(`validate: dropped ${droppedJudgements} verdict/summary record(s) from the input: the entries are judged again`);
 
-  if (!ready) {
-    if (!index.hasConns && !index.hasPids && live === `auto` && held.length > 0) {
-      ctx.log.info(`validate: the input has no snapshot records; taking live snapshots (procRoot ${ctx.procRoot})`);
-      yield* load(takeSnapshots(ctx), `live snapshot`);
+    if (!ready) {
+      if (!index.hasConns && !index.hasPids && live === `auto` && held.size > 0) {
+        ctx.log.info(`validate: the input has no snapshot records; taking live snapshots (procRoot ${ctx.procRoot})`);
+        yield* load(takeSnapshots(ctx), `live snapshot`);
+      }
+      ready = true;
+      for await (const entry of held.drain())
+        yield judge(entry);
     }
-    ready = true;
-    for (const entry of held)
-      yield judge(entry);
-    held.length = 0;
+    if (ignoredSnapshotRecords > 0)
+      ctx.log.warn(`validate: ignored ${ignoredSnapshotRecords} snapshot record(s) that arrived after entries were already judged against an earlier snapshot`);
+    yield* tallies.summaries(`validate`);
+  } finally {
+    // Stopped early (reader gone, error): no spill file left behind.
+    held.discard();
   }
-  if (ignoredSnapshotRecords > 0)
-    ctx.log.warn(`validate: ignored ${ignoredSnapshotRecords} snapshot record(s) that arrived after entries were already judged against an earlier snapshot`);
-  yield* tallies.summaries(`validate`);
 }
 
 export {SnapshotIndex, SNAPSHOT_RECORD_TYPES};
