@@ -57,7 +57,6 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     throw new EnvironmentFault(NOT_ROOT);
   const aggregator = new ReportAggregator({samples: options.samples, groupBy: options.groupBy});
   const capture = options.capture !== undefined ? await openCapture(options.capture) : null;
-  const seen = new WeakSet<object>();
   let records = 0;
   const writer = capture?.writer ?? null;
   /** Counts a record into the report and the capture; a promise only when a write must wait. */
@@ -72,7 +71,6 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
 
     async function* observed(): AsyncGenerator<AnyRecord> {
       for await (const record of stages(ctx, options)) {
-        seen.add(record);
         const pending = keep(record);
         if (pending)
           await pending;
@@ -85,8 +83,10 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
       ? recheck(withCountdown(ctx), validated, recheckOptions(options))
       : validated;
     for await (const record of output) {
-      // Records the stages passed through unchanged are already kept.
-      if (!seen.has(record)) {
+      // validate and recheck make verdicts and summaries (recheck replaces validate's leaked
+      // verdicts and its summaries, so each reaches here once); every other record they emit is
+      // one of their input's, already kept on the way in.
+      if (record.type === `verdict` || record.type === `summary`) {
         const pending = keep(record);
         if (pending)
           await pending;
