@@ -1,6 +1,6 @@
 // recheck on hand-made records: the second look is injected (a fresh snapshot and a re-read
 // written by the test), so what is resolved, raced or still leaked is known in advance.
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {PassThrough} from 'node:stream';
@@ -179,6 +179,34 @@ test(`CLI: a bad --delay is a usage error`, async () => {
     const run = await runCommand([`recheck`, `--delay`, delay], {stdin: ``});
     assert.is(run.code, ExitCode.Usage, delay);
     assert.is(run.stdout, ``);
+  }
+});
+
+test(`leaked candidates past the memory limit wait in a temp file and come back with the same outcomes`, async () => {
+  const tmp = mkdtempSync(join(tmpdir(), `usmld-recheck-hold-`));
+  try {
+    const ctx = {...context(testClock([])), tmpDir: tmp};
+    const race = verdict(10, `http_in_flight`, raceTuple, `leaked`, `no_connection_any_namespace`);
+    const gone = verdict(10, `http_in_flight`, goneTuple, `leaked`, `no_connection_any_namespace`);
+    const still = verdict(11, `connection_states`, stillTuple, `leaked`, `no_connection_any_namespace`);
+    let spillSeen = false;
+    const lookAgain = async function* () {
+      // The candidates are on disk by now (limit 1, three candidates).
+      spillSeen = readdirSync(tmp).length > 0;
+      yield* [netns(NS, [1]), socket(`10.0.0.1`, 40001, `10.0.0.2`, 80), closer(`conns`), closer(`pids`)] as Array<AnyRecord>;
+      yield* [entryOf(race), entryOf(still), mapStats(10, `http_in_flight`, 1), mapStats(11, `connection_states`, 1)] as Array<AnyRecord>;
+    };
+    const out = await collect(ctx, [race, gone, still], {delayMs: 0, lookAgain, holdInMemory: 1});
+    assert.ok(spillSeen, `candidates were spilled`);
+    const verdicts = out.filter(record => record.type === `verdict`);
+    assert.equal(verdicts.map(v => [v.keyHex, v.status, v.reason, v.checks]), [
+      [race.keyHex, `alive`, `race`, 2],
+      [gone.keyHex, `resolved`, `removed_from_map`, 2],
+      [still.keyHex, `leaked`, `no_connection_any_namespace`, 2],
+    ]);
+    assert.equal(readdirSync(tmp), [], `the spill file is removed`);
+  } finally {
+    rmSync(tmp, {recursive: true, force: true});
   }
 });
 

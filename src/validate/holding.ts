@@ -1,29 +1,30 @@
-// Entries that arrive before the snapshots they must be judged against (`dump-maps | validate`,
-// or `cat entries conns pids | validate`) wait here. The first HOLD_IN_MEMORY wait in memory;
-// past that they go to a temporary NDJSON file and are read back in order, so a million entries
-// waiting for snapshots cost disk, not RAM.
+// Records that must wait wait here: entries that arrive before the snapshots they are judged
+// against (`dump-maps | validate`, `cat entries conns pids | validate`), and recheck's leaked
+// candidates until the second look. The first HOLD_IN_MEMORY wait in memory; past that they go
+// to a temporary NDJSON file and are read back in order, so a million waiting records cost disk,
+// not RAM.
 import {createReadStream, createWriteStream, mkdtempSync, rmSync, type WriteStream} from 'node:fs';
 import {once} from 'node:events';
 import {join} from 'node:path';
 import type {ToolContext} from '../context.ts';
 import {RecordWriter, SOURCE_LINE, readRecords} from '../ndjson.ts';
-import type {EntryRecord} from '../schema.ts';
 
 export const HOLD_IN_MEMORY = 20_000;
 
-export class EntryHolding {
-  private readonly memory: Array<EntryRecord> = [];
+export class RecordHolding<T extends {type: string}> {
+  private readonly memory: Array<T> = [];
   private spill: {dir: string, path: string, stream: WriteStream, writer: RecordWriter} | null = null;
   private spilled = 0;
 
-  constructor(private readonly ctx: ToolContext, private readonly limit = HOLD_IN_MEMORY) {}
+  /** `what` names the records in messages ("entries before the snapshots"). */
+  constructor(private readonly ctx: ToolContext, private readonly what: string, private readonly limit = HOLD_IN_MEMORY) {}
 
   get size(): number {
     return this.spilled + this.memory.length;
   }
 
-  /** Holds one entry; resolves once it is stored (a promise only while spilling must wait). */
-  add(entry: EntryRecord): Promise<void> | undefined {
+  /** Holds one record; resolves once it is stored (a promise only while spilling must wait). */
+  add(entry: T): Promise<void> | undefined {
     if (this.spill === null && this.memory.length < this.limit) {
       this.memory.push(entry);
       return undefined;
@@ -31,15 +32,16 @@ export class EntryHolding {
     return this.toDisk(entry);
   }
 
-  private async toDisk(entry: EntryRecord): Promise<void> {
+  private async toDisk(entry: T): Promise<void> {
     if (this.spill === null) {
       const dir = mkdtempSync(join(this.ctx.tmpDir, `usmld-validate-`));
-      const path = join(dir, `held-entries.ndjson`);
+      const path = join(dir, `held.ndjson`);
       const stream = createWriteStream(path, {mode: 0o600});
-      // Entries written with the line they were read from keep their exact text.
-      const writer = new RecordWriter(stream, record => (record as {[SOURCE_LINE]?: string})[SOURCE_LINE] ?? JSON.stringify(record));
+      // An entry goes out as the line it was read from (entries are never modified); anything
+      // else is stringified, since a derived record may carry its source's line.
+      const writer = new RecordWriter(stream, record => ((record as T).type === `entry` ? (record as {[SOURCE_LINE]?: string})[SOURCE_LINE] : undefined) ?? JSON.stringify(record));
       this.spill = {dir, path, stream, writer};
-      this.ctx.log.info(`validate: more than ${this.limit} entries before the snapshots; holding the rest in ${path}`);
+      this.ctx.log.info(`holding more than ${this.limit} ${this.what} in ${path}`);
       const earlier = this.memory.splice(0);
       for (const held of earlier)
         await this.spill.writer.write(held);
@@ -50,7 +52,7 @@ export class EntryHolding {
   }
 
   /** Every held entry, in arrival order; the holding is empty (and its file gone) afterwards. */
-  async *drain(): AsyncGenerator<EntryRecord> {
+  async *drain(): AsyncGenerator<T> {
     if (this.spill === null) {
       const entries = this.memory.splice(0);
       yield* entries;
@@ -65,9 +67,9 @@ export class EntryHolding {
       const problems: Array<string> = [];
       const input = createReadStream(path);
       for await (const record of readRecords(input, path, {onProblem: p => problems.push(p), keepSourceLine: new Set([`entry`])}))
-        yield record as unknown as EntryRecord;
+        yield record as unknown as T;
       if (problems.length > 0)
-        throw new Error(`validate: the held entries did not read back: ${problems[0]}`);
+        throw new Error(`the held ${this.what} did not read back: ${problems[0]}`);
     } finally {
       this.spilled = 0;
       rmSync(dir, {recursive: true, force: true});

@@ -11,7 +11,7 @@ import {SOURCE_LINE} from '../ndjson.ts';
 import {snapshotConns} from '../snapshot/conns.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
 import {judgeEntry} from './rules.ts';
-import {EntryHolding} from './holding.ts';
+import {RecordHolding} from './holding.ts';
 import type {VerdictWithLine} from './serialize.ts';
 import {SNAPSHOT_RECORD_TYPES, SnapshotIndex} from './snapshotIndex.ts';
 
@@ -143,7 +143,7 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
     ready = true;
   }
 
-  const held = new EntryHolding(ctx, options.holdInMemory);
+  const held = new RecordHolding<EntryRecord>(ctx, `entries before the snapshots`, options.holdInMemory);
   const missingWarned = new Set<string>();
   const judge = (entry: EntryRecord): VerdictRecord => {
     const verdict = makeVerdict(entry, index, mapProblems.get(entry.mapId));

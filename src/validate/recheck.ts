@@ -19,6 +19,7 @@ import type {ToolContext} from '../context.ts';
 import {dumpMaps, type DumpOptions} from '../dump/index.ts';
 import {UsageFault} from '../errors.ts';
 import {readInputs} from '../ndjson.ts';
+import {RecordHolding} from './holding.ts';
 import type {AnyRecord, EntryRecord, MapRecord, MapStatsRecord, VerdictRecord} from '../schema.ts';
 import {Tallies, liveSnapshots} from './index.ts';
 import {judgeEntry} from './rules.ts';
@@ -35,6 +36,8 @@ export interface RecheckOptions {
   dump?: Omit<DumpOptions, `mapIds` | `from` | `selection`>;
   /** The second look itself (tests, scan): fresh snapshot records, then the re-read maps' records. */
   lookAgain?: (ctx: ToolContext, mapIds: ReadonlyArray<number>) => AsyncIterable<AnyRecord>;
+  /** Leaked verdicts held in memory until the second look before spilling to a temp file (tests lower it). */
+  holdInMemory?: number;
 }
 
 /** Snapshots first, then the maps that had candidates. */
@@ -65,13 +68,13 @@ export async function* laterLook(ctx: ToolContext, mapIds: ReadonlyArray<number>
 /** What the second look found: the fresh index, and which candidate keys are still in their maps. */
 class SecondLook {
   readonly index = new SnapshotIndex();
-  /** Candidate keys per map; a key moves to `present` when the re-read still has it. */
+  /** Candidate keys (per map) the re-read still had: only candidates are kept, not whole maps. */
   private readonly present = new Map<number, Set<string>>();
   /** Maps whose re-read finished (mapstats complete), or that no longer exist. */
   private readonly conclusive = new Set<number>();
 
-  constructor(private readonly candidates: Map<number, Array<VerdictRecord>>) {
-    for (const mapId of candidates.keys())
+  constructor(private readonly candidateKeys: ReadonlyMap<number, ReadonlySet<string>>) {
+    for (const mapId of candidateKeys.keys())
       this.present.set(mapId, new Set());
   }
 
@@ -80,7 +83,8 @@ class SecondLook {
       return;
     if (record.type === `entry`) {
       const entry = record as unknown as EntryRecord;
-      this.present.get(entry.mapId)?.add(entry.keyHex);
+      if (this.candidateKeys.get(entry.mapId)?.has(entry.keyHex))
+        this.present.get(entry.mapId)!.add(entry.keyHex);
     } else if (record.type === `mapstats`) {
       const stats = record as unknown as MapStatsRecord;
       // A map that is gone took its entries with it; a dump that stopped early proves nothing.
@@ -101,63 +105,77 @@ class SecondLook {
 
 export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>, options: RecheckOptions = {}): AsyncGenerator<AnyRecord> {
   const tallies = new Tallies();
-  const candidates = new Map<number, Array<VerdictRecord>>();
+  // Leaked verdicts wait for the second look: in memory up to a limit, then in a temp file.
+  const candidates = new RecordHolding<VerdictRecord>(ctx, `leaked candidates`, options.holdInMemory);
+  // Their keys, per map: what the re-read of each map is compared against.
+  const candidateKeys = new Map<number, Set<string>>();
   let held = 0;
+  try {
+    yield* firstPass();
+    yield* secondPass();
+  } finally {
+    candidates.discard();
+  }
 
-  for await (const record of input) {
-    if (record.type === `verdict`) {
-      const verdict = record as unknown as VerdictRecord;
-      if (verdict.status === `leaked`) {
-        let list = candidates.get(verdict.mapId);
-        if (list === undefined) {
-          list = [];
-          candidates.set(verdict.mapId, list);
+  async function* firstPass(): AsyncGenerator<AnyRecord> {
+    for await (const record of input) {
+      if (record.type === `verdict`) {
+        const verdict = record as unknown as VerdictRecord;
+        if (verdict.status === `leaked`) {
+          const stored = candidates.add(verdict);
+          if (stored !== undefined)
+            await stored;
+          let keys = candidateKeys.get(verdict.mapId);
+          if (keys === undefined) {
+            keys = new Set();
+            candidateKeys.set(verdict.mapId, keys);
+          }
+          keys.add(verdict.keyHex);
+          held += 1;
+          tallies.get(verdict.mapId, verdict.map);
+          continue;
         }
-        list.push(verdict);
-        held += 1;
-        tallies.get(verdict.mapId, verdict.map);
-        continue;
+        tallies.get(verdict.mapId, verdict.map).count(verdict.status);
+        yield record;
+      } else if (record.type === `summary`) {
+        // Replaced by recheck's own summary; keep the map in the tally even if it had no entries.
+        tallies.get(record.mapId as number, record.map as string);
+      } else {
+        // Looking at this host again only makes sense for verdicts about this host.
+        if (record.type === `header` && typeof record.host === `string` && record.host !== ctx.host.hostname
+          && options.later === undefined && options.lookAgain === undefined)
+          throw new UsageFault(`the input was captured on host ${record.host}, this is ${ctx.host.hostname}: a live second look would judge another host's entries; give a later capture of ${record.host} with --later`);
+        if (record.type === `map`) {
+          const map = record as unknown as MapRecord;
+          if (typeof map.mapId === `number`)
+            tallies.get(map.mapId, map.catalogName ?? map.name);
+        }
+        yield record;
       }
-      tallies.get(verdict.mapId, verdict.map).count(verdict.status);
-      yield record;
-    } else if (record.type === `summary`) {
-      // Replaced by recheck's own summary; keep the map in the tally even if it had no entries.
-      tallies.get(record.mapId as number, record.map as string);
-    } else {
-      // Looking at this host again only makes sense for verdicts about this host.
-      if (record.type === `header` && typeof record.host === `string` && record.host !== ctx.host.hostname
-        && options.later === undefined && options.lookAgain === undefined)
-        throw new UsageFault(`the input was captured on host ${record.host}, this is ${ctx.host.hostname}: a live second look would judge another host's entries; give a later capture of ${record.host} with --later`);
-      if (record.type === `map`) {
-        const map = record as unknown as MapRecord;
-        if (typeof map.mapId === `number`)
-          tallies.get(map.mapId, map.catalogName ?? map.name);
-      }
-      yield record;
     }
   }
 
-  if (held > 0) {
-    const mapIds = [...candidates.keys()];
-    const delayMs = options.delayMs ?? DEFAULT_RECHECK_DELAY_MS;
-    // A later capture was taken later already: no wait for it.
-    if (options.later === undefined && delayMs > 0) {
-      ctx.log.info(`recheck: ${held} leaked candidate(s) in ${mapIds.length} map(s); looking again in ${delayMs / 1000} s`);
-      await ctx.clock.sleep(delayMs);
-    }
-    const look = new SecondLook(candidates);
-    const records = options.lookAgain !== undefined ? options.lookAgain(ctx, mapIds)
-      : options.later !== undefined ? laterLook(ctx, mapIds, options.later)
-        : liveLook(ctx, mapIds, options.dump);
-    for await (const record of records)
-      look.add(record);
-    for (const mapId of mapIds) {
-      if (!look.isConclusive(mapId))
-        ctx.log.warn(`recheck: map ${mapId} could not be re-read completely: its entries are rechecked against the fresh snapshots only`);
-    }
-    let unconfirmed = 0;
-    for (const list of candidates.values()) {
-      for (const verdict of list) {
+  async function* secondPass(): AsyncGenerator<AnyRecord> {
+    if (held > 0) {
+      const mapIds = [...candidateKeys.keys()];
+      const delayMs = options.delayMs ?? DEFAULT_RECHECK_DELAY_MS;
+      // A later capture was taken later already: no wait for it.
+      if (options.later === undefined && delayMs > 0) {
+        ctx.log.info(`recheck: ${held} leaked candidate(s) in ${mapIds.length} map(s); looking again in ${delayMs / 1000} s`);
+        await ctx.clock.sleep(delayMs);
+      }
+      const look = new SecondLook(candidateKeys);
+      const records = options.lookAgain !== undefined ? options.lookAgain(ctx, mapIds)
+        : options.later !== undefined ? laterLook(ctx, mapIds, options.later)
+          : liveLook(ctx, mapIds, options.dump);
+      for await (const record of records)
+        look.add(record);
+      for (const mapId of mapIds) {
+        if (!look.isConclusive(mapId))
+          ctx.log.warn(`recheck: map ${mapId} could not be re-read completely: its entries are rechecked against the fresh snapshots only`);
+      }
+      let unconfirmed = 0;
+      for await (const verdict of candidates.drain()) {
         const after = second(verdict, look);
         if (after.checks === verdict.checks)
           unconfirmed += 1;
@@ -167,11 +185,11 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
           tally.raceFiltered += 1;
         yield after;
       }
+      if (unconfirmed > 0)
+        ctx.log.warn(`recheck: ${unconfirmed} leaked verdict(s) could not be confirmed (the second look lacked evidence): kept as leaked with checks unchanged`);
     }
-    if (unconfirmed > 0)
-      ctx.log.warn(`recheck: ${unconfirmed} leaked verdict(s) could not be confirmed (the second look lacked evidence): kept as leaked with checks unchanged`);
+    yield* tallies.summaries(`recheck`);
   }
-  yield* tallies.summaries(`recheck`);
 }
 
 /** The verdict after the second look. */
