@@ -1,7 +1,7 @@
 // Hand-written checks for the record types validate reads by the million (entry) or the hundred
 // thousand (socket, process): each accepts only what its typanion guard in schema.ts accepts, and
 // when it says no the guard runs to word the message. ~10x cheaper per record than the guard.
-import {SCHEMA_VERSION, SOCKET_STATES, checkRecord, type AnyRecord} from '../schema.ts';
+import {REASONS, SCHEMA_VERSION, SOCKET_STATES, VERDICT_STATUSES, checkRecord, type AnyRecord} from '../schema.ts';
 
 const HEX_RE = /^(?:[0-9a-f]{2})*$/;
 const U64_RE = /^(?:0|[1-9][0-9]{0,19})$/;
@@ -28,7 +28,26 @@ function isKeyFast(key: Record<string, unknown>): boolean {
     && isStringFast(key.src) && isStringFast(key.dst) && isU32Fast(key.netns) && isU32Fast(key.pid) && isU32Fast(key.metadata);
 }
 
+const STATUSES: ReadonlySet<unknown> = new Set(VERDICT_STATUSES);
+const ALL_REASONS: ReadonlySet<unknown> = new Set(Object.values(REASONS).flat());
+
+function acceptsEntryFields(record: AnyRecord): boolean {
+  const key = record.key;
+  return record.v === SCHEMA_VERSION && isU32Fast(record.mapId) && isStringFast(record.map) && isHexFast(record.keyHex)
+    && (record.valueHex === undefined || isHexFast(record.valueHex))
+    && (record.valuesHex === undefined || (Array.isArray(record.valuesHex) && record.valuesHex.every(isHexFast)))
+    && (record.keyError === undefined || isStringFast(record.keyError))
+    && (key === null || (typeof key === `object` && key !== undefined && !Array.isArray(key) && isKeyFast(key as Record<string, unknown>)));
+}
+
+const isObjectFast = (value: unknown): boolean => typeof value === `object` && value !== null && !Array.isArray(value);
+
 const ACCEPTS: Record<string, (record: AnyRecord) => boolean> = {
+  // recheck reads verdicts by the million; `match` and `owner` are only checked for shape here
+  // (their fields are read defensively), the rest as strictly as the guard.
+  verdict: record => acceptsEntryFields(record) && STATUSES.has(record.status) && ALL_REASONS.has(record.reason)
+    && typeof record.checks === `number` && (record.match === undefined || isObjectFast(record.match))
+    && (record.owner === undefined || isObjectFast(record.owner)),
   entry: record => {
     const key = record.key;
     return record.v === SCHEMA_VERSION && isU32Fast(record.mapId) && isStringFast(record.map) && isHexFast(record.keyHex)
