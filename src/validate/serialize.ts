@@ -14,16 +14,16 @@ const VERDICT_FIELDS_RE = /"(?:status|reason|checks|match|owner)":/;
 /** Fields a verdict may have beyond the entry's own. */
 const KNOWN = new Set([`type`, `v`, `mapId`, `map`, `keyHex`, `valueHex`, `valuesHex`, `keyError`, `valueBtf`, `key`, `status`, `reason`, `checks`, `match`, `owner`]);
 
-/** Matches (per socket) and owners (per pid) are shared by many verdicts: stringify each once. */
-const sharedJson = new WeakMap<object, string>();
+/**
+ * Matches (one per socket) and owners (one per pid) are shared by many verdicts: each is
+ * stringified once and its text kept on it under a symbol key (which JSON.stringify skips).
+ * A WeakMap did the same at several times the cost per lookup.
+ */
+const JSON_TEXT: unique symbol = Symbol(`jsonText`);
 
 function jsonOf(value: object): string {
-  let json = sharedJson.get(value);
-  if (json === undefined) {
-    json = JSON.stringify(value);
-    sharedJson.set(value, json);
-  }
-  return json;
+  const cached = value as {[JSON_TEXT]?: string};
+  return cached[JSON_TEXT] ??= JSON.stringify(value);
 }
 
 export type VerdictWithLine = VerdictRecord & {[SOURCE_LINE]?: string};
