@@ -3,16 +3,14 @@ import * as t from 'typanion';
 import {readFile} from 'node:fs/promises';
 import {join} from 'node:path';
 import type {ToolContext} from '../src/context.ts';
-import type {DumpOptions} from '../src/dump/index.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
 import {REPORT_FORMATS, parseGroupBy, writeText, render, wantColour, type ReportFormat} from '../src/report/index.ts';
 import {scan} from '../src/scan/index.ts';
-import {BACKENDS, type BackendName} from '../src/schema.ts';
-import {BaseCommand} from './BaseCommand.ts';
+import {MapAccessCommand} from './MapAccessCommand.ts';
 
-export default class ScanCommand extends BaseCommand {
+export default class ScanCommand extends MapAccessCommand {
   static override paths = [[`scan`]];
   static override usage = Command.Usage({
     description: `dump, snapshot, validate, recheck and report in one go (the original tool's job)`,
@@ -34,15 +32,6 @@ export default class ScanCommand extends BaseCommand {
     ],
   });
 
-  maps = Option.String(`--maps`, {description: `Comma-separated map names (full or 15-character kernel names; NAME* for a prefix)`});
-  connTupleOnly = Option.Boolean(`--conn-tuple-only`, false, {description: `Only maps keyed by conn_tuple_t`});
-  pidOnly = Option.Boolean(`--pid-only`, false, {description: `Only maps keyed by pid_tgid`});
-  mapIds = Option.Array(`--map-id`, {description: `Scan only this map id (repeatable)`});
-  systemProbe = Option.String(`--system-probe`, {description: `Path of the system-probe binary to use`});
-  backend = Option.String(`--backend`, {description: `bpftool or system-probe (default: bpftool when usable)`, validator: t.isEnum(BACKENDS)});
-  bpftool = Option.String(`--bpftool`, {description: `Path of the bpftool binary to use`});
-  download = Option.Boolean(`--download`, true, {description: `Download a verified static bpftool when no backend is usable (--no-download to refuse)`});
-  timeout = Option.String(`--timeout`, `120`, {description: `Seconds each bpftool/system-probe run may take (default 120)`});
   recheckDelay = Option.String(`--recheck-delay`, `2`, {description: `Seconds before candidate leaks are checked again (default 2, 0 to disable)`});
   procRoot = Option.String(`--proc-root`, {description: `Proc filesystem to read (default: /proc; /host/proc in a container)`});
   from = Option.String(`--from`, {description: `Scan a capture directory instead of the live host (no root needed)`});
@@ -90,32 +79,6 @@ export default class ScanCommand extends BaseCommand {
     if (this.capture !== undefined)
       tool.log.info(`capture written to ${this.capture} (${result.records} records)`);
     return result.model.summary.leaked > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
-  }
-
-  private dumpOptions(): DumpOptions {
-    const timeout = Number(this.timeout);
-    if (!Number.isFinite(timeout) || timeout <= 0)
-      throw new UsageFault(`--timeout ${this.timeout}: expected a positive number of seconds`);
-    if (this.maps !== undefined && this.maps.split(`,`).every(name => name.trim() === ``))
-      throw new UsageFault(`--maps is empty`);
-    const mapIds = this.mapIds?.map(text => {
-      if (!/^\d+$/.test(text.trim()))
-        throw new UsageFault(`--map-id ${text}: expected a map id (a number)`);
-      return Number(text);
-    });
-    return {
-      mapIds,
-      selection: {
-        names: this.maps === undefined ? undefined : this.maps.split(`,`),
-        connTupleOnly: this.connTupleOnly,
-        pidOnly: this.pidOnly,
-      },
-      backend: this.backend as BackendName | undefined,
-      bpftoolPath: this.bpftool,
-      systemProbePath: this.systemProbe,
-      timeoutMs: timeout * 1000,
-      download: this.download,
-    };
   }
 }
 

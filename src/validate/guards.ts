@@ -31,6 +31,7 @@ function isKeyFast(key: Record<string, unknown>): boolean {
 const STATUSES: ReadonlySet<unknown> = new Set(VERDICT_STATUSES);
 const ALL_REASONS: ReadonlySet<unknown> = new Set(Object.values(REASONS).flat());
 
+/** An entry's fields, which verdicts carry too. */
 function acceptsEntryFields(record: AnyRecord): boolean {
   const key = record.key;
   return record.v === SCHEMA_VERSION && isU32Fast(record.mapId) && isStringFast(record.map) && isHexFast(record.keyHex)
@@ -48,14 +49,7 @@ const ACCEPTS: Record<string, (record: AnyRecord) => boolean> = {
   verdict: record => acceptsEntryFields(record) && STATUSES.has(record.status) && ALL_REASONS.has(record.reason)
     && typeof record.checks === `number` && (record.match === undefined || isObjectFast(record.match))
     && (record.owner === undefined || isObjectFast(record.owner)),
-  entry: record => {
-    const key = record.key;
-    return record.v === SCHEMA_VERSION && isU32Fast(record.mapId) && isStringFast(record.map) && isHexFast(record.keyHex)
-      && (record.valueHex === undefined || isHexFast(record.valueHex))
-      && (record.valuesHex === undefined || (Array.isArray(record.valuesHex) && record.valuesHex.every(isHexFast)))
-      && (record.keyError === undefined || isStringFast(record.keyError))
-      && (key === null || (typeof key === `object` && key !== undefined && !Array.isArray(key) && isKeyFast(key as Record<string, unknown>)));
-  },
+  entry: acceptsEntryFields,
   socket: record => record.v === SCHEMA_VERSION && isU32Fast(record.netnsInode)
     && (record.proto === `tcp` || record.proto === `udp`) && (record.family === `v4` || record.family === `v6`)
     && (record.listedFamily === `v4` || record.listedFamily === `v6`)
