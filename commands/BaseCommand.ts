@@ -84,11 +84,6 @@ export abstract class BaseCommand extends Command<CliContext> {
     }
   }
 
-  /** Placeholder for a stage that later issues build: says so, exits non-zero. */
-  protected notBuilt(issue: number): never {
-    throw new ToolError(`not built yet (tracked in issue ${issue}); nothing was done`, ExitCode.Internal);
-  }
-
   /** Stages read `-` as stdin, like every Unix filter. */
   protected static stdinHint = `A file argument of \`-\` means standard input; with no file, standard input is read.`;
 }
