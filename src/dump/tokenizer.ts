@@ -263,34 +263,16 @@ export class DumpTokenizer {
    * continuing from `from`. Returns -1, with the state saved, when the buffer ends first.
    */
   private scanEnd(buf: Buffer, from: number): number {
-    let depth = this.scanDepth;
-    let inString = this.scanInString;
-    const length = buf.length;
-    let pos = from;
-    while (pos < length) {
-      const c = buf[pos++];
-      if (inString) {
-        if (c === 0x5c)
-          pos++;
-        else if (c === 0x22)
-          inString = false;
-      } else if (c === 0x22) {
-        inString = true;
-      } else if (c === 0x7b || c === 0x5b) {
-        depth++;
-      } else if (c === 0x7d || c === 0x5d) {
-        depth--;
-        if (depth === 0) {
-          this.scanDepth = 0;
-          this.scanInString = false;
-          return pos;
-        }
-      }
+    const end = scanToClose(buf, from, this.scanDepth, this.scanInString);
+    if (end >= 0) {
+      this.scanDepth = 0;
+      this.scanInString = false;
+      return end;
     }
-    this.scanDepth = depth;
-    this.scanInString = inString;
+    this.scanDepth = scanState.depth;
+    this.scanInString = scanState.inString;
     // May be length + 1 when the last byte was a backslash: the next chunk's first byte is escaped.
-    this.scanPos = pos;
+    this.scanPos = scanState.pos;
     return -1;
   }
 
@@ -519,10 +501,20 @@ function skipValue(buf: Buffer, pos: number): number {
       p++;
     return p < buf.length ? p : -1;
   }
-  let depth = 0;
-  let inString = false;
+  return scanToClose(buf, pos, 0, false);
+}
+
+/** Where scanToClose stopped when the buffer ended first (read right after a -1). */
+const scanState = {depth: 0, inString: false, pos: 0};
+
+/**
+ * Walks JSON text from `from`, with `depth` brackets open and `inString` as given, to the byte
+ * after the bracket that closes the outermost one. Returns that end, or -1 with scanState holding
+ * where the buffer ran out (so a caller can resume over the next chunk).
+ */
+function scanToClose(buf: Buffer, from: number, depth: number, inString: boolean): number {
   const length = buf.length;
-  let p = pos;
+  let p = from;
   while (p < length) {
     const c = buf[p++];
     if (inString) {
@@ -539,6 +531,9 @@ function skipValue(buf: Buffer, pos: number): number {
         return p;
     }
   }
+  scanState.depth = depth;
+  scanState.inString = inString;
+  scanState.pos = p;
   return -1;
 }
 
