@@ -59,6 +59,11 @@ export abstract class BaseCommand extends Command<CliContext> {
     return this.cachedTool;
   }
 
+  /** Whether our stdout is a terminal (colour in reports): the context says, else the real stdout. */
+  protected stdoutIsTTY(): boolean {
+    return this.context.stdoutIsTTY ?? Boolean((process.stdout as {isTTY?: boolean}).isTTY && this.context.stdout === process.stdout);
+  }
+
   /** Record input from files (`-` = stdin) or stdin; bad lines are reported and skipped. */
   protected input(tool: ToolContext, paths: ReadonlyArray<string>, check: ReadonlyArray<string> = [], fastChecks?: ReadOptions[`fastChecks`]): AsyncGenerator<AnyRecord> {
     return readInputs(paths, this.context.stdin, {

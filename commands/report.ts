@@ -43,8 +43,6 @@ export default class ReportCommand extends BaseCommand {
 
   protected async run(tool: ToolContext): Promise<number> {
     const groupBy = parseGroupBy(this.groupBy);
-    const stdoutIsTTY = this.context.stdoutIsTTY
-      ?? Boolean((process.stdout as {isTTY?: boolean}).isTTY && this.context.stdout === process.stdout);
     const input = readInputs(this.files, this.context.stdin, {
       onProblem: message => tool.log.warn(message),
       check: new Set(REPORT_INPUT_TYPES),
@@ -54,7 +52,7 @@ export default class ReportCommand extends BaseCommand {
       format: this.format as ReportFormat,
       samples: Number(this.samples),
       groupBy,
-      colour: wantColour(stdoutIsTTY, tool.env),
+      colour: wantColour(this.stdoutIsTTY(), tool.env),
       verbose: this.verbose > 0,
       header: makeHeader(`report`, tool),
     });

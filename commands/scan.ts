@@ -65,13 +65,11 @@ export default class ScanCommand extends MapAccessCommand {
       samples: Number(this.samples),
       groupBy,
     });
-    const stdoutIsTTY = this.context.stdoutIsTTY
-      ?? Boolean((process.stdout as {isTTY?: boolean}).isTTY && this.context.stdout === process.stdout);
     const text = render(result.model, {
       format: this.format as ReportFormat,
       samples: Number(this.samples),
       groupBy,
-      colour: wantColour(stdoutIsTTY, tool.env),
+      colour: wantColour(this.stdoutIsTTY(), tool.env),
       verbose: this.verbose > 0,
       header: makeHeader(`report`, ctx),
     });

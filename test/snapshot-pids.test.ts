@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {netnsInodeOfPid} from './helpers/netns.ts';
 import {requirePrivileges} from './helpers/privileges.ts';
+import {killChildren} from './helpers/children.ts';
 
 type Rec = Record<string, any>;
 
@@ -18,16 +19,7 @@ const cleanups: Array<() => void> = [];
 const killAll = () => {
   for (const cleanup of cleanups.splice(0))
     cleanup();
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        process.kill(child.pid, `SIGKILL`);
-      } catch {
-        // Gone already.
-      }
-    }
-  }
-  children.clear();
+  killChildren(children);
 };
 process.once(`exit`, killAll);
 

@@ -12,24 +12,14 @@ import {BpfTestSet, connTupleBytes, pidTgidBytes, type TestMap} from './helpers/
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {cleanupNetns, createNetns, makeProcessLessNetns, netnsInodeOfPid, startSocketHolder, type HeldConnection} from './helpers/netns.ts';
 import {bpfUnavailable, netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
+import {killChildren} from './helpers/children.ts';
 
 const enabled = requirePrivileges(`validate-e2e`, bpfUnavailable() ?? netnsUnavailable());
 
 // Children of this file, killed by pid on the way out (also when a test fails or the process exits).
 const children = new Set<ChildProcess>();
-function killChildren(): void {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        process.kill(child.pid, `SIGKILL`);
-      } catch {
-        // Already gone.
-      }
-    }
-  }
-  children.clear();
-}
-process.once(`exit`, killChildren);
+const killAll = () => killChildren(children);
+process.once(`exit`, killAll);
 
 function track(child: ChildProcess): ChildProcess {
   children.add(child);
@@ -233,7 +223,7 @@ test(`dump-maps | validate: every entry's verdict matches what was arranged`, as
     processLess.release();
     void parent;
   } finally {
-    killChildren();
+    killAll();
     cleanupNetns();
     set.cleanup();
   }

@@ -67,17 +67,11 @@ export type NsLinkResult =
  * pid 1) is an error.
  */
 export async function readNetnsLink(procRoot: string, pid: number): Promise<NsLinkResult> {
-  const path = `${procRoot}/${pid}/ns/net`;
-  let text: string;
   try {
-    text = await readlink(path);
+    return linkResult(await readlink(`${procRoot}/${pid}/ns/net`));
   } catch (err) {
-    if (isVanished(err))
-      return {vanished: true};
-    return {error: errnoOf(err)};
+    return linkFailure(err);
   }
-  const inode = parseNsLink(text);
-  return inode === null ? {error: `unexpected link text ${JSON.stringify(text)}`} : {inode};
 }
 
 /**
@@ -90,12 +84,18 @@ export function readNetnsLinkSync(procRoot: string, pid: number): NsLinkResult {
   try {
     text = readlinkSync(`${procRoot}/${pid}/ns/net`);
   } catch (err) {
-    if (isVanished(err))
-      return {vanished: true};
-    return {error: errnoOf(err)};
+    return linkFailure(err);
   }
+  return linkResult(text);
+}
+
+function linkResult(text: string): NsLinkResult {
   const inode = parseNsLink(text);
   return inode === null ? {error: `unexpected link text ${JSON.stringify(text)}`} : {inode};
+}
+
+function linkFailure(err: unknown): NsLinkResult {
+  return isVanished(err) ? {vanished: true} : {error: errnoOf(err)};
 }
 
 /** Lets the event loop run (the output writer, timers) between batches of synchronous reads. */

@@ -19,6 +19,7 @@
 import {execFileSync, spawn, type ChildProcess} from 'node:child_process';
 import {readlinkSync, statSync} from 'node:fs';
 import type {Server, Socket} from 'node:net';
+import {killChildren} from './children.ts';
 
 export interface Netns {
   name: string;
@@ -72,16 +73,7 @@ function deleteNetns(name: string): void {
 }
 
 function cleanupNow(): void {
-  for (const child of ownChildren) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        process.kill(child.pid, `SIGKILL`);
-      } catch {
-        // Already gone.
-      }
-    }
-  }
-  ownChildren.clear();
+  killChildren(ownChildren);
   for (const handle of heldHandles) {
     if (`destroy` in handle)
       handle.destroy();
