@@ -5,7 +5,7 @@ import {createLogger, defaultToolContext, type ToolContext} from '../src/context
 import {ToolError} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
-import {OutputClosed, RecordWriter, readInputs, type ReadOptions} from '../src/ndjson.ts';
+import {OutputClosed, RecordWriter, readInputs} from '../src/ndjson.ts';
 import type {AnyRecord, Stage} from '../src/schema.ts';
 
 export type CliContext = BaseContext & {
@@ -64,13 +64,9 @@ export abstract class BaseCommand extends Command<CliContext> {
     return this.context.stdoutIsTTY ?? Boolean((process.stdout as {isTTY?: boolean}).isTTY && this.context.stdout === process.stdout);
   }
 
-  /** Record input from files (`-` = stdin) or stdin; bad lines are reported and skipped. */
-  protected input(tool: ToolContext, paths: ReadonlyArray<string>, check: ReadonlyArray<string> = [], fastChecks?: ReadOptions[`fastChecks`]): AsyncGenerator<AnyRecord> {
-    return readInputs(paths, this.context.stdin, {
-      onProblem: message => tool.log.warn(message),
-      check: new Set(check),
-      fastChecks,
-    });
+  /** Record input from files (`-` = stdin) or stdin; bad lines (and records failing the spec) are reported and skipped. */
+  protected input(tool: ToolContext, paths: ReadonlyArray<string>): AsyncGenerator<AnyRecord> {
+    return readInputs(paths, this.context.stdin, {onProblem: message => tool.log.warn(message)});
   }
 
   /** Writes the stage's header then every record; resolves when all is flushed. */

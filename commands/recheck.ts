@@ -4,7 +4,6 @@ import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {BACKENDS, type BackendName} from '../src/schema.ts';
-import {FAST_CHECKS} from '../src/validate/guards.ts';
 import {DEFAULT_RECHECK_DELAY_MS, recheck} from '../src/validate/recheck.ts';
 import {BaseCommand} from './BaseCommand.ts';
 
@@ -48,7 +47,7 @@ export default class RecheckCommand extends BaseCommand {
     if (this.later === `-`)
       throw new UsageFault(`--later -: standard input carries the verdicts; give the later capture as a file or directory`);
     const tool = this.procRoot !== undefined ? {...base, procRoot: this.procRoot} : base;
-    const input = this.input(tool, this.files, [`verdict`, `summary`, `map`], FAST_CHECKS);
+    const input = this.input(tool, this.files);
     let leaked = false;
     const records = recheck(tool, input, {
       delayMs: delay * 1000,

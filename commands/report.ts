@@ -4,13 +4,8 @@ import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
-import {readInputs} from '../src/ndjson.ts';
-import {checkVerdict} from '../src/report/check.ts';
 import {REPORT_FORMATS, parseGroupBy, writeText, report, wantColour, type ReportFormat} from '../src/report/index.ts';
 import {BaseCommand} from './BaseCommand.ts';
-
-/** Record types report reads; they are checked against the schema, bad ones skipped with a message. */
-export const REPORT_INPUT_TYPES = [`verdict`, `map`, `mapstats`, `summary`, `netns`, `process`, `header`];
 
 export default class ReportCommand extends BaseCommand {
   static override paths = [[`report`]];
@@ -43,11 +38,7 @@ export default class ReportCommand extends BaseCommand {
 
   protected async run(tool: ToolContext): Promise<number> {
     const groupBy = parseGroupBy(this.groupBy);
-    const input = readInputs(this.files, this.context.stdin, {
-      onProblem: message => tool.log.warn(message),
-      check: new Set(REPORT_INPUT_TYPES),
-      fastChecks: new Map([[`verdict`, checkVerdict]]),
-    });
+    const input = this.input(tool, this.files);
     const result = await report(input, {
       format: this.format as ReportFormat,
       samples: Number(this.samples),

@@ -3,13 +3,9 @@ import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {readInputs} from '../src/ndjson.ts';
-import {FAST_CHECKS} from '../src/validate/guards.ts';
 import {validate} from '../src/validate/index.ts';
 import {verdictLine} from '../src/validate/serialize.ts';
 import {BaseCommand} from './BaseCommand.ts';
-
-/** Record types validate checks against the schema on input: the ones it reads fields of. */
-export const VALIDATE_CHECKED_TYPES = [`map`, `entry`, `netns`, `socket`, `process`, `snapshot`];
 
 export default class ValidateCommand extends BaseCommand {
   static override paths = [[`validate`]];
@@ -38,7 +34,7 @@ export default class ValidateCommand extends BaseCommand {
     const tool = this.procRoot !== undefined ? {...base, procRoot: this.procRoot} : base;
     if (this.live === true && this.snapshotFiles.length > 0)
       throw new UsageFault(`--live and --snapshot both say where the snapshots come from: give one`);
-    const read = {onProblem: (message: string) => tool.log.warn(message), check: new Set(VALIDATE_CHECKED_TYPES), fastChecks: FAST_CHECKS, keepSourceLine: new Set([`entry`])};
+    const read = {onProblem: (message: string) => tool.log.warn(message), keepSourceLine: new Set([`entry`])};
     const snapshots = this.snapshotFiles.length > 0 ? readInputs(this.snapshotFiles, this.context.stdin, read) : undefined;
     const input = readInputs(this.files, this.context.stdin, read);
     const live = this.live === undefined ? `auto` : this.live ? `always` : `never`;

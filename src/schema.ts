@@ -1,12 +1,24 @@
-// The wire contract: every NDJSON record any stage reads or writes. docs/wire-format.md
-// describes the same records for people; the guards below are what the code enforces.
+// THE WIRE CONTRACT: every NDJSON record any stage reads or writes, declared once in RECORDS below.
+//
+// ADDING A FIELD is one line in its record's table: `name: req(kind, 'doc')` or
+// `name: opt(kind, 'doc')` (kinds in src/fieldKinds.ts: u32, port, number, string, boolean, hex,
+// u64 (decimal string), oneOf([...]), arrayOf(k), nullable(k), object(...), json). ADDING A RECORD
+// TYPE is one entry in RECORDS (plus an exported type alias if code names it). Everything else
+// follows from the table: the TypeScript types (inferred), the one check every reader runs
+// (`checkRecord`, fast path and its message), the verdict serializer's field list, and
+// docs/wire-format.md (regenerate with `node_modules/.bin/tsx scripts/wire-format.ts --write`;
+// test/wire-format.test.ts fails while it is stale).
 //
 // Rules every record follows:
 // - one JSON object per line, with `type` (the record type) and `v` (the schema version);
 // - 64-bit values (pid_tgid, u64 key fields) are decimal strings, never JSON numbers;
 // - map keys and values travel as lowercase hex of the raw bytes (`keyHex`, `valueHex`);
-// - records may carry fields a reader does not know: readers ignore them (forward compatible).
-import * as t from 'typanion';
+// - records may carry fields a reader does not know: readers ignore them and stages that pass a
+//   record on keep them (forward compatible). Unknown record types pass through untouched.
+import {
+  arrayOf, boolean, dictOf, fieldsProblem, fieldsTest, hex, json, literal, nullable, number, object, oneOf, opt, port, req,
+  string, u32, u64, unionOf, variants, type Fields, type ObjectOf, type TypeOf,
+} from './fieldKinds.ts';
 
 export const SCHEMA_VERSION = 1;
 export const TOOL_NAME = `usm-leak-detector`;
@@ -14,217 +26,16 @@ export const TOOL_NAME = `usm-leak-detector`;
 export const STAGES = [`dump-maps`, `snapshot-conns`, `snapshot-pids`, `validate`, `recheck`, `report`, `scan`, `capture`] as const;
 export type Stage = (typeof STAGES)[number];
 
-const isU32 = () => t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(0, 0xffffffff)]);
-const isPort = () => t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(0, 0xffff)]);
-const isHex = () => t.cascade(t.isString(), [t.matchesRegExp(/^(?:[0-9a-f]{2})*$/)]);
-const isU64String = () => t.cascade(t.isString(), [t.matchesRegExp(/^(?:0|[1-9][0-9]{0,19})$/)]);
-const isVersion = () => t.isLiteral(SCHEMA_VERSION);
-
-// ---------------------------------------------------------------------------------------------
-// header: first record of every stream a stage writes.
-export const isHeaderRecord = t.isPartial({
-  type: t.isLiteral(`header`),
-  v: isVersion(),
-  stage: t.isEnum(STAGES),
-  tool: t.isLiteral(TOOL_NAME),
-  toolVersion: t.isString(),
-  host: t.isString(),
-  kernel: t.isString(),
-  /** ISO 8601, UTC. */
-  time: t.isString(),
-  /** Monotonic-ish milliseconds since the Unix epoch, for arithmetic (recheck delays). */
-  timeMs: t.isNumber(),
-});
-export type HeaderRecord = t.InferType<typeof isHeaderRecord>;
-
-// ---------------------------------------------------------------------------------------------
-// dump-maps
-
 export const KEY_KINDS = [`conn_tuple`, `pid_tgid`] as const;
 export type KeyKind = (typeof KEY_KINDS)[number];
 export const BACKENDS = [`bpftool`, `system-probe`] as const;
 export type BackendName = (typeof BACKENDS)[number];
-
-export const isMapHolder = t.isPartial({pid: isU32(), comm: t.isString()});
-
-/** One map found on the host (emitted before its entries). */
-export const isMapRecord = t.isPartial({
-  type: t.isLiteral(`map`),
-  v: isVersion(),
-  mapId: isU32(),
-  /** The kernel's name: at most 15 characters. */
-  name: t.isString(),
-  /** The catalogue's full name (src/catalogue.ts). */
-  catalogName: t.isString(),
-  keyKind: t.isEnum(KEY_KINDS),
-  /** Where conn_tuple_t starts in the key (conn_tuple maps only). */
-  tupleOffset: t.isOptional(t.isNumber()),
-  /** As the backend names it: `hash`, `lru_hash`, `percpu_hash`, ... */
-  mapType: t.isString(),
-  keySize: isU32(),
-  valueSize: isU32(),
-  maxEntries: isU32(),
-  /** Processes holding the map open (bpftool's `pids`); empty when the backend cannot tell. */
-  holders: t.isArray(isMapHolder),
-  backend: t.isEnum(BACKENDS),
-  /** Set when the map cannot be judged (key size differs from the catalogue's, ...). */
-  problem: t.isOptional(t.isString()),
-});
-export type MapRecord = t.InferType<typeof isMapRecord>;
-
-/** Key of a conn_tuple-keyed map, decoded. Addresses are printable (dotted quad / compressed v6). */
-export const isConnTupleKey = t.isPartial({
-  kind: t.isLiteral(`conn_tuple`),
-  family: t.isEnum([`v4`, `v6`] as const),
-  proto: t.isEnum([`tcp`, `udp`] as const),
-  saddr: t.isString(),
-  sport: isPort(),
-  daddr: t.isString(),
-  dport: isPort(),
-  /** `ip:port` (`[v6]:port`), for people and for grouping. */
-  src: t.isString(),
-  dst: t.isString(),
-  netns: isU32(),
-  pid: isU32(),
-  metadata: isU32(),
-  /** Fields of the key outside the tuple: stream_id, correlation_id, index (u64 as string). */
-  extra: t.isOptional(t.isDict(t.isOneOf([t.isNumber(), t.isString()]))),
-});
-export type ConnTupleKey = t.InferType<typeof isConnTupleKey>;
-
-export const isPidTgidKey = t.isPartial({
-  kind: t.isLiteral(`pid_tgid`),
-  /** The raw u64, decimal. */
-  pidTgid: isU64String(),
-  /** Upper 32 bits: the process id. */
-  tgid: isU32(),
-  /** Lower 32 bits: the thread id. */
-  tid: isU32(),
-});
-export type PidTgidKey = t.InferType<typeof isPidTgidKey>;
-
-export const isDecodedKey = t.isOneOf([isConnTupleKey, isPidTgidKey]);
-export type DecodedKey = ConnTupleKey | PidTgidKey;
-
-/** One map entry. `key` is null when the key could not be decoded (`keyError` says why). */
-export const isEntryRecord = t.isPartial({
-  type: t.isLiteral(`entry`),
-  v: isVersion(),
-  mapId: isU32(),
-  /** Catalogue name of the map. */
-  map: t.isString(),
-  keyHex: isHex(),
-  /** Raw value bytes; absent for per-CPU maps, which have `valuesHex` (one per CPU). */
-  valueHex: t.isOptional(isHex()),
-  valuesHex: t.isOptional(t.isArray(isHex())),
-  key: t.isNullable(isDecodedKey),
-  keyError: t.isOptional(t.isString()),
-});
-export type EntryRecord = t.InferType<typeof isEntryRecord> & {key: DecodedKey | null};
-
-/** End of one map's dump. */
-export const isMapStatsRecord = t.isPartial({
-  type: t.isLiteral(`mapstats`),
-  v: isVersion(),
-  mapId: isU32(),
-  map: t.isString(),
-  /** Entries emitted (unique keys). */
-  entries: t.isNumber(),
-  /** Repeated keys dropped (a busy hash map's iteration can restart). */
-  duplicates: t.isNumber(),
-  /** Error objects inside the dump (failed lookups). */
-  errors: t.isNumber(),
-  /** Whether the dump carried BTF-formatted keys. */
-  btf: t.isBoolean(),
-  /** False when the dump stopped early (timeout, backend error): the entries are a subset. */
-  complete: t.isBoolean(),
-  error: t.isOptional(t.isString()),
-});
-export type MapStatsRecord = t.InferType<typeof isMapStatsRecord>;
-
-// ---------------------------------------------------------------------------------------------
-// snapshot-conns
-
 export const NETNS_SOURCES = [`process`, `bind-mount`] as const;
-
-export const isNetnsRecord = t.isPartial({
-  type: t.isLiteral(`netns`),
-  v: isVersion(),
-  netnsInode: isU32(),
-  /** How it was discovered: from a process's ns/net link, a bind mount (/run/netns/...), or both. */
-  foundBy: t.isArray(t.isEnum(NETNS_SOURCES)),
-  /** A few processes in it (empty for a process-less namespace). */
-  pids: t.isArray(isU32()),
-  /** Bind-mount paths that hold it. */
-  paths: t.isArray(t.isString()),
-  /** How its tables were read: `proc-pid:<pid>` or `nsenter:<path>`; null when they could not be. */
-  readVia: t.isNullable(t.isString()),
-  /** False when a table could not be read: verdicts in it are `unknown`, not `leaked`. */
-  complete: t.isBoolean(),
-  problems: t.isOptional(t.isArray(t.isString())),
-});
-export type NetnsRecord = t.InferType<typeof isNetnsRecord>;
-
 export const SOCKET_STATES = [
   `ESTABLISHED`, `SYN_SENT`, `SYN_RECV`, `FIN_WAIT1`, `FIN_WAIT2`, `TIME_WAIT`, `CLOSE`,
   `CLOSE_WAIT`, `LAST_ACK`, `LISTEN`, `CLOSING`, `NEW_SYN_RECV`, `UNKNOWN`,
 ] as const;
 export type SocketState = (typeof SOCKET_STATES)[number];
-
-export const isSocketRecord = t.isPartial({
-  type: t.isLiteral(`socket`),
-  v: isVersion(),
-  netnsInode: isU32(),
-  proto: t.isEnum([`tcp`, `udp`] as const),
-  /** Family after folding ::ffff:a.b.c.d to a.b.c.d (as the eBPF side does). */
-  family: t.isEnum([`v4`, `v6`] as const),
-  /** The table it was listed in: `v6` with family `v4` means a folded dual-stack row. */
-  listedFamily: t.isEnum([`v4`, `v6`] as const),
-  laddr: t.isString(),
-  lport: isPort(),
-  raddr: t.isString(),
-  rport: isPort(),
-  state: t.isEnum(SOCKET_STATES),
-  /** Socket inode (0 for TIME_WAIT rows). */
-  inode: t.isNumber(),
-  uid: t.isNumber(),
-});
-export type SocketRecord = t.InferType<typeof isSocketRecord>;
-
-// ---------------------------------------------------------------------------------------------
-// snapshot-pids
-
-export const isProcessRecord = t.isPartial({
-  type: t.isLiteral(`process`),
-  v: isVersion(),
-  pid: isU32(),
-  /** Thread ids in /proc/PID/task (includes pid itself). */
-  tids: t.isArray(isU32()),
-  /** R, S, D, Z, T, t, X, I, ... as in /proc/PID/stat. */
-  state: t.isString(),
-  /** Field 22 of /proc/PID/stat: clock ticks since boot. */
-  startTime: t.isNumber(),
-  comm: t.isString(),
-  netnsInode: t.isNullable(isU32()),
-});
-export type ProcessRecord = t.InferType<typeof isProcessRecord>;
-
-/** Last record of a snapshot stage: what was snapshotted, and whether all of it was readable. */
-export const isSnapshotRecord = t.isPartial({
-  type: t.isLiteral(`snapshot`),
-  v: isVersion(),
-  of: t.isEnum([`conns`, `pids`] as const),
-  procRoot: t.isString(),
-  time: t.isString(),
-  timeMs: t.isNumber(),
-  count: t.isNumber(),
-  complete: t.isBoolean(),
-});
-export type SnapshotRecord = t.InferType<typeof isSnapshotRecord>;
-
-// ---------------------------------------------------------------------------------------------
-// validate / recheck
-
 export const VERDICT_STATUSES = [`leaked`, `alive`, `unknown`, `resolved`] as const;
 export type VerdictStatus = (typeof VERDICT_STATUSES)[number];
 
@@ -239,96 +50,263 @@ export const REASONS = {
   resolved: [`removed_from_map`],
 } as const;
 export type Reason = (typeof REASONS)[keyof typeof REASONS][number];
-const ALL_REASONS = Object.values(REASONS).flat() as Array<Reason>;
+const ALL_REASONS: ReadonlyArray<Reason> = Object.values(REASONS).flat();
 
-export const isMatch = t.isPartial({
-  netnsInode: t.isOptional(isU32()),
-  socket: t.isOptional(t.isPartial({
-    proto: t.isString(), laddr: t.isString(), lport: isPort(), raddr: t.isString(), rport: isPort(),
-    state: t.isString(), inode: t.isNumber(),
-  })),
-  process: t.isOptional(t.isPartial({pid: isU32(), comm: t.isString(), state: t.isString()})),
-});
-export type Match = t.InferType<typeof isMatch>;
-
-export const isVerdictRecord = t.isPartial({
-  type: t.isLiteral(`verdict`),
-  v: isVersion(),
-  mapId: isU32(),
-  map: t.isString(),
-  keyHex: isHex(),
-  valueHex: t.isOptional(isHex()),
-  /** As in the entry: per-CPU values, and why the key could not be decoded. */
-  valuesHex: t.isOptional(t.isArray(isHex())),
-  keyError: t.isOptional(t.isString()),
-  key: t.isNullable(isDecodedKey),
-  status: t.isEnum(VERDICT_STATUSES),
-  reason: t.isEnum(ALL_REASONS),
-  /** What made it alive, or the near miss that made it `wrong_namespace`. */
-  match: t.isOptional(isMatch),
-  /** The process behind the entry (tuple pid or pid_tgid's tgid) when known: for grouping. */
-  owner: t.isOptional(t.isPartial({pid: isU32(), comm: t.isNullable(t.isString())})),
-  /** 1 after validate, 2 after recheck looked again. */
-  checks: t.isNumber(),
-});
-export type VerdictRecord = t.InferType<typeof isVerdictRecord> & {key: DecodedKey | null};
-
-/** Per-map tally that closes validate's and recheck's output. */
-export const isSummaryRecord = t.isPartial({
-  type: t.isLiteral(`summary`),
-  v: isVersion(),
-  stage: t.isEnum([`validate`, `recheck`] as const),
-  mapId: isU32(),
-  map: t.isString(),
-  total: t.isNumber(),
-  alive: t.isNumber(),
-  leaked: t.isNumber(),
-  unknown: t.isNumber(),
-  resolved: t.isNumber(),
-  /** Leaked at the first look, alive at the second (recheck only). */
-  raceFiltered: t.isNumber(),
-});
-export type SummaryRecord = t.InferType<typeof isSummaryRecord>;
+const family = oneOf([`v4`, `v6`]);
+const proto = oneOf([`tcp`, `udp`]);
 
 // ---------------------------------------------------------------------------------------------
+// Nested objects
 
-export type WireRecord =
-  | HeaderRecord | MapRecord | EntryRecord | MapStatsRecord
-  | NetnsRecord | SocketRecord | ProcessRecord | SnapshotRecord
-  | VerdictRecord | SummaryRecord;
-export type RecordType = WireRecord[`type`];
+export const mapHolder = object(`holder`, {
+  pid: req(u32),
+  comm: req(string),
+});
 
-/** Anything read off a pipe: known fields guaranteed only for the types a stage checks. */
-export type AnyRecord = {type: string, v: number, [field: string]: unknown};
+/** Key of a conn_tuple-keyed map, decoded. Addresses are printable (dotted quad / compressed v6). */
+export const connTupleKey = object(`conn_tuple key`, {
+  kind: req(literal(`conn_tuple`)),
+  family: req(family),
+  proto: req(proto),
+  saddr: req(string),
+  sport: req(port),
+  daddr: req(string),
+  dport: req(port),
+  src: req(string, `\`ip:port\` (\`[v6]:port\`), for people and for grouping`),
+  dst: req(string),
+  netns: req(u32),
+  pid: req(u32),
+  metadata: req(u32),
+  extra: opt(dictOf(unionOf(number, string, `number or string`)), `key fields outside the tuple: stream_id, correlation_id, index (u64 as string)`),
+});
 
-export const GUARDS: {[K in RecordType]: t.StrictValidator<unknown, Extract<WireRecord, {type: K}>>} = {
-  header: isHeaderRecord,
-  map: isMapRecord,
-  entry: isEntryRecord as t.StrictValidator<unknown, EntryRecord>,
-  mapstats: isMapStatsRecord,
-  netns: isNetnsRecord,
-  socket: isSocketRecord,
-  process: isProcessRecord,
-  snapshot: isSnapshotRecord,
-  verdict: isVerdictRecord as t.StrictValidator<unknown, VerdictRecord>,
-  summary: isSummaryRecord,
-};
+export const pidTgidKey = object(`pid_tgid key`, {
+  kind: req(literal(`pid_tgid`)),
+  pidTgid: req(u64, `the raw u64`),
+  tgid: req(u32, `upper 32 bits: the process id`),
+  tid: req(u32, `lower 32 bits: the thread id`),
+});
 
-/**
- * Checks a record against its type's guard. Returns null when it is fine, else a message
- * naming the fields that are wrong. Records of types we do not know pass (they are passed through).
- */
-export function checkRecord(record: AnyRecord): string | null {
-  const guard = (GUARDS as Record<string, t.StrictValidator<unknown, unknown>>)[record.type];
-  if (!guard)
-    return null;
-  const errors: Array<string> = [];
-  const value: unknown = record;
-  if (guard(value, {errors}))
-    return null;
-  return `invalid ${String(record.type)} record: ${errors.slice(0, 3).join(`; `)}`;
+export const decodedKey = variants(`kind`, `decoded key`, [connTupleKey, pidTgidKey]);
+
+export const match = object(`match`, {
+  netnsInode: opt(u32),
+  socket: opt(object(`socket match`, {
+    proto: req(string), laddr: req(string), lport: req(port), raddr: req(string), rport: req(port), state: req(string), inode: req(number),
+  })),
+  process: opt(object(`process match`, {pid: req(u32), comm: req(string), state: req(string)})),
+});
+
+export const owner = object(`owner`, {
+  pid: req(u32),
+  comm: req(nullable(string), `null when the process is gone`),
+});
+
+// ---------------------------------------------------------------------------------------------
+// The fields an entry has; a verdict carries all of them too (and any the entry had beyond these).
+const ENTRY_FIELDS = {
+  mapId: req(u32),
+  map: req(string, `catalogue name of the map (src/catalogue.ts)`),
+  keyHex: req(hex),
+  valueHex: opt(hex, `raw value bytes; absent for per-CPU maps (\`valuesHex\`) and for BTF-only values (\`valueBtf\`)`),
+  valuesHex: opt(arrayOf(hex), `per-CPU maps: one value per CPU`),
+  valueBtf: opt(json, `the BTF-decoded value (u64 as decimal strings) when system-probe printed no value bytes`),
+  key: req(nullable(decodedKey), `decoded key; null when it could not be decoded (\`keyError\` says why)`),
+  keyError: opt(string),
+} as const satisfies Fields;
+
+/** What a record type is, who writes it, and its fields (`type` and `v` are implied). */
+interface RecordSpec<F extends Fields = Fields> {
+  readonly doc: string;
+  readonly fields: F;
 }
 
-export function isRecordOf<K extends RecordType>(record: AnyRecord, type: K): record is AnyRecord & Extract<WireRecord, {type: K}> {
-  return record.type === type;
+function record<const F extends Fields>(doc: string, fields: F): RecordSpec<F> {
+  return {doc, fields};
+}
+
+// ---------------------------------------------------------------------------------------------
+// THE TABLE. Order is the order of docs/wire-format.md.
+
+export const RECORDS = {
+  header: record(`first record of every stream a stage writes`, {
+    stage: req(oneOf(STAGES)),
+    tool: req(literal(TOOL_NAME)),
+    toolVersion: req(string),
+    host: req(string, `host name`),
+    kernel: req(string, `\`uname -r\``),
+    time: req(string, `when the stage started, ISO 8601 UTC`),
+    timeMs: req(number, `the same in milliseconds since the Unix epoch, for arithmetic (recheck delays)`),
+  }),
+
+  map: record(`dump-maps: one per map found, before its entries`, {
+    mapId: req(u32),
+    name: req(string, `the kernel's name: at most 15 characters`),
+    catalogName: req(string, `the catalogue's full name (src/catalogue.ts)`),
+    keyKind: req(oneOf(KEY_KINDS)),
+    tupleOffset: opt(number, `where conn_tuple_t starts in the key (conn_tuple maps only)`),
+    mapType: req(string, `as the backend names it: \`hash\`, \`lru_hash\`, \`percpu_hash\`, ...`),
+    keySize: req(u32),
+    valueSize: req(u32),
+    maxEntries: req(u32),
+    holders: req(arrayOf(mapHolder), `processes holding the map open (bpftool's \`pids\`); empty when the backend cannot tell`),
+    backend: req(oneOf(BACKENDS)),
+    problem: opt(string, `set when the map cannot be judged (key size differs from the catalogue's, ...)`),
+  }),
+
+  entry: record(`dump-maps: one per map entry`, ENTRY_FIELDS),
+
+  mapstats: record(`dump-maps: one per map, after its entries`, {
+    mapId: req(u32),
+    map: req(string),
+    entries: req(number, `entries emitted (unique keys)`),
+    duplicates: req(number, `repeated keys dropped (iteration over a busy hash map can restart)`),
+    errors: req(number, `error objects inside the dump (failed lookups)`),
+    btf: req(boolean, `the dump carried BTF-formatted keys`),
+    complete: req(boolean, `false when the dump stopped early (timeout, backend error): the entries are a subset`),
+    error: opt(string, `what stopped it, for people`),
+  }),
+
+  netns: record(`snapshot-conns: one per network namespace`, {
+    netnsInode: req(u32),
+    foundBy: req(arrayOf(oneOf(NETNS_SOURCES)), `from a process's ns/net link, a bind mount (/run/netns/...), or both`),
+    pids: req(arrayOf(u32), `a few processes in it (empty for a process-less namespace)`),
+    paths: req(arrayOf(string), `bind-mount paths that hold it`),
+    readVia: req(nullable(string), `\`proc-pid:<pid>\` or \`nsenter:<path>\`; null when its tables could not be read`),
+    complete: req(boolean, `false when a table could not be read: verdicts in it are \`unknown\`, not \`leaked\``),
+    problems: opt(arrayOf(string)),
+  }),
+
+  socket: record(`snapshot-conns: one per TCP/UDP socket`, {
+    netnsInode: req(u32),
+    proto: req(proto),
+    family: req(family, `after folding ::ffff:a.b.c.d to a.b.c.d (as the eBPF side does)`),
+    listedFamily: req(family, `the table it was listed in: \`v6\` with family \`v4\` is a folded dual-stack row`),
+    laddr: req(string),
+    lport: req(port),
+    raddr: req(string),
+    rport: req(port),
+    state: req(oneOf(SOCKET_STATES)),
+    inode: req(number, `socket inode (0 for TIME_WAIT rows)`),
+    uid: req(number),
+  }),
+
+  process: record(`snapshot-pids: one per process`, {
+    pid: req(u32),
+    tids: req(arrayOf(u32), `thread ids in /proc/PID/task (includes pid itself)`),
+    state: req(string, `R, S, D, Z, T, t, X, I, ... as in /proc/PID/stat`),
+    startTime: req(number, `field 22 of /proc/PID/stat: clock ticks since boot`),
+    comm: req(string),
+    netnsInode: req(nullable(u32)),
+  }),
+
+  snapshot: record(`last record of snapshot-conns / snapshot-pids: what was snapshotted, and whether all of it was readable`, {
+    of: req(oneOf([`conns`, `pids`])),
+    procRoot: req(string),
+    time: req(string),
+    timeMs: req(number),
+    count: req(number),
+    complete: req(boolean),
+  }),
+
+  verdict: record(`validate / recheck: one per entry, with every field of the entry (including fields this table does not know)`, {
+    ...ENTRY_FIELDS,
+    status: req(oneOf(VERDICT_STATUSES)),
+    reason: req(oneOf(ALL_REASONS), `README "Verdict reasons" explains each`),
+    match: opt(match, `what made it alive, or the near miss that made it \`wrong_namespace\``),
+    owner: opt(owner, `the process behind the entry (tuple pid or pid_tgid's tgid) when known: for grouping`),
+    checks: req(number, `1 after validate, 2 after recheck looked again`),
+  }),
+
+  summary: record(`validate / recheck: per-map tally, at the end`, {
+    stage: req(oneOf([`validate`, `recheck`])),
+    mapId: req(u32),
+    map: req(string),
+    total: req(number),
+    alive: req(number),
+    leaked: req(number),
+    unknown: req(number),
+    resolved: req(number),
+    raceFiltered: req(number, `leaked at the first look, alive at the second (recheck only)`),
+  }),
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// Derived: types, the check, the reader's union. Nothing below needs editing to add a field.
+
+export type RecordType = keyof typeof RECORDS;
+export const RECORD_TYPES = Object.keys(RECORDS) as Array<RecordType>;
+
+/** The record of one type, as TypeScript sees it (inferred from the table). */
+export type RecordOf<K extends RecordType> = {type: K, v: typeof SCHEMA_VERSION} & ObjectOf<(typeof RECORDS)[K][`fields`]>;
+
+export type HeaderRecord = RecordOf<`header`>;
+export type MapRecord = RecordOf<`map`>;
+export type EntryRecord = RecordOf<`entry`>;
+export type MapStatsRecord = RecordOf<`mapstats`>;
+export type NetnsRecord = RecordOf<`netns`>;
+export type SocketRecord = RecordOf<`socket`>;
+export type ProcessRecord = RecordOf<`process`>;
+export type SnapshotRecord = RecordOf<`snapshot`>;
+export type VerdictRecord = RecordOf<`verdict`>;
+export type SummaryRecord = RecordOf<`summary`>;
+/** The fields of an entry, which a verdict carries too: what the rules judge. */
+export type EntryFields = ObjectOf<typeof ENTRY_FIELDS>;
+export type ConnTupleKey = TypeOf<typeof connTupleKey>;
+export type PidTgidKey = TypeOf<typeof pidTgidKey>;
+export type DecodedKey = ConnTupleKey | PidTgidKey;
+export type Match = TypeOf<typeof match>;
+
+export type WireRecord = {[K in RecordType]: RecordOf<K>}[RecordType];
+
+/**
+ * A record of a type this tool does not know (a newer producer's): passed on untouched. Its
+ * `type` is typed `never` so that narrowing on `type` (`switch (record.type)`) leaves it out of
+ * every known case; at run time it is a string none of the known types.
+ */
+export interface ForeignRecord {
+  type: never;
+  v: number;
+  [field: string]: unknown;
+}
+
+/** What readers yield and stages pass on: a checked record of a known type, or a foreign one. */
+export type AnyRecord = WireRecord | ForeignRecord;
+
+/** The fields of an entry record, which verdicts carry too (in this order). */
+export const ENTRY_FIELD_NAMES: ReadonlyArray<string> = Object.keys(ENTRY_FIELDS);
+/** Every field the table gives a record type, `type` and `v` first. */
+export function fieldNames(type: RecordType): ReadonlyArray<string> {
+  return [`type`, `v`, ...Object.keys(RECORDS[type].fields)];
+}
+
+const TESTS = new Map<string, (record: Record<string, unknown>) => boolean>(
+  RECORD_TYPES.map(type => [type, fieldsTest(RECORDS[type].fields)]),
+);
+
+/** True when `type` is one the table declares. */
+export function isKnownType(type: unknown): type is RecordType {
+  return TESTS.has(type as string);
+}
+
+/**
+ * THE check of a record, used by every stage. Returns null when it is fine (or of a type this
+ * tool does not know: those pass through), else a message naming the first wrong field.
+ */
+export function checkRecord(record: {type: unknown, v: unknown} & Record<string, unknown>): string | null {
+  const test = TESTS.get(record.type as string);
+  if (test === undefined || (record.v === SCHEMA_VERSION && test(record)))
+    return null;
+  const fields = RECORDS[record.type as RecordType].fields as Fields;
+  const problem = record.v !== SCHEMA_VERSION
+    ? `v: expected ${SCHEMA_VERSION}, got ${JSON.stringify(record.v)}`
+    : fieldsProblem(fields, record, ``) ?? `does not match its spec`;
+  return `invalid ${String(record.type)} record: ${problem}`;
+}
+
+/** Narrows a record to one known type after checking it; for records not read through readRecords. */
+export function asRecordOf<K extends RecordType>(record: {type: unknown}, type: K): RecordOf<K> | null {
+  if (record.type !== type)
+    return null;
+  return checkRecord(record as {type: unknown, v: unknown}) === null ? record as RecordOf<K> : null;
 }

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import {formatEndpoint} from '../src/addr.ts';
 import {defaultToolContext, type ToolContext} from '../src/context.ts';
 import {ExitCode} from '../src/exitCodes.ts';
-import {SCHEMA_VERSION, checkRecord, type AnyRecord, type ConnTupleKey, type EntryRecord, type PidTgidKey} from '../src/schema.ts';
+import {SCHEMA_VERSION, checkRecord, type AnyRecord, type ConnTupleKey, type EntryRecord, type PidTgidKey, type SocketState} from '../src/schema.ts';
 import {validate} from '../src/validate/index.ts';
 import {PassThrough} from 'node:stream';
 import {connTupleBytes, pidTgidBytes} from './helpers/bpf.ts';
@@ -18,7 +18,7 @@ const NS_A = 4026531840;
 const NS_B = 4026532001;
 const NS_C = 4026532002;
 
-type SocketSpec = {netns?: number, proto?: `tcp` | `udp`, laddr: string, lport: number, raddr?: string, rport?: number, state?: string, listedFamily?: `v4` | `v6`};
+type SocketSpec = {netns?: number, proto?: `tcp` | `udp`, laddr: string, lport: number, raddr?: string, rport?: number, state?: SocketState, listedFamily?: `v4` | `v6`};
 
 function socket(spec: SocketSpec): AnyRecord {
   const family = spec.laddr.includes(`:`) ? `v6` : `v4`;
@@ -74,9 +74,10 @@ async function* from(records: Array<AnyRecord | EntryRecord>): AsyncGenerator<An
   yield* records as Array<AnyRecord>;
 }
 
-async function run(records: Array<AnyRecord | EntryRecord>, warnings: Array<string> = []): Promise<Array<Record<string, any>>> {
+/** Hand-made records go straight into the stage (some on purpose missing fields a reader would check). */
+async function run(records: Array<object>, warnings: Array<string> = []): Promise<Array<Record<string, any>>> {
   const out: Array<Record<string, any>> = [];
-  for await (const record of validate(quietContext(warnings), from(records), {live: `never`}))
+  for await (const record of validate(quietContext(warnings), from(records as Array<AnyRecord>), {live: `never`}))
     out.push(record);
   for (const record of out.filter(record => record.type === `verdict` || record.type === `summary`))
     assert.is(checkRecord(record as AnyRecord), null, `output record is valid: ${JSON.stringify(record)}`);
@@ -230,7 +231,7 @@ test(`UDP tuples match UDP sockets only: connected (established) or bound (bound
 });
 
 test(`TIME_WAIT and other non-LISTEN states count as a connection`, async () => {
-  const states = [`TIME_WAIT`, `CLOSE_WAIT`, `FIN_WAIT2`, `SYN_SENT`, `LAST_ACK`];
+  const states: Array<SocketState> = [`TIME_WAIT`, `CLOSE_WAIT`, `FIN_WAIT2`, `SYN_SENT`, `LAST_ACK`];
   const evidence = [netns(NS_A), ...states.map((state, i) => socket({laddr: `10.0.0.1`, lport: 41000 + i, raddr: `10.0.0.2`, rport: 443, state}))];
   const out = await judge(evidence, states.map((_, i) => tupleEntry({saddr: `10.0.0.1`, sport: 41000 + i, daddr: `10.0.0.2`, dport: 443})));
   assert.equal(out.map(verdict => `${verdict.status}/${verdict.reason}/${verdict.match.socket.state}`), states.map(state => `alive/established/${state}`));

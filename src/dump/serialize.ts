@@ -36,7 +36,7 @@ function keyJson(key: EntryRecord[`key`]): string | null {
 export function recordLine(record: DumpRecord): string {
   if (record.type !== `entry`)
     return `${JSON.stringify(record)}\n`;
-  const entry = record as EntryRecord & {valueBtf?: unknown};
+  const entry = record;
   // Only the exact field sets toEntry builds, in its order.
   const fields = Object.keys(entry);
   const expected = 6 + (entry.valueHex !== undefined || entry.valuesHex !== undefined || entry.valueBtf !== undefined ? 1 : 0) + (entry.keyError !== undefined ? 1 : 0);

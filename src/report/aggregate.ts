@@ -84,14 +84,14 @@ export class ReportAggregator {
 
   add(record: AnyRecord): void {
     switch (record.type) {
-      case `verdict`: this.addVerdict(record as unknown as VerdictRecord); break;
-      case `map`: this.tally((record as unknown as MapRecord).mapId, (record as unknown as MapRecord).catalogName).info = record as unknown as MapRecord; break;
-      case `mapstats`: this.addMapStats(record as unknown as MapStatsRecord); break;
-      case `summary`: this.addSummary(record as unknown as SummaryRecord); break;
-      case `netns`: this.addNetns(record as unknown as NetnsRecord); break;
-      case `process`: this.addProcess(record as unknown as ProcessRecord); break;
-      case `header`: if (this.headers.length < 16) this.headers.push(record as unknown as HeaderRecord); break;
-      case `snapshot`: if (this.snapshots.length < 16) this.snapshots.push({of: String(record.of), complete: record.complete === true}); break;
+      case `verdict`: this.addVerdict(record); break;
+      case `map`: this.tally(record.mapId, record.catalogName).info = record; break;
+      case `mapstats`: this.addMapStats(record); break;
+      case `summary`: this.addSummary(record); break;
+      case `netns`: this.addNetns(record); break;
+      case `process`: this.addProcess(record); break;
+      case `header`: if (this.headers.length < 16) this.headers.push(record); break;
+      case `snapshot`: if (this.snapshots.length < 16) this.snapshots.push({of: record.of, complete: record.complete}); break;
       case `entry`: this.entries += 1; break;
       default: break;
     }

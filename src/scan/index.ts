@@ -67,7 +67,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   };
   try {
     const header = makeHeader(`scan`, ctx);
-    await keep(header as unknown as AnyRecord);
+    await keep(header);
 
     async function* observed(): AsyncGenerator<AnyRecord> {
       for await (const record of stages(ctx, options)) {
@@ -134,7 +134,7 @@ async function* stages(ctx: ToolContext, options: ScanOptions): AsyncGenerator<A
       show();
       ctx.log.info(`dumped ${map}: ${record.entries} entries${record.complete ? `` : ` (incomplete: ${record.error ?? `unknown error`})`}`);
     }
-    yield record as unknown as AnyRecord;
+    yield record;
   }
 }
 

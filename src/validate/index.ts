@@ -162,7 +162,7 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
     for await (const record of input) {
       switch (record.type) {
         case `entry`: {
-          const entry = record as unknown as EntryRecord;
+          const entry = record;
           if (ready) {
             yield judge(entry);
           } else {
@@ -192,11 +192,9 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
           }
           break;
         case `map`: {
-          const map = record as unknown as MapRecord;
-          if (typeof map.problem === `string`)
-            mapProblems.set(map.mapId, map.problem);
-          if (typeof map.mapId === `number`)
-            tallies.get(map.mapId, map.catalogName ?? map.name);
+          if (record.problem !== undefined)
+            mapProblems.set(record.mapId, record.problem);
+          tallies.get(record.mapId, record.catalogName);
           yield record;
           break;
         }

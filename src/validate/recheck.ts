@@ -62,7 +62,7 @@ export async function* laterLook(ctx: ToolContext, mapIds: ReadonlyArray<number>
     yield* dumpMaps(ctx, {from: [dir], mapIds}) as AsyncIterable<AnyRecord>;
     return;
   }
-  yield* readInputs([later], Readable.from([]), {onProblem: message => ctx.log.warn(message), check: new Set([`entry`, `mapstats`, `netns`, `socket`, `process`, `snapshot`])});
+  yield* readInputs([later], Readable.from([]), {onProblem: message => ctx.log.warn(message)});
 }
 
 /** What the second look found: the fresh index, and which candidate keys are still in their maps. */
@@ -82,11 +82,11 @@ class SecondLook {
     if (this.index.add(record))
       return;
     if (record.type === `entry`) {
-      const entry = record as unknown as EntryRecord;
+      const entry = record;
       if (this.candidateKeys.get(entry.mapId)?.has(entry.keyHex))
         this.present.get(entry.mapId)!.add(entry.keyHex);
     } else if (record.type === `mapstats`) {
-      const stats = record as unknown as MapStatsRecord;
+      const stats = record;
       // A map that is gone took its entries with it; a dump that stopped early proves nothing.
       if (stats.complete || /no longer exists/.test(stats.error ?? ``))
         this.conclusive.add(stats.mapId);
@@ -120,7 +120,7 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
   async function* firstPass(): AsyncGenerator<AnyRecord> {
     for await (const record of input) {
       if (record.type === `verdict`) {
-        const verdict = record as unknown as VerdictRecord;
+        const verdict = record;
         if (verdict.status === `leaked`) {
           const stored = candidates.add(verdict);
           if (stored !== undefined)
@@ -139,17 +139,14 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
         yield record;
       } else if (record.type === `summary`) {
         // Replaced by recheck's own summary; keep the map in the tally even if it had no entries.
-        tallies.get(record.mapId as number, record.map as string);
+        tallies.get(record.mapId, record.map);
       } else {
         // Looking at this host again only makes sense for verdicts about this host.
         if (record.type === `header` && typeof record.host === `string` && record.host !== ctx.host.hostname
           && options.later === undefined && options.lookAgain === undefined)
           throw new UsageFault(`the input was captured on host ${record.host}, this is ${ctx.host.hostname}: a live second look would judge another host's entries; give a later capture of ${record.host} with --later`);
-        if (record.type === `map`) {
-          const map = record as unknown as MapRecord;
-          if (typeof map.mapId === `number`)
-            tallies.get(map.mapId, map.catalogName ?? map.name);
-        }
+        if (record.type === `map`)
+          tallies.get(record.mapId, record.catalogName);
         yield record;
       }
     }
@@ -197,7 +194,7 @@ function second(verdict: VerdictRecord, look: SecondLook): VerdictRecord {
   const checks = verdict.checks + 1;
   if (look.removed(verdict))
     return {...verdict, status: `resolved`, reason: `removed_from_map`, checks};
-  const judgement = judgeEntry(verdict as unknown as EntryRecord, look.index);
+  const judgement = judgeEntry(verdict, look.index);
   switch (judgement.status) {
     case `alive`: {
       const after: VerdictRecord = {...verdict, status: `alive`, reason: `race`, checks};

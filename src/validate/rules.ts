@@ -1,7 +1,7 @@
 // The rules that turn one map entry plus a snapshot into a verdict. README "Verdict reasons"
 // documents each outcome; the tests in test/validate-rules.test.ts pin every rule down.
 import {isWildcard} from '../addr.ts';
-import type {ConnTupleKey, EntryRecord, Match, PidTgidKey, ProcessRecord, Reason, VerdictStatus} from '../schema.ts';
+import type {ConnTupleKey, EntryFields, Match, PidTgidKey, ProcessRecord, Reason, VerdictStatus} from '../schema.ts';
 import {bindKey, connKey, foldMapped, type SnapshotIndex} from './snapshotIndex.ts';
 
 export type Owner = {pid: number, comm: string | null};
@@ -14,7 +14,7 @@ export interface Judgement {
 }
 
 /** Judges one entry. `mapProblem` is the `problem` of its map record, when it has one. */
-export function judgeEntry(entry: EntryRecord, index: SnapshotIndex, mapProblem?: string): Judgement {
+export function judgeEntry(entry: EntryFields, index: SnapshotIndex, mapProblem?: string): Judgement {
   if (mapProblem !== undefined)
     return {status: `unknown`, reason: `map_problem`};
   const key = entry.key;

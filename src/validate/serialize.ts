@@ -5,14 +5,14 @@
 // JSON.stringify would give (test/validate-serialize.test.ts); when the entry line is not of our
 // own shape, or the verdict carries fields this does not know, JSON.stringify does the work.
 import {SOURCE_LINE} from '../ndjson.ts';
-import {SCHEMA_VERSION, type VerdictRecord} from '../schema.ts';
+import {SCHEMA_VERSION, fieldNames, type VerdictRecord} from '../schema.ts';
 
 export const ENTRY_LINE_PREFIX = `{"type":"entry","v":${SCHEMA_VERSION},`;
 const VERDICT_LINE_PREFIX = `{"type":"verdict","v":${SCHEMA_VERSION},`;
 /** Fields the verdict adds; an entry line that already has one of them is not ours: fall back. */
 const VERDICT_FIELDS_RE = /"(?:status|reason|checks|match|owner)":/;
 /** Fields a verdict may have beyond the entry's own. */
-const KNOWN = new Set([`type`, `v`, `mapId`, `map`, `keyHex`, `valueHex`, `valuesHex`, `keyError`, `valueBtf`, `key`, `status`, `reason`, `checks`, `match`, `owner`]);
+const KNOWN: ReadonlySet<string> = new Set(fieldNames(`verdict`));
 
 /**
  * Matches (one per socket) and owners (one per pid) are shared by many verdicts: each is

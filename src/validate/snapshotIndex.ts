@@ -65,19 +65,19 @@ export class SnapshotIndex {
   add(record: AnyRecord): boolean {
     switch (record.type) {
       case `socket`:
-        this.addSocket(record as unknown as SocketRecord);
+        this.addSocket(record);
         return true;
       case `process`: {
-        const process = record as unknown as ProcessRecord;
+        const process = record;
         this.processes.set(process.pid, process);
         this.sawPids = true;
         return true;
       }
       case `netns`:
-        this.addNamespace(record as unknown as NetnsRecord);
+        this.addNamespace(record);
         return true;
       case `snapshot`: {
-        const snapshot = record as unknown as SnapshotRecord;
+        const snapshot = record;
         if (snapshot.of === `conns`) {
           this.conns = snapshot;
           this.sawConns = true;
