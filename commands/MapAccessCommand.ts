@@ -13,7 +13,7 @@ export abstract class MapAccessCommand extends BaseCommand {
   connTupleOnly = Option.Boolean(`--conn-tuple-only`, false, {description: `Only maps keyed by conn_tuple_t`});
   pidOnly = Option.Boolean(`--pid-only`, false, {description: `Only maps keyed by pid_tgid`});
   mapIds = Option.Array(`--map-id`, {description: `Only this map id (repeatable)`});
-  backend = Option.String(`--backend`, {description: `bpftool or system-probe (default: bpftool when usable)`, validator: t.isEnum(BACKENDS)});
+  backend = Option.String(`--backend`, {description: `kernel, bpftool or system-probe (default: kernel when bpf() is allowed, else bpftool, else system-probe)`, validator: t.isEnum(BACKENDS)});
   bpftool = Option.String(`--bpftool`, {description: `Path of the bpftool binary to use`});
   systemProbe = Option.String(`--system-probe`, {description: `Path of the system-probe binary to use`});
   timeout = Option.String(`--timeout`, `120`, {description: `Seconds each bpftool/system-probe run may take (default 120)`});

@@ -15,7 +15,7 @@ export default class DumpMapsCommand extends MapAccessCommand {
     details: `
       Finds the USM maps on this host (through bpftool, or Datadog's system-probe) and writes one \`map\` record per map, one \`entry\` record per map entry with its key decoded, and one \`mapstats\` record when each map is done.
 
-      Backend: bpftool when a working one is found (PATH, /usr/sbin, linux-tools), else system-probe (agent install paths, PATH), else a static bpftool downloaded and checksum-verified (see --bpftool-url, --no-download). \`--backend\`, \`--bpftool\` and \`--system-probe\` choose explicitly.
+      Backend: the kernel itself (bpf() through an FFI, maps opened read-only) when the process may call bpf(); else, said on stderr, bpftool when a working one is found (PATH, /usr/sbin, linux-tools), else system-probe (agent install paths, PATH), else a static bpftool downloaded and checksum-verified (see --bpftool-url, --no-download). \`--backend\`, \`--bpftool\` and \`--system-probe\` choose explicitly.
 
       Maps sharing a name (two agents, a stale pinned map) are all dumped, each under its own id. Repeated keys within one dump are dropped and counted in \`mapstats.duplicates\`; failed lookups inside a dump are counted in \`mapstats.errors\`. A map whose dump fails is reported with \`complete: false\` and the others still run.
 

@@ -28,7 +28,7 @@ export default class RecheckCommand extends BaseCommand {
   delay = Option.String(`--delay`, String(DEFAULT_RECHECK_DELAY_MS / 1000), {description: `Seconds to wait before looking again (default 2; 0 looks again at once)`});
   later = Option.String(`--later`, {description: `Look at a later capture instead of the host: NDJSON (entries and snapshots) or a capture directory`});
   procRoot = Option.String(`--proc-root`, {description: `Proc filesystem for the fresh snapshots (default: /proc)`});
-  backend = Option.String(`--backend`, {description: `bpftool or system-probe, for re-reading the maps`, validator: t.isEnum(BACKENDS)});
+  backend = Option.String(`--backend`, {description: `kernel, bpftool or system-probe, for re-reading the maps (default as dump-maps)`, validator: t.isEnum(BACKENDS)});
   bpftool = Option.String(`--bpftool`, {description: `Path of the bpftool binary to use`});
   systemProbe = Option.String(`--system-probe`, {description: `Path of the system-probe binary to use`});
   timeout = Option.String(`--timeout`, `120`, {description: `Seconds each bpftool/system-probe run may take (default 120)`});

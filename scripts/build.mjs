@@ -1,26 +1,76 @@
 // Bundles the CLI into one CommonJS file that runs on any Node 18+ with no node_modules.
+//   node scripts/build.mjs                 dist/usm-leak-detector.cjs, carrying koffi's native
+//                                          module for Linux x64/arm64 (glibc and musl), gzipped,
+//                                          with its SHA-256 (src/sys/native.ts loads it)
+//   node scripts/build.mjs --sea DIR       DIR/bundle.cjs for the standalone executable: the native
+//                                          module of this machine's platform is a single-executable
+//                                          asset instead; DIR/assets.json lists the assets for the
+//                                          SEA configuration (scripts/dist.sh)
 import {build} from 'esbuild';
-import {mkdirSync, readFileSync} from 'node:fs';
+import {createHash} from 'node:crypto';
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs';
+import {createRequire} from 'node:module';
+import {dirname, join, resolve} from 'node:path';
+import {gzipSync} from 'node:zlib';
 
-mkdirSync(`dist`, {recursive: true});
+const seaIndex = process.argv.indexOf(`--sea`);
+const seaDir = seaIndex >= 0 ? resolve(process.argv[seaIndex + 1]) : null;
+
+// koffi's prebuilt modules (koffi 2.x ships them inside the package: see README "Kernel backend").
+const koffiDir = dirname(createRequire(import.meta.url).resolve(`koffi/package.json`));
+const koffiVersion = JSON.parse(readFileSync(join(koffiDir, `package.json`), `utf8`)).version;
+const BUNDLED_TRIPLETS = [`linux_x64`, `linux_arm64`, `musl_x64`, `musl_arm64`];
+const nativeOf = triplet => readFileSync(join(koffiDir, `build`, `koffi`, triplet, `koffi.node`));
+const sha256 = bytes => createHash(`sha256`).update(bytes).digest(`hex`);
+
+function embeddedSource() {
+  let entries;
+  if (seaDir !== null) {
+    const arch = process.arch === `x64` || process.arch === `arm64` ? process.arch : null;
+    const triplets = arch === null ? [] : [`linux_${arch}`, `musl_${arch}`];
+    const assets = {};
+    entries = triplets.map(triplet => {
+      const key = `koffi-${triplet}.node`;
+      assets[key] = join(koffiDir, `build`, `koffi`, triplet, `koffi.node`);
+      return {triplet, sha256: sha256(nativeOf(triplet)), asset: key};
+    });
+    writeFileSync(join(seaDir, `assets.json`), JSON.stringify(assets));
+  } else {
+    entries = BUNDLED_TRIPLETS.map(triplet => {
+      const bytes = nativeOf(triplet);
+      return {triplet, sha256: sha256(bytes), gzipBase64: gzipSync(bytes, {level: 9}).toString(`base64`)};
+    });
+  }
+  return [
+    `// koffi ${koffiVersion}, native modules embedded by scripts/build.mjs.`,
+    `export const EMBEDDED_NATIVE = ${JSON.stringify(entries)};`,
+    `export function requireKoffi() { throw new Error('no node_modules in a bundle'); }`,
+    `export function readAsset(key) { return new Uint8Array(require('node:sea').getAsset(key)); }`,
+  ].join(`\n`);
+}
+
+const outfile = seaDir !== null ? join(seaDir, `bundle.cjs`) : `dist/usm-leak-detector.cjs`;
+mkdirSync(dirname(outfile), {recursive: true});
 await build({
   entryPoints: [`src/main.ts`],
   bundle: true,
   platform: `node`,
   target: `node18`,
   format: `cjs`,
-  outfile: `dist/usm-leak-detector.cjs`,
+  outfile,
   banner: {js: `#!/usr/bin/env node`},
   legalComments: `none`,
   logLevel: `warning`,
-  // The capture script's text travels inside the bundle, in place of src/capture/template.ts.
   plugins: [{
-    name: `capture-template`,
+    name: `embedded-files`,
     setup(build) {
+      // The capture script's text travels inside the bundle, in place of src/capture/template.ts.
       build.onLoad({filter: /[\\/]src[\\/]capture[\\/]template\.ts$/}, () => ({
         contents: `export const CAPTURE_TEMPLATE = ${JSON.stringify(readFileSync(`src/capture/capture.sh`, `utf8`))};`,
         loader: `ts`,
       }));
+      // The FFI's native module, in place of src/sys/embedded.ts (which requires it from node_modules).
+      build.onLoad({filter: /[\\/]src[\\/]sys[\\/]embedded\.ts$/}, () => ({contents: embeddedSource(), loader: `js`}));
     },
   }],
 });

@@ -5,6 +5,7 @@ import {hostname, release, tmpdir} from 'node:os';
 import type {Writable} from 'node:stream';
 import {setTimeout as delay} from 'node:timers/promises';
 import {ExecaRunner, type CommandRunner} from './exec.ts';
+import {lazySyscalls, type SyscallAccess} from './sys/syscalls.ts';
 
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
@@ -83,18 +84,22 @@ export interface ToolContext {
   env: NodeJS.ProcessEnv;
   /** Effective uid, for "are we root" decisions (tests override it). */
   uid: number;
+  /** The system calls we make ourselves (bpf(), setns()), loaded on first use. */
+  syscalls: SyscallAccess;
 }
 
 export function defaultToolContext(stderr: Writable, overrides: Partial<ToolContext> = {}): ToolContext {
+  const tmpDir = overrides.tmpDir ?? tmpdir();
   return {
     procRoot: `/proc`,
     runner: new ExecaRunner(),
     clock: systemClock,
     log: createLogger(stderr),
     host: {hostname: hostname(), kernel: release()},
-    tmpDir: tmpdir(),
+    tmpDir,
     env: process.env,
     uid: typeof process.geteuid === `function` ? process.geteuid() : -1,
+    syscalls: lazySyscalls(tmpDir),
     ...overrides,
   };
 }

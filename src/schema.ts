@@ -28,7 +28,7 @@ export type Stage = (typeof STAGES)[number];
 
 export const KEY_KINDS = [`conn_tuple`, `pid_tgid`] as const;
 export type KeyKind = (typeof KEY_KINDS)[number];
-export const BACKENDS = [`bpftool`, `system-probe`] as const;
+export const BACKENDS = [`kernel`, `bpftool`, `system-probe`] as const;
 export type BackendName = (typeof BACKENDS)[number];
 export const NETNS_SOURCES = [`process`, `bind-mount`] as const;
 export const SOCKET_STATES = [

@@ -38,14 +38,14 @@ function ours(records: Array<Record<string, any>>) {
   return records.filter(record => ids.has(record.mapId));
 }
 
-function checkMap(records: Array<Record<string, any>>, f: FixtureMap) {
+function checkMap(records: Array<Record<string, any>>, f: FixtureMap, backend = `kernel`) {
   const id = f.map.id;
   const label = `${f.catalogName} #${id}`;
   const mine = records.filter(record => record.mapId === id);
   const maps = mine.filter(record => record.type === `map`);
   assert.is(maps.length, 1, `${label}: one map record`);
   assert.is(maps[0].catalogName, f.catalogName, label);
-  assert.is(maps[0].backend, `bpftool`);
+  assert.is(maps[0].backend, backend);
   assert.is(maps[0].mapType, f.perCpu ? `percpu_hash` : `hash`, label);
   assert.is(Boolean(maps[0].problem), Boolean(f.problem), `${label}: problem`);
   const entries = mine.filter(record => record.type === `entry`);
@@ -164,7 +164,7 @@ test(`--from a saved listing and dumps of the same maps gives the same records a
       writeFileSync(join(dir, `maps`, `dump-${id}.json`), execFileSync(`bpftool`, [`-j`, `map`, `dump`, `id`, String(id)]));
     // The decoy is in the capture too, but asking for its id would (rightly) report it as not a USM map.
     const idArgs = fixture.filter(f => f.catalogName !== null).flatMap(f => [`--map-id`, String(f.map.id)]);
-    const live = await runCommand([`dump-maps`, ...idArgs, `--no-download`]);
+    const live = await runCommand([`dump-maps`, `--backend`, `bpftool`, ...idArgs, `--no-download`]);
     const saved = await runCommand([`dump-maps`, `--from`, dir]);
     assert.is(live.code, 0, live.stderr);
     assert.is(saved.code, 0, saved.stderr);
@@ -176,7 +176,7 @@ test(`--from a saved listing and dumps of the same maps gives the same records a
   }
 });
 
-test(`dump-maps | head -3 exits 0 and leaves no bpftool process behind`, async () => {
+test(`dump-maps | head -3 exits 0 (kernel backend) and leaves no bpftool process behind (bpftool backend)`, async () => {
   if (!runs)
     return;
   const big = new BpfTestSet(`dump-head`);
@@ -187,7 +187,10 @@ test(`dump-maps | head -3 exits 0 and leaves no bpftool process behind`, async (
         yield [pidTgidBytes(i, i), Buffer.alloc(8, 1)] as const;
     })());
     const bin = fileURLToPath(new URL(`../bin/usm-leak-detector`, import.meta.url));
-    const script = `"${bin}" dump-maps --map-id ${map.id} --no-download | head -3; echo "status=\${PIPESTATUS[0]}" >&2`;
+    const kernel = spawnSync(`bash`, [`-c`, `"${bin}" dump-maps --map-id ${map.id} --no-download | head -3; echo "status=\${PIPESTATUS[0]}" >&2`], {encoding: `utf8`, timeout: 120_000});
+    assert.is(kernel.stdout.split(`\n`).filter(Boolean).length, 3);
+    assert.match(kernel.stderr, /status=0/);
+    const script = `"${bin}" dump-maps --backend bpftool --map-id ${map.id} --no-download | head -3; echo "status=\${PIPESTATUS[0]}" >&2`;
     const result = spawnSync(`bash`, [`-c`, script], {encoding: `utf8`, timeout: 120_000});
     assert.is(result.stdout.split(`\n`).filter(Boolean).length, 3);
     assert.match(result.stderr, /status=0/);

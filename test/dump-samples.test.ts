@@ -7,7 +7,8 @@ import {fileURLToPath} from 'node:url';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
-import {DumpTokenizer, type DumpElement} from '../src/dump/tokenizer.ts';
+import {DumpTokenizer} from '../src/dump/tokenizer.ts';
+import {keyHexOf, valueHexOf, type RawEntry} from '../src/dump/entry.ts';
 import {parseLossless} from '../src/dump/json.ts';
 
 const samples = (name: string) => fileURLToPath(new URL(`../samples/dump/${name}`, import.meta.url));
@@ -116,9 +117,9 @@ function tokenize(text: string, chunkSize: number) {
   const problems: Array<string> = [];
   let outputError: string | null = null;
   const tokenizer = new DumpTokenizer({
-    element: (e: DumpElement) => out.push({
-      keyHex: e.keyHex, key: e.keyHex === null ? e.keyBtf : Buffer.from(e.keyBytes.subarray(0, e.keyLength)).toString(`hex`),
-      valueHex: e.valueHex, valuesHex: e.valuesHex, valueBtf: e.valueBtf, formatted: e.formatted, error: e.error,
+    entry: (e: RawEntry) => out.push({
+      keyHex: e.key === null ? null : keyHexOf(e), keyBtf: e.keyBtf,
+      value: valueHexOf(e), valueBtf: e.valueBtf, formatted: e.formatted, error: e.error,
     }),
     outputError: message => { outputError = message; },
     problem: (message, fatal) => problems.push(`${fatal ? `fatal` : `skip`}: ${message}`),

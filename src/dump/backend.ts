@@ -1,122 +1,16 @@
-// Where map listings and dumps come from: bpftool or system-probe, run live (this file), or files
-// saved earlier (offline.ts). Both give the same two things: a list of maps and, per map id, a
-// stream of the dump's bytes.
+// Choosing how to reach the live maps: the kernel itself (kernel.ts) when bpf() is allowed, else
+// bpftool or system-probe run as children (this file), else a downloaded bpftool.
 import {constants as fsConstants} from 'node:fs';
 import {access, readdir, stat} from 'node:fs/promises';
 import {delimiter, join} from 'node:path';
-import type {Readable} from 'node:stream';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
 import type {RunResult} from '../exec.ts';
 import type {BackendName} from '../schema.ts';
-
-export interface ListedMap {
-  id: number;
-  /** Kernel name (≤15 chars); empty when the map has none. */
-  name: string;
-  /** bpftool's type names (`hash`, `lru_hash`, `percpu_hash`, ...), system-probe's mapped to them. */
-  type: string;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  holders: Array<{pid: number, comm: string}>;
-}
-
-export interface DumpStream {
-  stdout: Readable;
-  /** Settles when the producer is finished; never rejects. */
-  done: Promise<RunResult>;
-  kill(): void;
-}
-
-export interface MapSource {
-  backend: BackendName;
-  /** What to call it in messages: the binary path, or the files read. */
-  label: string;
-  list(): Promise<Array<ListedMap>>;
-  dump(mapId: number): DumpStream;
-  /** Dumps it has no data for (offline sources); live sources always try. */
-  has?(mapId: number): boolean;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Listing parsers (shared by live and offline sources)
-
-/** `bpftool -j map show`: a JSON array (or one object for `show id N`, or `{"error":...}`). */
-export function parseBpftoolList(text: string, source: string): Array<ListedMap> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new EnvironmentFault(`${source}: map list is not JSON (${errorMessage(err)})`);
-  }
-  if (value !== null && typeof value === `object` && !Array.isArray(value)) {
-    const object = value as {error?: unknown};
-    if (typeof object.error === `string`)
-      throw new EnvironmentFault(`${source}: ${object.error}`);
-    value = [value];
-  }
-  if (!Array.isArray(value))
-    throw new EnvironmentFault(`${source}: map list is not a JSON array`);
-  const maps: Array<ListedMap> = [];
-  for (const item of value as Array<Record<string, unknown>>) {
-    if (item === null || typeof item !== `object` || !Number.isInteger(item.id))
-      continue;
-    const pids = Array.isArray(item.pids) ? item.pids as Array<{pid?: unknown, comm?: unknown}> : [];
-    maps.push({
-      id: item.id as number,
-      name: typeof item.name === `string` ? item.name : ``,
-      type: typeof item.type === `string` ? item.type : String(item.type),
-      keySize: Number(item.bytes_key ?? 0),
-      valueSize: Number(item.bytes_value ?? 0),
-      maxEntries: Number(item.max_entries ?? 0),
-      holders: pids
-        .filter(holder => Number.isInteger(holder?.pid))
-        .map(holder => ({pid: holder.pid as number, comm: typeof holder.comm === `string` ? holder.comm : ``})),
-    });
-  }
-  return maps;
-}
-
-/** cilium/ebpf MapType.String() → bpftool's names, so both backends describe maps alike. */
-const SYSTEM_PROBE_TYPES: Record<string, string> = {
-  Hash: `hash`, Array: `array`, ProgramArray: `prog_array`, PerfEventArray: `perf_event_array`,
-  PerCPUHash: `percpu_hash`, PerCPUArray: `percpu_array`, StackTrace: `stack_trace`,
-  CGroupArray: `cgroup_array`, LRUHash: `lru_hash`, LRUCPUHash: `lru_percpu_hash`,
-  LPMTrie: `lpm_trie`, ArrayOfMaps: `array_of_maps`, HashOfMaps: `hash_of_maps`, DevMap: `devmap`,
-  SockMap: `sockmap`, CPUMap: `cpumap`, XSKMap: `xskmap`, SockHash: `sockhash`, Queue: `queue`,
-  Stack: `stack`, RingBuf: `ringbuf`,
-};
-
-const SP_HEAD = /^(\d+): (\S+)\s+name (\S*)\s+flags 0x[0-9a-fA-F]+\s*$/;
-const SP_SIZES = /^\s+key (\d+)B\s+value (\d+)B\s+max_entries (\d+)\s*$/;
-
-/** `system-probe ebpf map list`: two text lines per map. */
-export function parseSystemProbeList(text: string, source: string): Array<ListedMap> {
-  const maps: Array<ListedMap> = [];
-  let current: ListedMap | null = null;
-  for (const line of text.split(`\n`)) {
-    const head = SP_HEAD.exec(line);
-    if (head) {
-      current = {
-        id: Number(head[1]), name: head[3], type: SYSTEM_PROBE_TYPES[head[2]] ?? head[2].toLowerCase(),
-        keySize: 0, valueSize: 0, maxEntries: 0, holders: [],
-      };
-      maps.push(current);
-      continue;
-    }
-    const sizes = SP_SIZES.exec(line);
-    if (sizes && current) {
-      current.keySize = Number(sizes[1]);
-      current.valueSize = Number(sizes[2]);
-      current.maxEntries = Number(sizes[3]);
-      current = null;
-    }
-  }
-  if (maps.length === 0 && text.trim() !== ``)
-    throw new EnvironmentFault(`${source}: not a system-probe map list: ${text.trim().slice(0, 80)}`);
-  return maps;
-}
+import {parseBpftoolList, parseSystemProbeList} from './formats.ts';
+import {addHolders, kernelRefusal, kernelSource} from './kernel.ts';
+import {streamReader, type MapSource} from './source.ts';
+import type {Syscalls} from '../sys/syscalls.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Live sources
@@ -148,8 +42,8 @@ export function bpftoolSource(ctx: ToolContext, path: string, timeoutMs: number)
         throw new EnvironmentFault(`cannot list eBPF maps: ${childFailure(`${path} -j map show`, result, timeoutMs)}${rootHint(ctx)}`);
       return parseBpftoolList(result.stdout, `${path} -j map show`);
     },
-    dump(mapId) {
-      return ctx.runner.stream(path, [`-j`, `map`, `dump`, `id`, String(mapId)], {timeoutMs});
+    open(map, sink) {
+      return streamReader(ctx.runner.stream(path, [`-j`, `map`, `dump`, `id`, String(map.id)], {timeoutMs}), sink, `bpftool`, map.id, timeoutMs);
     },
   };
 }
@@ -164,8 +58,8 @@ export function systemProbeSource(ctx: ToolContext, path: string, timeoutMs: num
         throw new EnvironmentFault(`cannot list eBPF maps: ${childFailure(`${path} ebpf map list`, result, timeoutMs)}${rootHint(ctx)}`);
       return parseSystemProbeList(result.stdout, `${path} ebpf map list`);
     },
-    dump(mapId) {
-      return ctx.runner.stream(path, [`ebpf`, `map`, `dump`, `id`, String(mapId)], {timeoutMs});
+    open(map, sink) {
+      return streamReader(ctx.runner.stream(path, [`ebpf`, `map`, `dump`, `id`, String(map.id)], {timeoutMs}), sink, `system-probe`, map.id, timeoutMs);
     },
   };
 }
@@ -188,6 +82,8 @@ export interface BackendChoice {
   download?: boolean;
   bpftoolUrl?: string;
   bpftoolSha256?: string;
+  /** Kernel backend: entries per batch lookup (default 4096; grown when a hash bucket needs more). */
+  batchEntries?: number;
 }
 
 /** Where system-probe lives in agent packages and dev trees (the original's list, minus `./system-probe`). */
@@ -277,7 +173,36 @@ async function findSystemProbe(ctx: ToolContext): Promise<string | null> {
   return (await onPath(ctx, `system-probe`))[0] ?? null;
 }
 
+/** The syscall layer when bpf() may be called, else why it may not (no FFI, EPERM, seccomp). */
+function kernelAccess(ctx: ToolContext): Syscalls | string {
+  const sys = ctx.syscalls();
+  if (`unavailable` in sys)
+    return sys.unavailable;
+  return kernelRefusal(sys) ?? sys;
+}
+
+/** Holders from /proc for every live backend (bpftool's own list lacks them when built without its pids iterator). */
+function withHolders(ctx: ToolContext, source: MapSource): MapSource {
+  return {
+    ...source,
+    async list() {
+      const maps = await source.list();
+      const told = new Map(maps.map(map => [map.id, map.holders]));
+      await addHolders(ctx, maps);
+      for (const map of maps) {
+        if (map.holders.length === 0)
+          map.holders = told.get(map.id) ?? [];
+      }
+      return maps;
+    },
+  };
+}
+
 export async function selectSource(ctx: ToolContext, choice: BackendChoice): Promise<MapSource> {
+  return withHolders(ctx, await chooseSource(ctx, choice));
+}
+
+async function chooseSource(ctx: ToolContext, choice: BackendChoice): Promise<MapSource> {
   const {timeoutMs} = choice;
   if (choice.bpftoolPath !== undefined)
     await checkExecutable(choice.bpftoolPath, `--bpftool`);
@@ -287,6 +212,12 @@ export async function selectSource(ctx: ToolContext, choice: BackendChoice): Pro
     ?? (choice.systemProbePath !== undefined && choice.bpftoolPath === undefined ? `system-probe` : undefined)
     ?? (choice.bpftoolPath !== undefined ? `bpftool` : undefined);
 
+  if (wanted === `kernel`) {
+    const access = kernelAccess(ctx);
+    if (typeof access === `string`)
+      throw new EnvironmentFault(`--backend kernel: ${access}`);
+    return kernelSource(ctx, access, {batchEntries: choice.batchEntries});
+  }
   if (wanted === `system-probe`) {
     const path = choice.systemProbePath ?? await findSystemProbe(ctx);
     if (path === null)
@@ -299,6 +230,17 @@ export async function selectSource(ctx: ToolContext, choice: BackendChoice): Pro
       throw new EnvironmentFault(`no usable bpftool found; give its path with --bpftool`);
     return bpftoolSource(ctx, path, timeoutMs);
   }
+  const access = kernelAccess(ctx);
+  if (typeof access !== `string`)
+    return kernelSource(ctx, access, {batchEntries: choice.batchEntries});
+  const fallback = await childSource(ctx, choice);
+  ctx.log.warn(`the kernel backend cannot be used (${access}); falling back to ${fallback.backend} (${fallback.label})`);
+  return fallback;
+}
+
+/** bpftool, else system-probe, else a downloaded bpftool. */
+async function childSource(ctx: ToolContext, choice: BackendChoice): Promise<MapSource> {
+  const {timeoutMs} = choice;
   const bpftool = await findBpftool(ctx);
   if (bpftool !== null)
     return bpftoolSource(ctx, bpftool, timeoutMs);
@@ -310,7 +252,7 @@ export async function selectSource(ctx: ToolContext, choice: BackendChoice): Pro
   const downloaded = await download(ctx, choice, false);
   if (downloaded !== null)
     return bpftoolSource(ctx, downloaded, timeoutMs);
-  throw new EnvironmentFault(`no eBPF backend available: install bpftool, or give --bpftool PATH or --system-probe PATH${choice.download === false ? `` : ` (the bpftool download failed, see above)`}`);
+  throw new EnvironmentFault(`no eBPF backend available: bpf() cannot be used, and no bpftool or system-probe was found: give --bpftool PATH or --system-probe PATH${choice.download === false ? `` : ` (the bpftool download failed, see above)`}`);
 }
 
 /** The last resort: a verified static bpftool (src/dump/download.ts). Null when off or failed (and not required). */

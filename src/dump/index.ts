@@ -5,15 +5,16 @@ import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
 import {DEFAULT_TIMEOUT_MS} from '../exec.ts';
 import {SCHEMA_VERSION, type BackendName, type EntryRecord, type MapRecord, type MapStatsRecord} from '../schema.ts';
-import {selectSource, type DumpStream, type ListedMap, type MapSource} from './backend.ts';
+import {selectSource} from './backend.ts';
 import {decodeKey, encodeBtfKey, KeySet} from './decode.ts';
+import {keyHexOf, valueHexOf, type EntrySink, type RawEntry} from './entry.ts';
 import {toWireJson} from './json.ts';
 import {offlineSource} from './offline.ts';
-import {DumpTokenizer, type DumpElement} from './tokenizer.ts';
+import type {ListedMap, MapSource} from './source.ts';
 
 export interface DumpOptions {
   selection?: MapSelection;
-  /** Force a backend; default: bpftool, else system-probe, else a downloaded bpftool. */
+  /** Force a backend; default: the kernel (bpf()), else bpftool, else system-probe, else a downloaded bpftool. */
   backend?: BackendName;
   bpftoolPath?: string;
   systemProbePath?: string;
@@ -27,6 +28,8 @@ export interface DumpOptions {
   download?: boolean;
   bpftoolUrl?: string;
   bpftoolSha256?: string;
+  /** Kernel backend: entries per batch lookup (default 4096; grown when a hash bucket needs more). */
+  batchEntries?: number;
 }
 
 export type DumpRecord = MapRecord | EntryRecord | MapStatsRecord;
@@ -67,15 +70,7 @@ export async function* dumpMaps(ctx: ToolContext, options: DumpOptions = {}): As
 export async function* dumpMapBatches(ctx: ToolContext, options: DumpOptions = {}): AsyncGenerator<Array<DumpRecord>> {
   const selected = selectCatalogue(options.selection ?? {});
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const live = !(options.from && options.from.length > 0);
-  if (live && ctx.uid !== 0)
-    ctx.log.warn(`not running as root: listing and dumping eBPF maps will probably fail`);
-  const source = live
-    ? await selectSource(ctx, {
-      backend: options.backend, bpftoolPath: options.bpftoolPath, systemProbePath: options.systemProbePath, timeoutMs,
-      download: options.download, bpftoolUrl: options.bpftoolUrl, bpftoolSha256: options.bpftoolSha256,
-    })
-    : await offlineSource(ctx, options.from!);
+  const source = await openSource(ctx, options, timeoutMs);
   ctx.log.info(`listing maps with ${source.backend} (${source.label})`);
   const listed = await source.list();
   const targets = chooseTargets(listed, selected, options.mapIds);
@@ -100,6 +95,15 @@ export async function* dumpMapBatches(ctx: ToolContext, options: DumpOptions = {
     yield* dumpOne(ctx, source, target, timeoutMs);
 }
 
+/** Saved files when --from is given, else the live host's maps the best way allowed. */
+async function openSource(ctx: ToolContext, options: DumpOptions, timeoutMs: number): Promise<MapSource> {
+  if (options.from && options.from.length > 0)
+    return offlineSource(ctx, options.from);
+  if (ctx.uid !== 0)
+    ctx.log.warn(`not running as root: listing and dumping eBPF maps will probably fail`);
+  return selectSource(ctx, {...options, timeoutMs});
+}
+
 function missingMapStats(mapId: number, error: string): MapStatsRecord {
   return {type: `mapstats`, v: SCHEMA_VERSION, mapId, map: ``, entries: 0, duplicates: 0, errors: 0, btf: false, complete: false, error};
 }
@@ -116,20 +120,6 @@ function mapRecord(target: Target, backend: BackendName, problem: string | undef
   if (problem !== undefined)
     record.problem = problem;
   return record;
-}
-
-/** Live children still running, killed if the process exits under us (`| head`, SIGPIPE exits). */
-const liveDumps = new Set<DumpStream>();
-let exitHookInstalled = false;
-function track(stream: DumpStream): void {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once(`exit`, () => {
-      for (const live of liveDumps)
-        live.kill();
-    });
-  }
-  liveDumps.add(stream);
 }
 
 async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, timeoutMs: number): AsyncGenerator<Array<DumpRecord>> {
@@ -156,34 +146,25 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
 
   const keys = new KeySet();
   let batch: Array<DumpRecord> = [];
-  let outputError: string | null = null;
-  let fatalProblem: string | null = null;
   const problems: Array<string> = [];
   let problemCount = 0;
-  const sink = {
-    element(element: DumpElement) {
-      if (element.formatted || element.keyBtf !== undefined)
+  const sink: EntrySink = {
+    entry(entry) {
+      if (entry.formatted || entry.keyBtf !== undefined)
         stats.btf = true;
-      if (element.error !== null) {
+      if (entry.error !== null) {
         stats.errors++;
         return;
       }
-      const raw = rawKey(element, target);
-      if (raw.hex.length > 0 && !keys.add(raw.bytes, raw.length)) {
+      const raw = rawKey(entry, target);
+      if (raw.length > 0 && !keys.add(raw.bytes, raw.length)) {
         stats.duplicates++;
         return;
       }
       stats.entries++;
-      batch.push(toEntry(element, raw, target, mapName, problem));
+      batch.push(toEntry(entry, raw, target, mapName, problem));
     },
-    outputError(message: string) {
-      outputError = message;
-    },
-    problem(message: string, fatal: boolean) {
-      if (fatal) {
-        fatalProblem = message;
-        return;
-      }
+    skipped(message) {
       // One unreadable element: counted with the failed lookups, the rest goes on.
       stats.errors++;
       if (problems.length < 3)
@@ -191,39 +172,16 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
       problemCount++;
     },
   };
-  const tokenizer = new DumpTokenizer(sink);
-  const child = source.dump(mapId);
-  track(child);
-  let readError: string | null = null;
+  const reader = source.open(listed, sink);
   try {
-    try {
-      for await (const chunk of child.stdout) {
-        tokenizer.feed(typeof chunk === `string` ? Buffer.from(chunk) : chunk);
-        if (batch.length > 0) {
-          const out = batch;
-          batch = [];
-          yield out;
-        }
+    while (await reader.next()) {
+      if (batch.length > 0) {
+        const out = batch;
+        batch = [];
+        yield out;
       }
-      tokenizer.end();
-    } catch (err) {
-      readError = errorMessage(err);
     }
-    const result = await child.done;
-    const failures: Array<string> = [];
-    if (result.timedOut)
-      failures.push(`${source.backend} timed out after ${timeoutMs / 1000} s`);
-    else if (result.exitCode !== 0)
-      failures.push(`${source.backend} exited with code ${result.exitCode}${result.stderr.trim() ? `: ${result.stderr.trim().slice(-2000)}` : ``}`);
-    if (outputError !== null) {
-      // Freed between the listing and the dump: say it in the words recheck looks for.
-      const gone = /get map by id.*No such file or directory/i.test(outputError);
-      failures.unshift(gone ? `map ${mapId} no longer exists (${outputError})` : outputError);
-    }
-    if (readError !== null)
-      failures.push(`reading the dump failed: ${readError}`);
-    if (fatalProblem !== null)
-      failures.push(fatalProblem);
+    const failures = await reader.finish();
     if (problemCount > 0)
       ctx.log.warn(`map ${mapId} (${listed.name}): ${problemCount} unreadable element(s) skipped: ${problems.join(`; `)}`);
     if (failures.length > 0) {
@@ -238,46 +196,41 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
     batch = [];
     yield out;
   } finally {
-    child.kill();
-    liveDumps.delete(child);
+    reader.close();
   }
 }
 
 interface RawKey {
-  hex: string;
   bytes: Uint8Array;
   length: number;
   error: string | undefined;
 }
 
 const EMPTY = new Uint8Array(0);
-/** Reused for every element: the key bytes as dumped, or re-encoded from a BTF key. */
-const rawKeyScratch: RawKey = {hex: ``, bytes: EMPTY, length: 0, error: undefined};
+/** Reused for every entry: the key bytes as read, or re-encoded from a BTF key. */
+const rawKeyScratch: RawKey = {bytes: EMPTY, length: 0, error: undefined};
 
-function rawKey(element: DumpElement, target: Target): RawKey {
+function rawKey(entry: RawEntry, target: Target): RawKey {
   const raw = rawKeyScratch;
   raw.error = undefined;
-  if (element.keyHex !== null) {
-    raw.hex = element.keyHex;
-    raw.bytes = element.keyBytes;
-    raw.length = element.keyLength;
+  if (entry.key !== null) {
+    raw.bytes = entry.key;
+    raw.length = entry.keyLength;
     return raw;
   }
-  const encoded = encodeBtfKey(target.catalogue, element.keyBtf ?? null, target.listed.keySize);
+  const encoded = encodeBtfKey(target.catalogue, entry.keyBtf ?? null, target.listed.keySize);
   if (typeof encoded === `string`) {
-    raw.hex = ``;
     raw.bytes = EMPTY;
     raw.length = 0;
     raw.error = `cannot re-encode the BTF key: ${encoded}`;
   } else {
-    raw.hex = encoded.toString(`hex`);
     raw.bytes = encoded;
     raw.length = encoded.length;
   }
   return raw;
 }
 
-function toEntry(element: DumpElement, raw: RawKey, target: Target, mapName: string, problem: string | undefined): EntryRecord {
+function toEntry(entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined): EntryRecord {
   let keyError = raw.error;
   let key: EntryRecord[`key`] = null;
   if (problem !== undefined) {
@@ -289,14 +242,16 @@ function toEntry(element: DumpElement, raw: RawKey, target: Target, mapName: str
     else
       key = decoded;
   }
-  const entry: EntryRecord & {valueBtf?: unknown} = {type: `entry`, v: SCHEMA_VERSION, mapId: target.listed.id, map: mapName, keyHex: raw.hex, key};
-  if (element.valueHex !== null)
-    entry.valueHex = element.valueHex;
-  else if (element.valuesHex !== null)
-    entry.valuesHex = element.valuesHex;
-  else if (element.valueBtf !== undefined)
-    entry.valueBtf = toWireJson(element.valueBtf);
+  const keyHex = entry.key !== null ? keyHexOf(entry) : Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.length).toString(`hex`);
+  const record: EntryRecord & {valueBtf?: unknown} = {type: `entry`, v: SCHEMA_VERSION, mapId: target.listed.id, map: mapName, keyHex, key};
+  const value = valueHexOf(entry);
+  if (typeof value === `string`)
+    record.valueHex = value;
+  else if (value !== null)
+    record.valuesHex = value;
+  else if (entry.valueBtf !== undefined)
+    record.valueBtf = toWireJson(entry.valueBtf);
   if (keyError !== undefined)
-    entry.keyError = keyError;
-  return entry;
+    record.keyError = keyError;
+  return record;
 }

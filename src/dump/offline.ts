@@ -15,7 +15,8 @@ import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, UsageFault, errorMessage} from '../errors.ts';
 import type {BackendName} from '../schema.ts';
 import {parseLossless, toJsonText} from './json.ts';
-import {parseBpftoolList, parseSystemProbeList, type DumpStream, type ListedMap, type MapSource} from './backend.ts';
+import {parseBpftoolList, parseSystemProbeList} from './formats.ts';
+import {streamReader, type DumpStream, type ListedMap, type MapSource} from './source.ts';
 
 const DUMP_NAME = /^dump-(\d+)(?:\.json)?$/;
 
@@ -51,8 +52,14 @@ export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<stri
     has(mapId) {
       return files.dumps.has(mapId);
     },
-    dump(mapId): DumpStream {
-      const dump = files.dumps.get(mapId)!;
+    open(map, sink) {
+      return streamReader(savedDump(files, map.id), sink, backend, map.id, 0);
+    },
+  };
+}
+
+function savedDump(files: OfflineFiles, mapId: number): DumpStream {
+  const dump = files.dumps.get(mapId)!;
       if (typeof dump !== `string`) {
         const stdout = Readable.from([Buffer.from(dump.text)]);
         return {stdout, done: Promise.resolve({exitCode: 0, stdout: ``, stderr: ``, timedOut: false}), kill: () => stdout.destroy()};
@@ -64,8 +71,6 @@ export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<stri
         stdout.once(`error`, err => resolve({exitCode: 1, stdout: ``, stderr: `${path}: ${errorMessage(err)}`, timedOut: false}));
       });
       return {stdout, done, kill: () => stdout.destroy()};
-    },
-  };
 }
 
 async function addInput(ctx: ToolContext, files: OfflineFiles, input: string): Promise<void> {

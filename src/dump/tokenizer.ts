@@ -6,32 +6,15 @@
 // Two paths per element:
 // - fast: bpftool's compact shape `{"key":["0x..",...],"value":[...](,"formatted":{...})?}` (and
 //   `"values":[{"cpu":N,"value":[...]},...]` for per-CPU maps) is decoded in place, byte by byte,
-//   with no intermediate strings: hex digits go straight into a scratch buffer that becomes the
-//   key's hex string and bytes. `formatted` is skipped (the raw bytes say everything, exactly).
+//   with no intermediate strings: hex digits go straight into scratch buffers of key and value
+//   bytes (a raw entry, src/dump/entry.ts), as the kernel backend gives them. `formatted` is skipped (the raw bytes say everything, exactly).
 // - slow: anything else (whitespace, BTF-decoded keys from system-probe, error objects) is parsed
 //   with the lossless JSON parser and interpreted field by field.
+import {emptyRawEntry, resetRawEntry, type RawEntry} from './entry.ts';
 import {parseLossless, type LosslessValue} from './json.ts';
 
-export interface DumpElement {
-  /** Key bytes as lowercase hex when the dump carried them; null for BTF-only keys. */
-  keyHex: string | null;
-  /** Scratch buffer holding the key bytes (first keyLength bytes); valid only during the callback. */
-  keyBytes: Buffer;
-  keyLength: number;
-  /** The BTF-decoded key when the dump had no raw bytes (system-probe with BTF). */
-  keyBtf: LosslessValue | undefined;
-  valueHex: string | null;
-  valuesHex: Array<string> | null;
-  /** The BTF-decoded value when the dump had no raw bytes. */
-  valueBtf: LosslessValue | undefined;
-  /** The element carried bpftool's `formatted` object (the map has BTF). */
-  formatted: boolean;
-  /** A failed lookup reported inside the dump (`"value":{"error":...}`). */
-  error: string | null;
-}
-
 export interface DumpSink {
-  element(element: DumpElement): void;
+  entry(entry: RawEntry): void;
   /** The whole output was an error object (`{"error":"..."}`, bpftool's JSON-mode errors). */
   outputError(message: string): void;
   /**
@@ -48,7 +31,6 @@ for (let i = 0; i < 6; i++) {
   HEX_VALUE[0x61 + i] = 10 + i;
   HEX_VALUE[0x41 + i] = 10 + i;
 }
-const HEX_CHAR = Buffer.from(`0123456789abcdef`, `latin1`);
 
 const KEY_OPEN = Buffer.from(`{"key":[`, `latin1`);
 const VALUE_OPEN = Buffer.from(`,"value":[`, `latin1`);
@@ -87,15 +69,11 @@ export class DumpTokenizer {
   private topBytes = 0;
   private elementsSeen = 0;
 
-  private keyAscii: Buffer = Buffer.alloc(256);
   private keyBytes: Buffer = Buffer.alloc(128);
-  private valueAscii: Buffer = Buffer.alloc(1024);
+  private valueBytes: Buffer = Buffer.alloc(512);
   private hexCount = 0;
 
-  private readonly element: DumpElement = {
-    keyHex: null, keyBytes: this.keyBytes, keyLength: 0, keyBtf: undefined,
-    valueHex: null, valuesHex: null, valueBtf: undefined, formatted: false, error: null,
-  };
+  private readonly element: RawEntry = emptyRawEntry();
 
   constructor(private readonly sink: DumpSink) {}
 
@@ -285,26 +263,21 @@ export class DumpTokenizer {
     this.slowElement(buf, start, end);
   }
 
-  private resetElement(): DumpElement {
-    const element = this.element;
-    element.keyHex = null;
-    element.keyLength = 0;
-    element.keyBtf = undefined;
-    element.valueHex = null;
-    element.valuesHex = null;
-    element.valueBtf = undefined;
-    element.formatted = false;
-    element.error = null;
+  private resetElement(): RawEntry {
+    const element = resetRawEntry(this.element);
+    element.key = null;
+    element.value = null;
     return element;
   }
 
   private emit(): void {
     this.elementsSeen++;
-    this.sink.element(this.element);
+    this.sink.entry(this.element);
   }
 
-  /** Decodes `["0x..",...]` at pos into `ascii` (hex text) and, when given, `bytes`. Returns the end or -1. */
-  private hexArray(buf: Buffer, pos: number, ascii: Buffer, bytes: Buffer | null): number {
+  /** Decodes `["0x..",...]` at pos into the key or value bytes from `at`. Returns the end or -1; the count in hexCount. */
+  private hexArray(buf: Buffer, pos: number, intoKey: boolean, at: number): number {
+    let bytes = intoKey ? this.keyBytes : this.valueBytes;
     let count = 0;
     let p = pos + 1;
     if (buf[p] === 0x5d) {
@@ -318,15 +291,9 @@ export class DumpTokenizer {
       const low = HEX_VALUE[buf[p + 4]];
       if (!(high >= 0) || !(low >= 0))
         return -1;
-      if (2 * count + 2 > ascii.length) {
-        ascii = this.growAscii(ascii);
-        if (bytes !== null)
-          bytes = this.keyBytes = this.element.keyBytes = grow(bytes, ascii.length / 2);
-      }
-      ascii[2 * count] = HEX_CHAR[high];
-      ascii[2 * count + 1] = HEX_CHAR[low];
-      if (bytes !== null)
-        bytes[count] = (high << 4) | low;
+      if (at + count >= bytes.length)
+        bytes = this.grow(intoKey, (at + count + 1) * 2);
+      bytes[at + count] = (high << 4) | low;
       count++;
       const next = buf[p + 6];
       p += 7;
@@ -340,13 +307,10 @@ export class DumpTokenizer {
     return p;
   }
 
-  private growAscii(ascii: Buffer): Buffer {
-    const bigger = grow(ascii, ascii.length * 2);
-    if (ascii === this.keyAscii)
-      this.keyAscii = bigger;
-    else
-      this.valueAscii = bigger;
-    return bigger;
+  private grow(key: boolean, size: number): Buffer {
+    if (key)
+      return this.keyBytes = grow(this.keyBytes, size);
+    return this.valueBytes = grow(this.valueBytes, size);
   }
 
   /** bpftool's compact element shape; returns the end, or -1 for anything else (or too few bytes). */
@@ -354,22 +318,22 @@ export class DumpTokenizer {
     if (!matchAt(buf, start, KEY_OPEN))
       return -1;
     const element = this.resetElement();
-    let p = this.hexArray(buf, start + KEY_OPEN.length - 1, this.keyAscii, this.keyBytes);
+    let p = this.hexArray(buf, start + KEY_OPEN.length - 1, true, 0);
     if (p < 0)
       return -1;
     element.keyLength = this.hexCount;
-    const keyChars = 2 * this.hexCount;
     if (matchAt(buf, p, VALUE_OPEN)) {
-      p = this.hexArray(buf, p + VALUE_OPEN.length - 1, this.valueAscii, null);
+      p = this.hexArray(buf, p + VALUE_OPEN.length - 1, false, 0);
       if (p < 0)
         return -1;
-      element.valueHex = this.valueAscii.toString(`latin1`, 0, 2 * this.hexCount);
+      element.valueLength = this.hexCount;
     } else if (matchAt(buf, p, VALUES_OPEN)) {
-      const values: Array<string> = [];
+      element.perCpu = true;
       p += VALUES_OPEN.length;
       if (buf[p] === 0x5d) {
         p++;
       } else {
+        let at = 0;
         for (;;) {
           if (!matchAt(buf, p, CPU_OPEN))
             return -1;
@@ -378,10 +342,15 @@ export class DumpTokenizer {
             p++;
           if (!matchAt(buf, p, CPU_VALUE_OPEN))
             return -1;
-          p = this.hexArray(buf, p + CPU_VALUE_OPEN.length - 1, this.valueAscii, null);
+          p = this.hexArray(buf, p + CPU_VALUE_OPEN.length - 1, false, at);
           if (p < 0 || buf[p] !== 0x7d)
             return -1;
-          values.push(this.valueAscii.toString(`latin1`, 0, 2 * this.hexCount));
+          if (element.cpus === 0)
+            element.valueLength = element.valueStride = this.hexCount;
+          else if (this.hexCount !== element.valueLength)
+            return -1;
+          element.cpus++;
+          at += this.hexCount;
           const next = buf[p + 1];
           p += 2;
           if (next === 0x2c)
@@ -391,7 +360,6 @@ export class DumpTokenizer {
           return -1;
         }
       }
-      element.valuesHex = values;
     } else {
       return -1;
     }
@@ -403,7 +371,8 @@ export class DumpTokenizer {
     }
     if (buf[p] !== 0x7d)
       return -1;
-    element.keyHex = this.keyAscii.toString(`latin1`, 0, keyChars);
+    element.key = this.keyBytes;
+    element.value = this.valueBytes;
     return p + 1;
   }
 
@@ -440,13 +409,17 @@ export class DumpTokenizer {
       if (isObject(raw) && typeof raw.error === `string` && Object.keys(raw).length === 1)
         element.error = raw.error;
       else if (isHexArray(raw))
-        element.valueHex = hexOf(raw);
+        element.valueLength = this.bytesInto(false, raw, 0);
       else
         element.valueBtf = raw;
     } else if (Array.isArray(value.values)) {
       const perCpu = value.values;
-      if (perCpu.every(slot => isObject(slot) && isHexArray(slot.value))) {
-        element.valuesHex = perCpu.map(slot => hexOf((slot as {value: Array<LosslessValue>}).value));
+      const slots = perCpu.map(slot => (isObject(slot) && isHexArray(slot.value) ? slot.value : null));
+      if (slots.every(slot => slot !== null && slot.length === slots[0]!.length)) {
+        element.perCpu = true;
+        element.cpus = slots.length;
+        element.valueLength = element.valueStride = slots.length > 0 ? slots[0]!.length : 0;
+        slots.forEach((slot, i) => this.bytesInto(false, slot!, i * element.valueStride));
       } else {
         const failed = perCpu.find(slot => isObject(slot) && isObject(slot.value) && typeof slot.value.error === `string`);
         if (failed)
@@ -460,16 +433,25 @@ export class DumpTokenizer {
     this.emit();
   }
 
+  /** Writes a JSON array of byte items into the key or value bytes at `at`; returns how many. */
+  private bytesInto(intoKey: boolean, items: Array<LosslessValue>, at: number): number {
+    let bytes = intoKey ? this.keyBytes : this.valueBytes;
+    if (at + items.length > bytes.length)
+      bytes = this.grow(intoKey, (at + items.length) * 2);
+    items.forEach((item, i) => {
+      bytes[at + i] = typeof item === `number` ? item : parseInt((item as string).slice(2), 16);
+    });
+    if (intoKey)
+      this.element.key = bytes;
+    else
+      this.element.value = bytes;
+    return items.length;
+  }
+
   private keyFrom(key: LosslessValue): boolean {
     const element = this.element;
     if (isHexArray(key)) {
-      const hex = hexOf(key);
-      const length = hex.length / 2;
-      if (this.keyBytes.length < length)
-        this.keyBytes = element.keyBytes = Buffer.alloc(length * 2);
-      this.keyBytes.write(hex, 0, `hex`);
-      element.keyHex = hex;
-      element.keyLength = length;
+      element.keyLength = this.bytesInto(true, key, 0);
       return true;
     }
     if (key === null || key === undefined || Array.isArray(key))
@@ -551,15 +533,6 @@ function isHexArray(value: LosslessValue | undefined): value is Array<LosslessVa
       return false;
   }
   return true;
-}
-
-function hexOf(items: Array<LosslessValue>): string {
-  let out = ``;
-  for (const item of items) {
-    const byte = typeof item === `number` ? item : parseInt((item as string).slice(2), 16);
-    out += byte < 16 ? `0${byte.toString(16)}` : byte.toString(16);
-  }
-  return out;
 }
 
 function clip(text: string): string {

@@ -1,0 +1,70 @@
+// What every source of map contents hands to dump-maps: one raw entry at a time, as bytes. The
+// bpftool/system-probe tokenizer, the kernel reader and saved files all produce these; the
+// decoder and the record builder take them without any text in between.
+import type {LosslessValue} from './json.ts';
+
+export interface RawEntry {
+  /** Scratch buffer holding the key bytes (first keyLength bytes); null for a BTF-only key. Valid only during the callback. */
+  key: Buffer | null;
+  keyLength: number;
+  /** The BTF-decoded key when the source had no raw bytes (system-probe with BTF). */
+  keyBtf: LosslessValue | undefined;
+  /** Scratch buffer holding the value bytes; null when the source had none. */
+  value: Buffer | null;
+  /** Bytes of one value (of each per-CPU slot). */
+  valueLength: number;
+  /** One value per possible CPU (slot i at i * valueStride, cpus of them). */
+  perCpu: boolean;
+  cpus: number;
+  valueStride: number;
+  /** The BTF-decoded value when the source had no raw bytes. */
+  valueBtf: LosslessValue | undefined;
+  /** The map has BTF (bpftool printed `formatted`; the kernel gave a btf id). */
+  formatted: boolean;
+  /** A failed lookup reported by the source (the element exists, its value could not be read). */
+  error: string | null;
+}
+
+export function emptyRawEntry(): RawEntry {
+  return {
+    key: null, keyLength: 0, keyBtf: undefined, value: null, valueLength: 0, perCpu: false, cpus: 0, valueStride: 0,
+    valueBtf: undefined, formatted: false, error: null,
+  };
+}
+
+export function resetRawEntry(entry: RawEntry): RawEntry {
+  entry.keyLength = 0;
+  entry.keyBtf = undefined;
+  entry.valueLength = 0;
+  entry.perCpu = false;
+  entry.cpus = 0;
+  entry.valueStride = 0;
+  entry.valueBtf = undefined;
+  entry.formatted = false;
+  entry.error = null;
+  return entry;
+}
+
+export interface EntrySink {
+  entry(entry: RawEntry): void;
+  /** One element could not be read (counted with the failed lookups); the rest goes on. */
+  skipped(message: string): void;
+}
+
+/** The key as lowercase hex ('' when the entry has no key bytes). */
+export function keyHexOf(entry: RawEntry): string {
+  return entry.key === null ? `` : entry.key.toString(`hex`, 0, entry.keyLength);
+}
+
+/** The value (`valueHex`) or per-CPU values (`valuesHex`) as the entry record carries them; null when the entry has no value bytes. */
+export function valueHexOf(entry: RawEntry): string | Array<string> | null {
+  const value = entry.value;
+  if (value === null)
+    return null;
+  if (!entry.perCpu)
+    return value.toString(`hex`, 0, entry.valueLength);
+  const values = new Array<string>(entry.cpus);
+  for (let i = 0, at = 0; i < entry.cpus; i++, at += entry.valueStride)
+    values[i] = value.toString(`hex`, at, at + entry.valueLength);
+  return values;
+}

@@ -1,0 +1,427 @@
+// The `kernel` backend: maps read with the bpf() syscall itself (through the FFI of src/sys/),
+// no bpftool and no text in between. Maps are enumerated with BPF_MAP_GET_NEXT_ID, opened with
+// BPF_MAP_GET_FD_BY_ID and BPF_F_RDONLY (the kernel then refuses any update or delete through our
+// descriptors), described by BPF_OBJ_GET_INFO_BY_FD, and read with BPF_MAP_LOOKUP_BATCH in chunks,
+// or key by key (BPF_MAP_GET_NEXT_KEY + BPF_MAP_LOOKUP_ELEM) where the kernel has no batch lookup.
+// Attr layouts: include/uapi/linux/bpf.h (64-bit ABI).
+import {closeSync, readFileSync} from 'node:fs';
+import type {ToolContext} from '../context.ts';
+import {EnvironmentFault} from '../errors.ts';
+import {
+  EACCES, EINVAL, ENOENT, ENOSPC, ENOSYS, ENOTSUPP, EOPNOTSUPP, EPERM, errnoName, type Syscalls,
+} from '../sys/syscalls.ts';
+import {emptyRawEntry, type EntrySink, type RawEntry} from './entry.ts';
+import {mapHolders} from './holders.ts';
+import {mapGone, type ListedMap, type MapReader, type MapSource} from './source.ts';
+
+const BPF_MAP_LOOKUP_ELEM = 1;
+const BPF_MAP_GET_NEXT_KEY = 4;
+const BPF_MAP_GET_NEXT_ID = 12;
+const BPF_MAP_GET_FD_BY_ID = 14;
+const BPF_OBJ_GET_INFO_BY_FD = 15;
+const BPF_MAP_LOOKUP_BATCH = 24;
+/** open_flags of BPF_MAP_GET_FD_BY_ID: the fd can read, never update or delete. */
+export const BPF_F_RDONLY = 1 << 3;
+/** struct bpf_map_info up to map_extra; older kernels fill less (the tail stays zero). */
+const MAP_INFO_SIZE = 88;
+/** Entries asked for per batch lookup (grown when one hash bucket holds more). */
+export const DEFAULT_BATCH_ENTRIES = 4096;
+
+/** bpftool's names of map types (libbpf's map_type_name), by number. */
+const MAP_TYPE_NAMES = [
+  `unspec`, `hash`, `array`, `prog_array`, `perf_event_array`, `percpu_hash`, `percpu_array`, `stack_trace`,
+  `cgroup_array`, `lru_hash`, `lru_percpu_hash`, `lpm_trie`, `array_of_maps`, `hash_of_maps`, `devmap`, `sockmap`,
+  `cpumap`, `xskmap`, `sockhash`, `cgroup_storage`, `reuseport_sockarray`, `percpu_cgroup_storage`, `queue`, `stack`,
+  `sk_storage`, `devmap_hash`, `struct_ops`, `ringbuf`, `inode_storage`, `task_storage`, `bloom_filter`,
+  `user_ringbuf`, `cgrp_storage`, `arena`,
+];
+const PER_CPU_TYPES = new Set([5, 6, 10, 21]);
+/** Hash and array maps: the kernel has a batch lookup for them (5.6+). */
+const BATCH_TYPES = new Set([1, 2, 5, 6, 9, 10]);
+
+export interface MapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+  btfId: number;
+  btfKeyTypeId: number;
+  btfValueTypeId: number;
+}
+
+/** The words for a refused or failed bpf() call: who to blame, not just the errno. */
+export function bpfFailure(errno: number, doing: string): string {
+  const name = errnoName(errno);
+  switch (errno) {
+    case EPERM:
+    case EACCES:
+      return `${doing}: bpf() refused (${name}): not root, or no CAP_BPF and CAP_SYS_ADMIN, or a seccomp profile denies bpf()`;
+    case ENOSYS:
+      return `${doing}: bpf() is not available (${name}): a seccomp profile blocks it, or the kernel has no BPF syscall`;
+    case EINVAL:
+      return `${doing}: the kernel does not accept this bpf() command (${name}): kernel too old`;
+    case ENOENT:
+      return `${doing}: map gone (${name})`;
+    default:
+      return `${doing}: bpf() failed (${name})`;
+  }
+}
+
+/** Thin typed calls over bpf(2); each returns the result or -errno. One attr buffer, zeroed per call. */
+class BpfCalls {
+  private readonly attr = Buffer.alloc(64);
+
+  constructor(readonly sys: Syscalls) {}
+
+  private call(cmd: number, size: number): number {
+    return this.sys.bpf(cmd, this.attr, size);
+  }
+
+  private reset(): Buffer {
+    return this.attr.fill(0);
+  }
+
+  /** The next map id after `start`, or -errno (ENOENT after the last). */
+  nextMapId(start: number): number {
+    const attr = this.reset();
+    attr.writeUInt32LE(start, 0);
+    const result = this.call(BPF_MAP_GET_NEXT_ID, 8);
+    return result < 0 ? result : attr.readUInt32LE(4);
+  }
+
+  /** A read-only fd of the map, or -errno. */
+  openMap(id: number): number {
+    const attr = this.reset();
+    attr.writeUInt32LE(id, 0);
+    attr.writeUInt32LE(BPF_F_RDONLY, 8);
+    return this.call(BPF_MAP_GET_FD_BY_ID, 12);
+  }
+
+  mapInfo(fd: number): MapInfo | number {
+    const info = Buffer.alloc(MAP_INFO_SIZE);
+    const attr = this.reset();
+    attr.writeUInt32LE(fd, 0);
+    attr.writeUInt32LE(MAP_INFO_SIZE, 4);
+    attr.writeBigUInt64LE(this.sys.address(info), 8);
+    const result = this.call(BPF_OBJ_GET_INFO_BY_FD, 16);
+    if (result < 0)
+      return result;
+    const nameEnd = info.indexOf(0, 24);
+    return {
+      type: info.readUInt32LE(0), id: info.readUInt32LE(4), keySize: info.readUInt32LE(8), valueSize: info.readUInt32LE(12),
+      maxEntries: info.readUInt32LE(16), flags: info.readUInt32LE(20),
+      name: info.toString(`utf8`, 24, nameEnd >= 24 && nameEnd < 40 ? nameEnd : 40),
+      btfId: info.readUInt32LE(64), btfKeyTypeId: info.readUInt32LE(68), btfValueTypeId: info.readUInt32LE(72),
+    };
+  }
+
+  /** One batch: returns 0 or -errno; the count filled is in `batchCount`. */
+  lookupBatch(fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, room: number): number {
+    const attr = this.reset();
+    if (inBatch !== null)
+      attr.writeBigUInt64LE(this.sys.address(inBatch), 0);
+    attr.writeBigUInt64LE(this.sys.address(outBatch), 8);
+    attr.writeBigUInt64LE(this.sys.address(keys), 16);
+    attr.writeBigUInt64LE(this.sys.address(values), 24);
+    attr.writeUInt32LE(room, 32);
+    attr.writeUInt32LE(fd, 36);
+    const result = this.call(BPF_MAP_LOOKUP_BATCH, 56);
+    this.batchCount = attr.readUInt32LE(32);
+    return result;
+  }
+
+  batchCount = 0;
+
+  nextKey(fd: number, key: Buffer | null, next: Buffer): number {
+    const attr = this.reset();
+    attr.writeUInt32LE(fd, 0);
+    if (key !== null)
+      attr.writeBigUInt64LE(this.sys.address(key), 8);
+    attr.writeBigUInt64LE(this.sys.address(next), 16);
+    return this.call(BPF_MAP_GET_NEXT_KEY, 24);
+  }
+
+  lookup(fd: number, key: Buffer, value: Buffer): number {
+    const attr = this.reset();
+    attr.writeUInt32LE(fd, 0);
+    attr.writeBigUInt64LE(this.sys.address(key), 8);
+    attr.writeBigUInt64LE(this.sys.address(value), 16);
+    return this.call(BPF_MAP_LOOKUP_ELEM, 32);
+  }
+}
+
+function closeFd(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed: nothing held
+  }
+}
+
+/** The number of possible CPUs: per-CPU values come one per possible CPU. */
+export function possibleCpus(text: string): number {
+  let count = 0;
+  for (const range of text.trim().split(`,`)) {
+    const [low, high] = range.split(`-`).map(Number);
+    if (Number.isInteger(low))
+      count += (Number.isInteger(high) ? high : low) - low + 1;
+  }
+  return Math.max(count, 1);
+}
+
+function typeName(type: number): string {
+  return MAP_TYPE_NAMES[type] ?? String(type);
+}
+
+export interface KernelSourceOptions {
+  /** Entries per batch lookup (tests make it small to force ENOSPC growth). */
+  batchEntries?: number;
+  /** The possible CPUs file (sysfs). */
+  possibleCpusFile?: string;
+}
+
+/**
+ * Whether bpf() may be called: null when it may, else the words saying why not. Asks for the
+ * first map id, which needs the same privilege as everything else we do.
+ */
+/** A read-only fd of map `id` (BPF_F_RDONLY), or -errno; the caller closes it. */
+export function openMapReadOnly(sys: Syscalls, id: number): number {
+  return new BpfCalls(sys).openMap(id);
+}
+
+export function kernelRefusal(sys: Syscalls): string | null {
+  const result = new BpfCalls(sys).nextMapId(0);
+  if (result >= 0 || result === -ENOENT)
+    return null;
+  return bpfFailure(-result, `listing eBPF maps`);
+}
+
+export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSourceOptions = {}): MapSource {
+  const calls = new BpfCalls(sys);
+  let cpus: number | null = null;
+  const cpuCount = () => (cpus ??= possibleCpus(readFileSync(options.possibleCpusFile ?? `/sys/devices/system/cpu/possible`, `latin1`)));
+  return {
+    backend: `kernel`,
+    label: `bpf()`,
+    async list() {
+      const maps: Array<ListedMap> = [];
+      let id = 0;
+      for (;;) {
+        const next = calls.nextMapId(id);
+        if (next === -ENOENT)
+          break;
+        if (next < 0)
+          throw new EnvironmentFault(`cannot list eBPF maps: ${bpfFailure(-next, `BPF_MAP_GET_NEXT_ID`)}`);
+        id = next;
+        const fd = calls.openMap(id);
+        if (fd === -ENOENT)
+          continue; // freed since: not listed, as bpftool would not list it
+        if (fd < 0)
+          throw new EnvironmentFault(`cannot list eBPF maps: ${bpfFailure(-fd, `BPF_MAP_GET_FD_BY_ID ${id}`)}`);
+        try {
+          const info = calls.mapInfo(fd);
+          if (typeof info === `number`)
+            throw new EnvironmentFault(`cannot list eBPF maps: ${bpfFailure(-info, `BPF_OBJ_GET_INFO_BY_FD of map ${id}`)}`);
+          maps.push({
+            id: info.id, name: info.name, type: typeName(info.type),
+            keySize: info.keySize, valueSize: info.valueSize, maxEntries: info.maxEntries, holders: [],
+          });
+        } finally {
+          closeFd(fd);
+        }
+      }
+      return maps;
+    },
+    open(map, sink) {
+      return new KernelReader(calls, map.id, sink, options.batchEntries ?? DEFAULT_BATCH_ENTRIES, cpuCount);
+    },
+  };
+}
+
+/** Fills in the holders of listed maps from /proc (every backend: bpftool's own list may lack them). */
+export async function addHolders(ctx: ToolContext, maps: Array<ListedMap>): Promise<Array<ListedMap>> {
+  const holders = await mapHolders(ctx.procRoot, process.pid);
+  for (const map of maps)
+    map.holders = holders.get(map.id) ?? [];
+  return maps;
+}
+
+const enum Mode { Opening, Batch, Walk, Done }
+
+class KernelReader implements MapReader {
+  private fd = -1;
+  private mode = Mode.Opening;
+  private readonly failures: Array<string> = [];
+  private readonly entry: RawEntry = emptyRawEntry();
+  private keySize = 0;
+  private valueSize = 0;
+  /** Bytes of one entry's value as the kernel copies it (per-CPU: every CPU's slot). */
+  private valueBytes = 0;
+  private room: number;
+  private keys = Buffer.alloc(0);
+  private values = Buffer.alloc(0);
+  private inBatch: Buffer | null = null;
+  private outBatch = Buffer.alloc(8);
+  private walkKey: Buffer | null = null;
+  private walkNext: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly calls: BpfCalls, private readonly mapId: number, private readonly sink: EntrySink, batchEntries: number, private readonly cpuCount: () => number) {
+    this.room = Math.max(1, batchEntries);
+  }
+
+  async next(): Promise<boolean> {
+    switch (this.mode) {
+      case Mode.Opening:
+        this.openMap();
+        return (this.mode as Mode) !== Mode.Done;
+      case Mode.Batch:
+        this.batch();
+        return true;
+      case Mode.Walk:
+        this.walk();
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  async finish(): Promise<Array<string>> {
+    return this.failures;
+  }
+
+  close(): void {
+    this.mode = Mode.Done;
+    if (this.fd >= 0) {
+      closeFd(this.fd);
+      this.fd = -1;
+    }
+  }
+
+  private fail(message: string): void {
+    this.failures.push(message);
+    this.close();
+  }
+
+  private openMap(): void {
+    const fd = this.calls.openMap(this.mapId);
+    if (fd < 0) {
+      this.mode = Mode.Done;
+      this.failures.push(fd === -ENOENT ? mapGone(this.mapId, `BPF_MAP_GET_FD_BY_ID: No such file or directory`) : bpfFailure(-fd, `opening map ${this.mapId}`));
+      return;
+    }
+    this.fd = fd;
+    const info = this.calls.mapInfo(fd);
+    if (typeof info === `number`) {
+      this.fail(bpfFailure(-info, `BPF_OBJ_GET_INFO_BY_FD of map ${this.mapId}`));
+      return;
+    }
+    const perCpu = PER_CPU_TYPES.has(info.type);
+    const entry = this.entry;
+    this.keySize = info.keySize;
+    this.valueSize = info.valueSize;
+    entry.perCpu = perCpu;
+    entry.cpus = perCpu ? this.cpuCount() : 0;
+    entry.valueLength = info.valueSize;
+    entry.valueStride = perCpu ? (info.valueSize + 7) & ~7 : info.valueSize;
+    entry.formatted = info.btfId !== 0;
+    entry.keyLength = info.keySize;
+    entry.key = Buffer.alloc(Math.max(info.keySize, 1));
+    this.valueBytes = perCpu ? entry.valueStride * entry.cpus : info.valueSize;
+    entry.value = Buffer.alloc(Math.max(this.valueBytes, 1));
+    if (BATCH_TYPES.has(info.type)) {
+      this.mode = Mode.Batch;
+      // The batch token: a bucket index for hash maps, an index for arrays; sized like libbpf's.
+      this.outBatch = Buffer.alloc(Math.max(info.keySize, 8));
+      this.sizeBatch();
+    } else {
+      this.startWalk();
+    }
+  }
+
+  private sizeBatch(): void {
+    this.keys = Buffer.alloc(this.room * Math.max(this.keySize, 1));
+    this.values = Buffer.alloc(this.room * Math.max(this.valueBytes, 1));
+  }
+
+  private batch(): void {
+    const calls = this.calls;
+    const result = calls.lookupBatch(this.fd, this.inBatch, this.outBatch, this.keys, this.values, this.room);
+    const count = result < 0 && result !== -ENOENT && result !== -ENOSPC ? 0 : calls.batchCount;
+    this.emitBatch(count);
+    if (result === 0) {
+      this.advance();
+      return;
+    }
+    if (result === -ENOENT) {
+      this.close(); // that was the last of them
+      return;
+    }
+    if (result === -ENOSPC) {
+      // One bucket holds more entries than there was room for: ask again with more room.
+      if (count > 0)
+        this.advance();
+      this.room *= 2;
+      this.sizeBatch();
+      return;
+    }
+    if ((result === -EINVAL || result === -ENOTSUPP || result === -EOPNOTSUPP) && this.inBatch === null) {
+      // No batch lookup in this kernel (before 5.6) or for this map: walk key by key.
+      this.startWalk();
+      return;
+    }
+    this.fail(bpfFailure(-result, `BPF_MAP_LOOKUP_BATCH on map ${this.mapId}`));
+  }
+
+  /** The next batch starts where this one ended. */
+  private advance(): void {
+    this.inBatch ??= Buffer.alloc(this.outBatch.length);
+    this.outBatch.copy(this.inBatch);
+  }
+
+  private emitBatch(count: number): void {
+    const entry = this.entry;
+    const key = entry.key!;
+    const value = entry.value!;
+    const keySize = this.keySize;
+    const valueBytes = this.valueBytes;
+    for (let i = 0; i < count; i++) {
+      this.keys.copy(key, 0, i * keySize, (i + 1) * keySize);
+      this.values.copy(value, 0, i * valueBytes, (i + 1) * valueBytes);
+      this.sink.entry(entry);
+    }
+  }
+
+  private startWalk(): void {
+    this.mode = Mode.Walk;
+    this.walkKey = null;
+    this.walkNext = Buffer.alloc(Math.max(this.keySize, 1));
+  }
+
+  /** Up to `room` entries key by key. An entry deleted between next-key and lookup is a failed lookup, as bpftool reports it. */
+  private walk(): void {
+    const calls = this.calls;
+    const entry = this.entry;
+    for (let n = 0; n < this.room; n++) {
+      const result = calls.nextKey(this.fd, this.walkKey, this.walkNext);
+      if (result === -ENOENT) {
+        this.close();
+        return;
+      }
+      if (result < 0) {
+        this.fail(bpfFailure(-result, `BPF_MAP_GET_NEXT_KEY on map ${this.mapId}`));
+        return;
+      }
+      this.walkNext.copy(entry.key!, 0, 0, this.keySize);
+      const lookup = calls.lookup(this.fd, this.walkNext, entry.value!);
+      entry.error = lookup === 0 ? null : lookup === -ENOENT ? `No such file or directory` : bpfFailure(-lookup, `lookup`);
+      this.sink.entry(entry);
+      entry.error = null;
+      const done = this.walkKey ?? Buffer.alloc(this.walkNext.length);
+      this.walkKey = this.walkNext;
+      this.walkNext = done;
+    }
+  }
+}

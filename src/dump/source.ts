@@ -1,0 +1,133 @@
+// What dump-maps reads maps from. A source lists the maps and opens one map at a time as a
+// reader of raw entries (src/dump/entry.ts). Sources: the kernel itself (kernel.ts), bpftool or
+// system-probe run live (backend.ts), their outputs saved earlier (offline.ts). Text formats are
+// apart from where the text comes from: formats.ts (listings) and tokenizer.ts (dumps).
+import type {Readable} from 'node:stream';
+import {errorMessage} from '../errors.ts';
+import type {RunResult} from '../exec.ts';
+import type {BackendName} from '../schema.ts';
+import type {EntrySink} from './entry.ts';
+import {DumpTokenizer} from './tokenizer.ts';
+
+export type MapHolder = {pid: number, comm: string};
+
+export interface ListedMap {
+  id: number;
+  /** Kernel name (≤15 chars); empty when the map has none. */
+  name: string;
+  /** bpftool's type names (`hash`, `lru_hash`, `percpu_hash`, ...), the others mapped to them. */
+  type: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  holders: Array<MapHolder>;
+}
+
+export interface MapReader {
+  /** Hands the next chunk of entries to the sink; false once there are no more. */
+  next(): Promise<boolean>;
+  /** Once next() said false: why the entries are incomplete (empty when they are complete). */
+  finish(): Promise<Array<string>>;
+  /** Releases what the read holds (a child process, file descriptors); safe at any time, twice too. */
+  close(): void;
+}
+
+export interface MapSource {
+  backend: BackendName;
+  /** What to call it in messages: the binary path, the files read, `bpf()`. */
+  label: string;
+  list(): Promise<Array<ListedMap>>;
+  open(map: ListedMap, sink: EntrySink): MapReader;
+  /** Maps it has no data for (offline sources); live sources always try. */
+  has?(mapId: number): boolean;
+}
+
+/** The output of a child (bpftool, system-probe) or of a saved file. */
+export interface DumpStream {
+  stdout: Readable;
+  /** Settles when the producer is finished; never rejects. */
+  done: Promise<RunResult>;
+  kill(): void;
+}
+
+/** Live children still running, killed if the process exits under us (`| head`, SIGPIPE exits). */
+const liveStreams = new Set<DumpStream>();
+let exitHookInstalled = false;
+function track(stream: DumpStream): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once(`exit`, () => {
+      for (const live of liveStreams)
+        live.kill();
+    });
+  }
+  liveStreams.add(stream);
+}
+
+/**
+ * A dump printed as text (bpftool's or system-probe's JSON array), read chunk by chunk through
+ * the tokenizer. `producer` names the program in messages; `timeoutMs` is what it was given.
+ */
+export function streamReader(stream: DumpStream, sink: EntrySink, producer: string, mapId: number, timeoutMs: number): MapReader {
+  let outputError: string | null = null;
+  let fatalProblem: string | null = null;
+  let readError: string | null = null;
+  const tokenizer = new DumpTokenizer({
+    entry: entry => sink.entry(entry),
+    outputError: message => { outputError = message; },
+    problem: (message, fatal) => {
+      if (fatal)
+        fatalProblem = message;
+      else
+        sink.skipped(message);
+    },
+  });
+  track(stream);
+  const chunks = stream.stdout[Symbol.asyncIterator]();
+  let ended = false;
+  return {
+    async next() {
+      if (ended)
+        return false;
+      try {
+        const {value, done} = await chunks.next();
+        if (!done) {
+          tokenizer.feed(typeof value === `string` ? Buffer.from(value) : value as Buffer);
+          return true;
+        }
+        tokenizer.end();
+      } catch (err) {
+        readError = errorMessage(err);
+      }
+      ended = true;
+      return false;
+    },
+    async finish() {
+      const result = await stream.done;
+      const failures: Array<string> = [];
+      if (result.timedOut)
+        failures.push(`${producer} timed out after ${timeoutMs / 1000} s`);
+      else if (result.exitCode !== 0)
+        failures.push(`${producer} exited with code ${result.exitCode}${result.stderr.trim() ? `: ${result.stderr.trim().slice(-2000)}` : ``}`);
+      if (outputError !== null) {
+        // Freed between the listing and the dump: say it in the words recheck looks for.
+        const gone = /get map by id.*No such file or directory/i.test(outputError);
+        failures.unshift(gone ? mapGone(mapId, outputError) : outputError);
+      }
+      if (readError !== null)
+        failures.push(`reading the dump failed: ${readError}`);
+      if (fatalProblem !== null)
+        failures.push(fatalProblem);
+      return failures;
+    },
+    close() {
+      stream.kill();
+      liveStreams.delete(stream);
+    },
+  };
+}
+
+/** The words recheck looks for when a map was freed between the listing and its dump. */
+export function mapGone(mapId: number, detail: string): string {
+  return `map ${mapId} no longer exists (${detail})`;
+}

@@ -1,0 +1,111 @@
+// Loads koffi, the FFI through which we call bpf() and setns(). Three ways, by how we run:
+// - from the source tree: the koffi package in node_modules (require);
+// - from the .cjs bundle: the native module of this platform is inside the bundle (gzipped, with
+//   its SHA-256, see scripts/build.mjs);
+// - from the standalone executable: the native module is a single-executable asset.
+// A native module can only be loaded from a file. The embedded bytes are checked against their
+// SHA-256, written to a fresh directory only we can write (mkdtemp: 0700, owned by us), loaded
+// with process.dlopen and removed at once (the loaded mapping stays valid).
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {gunzipSync} from 'node:zlib';
+import {EMBEDDED_NATIVE, readAsset, requireKoffi} from './embedded.ts';
+
+/** One platform's native module as carried by the bundle or the executable. */
+export interface EmbeddedNative {
+  /** koffi's directory name: linux_x64, linux_arm64, musl_x64, ... */
+  triplet: string;
+  /** SHA-256 of the module's bytes (hex). */
+  sha256: string;
+  /** The gzipped bytes, base64 (bundle). */
+  gzipBase64?: string;
+  /** The asset's key (standalone executable). */
+  asset?: string;
+}
+
+/** What a worker thread needs to load the same module: a package to require, or bytes to check and load. */
+export type NativeSpec = {kind: `require`, path: string} | {kind: `bytes`, bytes: Uint8Array, sha256: string};
+
+/** The parts of koffi's API we use. */
+export interface Koffi {
+  load(path: string): {func(signature: string): (...args: Array<unknown>) => unknown};
+  errno(): number;
+  address(value: unknown): bigint;
+  version: string;
+}
+
+export const KOFFI_VERSION = `2.16.3`;
+
+/**
+ * Loads a native module from bytes: checks the hash, writes it into a fresh private directory,
+ * dlopens it, removes the directory. Self-contained (its text is also run in worker threads),
+ * so it takes its modules as arguments.
+ */
+export function dlopenBytes(fsModule: typeof fs, pathModule: typeof path, cryptoModule: typeof crypto, tmpDir: string, bytes: Uint8Array, sha256: string): unknown {
+  const digest = cryptoModule.createHash(`sha256`).update(bytes).digest(`hex`);
+  if (digest !== sha256)
+    throw new Error(`the embedded FFI module does not match its SHA-256 (${digest}, expected ${sha256})`);
+  const dir = fsModule.mkdtempSync(pathModule.join(tmpDir, `usmld-ffi-`));
+  try {
+    const info = fsModule.lstatSync(dir);
+    const uid = typeof process.geteuid === `function` ? process.geteuid() : info.uid;
+    if (!info.isDirectory() || info.uid !== uid || (info.mode & 0o077) !== 0)
+      throw new Error(`${dir} is not a private directory of ours`);
+    const file = pathModule.join(dir, `koffi.node`);
+    const {O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW} = fsModule.constants;
+    const fd = fsModule.openSync(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o500);
+    try {
+      fsModule.writeSync(fd, bytes);
+    } finally {
+      fsModule.closeSync(fd);
+    }
+    const loaded = {exports: {} as unknown};
+    process.dlopen(loaded as {exports: object}, file);
+    return loaded.exports;
+  } finally {
+    fsModule.rmSync(dir, {recursive: true, force: true});
+  }
+}
+
+function platformTriplets(): Array<string> {
+  const arch = process.arch === `x64` ? `x64` : process.arch === `arm64` ? `arm64` : process.arch;
+  return [`linux_${arch}`, `musl_${arch}`];
+}
+
+function embeddedBytes(entry: EmbeddedNative): Uint8Array {
+  if (entry.asset !== undefined)
+    return readAsset(entry.asset);
+  return gunzipSync(Buffer.from(entry.gzipBase64 ?? ``, `base64`));
+}
+
+export interface LoadedKoffi {
+  koffi: Koffi;
+  spec: NativeSpec;
+}
+
+/** Loads koffi the way this build carries it; throws with the reason when it cannot. */
+export function loadKoffi(tmpDir: string): LoadedKoffi {
+  if (EMBEDDED_NATIVE === null) {
+    const {koffi, path: packagePath} = requireKoffi();
+    return {koffi: koffi as Koffi, spec: {kind: `require`, path: packagePath}};
+  }
+  const errors: Array<string> = [];
+  for (const triplet of platformTriplets()) {
+    const entry = EMBEDDED_NATIVE.find(candidate => candidate.triplet === triplet);
+    if (entry === undefined)
+      continue;
+    try {
+      const bytes = embeddedBytes(entry);
+      const koffi = dlopenBytes(fs, path, crypto, tmpDir, bytes, entry.sha256) as Koffi;
+      if (koffi.version !== KOFFI_VERSION)
+        throw new Error(`the FFI module is version ${koffi.version}, expected ${KOFFI_VERSION}`);
+      return {koffi, spec: {kind: `bytes`, bytes, sha256: entry.sha256}};
+    } catch (err) {
+      errors.push(`${triplet}: ${(err as Error).message}`);
+    }
+  }
+  if (errors.length === 0)
+    throw new Error(`this build carries no FFI module for ${process.platform} ${process.arch} (it has ${EMBEDDED_NATIVE.map(entry => entry.triplet).join(`, `)})`);
+  throw new Error(errors.join(`; `));
+}

@@ -1,0 +1,91 @@
+// The system calls the kernel backend makes, behind an interface the tool context carries
+// (src/context.ts), so tests can wrap them (force a fallback path, refuse bpf()) without globals.
+import {loadKoffi, type NativeSpec} from './native.ts';
+
+export interface Syscalls {
+  /** bpf(2): the result (≥ 0), or -errno. */
+  bpf(cmd: number, attr: Buffer, size: number): number;
+  /** Address of a buffer's bytes, for the pointer fields of a bpf_attr. */
+  address(buffer: Buffer): bigint;
+  /** How a worker thread loads the same FFI (to setns() there). */
+  native: NativeSpec;
+}
+
+/** Why the syscall layer cannot be had (no FFI module for this platform, no libc, ...). */
+export interface SyscallsUnavailable {
+  unavailable: string;
+}
+
+/** Returns the syscall layer, loading it on first use. */
+export type SyscallAccess = () => Syscalls | SyscallsUnavailable;
+
+export const SYS_BPF: Partial<Record<string, number>> = {x64: 321, arm64: 280};
+
+/** libc's file name, glibc first, then musl's. */
+export function libcNames(): Array<string> {
+  const arch = process.arch === `x64` ? `x86_64` : process.arch === `arm64` ? `aarch64` : process.arch;
+  return [`libc.so.6`, `libc.musl-${arch}.so.1`];
+}
+
+function loadSyscalls(tmpDir: string): Syscalls | SyscallsUnavailable {
+  const sysBpf = SYS_BPF[process.arch];
+  if (process.platform !== `linux` || sysBpf === undefined)
+    return {unavailable: `bpf() is called only on Linux x86_64 and aarch64 (this is ${process.platform} ${process.arch})`};
+  let loaded;
+  try {
+    loaded = loadKoffi(tmpDir);
+  } catch (err) {
+    return {unavailable: `the FFI module (koffi) cannot be loaded: ${(err as Error).message}`};
+  }
+  const {koffi, spec} = loaded;
+  let syscall: ((...args: Array<unknown>) => unknown) | null = null;
+  const errors: Array<string> = [];
+  for (const name of libcNames()) {
+    try {
+      syscall = koffi.load(name).func(`long syscall(long number, ...)`);
+      break;
+    } catch (err) {
+      errors.push(`${name}: ${(err as Error).message}`);
+    }
+  }
+  if (syscall === null)
+    return {unavailable: `libc cannot be opened through the FFI (${errors.join(`; `)})`};
+  const call = syscall;
+  return {
+    bpf(cmd, attr, size) {
+      const result = Number(call(sysBpf, `int`, cmd, `void *`, attr, `uint32_t`, size));
+      return result < 0 ? -koffi.errno() : result;
+    },
+    address: buffer => koffi.address(buffer),
+    native: spec,
+  };
+}
+
+/** The real syscall layer, loaded once, on first use (most commands never need it). */
+export function lazySyscalls(tmpDir: string): SyscallAccess {
+  let loaded: Syscalls | SyscallsUnavailable | undefined;
+  return () => (loaded ??= loadSyscalls(tmpDir));
+}
+
+// errno values (Linux, same on x86_64 and aarch64) and the words we say for them.
+export const EPERM = 1;
+export const ENOENT = 2;
+export const E2BIG = 7;
+export const EBADF = 9;
+export const EACCES = 13;
+export const EFAULT = 14;
+export const EINVAL = 22;
+export const ENOSPC = 28;
+export const ENOSYS = 38;
+export const EOPNOTSUPP = 95;
+/** The kernel's internal ENOTSUPP, which bpf() leaks to userspace for some map types. */
+export const ENOTSUPP = 524;
+
+const ERRNO_NAMES: Record<number, string> = {
+  [EPERM]: `EPERM`, [ENOENT]: `ENOENT`, [E2BIG]: `E2BIG`, [EBADF]: `EBADF`, [EACCES]: `EACCES`, [EFAULT]: `EFAULT`,
+  [EINVAL]: `EINVAL`, [ENOSPC]: `ENOSPC`, [ENOSYS]: `ENOSYS`, [EOPNOTSUPP]: `EOPNOTSUPP`, [ENOTSUPP]: `ENOTSUPP`, 12: `ENOMEM`, 24: `EMFILE`,
+};
+
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
+}

@@ -1,0 +1,198 @@
+// The kernel backend (bpf() through the FFI) on real maps: the same records as the bpftool
+// backend's (BTF and hex maps, per-CPU values, 56-byte keys, a duplicate name, a key-size
+// mismatch, a large LRU map read in chunks that must grow), the key-by-key path when batch lookup
+// is refused, read-only descriptors, holders from fdinfo, fds closed on an early stop, and the
+// fallback to bpftool when bpf() is refused.
+import {spawn} from 'node:child_process';
+import {closeSync, readdirSync, readlinkSync} from 'node:fs';
+import {PassThrough} from 'node:stream';
+import {test} from 'uvu';
+import * as assert from 'uvu/assert';
+import {defaultToolContext, type ToolContext} from '../src/context.ts';
+import {dumpMaps} from '../src/dump/index.ts';
+import {openMapReadOnly} from '../src/dump/kernel.ts';
+import {lazySyscalls, EINVAL, EPERM, type Syscalls} from '../src/sys/syscalls.ts';
+import {BpfTestSet, connTupleBytes, type TestMap} from './helpers/bpf.ts';
+import {parseLines, runCommand} from './helpers/cli.ts';
+import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
+import {buildFixtureMaps, type FixtureMap} from './fixtures/bpf/maps.ts';
+
+const runs = requirePrivileges(`dump-maps kernel backend`, bpfUnavailable());
+let set: BpfTestSet;
+let fixture: Array<FixtureMap> = [];
+let big: TestMap;
+let wide: TestMap;
+let ids: Array<string> = [];
+
+const realSyscalls = () => {
+  const sys = lazySyscalls(process.env.TMPDIR ?? `/tmp`)();
+  if (`unavailable` in sys)
+    throw new Error(sys.unavailable);
+  return sys;
+};
+
+/** The real syscall layer with one command refused with `errno` (cmd -1: every command). */
+function refusing(cmd: number, errno: number): ToolContext[`syscalls`] {
+  const sys = realSyscalls();
+  const wrapped: Syscalls = {...sys, bpf: (c, attr, size) => (cmd === -1 || c === cmd ? -errno : sys.bpf(c, attr, size))};
+  return () => wrapped;
+}
+
+test.before(() => {
+  if (!runs)
+    return;
+  set = new BpfTestSet(`kernel`);
+  fixture = buildFixtureMaps(set);
+  // A large LRU map: many chunks, and hash buckets that overflow a chunk of one.
+  big = set.createMap({name: `connection_stat`, type: `lru_hash`, keySize: 48, valueSize: 16, maxEntries: 40_000});
+  const entries: Array<[Buffer, Buffer]> = [];
+  for (let i = 0; i < 8_000; i++) {
+    const value = Buffer.alloc(16);
+    value.writeUInt32LE(i, 0);
+    entries.push([connTupleBytes({saddr: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, sport: 1024 + (i % 50_000), daddr: `10.9.9.9`, dport: 443, netns: 4026531840, pid: i}), value]);
+  }
+  set.fill(big, entries);
+  // 56-byte keys (a conn_tuple_t and a stream id) in a per-CPU map.
+  wide = set.createMap({name: `http2_in_flight`, type: `percpu_hash`, keySize: 56, valueSize: 12, maxEntries: 64});
+  const wideEntries: Array<[Buffer, Buffer]> = [];
+  for (let i = 0; i < 5; i++) {
+    const key = Buffer.concat([connTupleBytes({saddr: `2001:db8::${i + 1}`, sport: 40_000 + i, daddr: `2001:db8::ff`, dport: 8080}), Buffer.from([i, 0, 0, 0, 0, 0, 0, 0])]);
+    wideEntries.push([key, Buffer.from(`value-${i}-abcd`).subarray(0, 12)]);
+  }
+  set.fill(wide, wideEntries);
+  ids = [...fixture.map(f => f.map.id), big.id, wide.id].flatMap(id => [`--map-id`, String(id)]);
+});
+
+test.after(() => {
+  set?.cleanup();
+});
+
+/** Records without the header and with the backend name blanked: what must be equal across backends. */
+function comparable(stdout: string): Array<string> {
+  return parseLines(stdout).filter(record => record.type !== `header`).map(record => JSON.stringify({...record, backend: record.type === `map` ? `-` : undefined}));
+}
+
+async function dump(args: Array<string>, tool: Partial<ToolContext> = {}) {
+  const run = await runCommand([`dump-maps`, ...args], {tool});
+  return {...run, records: comparable(run.stdout)};
+}
+
+function ourBpfFds(): number {
+  let count = 0;
+  for (const fd of readdirSync(`/proc/self/fd`)) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === `anon_inode:bpf-map`)
+        count++;
+    } catch {
+      // closed while listing
+    }
+  }
+  return count;
+}
+
+if (runs) {
+  test(`kernel backend: the same map, entry and mapstats records as the bpftool backend's`, async () => {
+    const kernel = await dump([`--backend`, `kernel`, ...ids]);
+    const bpftool = await dump([`--backend`, `bpftool`, ...ids]);
+    assert.is(kernel.code, 0, kernel.stderr);
+    assert.is(bpftool.code, 0, bpftool.stderr);
+    assert.ok(kernel.records.length > 8_000, `the large map is there`);
+    assert.equal(kernel.records, bpftool.records);
+    const maps = parseLines(kernel.stdout).filter(record => record.type === `map`);
+    assert.ok(maps.every(map => map.backend === `kernel`));
+    assert.ok(maps.some(map => map.mapType === `lru_hash`) && maps.some(map => map.mapType === `percpu_hash`));
+    const stats = parseLines(kernel.stdout).filter(record => record.type === `mapstats`);
+    assert.ok(stats.some(record => record.btf === true) && stats.some(record => record.btf === false), `BTF and non-BTF maps`);
+  });
+
+  test(`kernel backend is the default when bpf() is allowed; chunks of one grow on ENOSPC`, async () => {
+    const sys = realSyscalls();
+    let enospc = 0;
+    const counting: Syscalls = {...sys, bpf: (cmd, attr, size) => {
+      const result = sys.bpf(cmd, attr, size);
+      if (cmd === 24 && result === -28)
+        enospc++;
+      return result;
+    }};
+    const ctx = defaultToolContext(new PassThrough(), {syscalls: () => counting});
+    const records: Array<Record<string, any>> = [];
+    for await (const record of dumpMaps(ctx, {mapIds: [big.id, wide.id], batchEntries: 1}))
+      records.push(record);
+    assert.ok(enospc > 0, `a bucket held more than one entry`);
+    assert.ok(records.filter(record => record.type === `map`).every(record => record.backend === `kernel`));
+    const stats = records.filter(record => record.type === `mapstats`);
+    assert.equal(stats.map(record => [record.mapId, record.entries, record.duplicates, record.complete]), [[big.id, 8_000, 0, true], [wide.id, 5, 0, true]]);
+  });
+
+  test(`kernel backend walks key by key when the kernel refuses batch lookup: same records`, async () => {
+    const walked = await dump([`--backend`, `kernel`, ...ids], {syscalls: refusing(24, EINVAL)});
+    const bpftool = await dump([`--backend`, `bpftool`, ...ids]);
+    assert.is(walked.code, 0, walked.stderr);
+    assert.equal(walked.records, bpftool.records);
+  });
+
+  test(`a map fd opened by the kernel backend refuses an update with EPERM`, () => {
+    const sys = realSyscalls();
+    const fd = openMapReadOnly(sys, wide.id);
+    assert.ok(fd >= 0, `opened map ${wide.id}`);
+    try {
+      const key = Buffer.alloc(56, 7);
+      const value = Buffer.alloc(16 * 1024);
+      const attr = Buffer.alloc(32);
+      attr.writeUInt32LE(fd, 0);
+      attr.writeBigUInt64LE(sys.address(key), 8);
+      attr.writeBigUInt64LE(sys.address(value), 16);
+      assert.is(sys.bpf(2 /* BPF_MAP_UPDATE_ELEM */, attr, 32), -EPERM);
+      attr.fill(0, 16);
+      assert.is(sys.bpf(3 /* BPF_MAP_DELETE_ELEM */, attr, 32), -EPERM);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test(`holders come from fdinfo, the same for both backends`, async () => {
+    const sys = realSyscalls();
+    const fd = openMapReadOnly(sys, wide.id);
+    const child = spawn(`sleep`, [`30`], {stdio: [`ignore`, `ignore`, `ignore`, fd]});
+    closeSync(fd);
+    try {
+      await new Promise(resolve => setTimeout(resolve, 100));
+      for (const backend of [`kernel`, `bpftool`]) {
+        const run = await runCommand([`dump-maps`, `--backend`, backend, `--map-id`, String(wide.id)]);
+        const map = parseLines(run.stdout).find(record => record.type === `map`)!;
+        assert.equal(map.holders, [{pid: child.pid, comm: `sleep`}], backend);
+      }
+    } finally {
+      child.kill();
+    }
+  });
+
+  test(`an early stop closes every map fd`, async () => {
+    const before = ourBpfFds();
+    const ctx = defaultToolContext(new PassThrough());
+    let seen = 0;
+    for await (const record of dumpMaps(ctx, {backend: `kernel`, mapIds: [big.id], batchEntries: 64})) {
+      if (record.type === `entry` && ++seen === 3)
+        break;
+    }
+    assert.is(seen, 3);
+    assert.is(ourBpfFds(), before);
+  });
+
+  test(`bpf() refused: said on stderr, bpftool is the fallback; --backend kernel names the reason`, async () => {
+    const fallback = await dump(ids, {syscalls: refusing(-1, EPERM)});
+    const bpftool = await dump([`--backend`, `bpftool`, ...ids]);
+    assert.is(fallback.code, 0, fallback.stderr);
+    assert.match(fallback.stderr, /the kernel backend cannot be used \(listing eBPF maps: bpf\(\) refused \(EPERM\): not root, or no CAP_BPF and CAP_SYS_ADMIN, or a seccomp profile denies bpf\(\)\); falling back to bpftool/);
+    assert.equal(fallback.records, bpftool.records);
+    assert.ok(parseLines(fallback.stdout).filter(record => record.type === `map`).every(record => record.backend === `bpftool`));
+    const noFfi = await dump(ids, {syscalls: () => ({unavailable: `the FFI module (koffi) cannot be loaded: test`})});
+    assert.is(noFfi.code, 0);
+    assert.match(noFfi.stderr, /the kernel backend cannot be used \(the FFI module \(koffi\) cannot be loaded: test\); falling back to bpftool/);
+    const forced = await dump([`--backend`, `kernel`, ...ids], {syscalls: refusing(-1, 38)});
+    assert.is(forced.code, 3);
+    assert.match(forced.stderr, /--backend kernel: listing eBPF maps: bpf\(\) is not available \(ENOSYS\): a seccomp profile blocks it/);
+  });
+}
+
+test.run();
