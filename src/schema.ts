@@ -213,9 +213,9 @@ export const RECORDS = {
     ...ENTRY_FIELDS,
     status: req(oneOf(VERDICT_STATUSES)),
     reason: req(oneOf(ALL_REASONS), `README "Verdict reasons" explains each`),
+    checks: req(number, `1 after validate, 2 after recheck looked again`),
     match: opt(match, `what made it alive, or the near miss that made it \`wrong_namespace\``),
     owner: opt(owner, `the process behind the entry (tuple pid or pid_tgid's tgid) when known: for grouping`),
-    checks: req(number, `1 after validate, 2 after recheck looked again`),
   }),
 
   summary: record(`validate / recheck: per-map tally, at the end`, {
@@ -275,6 +275,8 @@ export type AnyRecord = WireRecord | ForeignRecord;
 
 /** The fields of an entry record, which verdicts carry too (in this order). */
 export const ENTRY_FIELD_NAMES: ReadonlyArray<string> = Object.keys(ENTRY_FIELDS);
+/** The fields a verdict adds to its entry's (in this order): what validate's verdictLine appends. */
+export const VERDICT_ONLY_FIELD_NAMES: ReadonlyArray<string> = Object.keys(RECORDS.verdict.fields).filter(name => !(name in ENTRY_FIELDS));
 /** Every field the table gives a record type, `type` and `v` first. */
 export function fieldNames(type: RecordType): ReadonlyArray<string> {
   return [`type`, `v`, ...Object.keys(RECORDS[type].fields)];

@@ -2,8 +2,10 @@ import {Readable} from 'node:stream';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {SOURCE_LINE, readRecords} from '../src/ndjson.ts';
-import {SCHEMA_VERSION, type EntryRecord} from '../src/schema.ts';
-import {makeVerdict} from '../src/validate/index.ts';
+import {SCHEMA_VERSION, type AnyRecord, type EntryRecord} from '../src/schema.ts';
+import {makeVerdict, validate} from '../src/validate/index.ts';
+import {defaultToolContext} from '../src/context.ts';
+import {parseLines, runCommand} from './helpers/cli.ts';
 import {SnapshotIndex} from '../src/validate/snapshotIndex.ts';
 import {verdictLine} from '../src/validate/serialize.ts';
 
@@ -56,6 +58,41 @@ test(`an entry line not of our shape falls back to JSON.stringify`, async () => 
     const verdict = makeVerdict(record as unknown as EntryRecord, snapshot, undefined);
     assert.is(verdictLine(verdict), JSON.stringify(verdict));
   }
+});
+
+test(`an entry's unknown fields reach its verdict in every key order: validate, and the stage in-process as scan runs it`, async () => {
+  const snapshot = [
+    {type: `netns`, v: 1, netnsInode: 9, foundBy: [`process`], pids: [7], paths: [], readVia: `proc-pid:7`, complete: true},
+    {type: `snapshot`, v: 1, of: `conns`, procRoot: `/proc`, time: ``, timeMs: 0, count: 0, complete: true},
+    {type: `process`, v: 1, pid: 7, tids: [7], state: `S`, startTime: 1, comm: `srv`, netnsInode: 9},
+    {type: `snapshot`, v: 1, of: `pids`, procRoot: `/proc`, time: ``, timeMs: 0, count: 1, complete: true},
+  ];
+  const known = {type: `entry`, v: 1, mapId: 4, map: `ssl_read_args`, keyHex: `0700000007000000`, valueHex: `00`,
+    key: {kind: `pid_tgid`, pidTgid: `30064771079`, tgid: 7, tid: 7}};
+  const ours = {...known, ageSeconds: 12, later: {nested: [1, `two`]}};
+  const reordered = {later: {nested: [1, `two`]}, key: known.key, ageSeconds: 12, v: 1, map: known.map, type: `entry`, keyHex: known.keyHex, mapId: 4, valueHex: `00`};
+  const input = [...snapshot, ours, reordered];
+  const expected = {...known, ageSeconds: 12, later: {nested: [1, `two`]}, type: `verdict`, status: `alive`, reason: `thread_alive`, checks: 1};
+  const strip = (verdict: Record<string, unknown>) => {
+    const {owner: _owner, match: _match, ...rest} = verdict;
+    return rest;
+  };
+
+  const run = await runCommand([`validate`, `--no-live`], {stdin: input.map(record => `${JSON.stringify(record)}\n`).join(``)});
+  assert.is(run.stderr, ``);
+  const written = parseLines(run.stdout).filter(record => record.type === `verdict`);
+  assert.is(written.length, 2);
+  for (const verdict of written)
+    assert.equal(strip(verdict), expected);
+
+  const inProcess: Array<Record<string, unknown>> = [];
+  for await (const record of validate(defaultToolContext(process.stderr), Readable.from(input) as AsyncIterable<AnyRecord>, {live: `never`})) {
+    if (record.type === `verdict`)
+      inProcess.push(record);
+  }
+  assert.is(inProcess.length, 2);
+  for (const verdict of inProcess)
+    assert.equal(strip(JSON.parse(JSON.stringify(verdict))), expected);
 });
 
 test.run();
