@@ -246,8 +246,11 @@ if (canRun) {
     // Port pairs, not ports: an ephemeral port is reused by other connections to other peers.
     const pairs = new Set([...world!.holder.connections, ...world!.nsHolder!.connections, ...lonely!.connections]
       .flatMap(c => [`${c.client.port}>${c.server.port}`, `${c.server.port}>${c.client.port}`, ...(c.listener ? [`${c.listener.port}>0`] : [])]));
+    // The script enters a process-less namespace with nsenter, the live run with setns(): the
+    // same namespace, through the same path.
     const pick = (text: string) => withoutHeader(parseLines(text))
       .filter(record => ours.has(record.netnsInode) && (record.type === `netns` || (record.type === `socket` && pairs.has(`${record.lport}>${record.rport}`))))
+      .map(record => record.type === `netns` && typeof record.readVia === `string` ? {...record, readVia: record.readVia.replace(/^setns:/, `nsenter:`)} : record)
       .map(record => record.netnsInode === world!.holder.netnsInode && record.type === `netns` ? {...record, pids: record.pids.slice(0, 1)} : record);
     const live = await runCommand([`snapshot-conns`]);
     const offline = await runCommand([`snapshot-conns`, `--from`, dir]);

@@ -110,16 +110,27 @@ if (requirePrivileges(`snapshot-conns (live namespaces)`, netnsUnavailable())) {
     }
   });
 
-  test(`a namespace with no process in it is found by its bind mount and read with nsenter`, () => {
+  test(`a namespace with no process in it is found by its bind mount and entered with setns() in a worker thread`, () => {
     const inode = statInode(processLess!.netns.path);
     assert.is(processLess!.netns.inode, inode);
     const netns = records.find(record => record.type === `netns` && record.netnsInode === inode)!;
     assert.ok(netns, `process-less netns record missing`);
     assert.equal([netns.foundBy, netns.pids, netns.paths, netns.readVia, netns.complete],
-      [[`bind-mount`], [], [processLess!.netns.path], `nsenter:${processLess!.netns.path}`, true]);
+      [[`bind-mount`], [], [processLess!.netns.path], `setns:${processLess!.netns.path}`, true]);
     const sockets = records.filter(record => record.type === `socket`);
     for (const conn of processLess!.connections)
       assertConnection(sockets, inode, conn, `process-less`);
+  });
+
+  test(`without the FFI the namespace is entered with nsenter, found off PATH too`, async () => {
+    const inode = processLess!.netns.inode;
+    const run = await runCommand([`snapshot-conns`], {tool: {syscalls: () => ({unavailable: `no FFI in this test`}), env: {...process.env, PATH: ``}}, env: {...process.env, PATH: ``}});
+    const fallback = parseLines(run.stdout);
+    const netns = fallback.find(record => record.type === `netns` && record.netnsInode === inode)!;
+    assert.equal([netns.readVia, netns.complete], [`nsenter:${processLess!.netns.path}`, true]);
+    const sockets = fallback.filter(record => record.type === `socket`);
+    for (const conn of processLess!.connections)
+      assertConnection(sockets, inode, conn, `process-less, nsenter`);
   });
 
   test(`once the handed-over sockets are closed, the pair is no longer ESTABLISHED there`, async () => {

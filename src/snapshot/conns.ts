@@ -5,11 +5,15 @@
 // mountinfo (namespaces no process is in, such as `ip netns add` ones, which the original tool
 // missed: B5). A namespace's tables are read through /proc/PID/net of one of its processes; when
 // that process vanishes or its files cannot be read, the next one is tried (B2). A namespace with
-// no readable process is entered with `nsenter --net=PATH`. With `--from CAPTURE`, the capture's
+// no readable process is entered through its bind mount: setns() in a worker thread
+// (src/sys/netns.ts), or `nsenter --net=PATH` when the FFI is not available. With `--from CAPTURE`, the capture's
 // proc/ tree stands in for /proc and netns/<INODE>/ for the nsenter reads.
-import {readdir, readFile, stat} from 'node:fs/promises';
+import {constants as fsConstants} from 'node:fs';
+import {access, readdir, readFile, stat} from 'node:fs/promises';
+import {delimiter, join} from 'node:path';
 import type {ToolContext} from '../context.ts';
 import {errorMessage} from '../errors.ts';
+import {readInNetns} from '../sys/netns.ts';
 import {SCHEMA_VERSION, type NetnsRecord, type SnapshotRecord, type SocketRecord} from '../schema.ts';
 import {parseNetTable, TABLES, type TableSpec} from './nettable.ts';
 import {mapOrdered} from './ordered.ts';
@@ -39,7 +43,7 @@ interface Namespace {
   pids: Array<number>;
   /** Bind-mount paths (mount points, or the capture's `paths` file). */
   paths: Array<string>;
-  /** Paths that opened as this namespace, for nsenter (live runs). */
+  /** Paths that opened as this namespace, to enter it (live runs). */
   enterPaths: Array<string>;
   /** netns/<INODE>/ of a capture. */
   captureDir: string | null;
@@ -268,7 +272,7 @@ async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, 
   for (const path of ns.enterPaths) {
     if (best !== null && (best as TableRead).failures.length === 0)
       break;
-    const read = await readThroughNsenter(ctx, path);
+    const read = await readEntering(ctx, path, ns.netnsInode);
     if (read.texts.every(text => text === null) && read.failures.length > 0)
       problems.push(...read.failures);
     better(read);
@@ -389,6 +393,46 @@ async function readCaptureDir(ns: Namespace): Promise<TableRead> {
   return {via, fileOf: table => `${dir}/${table.name}`, texts, failures: failures.filter(Boolean)};
 }
 
+/** Enters the namespace at `path`: setns() in a worker thread, or nsenter when there is no FFI. */
+async function readEntering(ctx: ToolContext, path: string, netnsInode: number): Promise<TableRead> {
+  const sys = ctx.syscalls();
+  if (`unavailable` in sys) {
+    ctx.log.debug(`entering ${path} with nsenter: ${sys.unavailable}`);
+    return readThroughNsenter(ctx, path);
+  }
+  const via = `setns:${path}`;
+  const read = await readInNetns(sys, ctx.tmpDir, path, netnsInode, TABLES.map(table => table.name), NSENTER_TIMEOUT_MS);
+  const failures: Array<string> = [];
+  if (read.error !== undefined) {
+    failures.push(read.error);
+  } else {
+    TABLES.forEach((table, i) => {
+      if (read.texts[i] === null)
+        failures.push(`cannot read /proc/thread-self/net/${table.name} inside ${path}`);
+    });
+  }
+  return {via, fileOf: table => `${via} /proc/thread-self/net/${table.name}`, texts: read.texts, failures};
+}
+
+/** Where nsenter is when it is not on PATH (util-linux puts it in /usr/bin, older systems in /bin or sbin). */
+const NSENTER_DIRS = [`/usr/bin`, `/bin`, `/usr/sbin`, `/sbin`];
+
+async function findNsenter(ctx: ToolContext): Promise<string | null> {
+  const dirs = [...(ctx.env.PATH ?? ``).split(delimiter).filter(dir => dir.startsWith(`/`)), ...NSENTER_DIRS];
+  for (const dir of dirs) {
+    const candidate = join(dir, `nsenter`);
+    try {
+      if ((await stat(candidate)).isFile()) {
+        await access(candidate, fsConstants.X_OK);
+        return candidate;
+      }
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
 const MARK = `\n@@usmld`;
 // One child for all four tables; a marker line before each, a failure marker when cat fails.
 const NSENTER_SCRIPT = `for t in ${TABLES.map(table => table.name).join(` `)}; do printf '${MARK.replace(`\n`, `\\n`)} %s\\n' "$t"; cat "/proc/self/net/$t" 2>/dev/null || printf '${MARK.replace(`\n`, `\\n`)}-failed %s\\n' "$t"; done`;
@@ -398,9 +442,12 @@ async function readThroughNsenter(ctx: ToolContext, path: string): Promise<Table
   const texts: Array<string | null> = [null, null, null, null];
   const via = `nsenter:${path}`;
   const fileOf = (table: TableSpec) => `${via} /proc/self/net/${table.name}`;
+  const nsenter = await findNsenter(ctx);
+  if (nsenter === null)
+    return {via, fileOf, texts, failures: [`cannot enter ${path}: no FFI for setns() and no nsenter (looked on PATH and in ${NSENTER_DIRS.join(`, `)})`]};
   let stdout: string;
   try {
-    const result = await ctx.runner.run(`nsenter`, [`--net=${path}`, `sh`, `-c`, NSENTER_SCRIPT], {timeoutMs: NSENTER_TIMEOUT_MS});
+    const result = await ctx.runner.run(nsenter, [`--net=${path}`, `sh`, `-c`, NSENTER_SCRIPT], {timeoutMs: NSENTER_TIMEOUT_MS});
     stdout = result.stdout;
     if (!stdout.includes(MARK)) {
       const why = result.timedOut ? `timed out` : (result.stderr.trim().split(`\n`)[0] || `exit code ${result.exitCode}`);
