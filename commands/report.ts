@@ -4,7 +4,9 @@ import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
+import {LeakFilter} from '../src/report/filter.ts';
 import {REPORT_FORMATS, parseGroupBy, writeText, report, wantColour, type ReportFormat} from '../src/report/index.ts';
+import {listLeaks} from '../src/report/list.ts';
 import {BaseCommand} from './BaseCommand.ts';
 
 export default class ReportCommand extends BaseCommand {
@@ -12,7 +14,9 @@ export default class ReportCommand extends BaseCommand {
   static override usage = Command.Usage({
     description: `turn verdicts into the report a person reads (text, json, ndjson, markdown)`,
     details: `
-      Reads verdict, map, mapstats, summary, netns and process records (in any order) and prints, per map, valid/total entries, leaked samples with their reason, race condition false positives filtered, the map's fill against max_entries (with a warning from 90%), then leaks grouped by cause.
+      Reads verdict, map, mapstats, summary, netns and process records (in any order). The first line is the answer: LEAKING, CLEAN or INCONCLUSIVE, with counts, whether the leaks were confirmed at two looks, and the fullest map. Then one line per map, worst first (leaked entries, then fill), the totals, each leaking map's samples, leaks grouped by cause, and what to do next for each reason that occurs.
+
+      \`--list\` prints only a header row and one aligned row per leaked entry (map, reason, proto, src, dst, netns, pid, comm, checks, age when known); with \`--format ndjson\`, one \`leak\` record per leaked entry. \`--map\`, \`--reason\`, \`--netns\` and \`--pid\` (repeatable, or comma-separated) keep only the entries that match, in the list and in the report.
 
       \`--group-by\` picks the groupings (repeat it or separate with commas): ${`reason, dport, sport, daddr, saddr, netns, pid, comm, map, proto, family`}, or \`all\`.
 
@@ -22,6 +26,8 @@ export default class ReportCommand extends BaseCommand {
       [`Report on a saved capture`, `$0 report < capture.ndjson`],
       [`Re-judge a capture, then report`, `$0 validate < capture.ndjson | $0 report`],
       [`Markdown for a support ticket, leaks by remote port and process`, `$0 report --format markdown --group-by dport,pid < capture.ndjson`],
+      [`One row per leak of one map`, `$0 report --list --map connection_protocol capture.ndjson`],
+      [`Leaks of two processes, as records`, `$0 report --list --pid 4564 --pid 4595 --format ndjson capture.ndjson`],
     ],
   });
 
@@ -34,11 +40,30 @@ export default class ReportCommand extends BaseCommand {
     validator: t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]),
   });
   groupBy = Option.Array(`--group-by`, [], {description: `Group leaks by these fields (default: reason,dport,daddr,saddr,netns,pid,map)`});
+  list = Option.Boolean(`--list`, false, {description: `Only a header row and one row per leaked entry (text), or one leak record each (ndjson)`});
+  maps = Option.Array(`--map`, [], {description: `Only this map (full or 15-character kernel name; repeatable)`});
+  reasons = Option.Array(`--reason`, [], {description: `Only entries with this reason (repeatable)`});
+  netns = Option.Array(`--netns`, [], {description: `Only entries of this network namespace inode (repeatable)`});
+  pids = Option.Array(`--pid`, [], {description: `Only entries of this process id (repeatable)`});
   files = Option.Rest({name: `file`});
 
   protected async run(tool: ToolContext): Promise<number> {
     const groupBy = parseGroupBy(this.groupBy);
+    const filter = new LeakFilter({maps: this.maps, reasons: this.reasons, netns: this.netns, pids: this.pids});
+    if (this.list && this.format !== `text` && this.format !== `ndjson`)
+      throw new UsageFault(`--list prints text or ndjson, not ${this.format}`);
     const input = this.input(tool, this.files);
+    if (this.list) {
+      const listed = await listLeaks(input, {
+        format: this.format as `text` | `ndjson`,
+        filter,
+        write: text => writeText(this.context.stdout, text),
+        header: makeHeader(`report`, tool),
+      });
+      if (listed.verdicts === 0 && listed.entries > 0)
+        throw new UsageFault(notJudged(listed.entries));
+      return listed.leaks > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
+    }
     const result = await report(input, {
       format: this.format as ReportFormat,
       samples: Number(this.samples),
@@ -46,12 +71,16 @@ export default class ReportCommand extends BaseCommand {
       colour: wantColour(this.stdoutIsTTY(), tool.env),
       verbose: this.verbose > 0,
       header: makeHeader(`report`, tool),
+      filter,
     });
-    if (result.model.summary.verdicts === 0 && result.model.summary.entries > 0)
-      throw new UsageFault(`the input has ${result.model.summary.entries} map entries but no verdicts: judge them first (usm-leak-detector dump-maps | usm-leak-detector validate | usm-leak-detector report)`);
-    if (result.model.summary.verdicts === 0 && result.model.summary.mapsChecked === 0)
+    if (result.model.summary.verdictsRead === 0 && result.model.summary.entries > 0)
+      throw new UsageFault(notJudged(result.model.summary.entries));
+    if (result.model.summary.verdictsRead === 0 && result.model.summary.mapsChecked === 0)
       tool.log.warn(`no verdict or map records in the input: pipe map entries through \`validate\` first`);
     await writeText(this.context.stdout, result.text);
     return result.leaks > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
   }
 }
+
+const notJudged = (entries: number) =>
+  `the input has ${entries} map entries but no verdicts: judge them first (usm-leak-detector dump-maps | usm-leak-detector validate | usm-leak-detector report)`;

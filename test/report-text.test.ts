@@ -44,64 +44,86 @@ function world() {
   return records;
 }
 
-test(`text: the original's PID section, with dead PIDs, gone threads and unknowns apart`, async () => {
+test(`text: the answer first, then one line per map worst first, one totals block`, async () => {
   const run = await runCommand([`report`], {stdin: ndjson(world())});
   assert.is(run.code, ExitCode.LeaksFound, run.stderr);
-  const out = run.stdout;
-  assert.match(out, /USM eBPF Map Leak Detection \(PID-Keyed Maps\)\n={60}\n\n/);
-  // 4 leaked of 6 entries: the undecodable key is neither valid nor leaked
-  assert.match(out, /\nssl_read_args: 4\/6 entries \(66\.7% leaked, 1 unknown\)\n/);
-  assert.match(out, /  Dead PIDs: \[0, 999\]\n/);
-  assert.match(out, /  Entries of exited threads \(process still alive\): 1\n/);
-  assert.match(out, /  Unknown \(not counted as valid\): undecodable_key 1\n/);
-  assert.match(out, /\nssl_write_args: 0\/1 entries \(0\.0% leaked\)\n  Fill: 1\/10 entries \(10\.0% of max_entries\)\n  No leaks detected\n/);
-  assert.match(out, /## Summary\n-{60}\nTotal maps checked: 2\nMaps with leaks: 1\nTotal leaked entries: 4\n/);
+  const lines = run.stdout.split(`\n`);
+  assert.is(lines[0], `LEAKING: 7 leaked entries in 2 of 4 maps, seen at one look only (no recheck); 2 not judged; pid_fd_by_tuple is nearly full: 10/10 (100.0%)`);
+  assert.is(lines[1], `Host demo-host (kernel 6.1.0), data from 2024-01-01T00:00:00.000Z`);
+  // worst first: most leaked, then fullest; the full catalogue names; one fraction style
+  const table = lines.slice(lines.indexOf(`Maps, worst first`) + 1, lines.indexOf(`Maps, worst first`) + 6);
+  assert.equal(table, [
+    `  map              key         leaked       alive  unknown  fill`,
+    `  ssl_read_args    pid_tgid    4/6 (66.7%)      1        1  6/1024 (0.6%)`,
+    `  pid_fd_by_tuple  conn_tuple  3/7 (42.9%)      2        1  10/10 (100.0%) NEARLY FULL`,
+    `  ssl_write_args   pid_tgid    0/1 (0.0%)       1        0  1/10 (10.0%)`,
+    `  http_in_flight   conn_tuple  0/1 (0.0%)       1        0  1/4096 (0.0%)`,
+  ]);
+  // one totals block, nothing of the old three
+  assert.is(run.stdout.match(/^Totals$/gm)?.length, 1);
+  assert.not.match(run.stdout, /## Summary|## Overall/);
+  assert.match(run.stdout, /\n  leaked          7\/15 \(46\.7%\), 0 confirmed at two looks\n/);
+  assert.match(run.stdout, /\n  not judged      2 \(unknown: neither alive nor leaked\)\n/);
+  // every percentage has one decimal
+  for (const pct of run.stdout.match(/\d+(?:\.\d+)?%/g) ?? [])
+    assert.match(pct, /^\d+\.\d%$/);
 });
 
-test(`text: the ConnTuple section, IPv6 printed right, listeners as *:*, fill warning, race and resolved`, async () => {
+test(`text: the detail of leaking maps, samples structured in columns, listeners as *:*, pid_tgid as pid and tid`, async () => {
   const run = await runCommand([`report`], {stdin: ndjson(world())});
   const out = run.stdout;
-  assert.match(out, /USM eBPF Map Leak Detection \(ConnTuple-Keyed Maps\)\n={60}\n\nNetwork Namespaces Discovered: 1\n\n## Connection Tuple-Keyed Maps\n-{60}\n/);
-  assert.match(out, /\nhttp_in_flight: 1\/1 entries \(100% valid\)\n/);
-  // 7 entries: 2 valid (alive, race) + 1 resolved, 3 leaked, 1 unknown
-  assert.match(out, /\npid_fd_by_tuple: 3\/7 entries \(42\.86% valid, 3 leaked, 1 unknown\)\n/);
-  assert.match(out, /  Fill: 10\/10 entries \(100\.0% of max_entries\)  WARNING: nearly full/);
-  assert.match(out, /  Leaked entries: 3\n    10\.0\.0\.1:40001 -> 10\.0\.0\.2:443 \(netns=4026531840, pid=100\) \[no_connection\]\n/);
-  assert.match(out, /    \[2001:db8::1\]:8080 -> \*:\* \(netns=4026531840, pid=555\) \[no_listener\]\n/);
-  assert.match(out, /    \[2001:db8::1\]:5000 -> \[2001:db8::2\]:443 \(netns=4026532999, pid=0\) \[unknown_namespace\]\n/);
-  assert.match(out, /  Race condition false positives filtered: 1\n/);
-  assert.match(out, /  Removed from the map before the recheck \(not leaks\): 1\n/);
-  assert.match(out, /Total maps checked: 2\nMaps with leaks: 1\nTotal leaked entries: 3\nRace condition false positives filtered: 1\n/);
-  assert.match(out, /WARNING: pid_fd_by_tuple is 100\.0% full \(10\/10\)/);
-  assert.match(out, /Host demo-host \(kernel 6\.1\.0\)/);
+  assert.match(out, /\nssl_read_args \(id 11\)\n  leaked 4\/6 \(66\.7%\), seen at one look only; fill 6\/1024 \(0\.6%\)\n  reasons: process_gone 3, thread_gone 1\n  dead pids: 0, 999\n  entries of exited threads \(process still alive\): 1\n  not judged \(unknown\): undecodable_key 1\n/);
+  assert.match(out, /    pid_tgid  4290672329704 +pid 999 tid 1000 \(gone\)  process_gone\n/);
+  assert.match(out, /    pid_tgid  429496729723 +pid 100 tid 123 \(curl\) +thread_gone\n/);
+  assert.match(out, /    tcp  10\.0\.0\.1:40001      ->  10\.0\.0\.2:443       netns 4026531840  pid 100 \(curl\)  no_connection\n/);
+  assert.match(out, /    tcp  \[2001:db8::1\]:8080  ->  \*:\* +netns 4026531840  pid 555 \(gone\)  no_listener\n/);
+  assert.match(out, /    tcp  \[2001:db8::1\]:5000  ->  \[2001:db8::2\]:443  netns 4026532999  no pid in key   unknown_namespace\n/);
+  assert.match(out, /  races cleared by the recheck: 1\n/);
+  assert.match(out, /  removed from the map before the recheck \(not leaks\): 1\n/);
+  assert.match(out, /WARNING: pid_fd_by_tuple is nearly full: 10\/10 \(100\.0%\) of max_entries/);
+  // clean maps are one line in the table, no detail
+  assert.not.match(out, /\nhttp_in_flight \(id/);
+  // a listener prints one way everywhere: *:* in samples, * in the dport and daddr groups
+  assert.not.match(out, /:: ?0|\[::\]:0|0\.0\.0\.0:0/);
+  assert.match(out, /By destination port \(dport\) \(2 distinct\)\n  2  443\n  1  \* \(listener\)\n/);
 });
 
-test(`text: leaks grouped by cause, top groups first, processes dead or named, namespaces resolved`, async () => {
+test(`text: leaks grouped by cause, processes named or gone, pid 0 apart, namespaces resolved`, async () => {
   const run = await runCommand([`report`], {stdin: ndjson(world())});
   const out = run.stdout;
-  assert.match(out, /## By reason \(5 distinct\)\n  3  process_gone\n  1  no_connection\n  1  no_listener\n  1  thread_gone\n  1  unknown_namespace\n/);
-  assert.match(out, /## By process \(pid\) \(4 distinct\)\n  2  0 \(no pid in key\)\n  2  100 \(curl\)\n  2  999 \(dead\)\n  1  555 \(dead\)\n/);
-  assert.match(out, /## By network namespace \(2 distinct\)\n  2  4026531840 \(pid 1, 100\)\n  1  4026532999 \(not found on the host\)\n  \(4 leaked entries have no netns\)\n/);
-  assert.match(out, /## By destination port \(dport\) \(2 distinct\)\n  2  443\n  1  0\n/);
-  assert.match(out, /## By map id \(2 distinct\)\n  4  ssl_read_args \(id 11\)\n  3  pid_fd_by_tuple \(id 20\)\n/);
-  assert.match(out, /Leaked entries: 7 in 2 of 4 maps/);
+  assert.match(out, /By reason \(5 distinct\)\n  3  process_gone\n  1  no_connection\n  1  no_listener\n  1  thread_gone\n  1  unknown_namespace\n/);
+  // a tuple without a pid is not a process: counted apart, not as gone
+  assert.match(out, /By process \(pid\) \(4 distinct\)\n  2  100 \(curl\)\n  2  999 \(gone\)\n  1  0 \(gone\)\n  1  555 \(gone\)\n  \(1 leaked entry has no pid in its key\)\n/);
+  assert.match(out, /By network namespace \(2 distinct\)\n  2  4026531840 \(pid 1, 100\)\n  1  4026532999 \(not found on the host\)\n  \(4 leaked entries have no netns: pid_tgid keys\)\n/);
+  assert.match(out, /By map \(2 distinct\)\n  4  ssl_read_args \(id 11\)\n  3  pid_fd_by_tuple \(id 20\)\n/);
+});
+
+test(`text: what to do next, once per reason that occurs, leaked reasons first`, async () => {
+  const run = await runCommand([`report`], {stdin: ndjson(world())});
+  const next = run.stdout.slice(run.stdout.indexOf(`What to do next`));
+  const reasons = [...next.matchAll(/^- ([a-z_]+):/gm)].map(match => match[1]);
+  assert.equal(reasons, [`process_gone`, `no_connection`, `no_listener`, `thread_gone`, `unknown_namespace`, `namespace_unreadable`, `undecodable_key`, `seen_once`]);
+  assert.match(next, /--recheck-delay/);
 });
 
 test(`the "... and K more" count is the true count, past any cap (B7)`, async () => {
   const records: Array<object> = [mapRecord(30, `connection_protocol`, {maxEntries: 100_000})];
   for (let i = 0; i < 150; i++)
-    records.push(verdict(30, `connection_protocol`, tupleKey({saddr: `10.1.0.1`, sport: 10000 + i, daddr: `10.1.0.2`, dport: 80, netns: NS}), `leaked`, `no_connection`));
+    records.push(verdict(30, `connection_protocol`, tupleKey({saddr: `10.1.0.1`, sport: 10000 + i, daddr: `10.1.0.2`, dport: 80, netns: NS}), `leaked`, `no_connection`, {checks: 2}));
   const run = await runCommand([`report`], {stdin: ndjson(records)});
   assert.is(run.code, ExitCode.LeaksFound);
-  assert.match(run.stdout, /connection_prot: 0\/150 entries \(0\.00% valid, 150 leaked\)/);
-  assert.is(run.stdout.match(/\[no_connection\]/g)?.length, 10);
-  assert.match(run.stdout, /    \.\.\. and 140 more\n/);
+  assert.match(run.stdout, /^LEAKING: 150 leaked entries in 1 of 1 map, confirmed at two looks; connection_protocol is the fullest: 150\/100000 \(0\.1%\)\n/);
+  // the full name everywhere, the kernel name only beside it in the detail
+  assert.match(run.stdout, /\nconnection_protocol \(id 30, kernel name connection_prot\)\n/);
+  assert.is(run.stdout.match(/connection_prot\b/g)?.length, 1);
+  assert.is(run.stdout.match(/^    tcp /gm)?.length, 10);
+  assert.match(run.stdout, /    \.\.\. and 140 more \(usm-leak-detector report --list --map connection_protocol\)\n/);
   const few = await runCommand([`report`, `--samples`, `3`], {stdin: ndjson(records)});
-  assert.is(few.stdout.match(/\[no_connection\]/g)?.length, 3);
-  assert.match(few.stdout, /    \.\.\. and 147 more\n/);
+  assert.is(few.stdout.match(/^    tcp /gm)?.length, 3);
+  assert.match(few.stdout, /    \.\.\. and 147 more/);
 });
 
-test(`no leaks: exit 0, the original's "No leaks detected" lines`, async () => {
+test(`no leaks: CLEAN first, exit 0`, async () => {
   const records = [
     mapRecord(40, `http_in_flight`),
     verdict(40, `http_in_flight`, tupleKey({saddr: `10.0.0.1`, sport: 1, daddr: `10.0.0.2`, dport: 80, netns: NS}), `alive`, `established`),
@@ -109,10 +131,20 @@ test(`no leaks: exit 0, the original's "No leaks detected" lines`, async () => {
   ];
   const run = await runCommand([`report`], {stdin: ndjson(records)});
   assert.is(run.code, ExitCode.Ok);
-  assert.match(run.stdout, /http_in_flight: 1\/1 entries \(100% valid\)\n/);
-  // an empty map, as the original prints it
-  assert.match(run.stdout, /redis_in_flight: 0\/0 entries \(100% valid\)\n/);
-  assert.not.match(run.stdout, /Leaks by cause/);
+  assert.match(run.stdout, /^CLEAN: 0 leaked of 1 entry in 2 maps; http_in_flight is the fullest: 1\/1024 \(0\.1%\)\n/);
+  assert.match(run.stdout, /  redis_in_flight  conn_tuple  0\/0 +0 +0  0\/1024 \(0\.0%\)\n/);
+  assert.not.match(run.stdout, /Leaks by cause|Map detail/);
+});
+
+test(`no leaks but entries not judged: INCONCLUSIVE, with why`, async () => {
+  const records = [
+    mapRecord(40, `http_in_flight`),
+    verdict(40, `http_in_flight`, tupleKey({saddr: `10.0.0.1`, sport: 1, daddr: `10.0.0.2`, dport: 80, netns: NS}), `alive`, `established`),
+    verdict(40, `http_in_flight`, tupleKey({saddr: `10.0.0.1`, sport: 2, daddr: `10.0.0.2`, dport: 80, netns: NS}), `unknown`, `namespace_unreadable`),
+  ];
+  const run = await runCommand([`report`], {stdin: ndjson(records)});
+  assert.match(run.stdout, /^INCONCLUSIVE: 0 leaked, but 1 of 2 entries could not be judged; http_in_flight is the fullest: 2\/1024 \(0\.2%\)\n/);
+  assert.match(run.stdout, /- namespace_unreadable: /);
 });
 
 test(`maps sharing a name are reported per id`, async () => {
@@ -123,8 +155,8 @@ test(`maps sharing a name are reported per id`, async () => {
     verdict(52, `connection_protocol`, key, `alive`, `established`),
   ];
   const run = await runCommand([`report`], {stdin: ndjson(records)});
-  assert.match(run.stdout, /connection_prot \[id 51\]: 0\/1 entries \(0\.00% valid, 1 leaked\)/);
-  assert.match(run.stdout, /connection_prot \[id 52\]: 1\/1 entries \(100% valid\)/);
+  assert.match(run.stdout, /  connection_protocol \[id 51\]  conn_tuple  1\/1 \(100\.0%\)/);
+  assert.match(run.stdout, /  connection_protocol \[id 52\]  conn_tuple  0\/1 \(0\.0%\)/);
 });
 
 test(`a stream filtered down to leaked verdicts takes its counts from the summary records`, async () => {
@@ -134,8 +166,9 @@ test(`a stream filtered down to leaked verdicts takes its counts from the summar
     summary(`recheck`, 60, `http_in_flight`, {total: 50, alive: 48, leaked: 1, raceFiltered: 1, resolved: 1}),
   ];
   const run = await runCommand([`report`], {stdin: ndjson(records)});
-  assert.match(run.stdout, /http_in_flight: 49\/50 entries \(98\.00% valid, 1 leaked\)/);
-  assert.match(run.stdout, /Race condition false positives filtered: 1/);
+  assert.match(run.stdout, /^LEAKING: 1 leaked entry in 1 of 1 map, confirmed at two looks\n/);
+  assert.match(run.stdout, /  http_in_flight  conn_tuple  1\/50 \(2\.0%\)/);
+  assert.match(run.stdout, /races cleared by the recheck: 1/);
 });
 
 test(`colour only on a TTY and never with NO_COLOR`, async () => {
@@ -154,7 +187,7 @@ test(`bad lines are named and skipped, the report still comes out`, async () => 
   assert.is(run.code, ExitCode.LeaksFound);
   assert.match(run.stderr, /stdin:\d+: not JSON/);
   assert.match(run.stderr, /stdin:\d+: invalid verdict record/);
-  assert.match(run.stdout, /Total leaked entries: 3/);
+  assert.match(run.stdout, /^LEAKING: 7 leaked entries/);
 });
 
 test(`an input with no verdicts says what to do`, async () => {

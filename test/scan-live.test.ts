@@ -41,7 +41,8 @@ function checkVerdicts(world: UsmWorld, verdicts: Array<Record<string, any>>, ov
   }
 }
 
-const withoutHostLine = (text: string) => text.replace(/^Host .*\n\n/, ``);
+/** The report without its second line (host and what the entries were judged against). */
+const withoutHostLine = (text: string) => text.replace(/^(.*\n)Host .*\n/, `$1`);
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -92,15 +93,17 @@ if (canRun) {
       checkVerdicts(world, records.filter(record => record.type === `verdict`), overrides, someNamespaceIncomplete(records));
       const out = run.stdout;
       assert.match(out, /Host scan-test-host \(kernel 6\.1\.0-test\)/);
-      assert.match(out, /USM eBPF Map Leak Detection \(PID-Keyed Maps\)/);
-      assert.match(out, /ssl_read_args: 3\/6 entries \(50\.0% leaked\)\n/);
-      assert.match(out, /ssl_ctx_by_pid_: 0\/0 entries \(0\.0% leaked\)\n/);
-      assert.match(out, /connection_prot: 1\/28 entries \(3\.57% valid, 27 leaked\)\n  Fill: 28\/30 entries \(93\.3% of max_entries\)  WARNING/);
-      assert.match(out, /    \.\.\. and 17 more\n/);
-      assert.match(out, /  Race condition false positives filtered: 1\n/);
-      assert.match(out, /  Removed from the map before the recheck \(not leaks\): 1\n/);
-      assert.match(out, /\[2001:db8::10\]:44321 -> \[2001:db8::20\]:443 \(netns=\d+, pid=0\) \[no_connection\]/);
-      assert.match(out, /## By destination port \(dport\) \(\d+ distinct\)\n +27  5432\n/);
+      // The answer first, confirmed by the recheck; then the maps worst first, with full names.
+      assert.match(out, /^LEAKING: \d+ leaked entries in \d+ of \d+ maps, confirmed at two looks[^\n]*; connection_protocol is nearly full: 28\/30 \(93\.3%\)\n/);
+      assert.match(out, /\n  connection_protocol +conn_tuple +27\/28 \(96\.4%\) +1 +0 +28\/30 \(93\.3%\) NEARLY FULL\n/);
+      assert.match(out, /\n  ssl_read_args +pid_tgid +3\/6 \(50\.0%\) /);
+      assert.match(out, /\n  ssl_ctx_by_pid_tgid +pid_tgid +0\/0 /);
+      assert.match(out, /\nconnection_protocol \(id \d+, kernel name connection_prot\)\n  leaked 27\/28 \(96\.4%\), all confirmed at two looks; fill 28\/30 \(93\.3%\) \(nearly full\)\n/);
+      assert.match(out, /    \.\.\. and 17 more/);
+      assert.match(out, /  races cleared by the recheck: 1\n/);
+      assert.match(out, /  removed from the map before the recheck \(not leaks\): 1\n/);
+      assert.match(out, /    tcp  \[2001:db8::10\]:44321 +->  \[2001:db8::20\]:443 +netns \d+ +no pid in key +no_connection\n/);
+      assert.match(out, /By destination port \(dport\) \(\d+ distinct\)\n +27  5432\n/);
       assert.match(out, new RegExp(`  \\d+  ${world.holder.pid} \\(node\\)`));
       // The capture alone gives the same report, anywhere.
       const replay = await runCommand([`report`, capture]);
@@ -120,7 +123,8 @@ if (canRun) {
       const live = await runCommand([`scan`, ...world.mapIdArgs, `--recheck-delay`, `0`, `--capture`, capture], {tool: {host: HOST}});
       assert.is(live.code, ExitCode.LeaksFound, live.stderr);
       // 150 leaks, 10 shown: the count is the true one (B7)
-      assert.match(live.stdout, /connection_prot: 1\/151 entries \(0\.66% valid, 150 leaked\)\n[^]*?    \.\.\. and 140 more\n/);
+      assert.match(live.stdout, /\n  connection_protocol +conn_tuple +150\/151 \(99\.3%\) +1 +0 /);
+      assert.match(live.stdout, /\nconnection_protocol \(id \d+, kernel name connection_prot\)\n[^]*?    \.\.\. and 140 more/);
       const captured = parseLines(readFileSync(capture, `utf8`));
       checkVerdicts(world, captured.filter(record => record.type === `verdict`), new Map(), someNamespaceIncomplete(captured));
 

@@ -4,9 +4,12 @@
 // commands and namespaces are resolved only when the report is built.
 import {findCatalogueMap, kernelName} from '../catalogue.ts';
 import type {
-  AnyRecord, ConnTupleKey, HeaderRecord, KeyKind, MapRecord, MapStatsRecord, NetnsRecord, ProcessRecord,
-  SummaryRecord, VerdictRecord,
+  AnyRecord, HeaderRecord, KeyKind, MapRecord, MapStatsRecord, NetnsRecord, ProcessRecord,
+  SnapshotRecord, SummaryRecord, VerdictRecord,
 } from '../schema.ts';
+import {LeakFilter} from './filter.ts';
+import {isListenerKey, ownerPid, LISTENER_DST} from './format.ts';
+import {MAP_SECTIONS} from './sections.ts';
 
 /** Fields leaks can be grouped by (`--group-by`). */
 export const GROUP_FIELDS = [`reason`, `dport`, `sport`, `daddr`, `saddr`, `netns`, `pid`, `comm`, `map`, `proto`, `family`] as const;
@@ -26,13 +29,15 @@ export interface ReportOptions {
   samples: number;
   /** Group tables to build. */
   groupBy: ReadonlyArray<GroupField>;
+  /** `--map/--reason/--netns/--pid`: records outside them are not counted. */
+  filter?: LeakFilter;
 }
 
 export interface MapTally {
   mapId: number;
   /** Catalogue name (full C name). */
   map: string;
-  /** Kernel name (≤15 chars), for ordering as the original tool does. */
+  /** Kernel name (≤15 chars). */
   kernelName: string;
   keyKind: KeyKind | null;
   info: MapRecord | null;
@@ -43,6 +48,8 @@ export interface MapTally {
   unknown: number;
   resolved: number;
   raceFiltered: number;
+  /** Leaked verdicts confirmed by a second look (checks ≥ 2). */
+  confirmed: number;
   /** Count per `status:reason`. */
   reasons: Map<string, number>;
   samples: Array<VerdictRecord>;
@@ -53,6 +60,8 @@ export interface MapTally {
   threadsGone: number;
   /** Latest summary seen (recheck's wins over validate's). */
   summary: SummaryRecord | null;
+  /** States of the MAP_SECTIONS, in their order. */
+  sections: Array<unknown>;
 }
 
 export interface GroupTable {
@@ -60,9 +69,12 @@ export interface GroupTable {
   counts: Map<string, number>;
   /** Leaks whose value arrived after the table was full. */
   other: number;
-  /** Leaks the field does not apply to (dport of a pid_tgid entry, ...). */
+  /** Leaks the field does not apply to (dport of a pid_tgid entry, no pid in the key, ...). */
   notApplicable: number;
 }
+
+/** Placeholder of a `comm` group value resolved when the report is built. */
+const PID_PREFIX = `pid:`;
 
 export class ReportAggregator {
   readonly maps = new Map<number, MapTally>();
@@ -71,30 +83,39 @@ export class ReportAggregator {
   /** Commands named by verdicts' `owner` (validate does not pass process records on). */
   readonly owners = new Map<number, string>();
   readonly groups: Array<GroupTable>;
+  readonly filter: LeakFilter;
   headers: Array<HeaderRecord> = [];
+  /** Verdicts counted (after the filters), and read (before them). */
   verdicts = 0;
+  verdictsRead = 0;
   entries = 0;
   /** Snapshots taken, for the "what was compared against" line. */
-  snapshots: Array<{of: string, complete: boolean}> = [];
+  snapshots: Array<{of: string, complete: boolean, count: number | null, timeMs: number | null}> = [];
   private processesCapped = false;
 
   constructor(readonly options: ReportOptions) {
+    this.filter = options.filter ?? new LeakFilter();
     this.groups = options.groupBy.map(field => ({field, counts: new Map(), other: 0, notApplicable: 0}));
   }
 
   add(record: AnyRecord): void {
     switch (record.type) {
       case `verdict`: this.addVerdict(record); break;
-      case `map`: this.tally(record.mapId, record.catalogName).info = record; break;
+      case `map`: this.addMap(record); break;
       case `mapstats`: this.addMapStats(record); break;
       case `summary`: this.addSummary(record); break;
       case `netns`: this.addNetns(record); break;
       case `process`: this.addProcess(record); break;
       case `header`: if (this.headers.length < 16) this.headers.push(record); break;
-      case `snapshot`: if (this.snapshots.length < 16) this.snapshots.push({of: record.of, complete: record.complete}); break;
+      case `snapshot`: this.addSnapshot(record); break;
       case `entry`: this.entries += 1; break;
       default: break;
     }
+  }
+
+  /** A process snapshot was part of the input: a pid absent from it is a gone process. */
+  get sawProcessSnapshot(): boolean {
+    return this.processes.size > 0 || this.snapshots.some(snapshot => snapshot.of === `pids` && snapshot.complete);
   }
 
   private tally(mapId: number, map: string): MapTally {
@@ -103,15 +124,27 @@ export class ReportAggregator {
       const known = findCatalogueMap(map);
       tally = {
         mapId, map, kernelName: kernelName(map), keyKind: known?.keyKind ?? null, info: null, stats: null,
-        total: 0, alive: 0, leaked: 0, unknown: 0, resolved: 0, raceFiltered: 0, reasons: new Map(),
+        total: 0, alive: 0, leaked: 0, unknown: 0, resolved: 0, raceFiltered: 0, confirmed: 0, reasons: new Map(),
         samples: [], deadPids: new Set(), deadPidsCapped: false, threadsGone: 0, summary: null,
+        sections: MAP_SECTIONS.map(section => section.start()),
       };
       this.maps.set(mapId, tally);
     }
     return tally;
   }
 
+  private addMap(record: MapRecord): void {
+    if (!this.filter.map(record.catalogName))
+      return;
+    const tally = this.tally(record.mapId, record.catalogName);
+    tally.info = record;
+    this.toSections(tally, record as unknown as AnyRecord);
+  }
+
   private addVerdict(verdict: VerdictRecord): void {
+    this.verdictsRead += 1;
+    if (!this.filter.verdict(verdict))
+      return;
     this.verdicts += 1;
     const tally = this.tally(verdict.mapId, verdict.map);
     if (tally.keyKind === null && verdict.key)
@@ -122,8 +155,12 @@ export class ReportAggregator {
       tally.raceFiltered += 1;
     const reasonKey = `${verdict.status}:${verdict.reason}`;
     tally.reasons.set(reasonKey, (tally.reasons.get(reasonKey) ?? 0) + 1);
+    for (let i = 0; i < MAP_SECTIONS.length; i++)
+      MAP_SECTIONS[i]!.addVerdict(tally.sections[i], verdict);
     if (verdict.status !== `leaked`)
       return;
+    if (verdict.checks >= 2)
+      tally.confirmed += 1;
     if (tally.samples.length < this.options.samples)
       tally.samples.push(verdict);
     const key = verdict.key;
@@ -160,17 +197,32 @@ export class ReportAggregator {
   private addMapStats(stats: MapStatsRecord): void {
     if (stats.map === `` && !this.maps.has(stats.mapId))
       return;
+    if (!this.filter.map(stats.map))
+      return;
     const tally = this.tally(stats.mapId, stats.map);
     // The first dump of a map is the one judged; recheck's re-read of it comes later.
     tally.stats ??= stats;
+    this.toSections(tally, stats as unknown as AnyRecord);
   }
 
   private addSummary(summary: SummaryRecord): void {
+    if (!this.filter.map(summary.map))
+      return;
     const tally = this.tally(summary.mapId, summary.map);
     // recheck's summary is the later word on a map; never let validate's replace it.
     if (tally.summary?.stage === `recheck` && summary.stage === `validate`)
       return;
     tally.summary = summary;
+  }
+
+  private toSections(tally: MapTally, record: AnyRecord): void {
+    for (let i = 0; i < MAP_SECTIONS.length; i++)
+      MAP_SECTIONS[i]!.addRecord?.(tally.sections[i], record);
+  }
+
+  private addSnapshot(record: SnapshotRecord): void {
+    if (this.snapshots.length < 16)
+      this.snapshots.push({of: record.of, complete: record.complete, count: record.count, timeMs: record.timeMs});
   }
 
   private addNetns(netns: NetnsRecord): void {
@@ -189,42 +241,54 @@ export class ReportAggregator {
   get processTableCapped(): boolean {
     return this.processesCapped;
   }
+
+  /** The command of a pid, when a process record or a verdict's owner named it. */
+  commOf(pid: number): string | null {
+    return this.processes.get(pid)?.comm ?? this.owners.get(pid) ?? null;
+  }
+
+  /** Whether a pid's process was looked for and is gone; null when there is no process snapshot. */
+  processGone(pid: number, verdict?: VerdictRecord): boolean | null {
+    if (this.commOf(pid) !== null || (verdict?.owner && typeof verdict.owner.comm === `string`))
+      return false;
+    if (verdict?.reason === `process_gone`)
+      return true;
+    return this.sawProcessSnapshot ? true : null;
+  }
 }
 
 /** The value a leaked verdict has for a group field; null when the field does not apply. */
 export function groupValue(field: GroupField, verdict: VerdictRecord): string | null {
   const key = verdict.key;
-  const tuple: ConnTupleKey | null = key?.kind === `conn_tuple` ? key : null;
+  const tuple = key?.kind === `conn_tuple` ? key : null;
+  const listener = isListenerKey(key);
   switch (field) {
     case `reason`: return verdict.reason;
     case `map`: return `${verdict.map}#${verdict.mapId}`;
-    case `dport`: return tuple ? String(tuple.dport) : null;
+    // A listener has no remote side: its daddr/dport print as `*`, as its dst prints `*:*`.
+    case `dport`: return tuple ? (listener ? LISTENER_DST.slice(2) : String(tuple.dport)) : null;
     case `sport`: return tuple ? String(tuple.sport) : null;
-    case `daddr`: return tuple ? tuple.daddr : null;
+    case `daddr`: return tuple ? (listener ? LISTENER_DST.slice(0, 1) : tuple.daddr) : null;
     case `saddr`: return tuple ? tuple.saddr : null;
     case `proto`: return tuple ? tuple.proto : null;
     case `family`: return tuple ? tuple.family : null;
     case `netns`: return tuple ? String(tuple.netns) : null;
-    case `pid`: return ownerPid(verdict) === null ? null : String(ownerPid(verdict));
+    case `pid`: {
+      const pid = ownerPid(verdict);
+      return pid === null ? null : String(pid);
+    }
     case `comm`: {
       const pid = ownerPid(verdict);
       if (pid === null)
         return null;
-      // Resolved later from process records when the verdict does not carry it.
-      return verdict.owner?.comm ?? `pid:${pid}`;
+      // Resolved when the report is built, from process records, when the verdict does not carry it.
+      return verdict.owner?.comm ?? `${PID_PREFIX}${pid}`;
     }
     default: return null;
   }
 }
 
-/** The process behind an entry: the verdict's owner, else the tuple's pid or pid_tgid's tgid. */
-export function ownerPid(verdict: VerdictRecord): number | null {
-  if (verdict.owner)
-    return verdict.owner.pid;
-  const key = verdict.key;
-  if (key?.kind === `conn_tuple`)
-    return key.pid;
-  if (key?.kind === `pid_tgid`)
-    return key.tgid;
-  return null;
+/** The pid of a `comm` placeholder value, or null for a resolved command. */
+export function placeholderPid(value: string): number | null {
+  return value.startsWith(PID_PREFIX) ? Number(value.slice(PID_PREFIX.length)) : null;
 }

@@ -2,9 +2,11 @@
 // of maps, samples and distinct group values, not by the number of entries.
 import {SCHEMA_VERSION, type AnyRecord, type HeaderRecord} from '../schema.ts';
 import {DEFAULT_GROUPS, GROUP_FIELDS, ReportAggregator, type GroupField} from './aggregate.ts';
+import type {LeakFilter} from './filter.ts';
 import {renderMarkdown} from './markdown.ts';
 import {buildReport, type ReportModel} from './model.ts';
-import {ANSI_STYLE, NO_STYLE, renderText} from './text.ts';
+import {ANSI_STYLE, NO_STYLE} from './style.ts';
+import {renderText} from './text.ts';
 import {UsageFault} from '../errors.ts';
 import {OutputClosed} from '../ndjson.ts';
 
@@ -19,6 +21,7 @@ export interface ReportRunOptions {
   verbose: boolean;
   /** Header written first in ndjson format. */
   header?: HeaderRecord;
+  filter?: LeakFilter;
 }
 
 export interface ReportResult {
@@ -29,7 +32,7 @@ export interface ReportResult {
 
 /** Folds records into the report. Resolves once the input ends. */
 export async function report(input: AsyncIterable<AnyRecord>, options: ReportRunOptions): Promise<ReportResult> {
-  const aggregator = new ReportAggregator({samples: options.samples, groupBy: options.groupBy});
+  const aggregator = new ReportAggregator({samples: options.samples, groupBy: options.groupBy, filter: options.filter});
   for await (const record of input)
     aggregator.add(record);
   const model = buildReport(aggregator);
@@ -45,18 +48,18 @@ export function render(model: ReportModel, options: ReportRunOptions): string {
   }
 }
 
-/** ndjson: one `report-map` record per map, one `report-group` per grouping, one `report-summary`. */
+/** ndjson: one `report-map` record per map (worst first), one `report-group` per grouping, one `report-summary`. */
 function ndjsonLines(model: ReportModel, header?: HeaderRecord): string {
   const lines: Array<string> = [];
   if (header)
     lines.push(JSON.stringify(header));
-  for (const map of [...model.pidMaps, ...model.connTupleMaps])
+  for (const map of model.maps)
     lines.push(JSON.stringify({type: `report-map`, v: SCHEMA_VERSION, ...map}));
   for (const group of model.groups)
     lines.push(JSON.stringify({type: `report-group`, v: SCHEMA_VERSION, ...group}));
   lines.push(JSON.stringify({
-    type: `report-summary`, v: SCHEMA_VERSION, source: model.source, namespaceCount: model.namespaceCount,
-    warnings: model.warnings, ...model.summary,
+    type: `report-summary`, v: SCHEMA_VERSION, conclusion: model.conclusion, source: model.source, filter: model.filter,
+    namespaceCount: model.namespaceCount, hints: model.hints, mapNotes: model.mapNotes, warnings: model.warnings, ...model.summary,
   }));
   return `${lines.join(`\n`)}\n`;
 }

@@ -1,39 +1,49 @@
-// Markdown, to paste into a support ticket: one table of maps, leaked samples in code blocks,
-// one table per grouping.
-import {displayName, percent, type MapReport, type ReportModel} from './model.ts';
+// Markdown, to paste into a support ticket: the answer first, one table of maps worst first,
+// the totals, each leaking map's samples as a table, leaks by cause, what to do next.
+import {leakColumns} from './format.ts';
+import {fillText, mapName, type MapReport, type ReportModel} from './model.ts';
+import {MAP_SECTIONS} from './sections.ts';
+import {answerLine, notApplicableWords, sourceLine} from './text.ts';
+import {fraction} from './format.ts';
 
 export function renderMarkdown(model: ReportModel): string {
   const out: Array<string> = [`# USM eBPF map leak report`, ``];
-  if (model.source)
-    out.push(`Host \`${model.source.host}\`, kernel \`${model.source.kernel}\`, data from ${model.source.time}.`, ``);
-  const sum = model.summary;
-  out.push(`**${sum.leaked} leaked entries** in ${sum.mapsWithLeaks} of ${sum.mapsChecked} maps`
-    + (sum.raceFiltered ? `; ${sum.raceFiltered} race condition false positives filtered` : ``)
-    + (sum.resolved ? `; ${sum.resolved} removed from their map before the recheck` : ``)
-    + (sum.unknown ? `; ${sum.unknown} not judged (unknown)` : ``)
-    + `. Network namespaces discovered: ${model.namespaceCount}.`, ``);
+  const answer = answerLine(model);
+  const colon = answer.indexOf(`:`);
+  out.push(`**${answer.slice(0, colon)}**${cell(answer.slice(colon))}`, ``);
+  const about = sourceLine(model);
+  if (about)
+    out.push(`${cell(about)}.`, ``);
+  if (model.filter)
+    out.push(`Filtered: \`${model.filter}\``, ``);
   if (model.warnings.length) {
     out.push(`## Warnings`, ``);
     for (const warning of model.warnings)
-      out.push(`- ${cell(warning)}`);
+      out.push(`- ${cell(warning.message)}`);
     out.push(``);
   }
-  const maps = [...model.pidMaps, ...model.connTupleMaps];
-  if (maps.length) {
-    out.push(`## Maps`, ``);
-    out.push(`| map | id | key | valid / total | leaked | unknown | race filtered | fill |`);
-    out.push(`|---|---:|---|---:|---:|---:|---:|---:|`);
-    for (const map of maps) {
-      const fill = map.fill === null ? `n/a` : `${map.entries}/${map.maxEntries} (${percent(map.fill, 1)}%)${map.nearFull ? ` ⚠` : ``}`;
-      out.push(`| ${cell(map.kernelName)} | ${map.mapId} | ${map.keyKind ?? `?`} | ${map.valid}/${map.total} | ${map.leaked} | ${map.unknown} | ${map.raceFiltered} | ${fill} |`);
-    }
+  if (model.maps.length) {
+    out.push(`## Maps, worst first`, ``);
+    out.push(`| map | id | key | leaked | alive | unknown | fill |`);
+    out.push(`|---|---:|---|---:|---:|---:|---:|`);
+    for (const map of model.maps)
+      out.push(`| ${cell(map.map)} | ${map.mapId} | ${map.keyKind ?? `?`} | ${fraction(map.leaked, map.total)} | ${map.alive} | ${map.unknown} | ${fillText(map)}${map.nearFull ? ` **nearly full**` : ``} |`);
     out.push(``);
+    const t = model.summary;
+    out.push(`## Totals`, ``, `| | |`, `|---|---|`);
+    out.push(`| maps | ${t.mapsChecked} checked, ${t.mapsWithLeaks} with leaks${t.nearFullMaps ? `, ${t.nearFullMaps} nearly full` : ``} |`);
+    out.push(`| entries judged | ${t.verdicts} |`);
+    out.push(`| leaked | ${fraction(t.leaked, t.verdicts)}${t.leaked ? `, ${t.confirmed === t.leaked ? `all` : t.confirmed} confirmed at two looks` : ``} |`);
+    out.push(`| alive | ${t.alive}${t.raceFiltered ? ` (${t.raceFiltered} races cleared by the recheck)` : ``} |`);
+    if (t.resolved)
+      out.push(`| removed before the recheck | ${t.resolved} |`);
+    out.push(`| not judged | ${t.unknown} |`, ``);
   }
-  const leaky = maps.filter(map => map.leaked > 0);
+  const leaky = model.maps.filter(map => map.leaked > 0 || Object.keys(map.sections).length);
   if (leaky.length) {
-    out.push(`## Leaked samples`, ``);
+    out.push(`## Leaked entries by map`, ``);
     for (const map of leaky)
-      out.push(...samples(map));
+      out.push(...mapSection(map));
   }
   const groups = model.groups.filter(group => group.total > 0);
   if (groups.length) {
@@ -44,26 +54,55 @@ export function renderMarkdown(model: ReportModel): string {
         out.push(`| ${row.count} | ${cell(row.label)} |`);
       if (group.other)
         out.push(`| ${group.other} | (other values) |`);
+      if (group.notApplicable)
+        out.push(`| ${group.notApplicable} | (${notApplicableWords(group, group.notApplicable)}) |`);
       out.push(``);
     }
   }
+  if (model.hints.length || model.mapNotes.length) {
+    out.push(`## What to do next`, ``);
+    for (const hint of model.hints)
+      out.push(`- **${hint.reason}**: ${cell(hint.text)}`);
+    for (const note of model.mapNotes) {
+      const parts = [note.cleaner ? `the agent cleans it (${note.cleaner})` : ``, note.knownFix ? `a leak here was fixed in ${note.knownFix}: check the agent version` : ``].filter(Boolean);
+      out.push(`- **${note.map}**: ${cell(parts.join(`; `))}`);
+    }
+    out.push(``);
+  }
+  while (out.at(-1) === ``)
+    out.pop();
   return `${out.join(`\n`)}\n`;
 }
 
-function samples(map: MapReport): Array<string> {
-  const out = [`### ${cell(displayName(map))}: ${map.leaked} leaked`, ``];
+function mapSection(map: MapReport): Array<string> {
+  const ids = [`id ${map.mapId}`];
+  if (map.kernelName !== map.map)
+    ids.push(`kernel name \`${map.kernelName}\``);
+  const out = [`### ${cell(mapName(map))} (${ids.join(`, `)})`, ``];
+  const reasons = Object.entries(map.reasons.leaked ?? {}).map(([reason, n]) => `${reason} ${n}`).join(`, `);
+  out.push(`Leaked ${fraction(map.leaked, map.total)}${reasons ? ` (${reasons})` : ``}; fill ${fillText(map)}.`, ``);
   if (map.deadPids.length)
-    out.push(`Dead PIDs: ${map.deadPids.slice(0, 20).join(`, `)}${map.deadPids.length > 20 ? ` (and ${map.deadPids.length - 20} more)` : ``}`, ``);
-  out.push(`\`\`\``);
-  for (const sample of map.samples)
-    out.push(`${sample.text} [${sample.reason}]`);
-  if (map.moreLeaked)
-    out.push(`... and ${map.moreLeaked} more`);
-  out.push(`\`\`\``, ``);
+    out.push(`Dead pids: ${map.deadPids.slice(0, 20).join(`, `)}${map.deadPids.length > 20 ? ` (and ${map.deadPids.length - 20} more)` : ``}`, ``);
+  if (map.samples.length) {
+    const age = map.samples.some(row => row.ageSeconds !== null);
+    out.push(`| reason | proto | src | dst | netns | pid | comm | checks |${age ? ` age |` : ``}`);
+    out.push(`|---|---|---|---|---:|---:|---|---:|${age ? `---:|` : ``}`);
+    for (const row of map.samples) {
+      const c = leakColumns(row);
+      out.push(`| ${c.reason} | ${c.proto} | ${cell(c.src)} | ${cell(c.dst)} | ${c.netns} | ${c.pid} | ${cell(c.comm)} | ${c.checks} |${age ? ` ${c.age} |` : ``}`);
+    }
+    if (map.moreLeaked)
+      out.push(``, `... and ${map.moreLeaked} more (\`report --list --map ${map.map}\` lists them all).`);
+    out.push(``);
+  }
+  MAP_SECTIONS.forEach(section => {
+    if (map.sections[section.name] !== undefined)
+      out.push(...section.markdown(map.sections[section.name]), ``);
+  });
   return out;
 }
 
-/** Text safe inside a table cell. */
+/** Text safe inside a table cell (and in running text: `*` and `_` would start emphasis). */
 function cell(text: string): string {
-  return text.replace(/\|/g, `\\|`).replace(/\n/g, ` `);
+  return text.replace(/\|/g, `\\|`).replace(/\*/g, `\\*`).replace(/_/g, `\\_`).replace(/\n/g, ` `);
 }

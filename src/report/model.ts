@@ -1,22 +1,43 @@
 // The report as data: built once from the aggregator, then printed as text, markdown, JSON or
-// NDJSON. Everything a renderer shows is decided here, so the formats cannot disagree.
-import {formatEndpoint, isWildcard} from '../addr.ts';
+// NDJSON. Everything a renderer shows is decided here, so the formats cannot disagree: the
+// answer (LEAKING / CLEAN / INCONCLUSIVE), the maps worst first, one totals block, hints.
 import {SCHEMA_VERSION, type KeyKind, type VerdictRecord} from '../schema.ts';
-import {GROUP_CAP, NEAR_FULL, type GroupField, type MapTally, type ReportAggregator} from './aggregate.ts';
+import {GROUP_CAP, NEAR_FULL, placeholderPid, type GroupField, type MapTally, type ReportAggregator} from './aggregate.ts';
+import {fraction, isListenerKey, ownerPid, type LeakRow} from './format.ts';
+import {hintsFor, mapNotes, ONE_LOOK, type Hint, type MapNote} from './hints.ts';
+import {MAP_SECTIONS} from './sections.ts';
 
-export interface SampleLine {
-  /** The original tool's tuple text (IPv6 bracketed and in its real byte order). */
-  text: string;
-  reason: string;
-  keyHex: string;
+export type Answer = `LEAKING` | `CLEAN` | `INCONCLUSIVE`;
+
+/** Why a report without leaks is not CLEAN. */
+export type InconclusiveWhy = `no_maps` | `no_verdicts` | `unknown_entries` | `incomplete_dump` | `map_problem`;
+
+export interface Conclusion {
+  answer: Answer;
+  leaked: number;
+  /** Verdicts counted (every status). */
+  entries: number;
+  unknown: number;
+  mapsChecked: number;
+  mapsWithLeaks: number;
+  /** Leaked entries seen leaked at two looks (recheck). */
+  confirmed: number;
+  /** Seconds between the two looks, when the input recorded both. */
+  looksApartSeconds: number | null;
+  /** The map with the highest fill, when any map's max_entries is known. */
+  fullest: {mapId: number, map: string, entries: number, maxEntries: number, fill: number, nearFull: boolean} | null;
+  /** For INCONCLUSIVE (and for caveats on the others): what is missing. */
+  why: Array<InconclusiveWhy>;
 }
 
 export interface MapReport {
   mapId: number;
+  /** Catalogue (full) name. */
   map: string;
+  /** The kernel's ≤15-character name (what bpftool lists). */
   kernelName: string;
   keyKind: KeyKind | null;
-  /** Several maps on the host carry this name: show the id next to it. */
+  /** Several maps in the input carry this name: show the id next to it. */
   sharedName: boolean;
   maxEntries: number | null;
   /** Entries in the map when it was dumped. */
@@ -24,6 +45,8 @@ export interface MapReport {
   /** entries / maxEntries, or null when max_entries is unknown. */
   fill: number | null;
   nearFull: boolean;
+  /** Entries added per hour, when a diff or entry ages tell; null otherwise. */
+  growthPerHour: number | null;
   dumpComplete: boolean | null;
   dumpError: string | null;
   problem: string | null;
@@ -35,15 +58,22 @@ export interface MapReport {
   unknown: number;
   resolved: number;
   raceFiltered: number;
+  /** Leaked entries seen leaked at two looks. */
+  confirmed: number;
   /** Where the counts came from: the verdicts seen, or the stage's summary record. */
   countsFrom: `verdicts` | `summary`;
   reasons: {[status: string]: {[reason: string]: number}};
   deadPids: Array<number>;
   deadPidsCapped: boolean;
   threadsGone: number;
-  samples: Array<SampleLine>;
+  samples: Array<LeakRow>;
   /** Leaked entries not shown as samples: the true count, not capped. */
   moreLeaked: number;
+  /** The agent's cleaner for this map (catalogue), and a leak fixed for it in the agent. */
+  cleaner: string | null;
+  knownFix: string | null;
+  /** Data of the plug-in sections (sections.ts), by section name. */
+  sections: {[name: string]: unknown};
 }
 
 export interface GroupRow {
@@ -64,6 +94,7 @@ export interface GroupReport {
   rows: Array<GroupRow>;
   /** Leaks whose value did not fit in the capped table. */
   other: number;
+  /** Leaks the field does not apply to. */
   notApplicable: number;
 }
 
@@ -76,34 +107,57 @@ export interface NamespaceReport {
   problems: Array<string>;
 }
 
-export interface SectionSummary {
+export type WarningKind = `near_full` | `dump_incomplete` | `map_problem` | `namespace_incomplete` | `process_table_capped`;
+
+export interface ReportWarning {
+  kind: WarningKind;
+  mapId?: number;
+  map?: string;
+  netnsInode?: number;
+  /** For people: the same facts in words. */
+  message: string;
+}
+
+/** The one totals block. */
+export interface Totals {
   mapsChecked: number;
   mapsWithLeaks: number;
+  nearFullMaps: number;
+  /** Verdicts counted (entries judged or not). */
+  verdicts: number;
   leaked: number;
+  alive: number;
   unknown: number;
   resolved: number;
   raceFiltered: number;
+  confirmed: number;
+  /** `entry` records seen (unjudged map entries: a dump piped straight into report). */
+  entries: number;
+  /** Verdicts in the input, before the filters. */
+  verdictsRead: number;
 }
 
 export interface ReportModel {
   type: `report`;
   v: number;
+  conclusion: Conclusion;
   source: {host: string, kernel: string, time: string, stage: string} | null;
-  pidMaps: Array<MapReport>;
-  connTupleMaps: Array<MapReport>;
+  /** `--map/--reason/--netns/--pid` as given; null when the report is not filtered. */
+  filter: string | null;
+  /** What the entries were judged against. */
+  snapshots: {sockets: number | null, processes: number | null};
+  /** Every map, worst first: most leaked entries, then fullest. */
+  maps: Array<MapReport>;
   namespaces: Array<NamespaceReport>;
   /** Namespaces kept are capped; this is how many distinct ones were seen in total, at least. */
   namespaceCount: number;
   groups: Array<GroupReport>;
-  summary: SectionSummary & {
-    pid: SectionSummary;
-    connTuple: SectionSummary;
-    nearFullMaps: number;
-    verdicts: number;
-    /** `entry` records seen (unjudged map entries: a dump piped straight into report). */
-    entries: number;
-  };
-  warnings: Array<string>;
+  summary: Totals;
+  /** What to do next, once per reason that occurs (leaked and unknown). */
+  hints: Array<Hint>;
+  /** Cleaners and fixed leaks of the maps that leak. */
+  mapNotes: Array<MapNote>;
+  warnings: Array<ReportWarning>;
 }
 
 const GROUP_TITLES: {[F in GroupField]: string} = {
@@ -115,7 +169,7 @@ const GROUP_TITLES: {[F in GroupField]: string} = {
   netns: `network namespace`,
   pid: `process (pid)`,
   comm: `command (comm)`,
-  map: `map id`,
+  map: `map`,
   proto: `protocol`,
   family: `address family`,
 };
@@ -123,64 +177,147 @@ const GROUP_TITLES: {[F in GroupField]: string} = {
 /** Rows kept per group table in the model (top groups first). */
 export const GROUP_ROWS = 10;
 
+/** Worst first: most leaked, then fullest, then most unknown; then by name and id. */
+export function compareMaps(a: MapReport, b: MapReport): number {
+  return b.leaked - a.leaked
+    || (b.fill ?? -1) - (a.fill ?? -1)
+    || b.unknown - a.unknown
+    || (a.map < b.map ? -1 : a.map > b.map ? 1 : a.mapId - b.mapId);
+}
+
 export function buildReport(agg: ReportAggregator): ReportModel {
   const tallies = [...agg.maps.values()];
   const nameUse = new Map<string, number>();
   for (const tally of tallies)
-    nameUse.set(tally.kernelName, (nameUse.get(tally.kernelName) ?? 0) + 1);
-  const maps = tallies
-    .map(tally => mapReport(tally, (nameUse.get(tally.kernelName) ?? 0) > 1))
-    .sort((a, b) => a.kernelName < b.kernelName ? -1 : a.kernelName > b.kernelName ? 1 : a.mapId - b.mapId);
-  const pidMaps = maps.filter(map => map.keyKind === `pid_tgid`);
-  const connTupleMaps = maps.filter(map => map.keyKind !== `pid_tgid`);
-  const pid = sectionSummary(pidMaps);
-  const connTuple = sectionSummary(connTupleMaps);
+    nameUse.set(tally.map, (nameUse.get(tally.map) ?? 0) + 1);
+  let maps = tallies.map(tally => mapReport(agg, tally, (nameUse.get(tally.map) ?? 0) > 1));
+  // An entry filter keeps the maps it matched something in.
+  if (agg.filter.byEntry)
+    maps = maps.filter(map => map.total > 0);
+  maps.sort(compareMaps);
   const namespaces = [...agg.namespaces.values()]
     .map(netns => ({
       netnsInode: netns.netnsInode, pids: netns.pids, paths: netns.paths, foundBy: netns.foundBy,
       complete: netns.complete, problems: netns.problems ?? [],
     }))
     .sort((a, b) => a.netnsInode - b.netnsInode);
-  const warnings: Array<string> = [];
-  for (const map of maps) {
-    if (map.nearFull)
-      warnings.push(`${displayName(map)} is ${percent(map.fill!, 1)}% full (${map.entries}/${map.maxEntries}): USM drops new data when a map is full`);
-    if (map.dumpComplete === false)
-      warnings.push(`${displayName(map)} was not dumped completely${map.dumpError ? ` (${map.dumpError})` : ``}: counts cover part of it`);
-    if (map.problem)
-      warnings.push(`${displayName(map)} could not be judged: ${map.problem}`);
-  }
-  for (const netns of namespaces) {
-    if (!netns.complete)
-      warnings.push(`network namespace ${netns.netnsInode} could not be read completely${netns.problems.length ? ` (${netns.problems[0]})` : ``}: entries in it are unknown, not leaked`);
-  }
-  if (agg.processTableCapped)
-    warnings.push(`too many process records to keep: some commands show as unknown`);
-  const source = sourceOf(agg);
+  const summary = totals(maps, agg);
+  // Hints for leaked reasons first (most frequent first), then for the unknowns.
+  const reasonsBy = (status: string) => {
+    const counts = new Map<string, number>();
+    for (const map of maps) {
+      for (const [reason, count] of Object.entries(map.reasons[status] ?? {}))
+        counts.set(reason, (counts.get(reason) ?? 0) + count);
+    }
+    return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([reason]) => reason);
+  };
+  const leakyMaps = maps.filter(map => map.leaked > 0);
   return {
     type: `report`,
     v: SCHEMA_VERSION,
-    source,
-    pidMaps,
-    connTupleMaps,
+    conclusion: conclude(maps, summary, agg),
+    source: sourceOf(agg),
+    filter: agg.filter.active ? agg.filter.describe() : null,
+    snapshots: {
+      sockets: agg.snapshots.find(snapshot => snapshot.of === `conns`)?.count ?? null,
+      processes: agg.snapshots.find(snapshot => snapshot.of === `pids`)?.count ?? null,
+    },
+    maps,
     namespaces,
     namespaceCount: agg.namespaces.size,
     groups: agg.groups.map(group => groupReport(agg, group.field, group.counts, group.other, group.notApplicable)),
-    summary: {
-      mapsChecked: pid.mapsChecked + connTuple.mapsChecked,
-      mapsWithLeaks: pid.mapsWithLeaks + connTuple.mapsWithLeaks,
-      leaked: pid.leaked + connTuple.leaked,
-      unknown: pid.unknown + connTuple.unknown,
-      resolved: pid.resolved + connTuple.resolved,
-      raceFiltered: pid.raceFiltered + connTuple.raceFiltered,
-      pid,
-      connTuple,
-      nearFullMaps: maps.filter(map => map.nearFull).length,
-      verdicts: agg.verdicts,
-      entries: agg.entries,
-    },
-    warnings,
+    summary,
+    hints: hintsFor([
+      ...reasonsBy(`leaked`),
+      ...reasonsBy(`unknown`),
+      ...(summary.leaked > summary.confirmed ? [ONE_LOOK] : []),
+    ]),
+    mapNotes: mapNotes(leakyMaps.map(map => map.map)),
+    warnings: warningsOf(maps, namespaces, agg),
   };
+}
+
+function conclude(maps: Array<MapReport>, summary: Totals, agg: ReportAggregator): Conclusion {
+  const why: Array<InconclusiveWhy> = [];
+  if (maps.length === 0)
+    why.push(`no_maps`);
+  else if (summary.verdictsRead === 0 && maps.some(map => map.entries > 0))
+    why.push(`no_verdicts`);
+  if (summary.unknown > 0)
+    why.push(`unknown_entries`);
+  if (maps.some(map => map.dumpComplete === false))
+    why.push(`incomplete_dump`);
+  if (maps.some(map => map.problem !== null))
+    why.push(`map_problem`);
+  const withFill = maps.filter(map => map.fill !== null);
+  const top = withFill.length ? withFill.reduce((a, b) => (b.fill! > a.fill! ? b : a)) : null;
+  return {
+    answer: summary.leaked > 0 ? `LEAKING` : why.length ? `INCONCLUSIVE` : `CLEAN`,
+    leaked: summary.leaked,
+    entries: summary.verdicts,
+    unknown: summary.unknown,
+    mapsChecked: summary.mapsChecked,
+    mapsWithLeaks: summary.mapsWithLeaks,
+    confirmed: summary.confirmed,
+    looksApartSeconds: looksApart(agg),
+    fullest: top ? {mapId: top.mapId, map: top.map, entries: top.entries, maxEntries: top.maxEntries!, fill: top.fill!, nearFull: top.nearFull} : null,
+    why,
+  };
+}
+
+/**
+ * Seconds between the first and the second look: the first snapshot's time, and the time the
+ * recheck recorded (a recheck header, or a second snapshot of the same kind).
+ */
+function looksApart(agg: ReportAggregator): number | null {
+  const first = agg.snapshots.find(snapshot => snapshot.timeMs !== null);
+  const second = agg.snapshots.filter(snapshot => snapshot.of === first?.of && snapshot.timeMs !== null)[1]
+    ?? agg.headers.filter(header => header.stage === `recheck`).at(-1);
+  if (!first || !second || typeof second.timeMs !== `number` || first.timeMs === null)
+    return null;
+  const seconds = (second.timeMs - first.timeMs) / 1000;
+  return seconds > 0 ? seconds : null;
+}
+
+function totals(maps: Array<MapReport>, agg: ReportAggregator): Totals {
+  const sum = (pick: (map: MapReport) => number) => maps.reduce((total, map) => total + pick(map), 0);
+  return {
+    mapsChecked: maps.length,
+    mapsWithLeaks: maps.filter(map => map.leaked > 0).length,
+    nearFullMaps: maps.filter(map => map.nearFull).length,
+    verdicts: sum(map => map.total),
+    leaked: sum(map => map.leaked),
+    alive: sum(map => map.alive),
+    unknown: sum(map => map.unknown),
+    resolved: sum(map => map.resolved),
+    raceFiltered: sum(map => map.raceFiltered),
+    confirmed: sum(map => map.confirmed),
+    entries: agg.entries,
+    verdictsRead: agg.verdictsRead,
+  };
+}
+
+function warningsOf(maps: Array<MapReport>, namespaces: Array<NamespaceReport>, agg: ReportAggregator): Array<ReportWarning> {
+  const warnings: Array<ReportWarning> = [];
+  for (const map of maps) {
+    const name = mapName(map);
+    if (map.nearFull) {
+      const growth = map.growthPerHour !== null && map.growthPerHour > 0 ? `, growing by ${Math.round(map.growthPerHour)} entries an hour` : ``;
+      warnings.push({kind: `near_full`, mapId: map.mapId, map: map.map,
+        message: `${name} is nearly full: ${fillText(map)} of max_entries${growth}; USM drops new data when a map is full`});
+    }
+    if (map.dumpComplete === false)
+      warnings.push({kind: `dump_incomplete`, mapId: map.mapId, map: map.map, message: `${name} was not dumped completely${map.dumpError ? ` (${map.dumpError})` : ``}: counts cover part of it`});
+    if (map.problem)
+      warnings.push({kind: `map_problem`, mapId: map.mapId, map: map.map, message: `${name} could not be judged: ${map.problem}`});
+  }
+  for (const netns of namespaces) {
+    if (!netns.complete)
+      warnings.push({kind: `namespace_incomplete`, netnsInode: netns.netnsInode, message: `network namespace ${netns.netnsInode} could not be read completely${netns.problems.length ? ` (${netns.problems[0]})` : ``}: entries in it are unknown, not leaked`});
+  }
+  if (agg.processTableCapped)
+    warnings.push({kind: `process_table_capped`, message: `too many process records to keep: some commands show as unknown`});
+  return warnings;
 }
 
 function sourceOf(agg: ReportAggregator): ReportModel[`source`] {
@@ -193,14 +330,18 @@ function sourceOf(agg: ReportAggregator): ReportModel[`source`] {
   return {host: header.host, kernel: header.kernel, time: header.time, stage: header.stage};
 }
 
-function mapReport(tally: MapTally, sharedName: boolean): MapReport {
+function mapReport(agg: ReportAggregator, tally: MapTally, sharedName: boolean): MapReport {
   let {total, alive, leaked, unknown, resolved} = tally;
   let raceFiltered = tally.raceFiltered;
+  let confirmed = tally.confirmed;
   let countsFrom: MapReport[`countsFrom`] = `verdicts`;
-  // A stream filtered down (jq on leaked verdicts) still has the stage's tally: trust it then.
-  if (tally.summary && tally.summary.total > total) {
+  // A stream filtered down (jq on leaked verdicts) still has the stage's tally: trust it then,
+  // unless the report itself filters entries (the summary counts every entry of the map).
+  if (tally.summary && tally.summary.total > total && !agg.filter.byEntry) {
     ({total, alive, leaked, unknown, resolved, raceFiltered} = tally.summary);
     countsFrom = `summary`;
+    // A recheck summary's leaks were all seen twice.
+    confirmed = tally.summary.stage === `recheck` ? leaked : tally.confirmed;
   }
   const maxEntries = tally.info?.maxEntries ?? null;
   const entries = tally.stats?.entries ?? total;
@@ -208,10 +349,11 @@ function mapReport(tally: MapTally, sharedName: boolean): MapReport {
   const reasons: MapReport[`reasons`] = {};
   for (const [key, count] of [...tally.reasons].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))) {
     const [status, reason] = key.split(`:`);
-    (reasons[status] ??= {})[reason] = count;
+    (reasons[status!] ??= {})[reason!] = count;
   }
-  const samples = tally.samples.map(verdict => ({text: describeKey(verdict), reason: verdict.reason, keyHex: verdict.keyHex}));
-  return {
+  const samples = tally.samples.map(verdict => leakRow(agg, verdict));
+  const notes = mapNotes([tally.map])[0];
+  const base: Omit<MapReport, `sections`> = {
     mapId: tally.mapId,
     map: tally.map,
     kernelName: tally.info?.name ?? tally.kernelName,
@@ -221,6 +363,7 @@ function mapReport(tally: MapTally, sharedName: boolean): MapReport {
     entries,
     fill,
     nearFull: fill !== null && fill >= NEAR_FULL,
+    growthPerHour: null,
     dumpComplete: tally.stats ? tally.stats.complete : null,
     dumpError: tally.stats?.error ?? null,
     problem: tally.info?.problem ?? null,
@@ -231,6 +374,7 @@ function mapReport(tally: MapTally, sharedName: boolean): MapReport {
     unknown,
     resolved,
     raceFiltered,
+    confirmed,
     countsFrom,
     reasons,
     deadPids: [...tally.deadPids].sort((a, b) => a - b),
@@ -238,28 +382,47 @@ function mapReport(tally: MapTally, sharedName: boolean): MapReport {
     threadsGone: tally.threadsGone,
     samples,
     moreLeaked: Math.max(0, leaked - samples.length),
+    cleaner: notes?.cleaner ?? null,
+    knownFix: notes?.knownFix ?? null,
   };
+  const sections: MapReport[`sections`] = {};
+  MAP_SECTIONS.forEach((section, i) => {
+    const data = section.build(tally.sections[i], base);
+    if (data !== null)
+      sections[section.name] = data;
+  });
+  return {...base, sections};
 }
 
-function sectionSummary(maps: Array<MapReport>): SectionSummary {
+/** A leaked verdict as the report shows it (samples, `--list`, `leak` records). */
+export function leakRow(agg: ReportAggregator, verdict: VerdictRecord): LeakRow {
+  const pid = ownerPid(verdict);
+  const comm = pid === null ? null : (verdict.owner?.comm ?? agg.commOf(pid));
+  const age = (verdict as {ageSeconds?: unknown}).ageSeconds;
   return {
-    mapsChecked: maps.length,
-    mapsWithLeaks: maps.filter(map => map.leaked > 0).length,
-    leaked: maps.reduce((sum, map) => sum + map.leaked, 0),
-    unknown: maps.reduce((sum, map) => sum + map.unknown, 0),
-    resolved: maps.reduce((sum, map) => sum + map.resolved, 0),
-    raceFiltered: maps.reduce((sum, map) => sum + map.raceFiltered, 0),
+    mapId: verdict.mapId,
+    map: verdict.map,
+    reason: verdict.reason,
+    keyHex: verdict.keyHex,
+    key: verdict.key,
+    listener: isListenerKey(verdict.key),
+    pid,
+    comm,
+    processGone: pid === null ? null : agg.processGone(pid, verdict),
+    checks: verdict.checks,
+    ageSeconds: typeof age === `number` ? age : null,
   };
 }
 
 function groupReport(agg: ReportAggregator, field: GroupField, counts: Map<string, number>, other: number, notApplicable: number): GroupReport {
   let merged = counts;
   if (field === `comm`) {
-    // `pid:N` placeholders become the command from the process snapshot, or `dead`.
+    // `pid:N` placeholders become the command from the process snapshot, `(gone)` when the
+    // snapshot shows the process exited, `(not known)` without a process snapshot.
     merged = new Map();
     for (const [value, count] of counts) {
-      const pid = Number(value.slice(4));
-      const name = value.startsWith(`pid:`) ? (agg.processes.get(pid)?.comm ?? agg.owners.get(pid) ?? `dead`) : value;
+      const pid = placeholderPid(value);
+      const name = pid === null ? value : agg.commOf(pid) ?? (agg.processGone(pid) ? GONE : NOT_KNOWN);
       merged.set(name, (merged.get(name) ?? 0) + count);
     }
   }
@@ -277,6 +440,10 @@ function groupReport(agg: ReportAggregator, field: GroupField, counts: Map<strin
   };
 }
 
+/** The comm group of processes that exited, and of pids nobody looked up. */
+export const GONE = `(gone)`;
+export const NOT_KNOWN = `(not known)`;
+
 function compareValues(a: string, b: string): number {
   const na = Number(a);
   const nb = Number(b);
@@ -289,13 +456,13 @@ function groupLabel(agg: ReportAggregator, field: GroupField, value: string): st
   switch (field) {
     case `pid`: {
       const pid = Number(value);
-      if (pid === 0)
-        return `0 (no pid in key)`;
       const process = agg.processes.get(pid);
       if (process)
         return `${pid} (${process.comm}${process.state === `Z` ? `, zombie` : ``})`;
-      const comm = agg.owners.get(pid);
-      return comm === undefined ? `${pid} (dead)` : `${pid} (${comm})`;
+      const comm = agg.commOf(pid);
+      if (comm !== null)
+        return `${pid} (${comm})`;
+      return `${pid} ${agg.processGone(pid) ? GONE : NOT_KNOWN}`;
     }
     case `netns`: {
       const inode = Number(value);
@@ -314,36 +481,22 @@ function groupLabel(agg: ReportAggregator, field: GroupField, value: string): st
       const at = value.lastIndexOf(`#`);
       return `${value.slice(0, at)} (id ${value.slice(at + 1)})`;
     }
+    case `dport`:
+    case `daddr`:
+      return value === `*` ? `* (listener)` : value;
     default:
       return value;
   }
 }
 
-/** `saddr:sport -> daddr:dport (netns=N, pid=P)`, `-> *:*` for listeners; pid_tgid keys as tgid/tid. */
-export function describeKey(verdict: VerdictRecord): string {
-  const key = verdict.key;
-  if (key === null)
-    return `key ${verdict.keyHex}`;
-  if (key.kind === `pid_tgid`)
-    return `pid_tgid=${key.pidTgid} (pid=${key.tgid}, tid=${key.tid})`;
-  const listener = key.dport === 0 && isWildcard(key.daddr);
-  const src = formatEndpoint(key.saddr, key.sport);
-  const dst = listener ? `*:*` : formatEndpoint(key.daddr, key.dport);
-  let more = ``;
-  if (key.proto === `udp`)
-    more += `, udp`;
-  for (const [name, value] of Object.entries(key.extra ?? {}))
-    more += `, ${name}=${value}`;
-  return `${src} -> ${dst} (netns=${key.netns}, pid=${key.pid}${more})`;
+/** The map's full name, with its id when several maps share it. */
+export function mapName(map: Pick<MapReport, `map` | `mapId` | `sharedName`>): string {
+  return map.sharedName ? `${map.map} [id ${map.mapId}]` : map.map;
 }
 
-export function displayName(map: MapReport): string {
-  return map.sharedName ? `${map.kernelName} [id ${map.mapId}]` : map.kernelName;
-}
-
-/** Python's `f"{x:.Nf}"` of a ratio as a percentage. */
-export function percent(ratio: number, digits: number): string {
-  return (ratio * 100).toFixed(digits);
+/** `28/30 (93.3%)`, or `n/a` when max_entries is unknown. */
+export function fillText(map: Pick<MapReport, `entries` | `maxEntries`>): string {
+  return map.maxEntries ? fraction(map.entries, map.maxEntries) : `n/a`;
 }
 
 export {GROUP_CAP};
