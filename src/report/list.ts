@@ -52,40 +52,54 @@ export async function listLeaks(input: AsyncIterable<AnyRecord>, options: ListOp
   return {leaks, verdicts: agg.verdictsRead, entries: agg.entries};
 }
 
-class NdjsonList {
+/** Output lines written in batches of 512. */
+class Lines {
   private lines: Array<string> = [];
 
-  constructor(private readonly options: ListOptions) {
-    if (options.header)
-      this.lines.push(JSON.stringify(options.header));
-  }
+  constructor(private readonly write: ListOptions[`write`]) {}
 
-  async add(row: LeakRow): Promise<void> {
-    const record: LeakRecord = {type: `leak`, v: SCHEMA_VERSION, ...row};
-    this.lines.push(JSON.stringify(record));
+  async push(line: string): Promise<void> {
+    this.lines.push(line);
     if (this.lines.length >= 512)
       await this.flush();
   }
 
-  private async flush(): Promise<void> {
+  async flush(): Promise<void> {
     if (this.lines.length)
-      await this.options.write(`${this.lines.join(`\n`)}\n`);
+      await this.write(`${this.lines.join(`\n`)}\n`);
     this.lines = [];
+  }
+}
+
+class NdjsonList {
+  private readonly lines: Lines;
+
+  constructor(options: ListOptions) {
+    this.lines = new Lines(options.write);
+    if (options.header)
+      void this.lines.push(JSON.stringify(options.header));
+  }
+
+  async add(row: LeakRow): Promise<void> {
+    const record: LeakRecord = {type: `leak`, v: SCHEMA_VERSION, ...row};
+    await this.lines.push(JSON.stringify(record));
   }
 
   async end(): Promise<void> {
-    await this.flush();
+    await this.lines.flush();
   }
 }
 
 class TextList {
   private held: Array<Array<string>> = [];
   private widths: Array<number> | null = null;
-  private lines: Array<string> = [];
+  private readonly lines: Lines;
   /** The age column is left out when none of the first rows knows an age. */
   private columns = LIST_COLUMNS;
 
-  constructor(private readonly options: ListOptions) {}
+  constructor(options: ListOptions) {
+    this.lines = new Lines(options.write);
+  }
 
   async add(row: LeakRow): Promise<void> {
     const c = leakColumns(row);
@@ -96,9 +110,7 @@ class TextList {
         await this.release();
       return;
     }
-    this.lines.push(padRow(cells, this.widths, RIGHT));
-    if (this.lines.length >= 512)
-      await this.flush();
+    await this.lines.push(padRow(cells, this.widths, RIGHT));
   }
 
   /** Widths from the header and the rows held; then the held rows go out. */
@@ -114,22 +126,15 @@ class TextList {
     for (const cells of this.held)
       cells.forEach((cell, i) => { widths[i] = Math.max(widths[i]!, cell.length); });
     this.widths = widths;
-    this.lines.push(padRow(header, widths, RIGHT));
+    await this.lines.push(padRow(header, widths, RIGHT));
     for (const cells of this.held)
-      this.lines.push(padRow(cells, widths, RIGHT));
+      await this.lines.push(padRow(cells, widths, RIGHT));
     this.held = [];
-    await this.flush();
-  }
-
-  private async flush(): Promise<void> {
-    if (this.lines.length)
-      await this.options.write(`${this.lines.join(`\n`)}\n`);
-    this.lines = [];
   }
 
   async end(): Promise<void> {
     if (this.widths === null)
       await this.release();
-    await this.flush();
+    await this.lines.flush();
   }
 }
