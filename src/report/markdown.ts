@@ -32,8 +32,8 @@ export function renderMarkdown(model: ReportModel): string {
     const t = model.summary;
     out.push(`## Totals`, ``, `| | |`, `|---|---|`);
     out.push(`| maps | ${t.mapsChecked} checked, ${t.mapsWithLeaks} with leaks${t.nearFullMaps ? `, ${t.nearFullMaps} nearly full` : ``} |`);
-    out.push(`| entries judged | ${t.verdicts} |`);
-    out.push(`| leaked | ${fraction(t.leaked, t.verdicts)}${t.leaked ? `, ${t.confirmed === t.leaked ? `all` : t.confirmed} confirmed at two looks` : ``} |`);
+    out.push(`| entries judged | ${t.judged} |`);
+    out.push(`| leaked | ${fraction(t.leaked, t.judged)}${t.leaked ? `, ${t.confirmed === t.leaked ? `all` : t.confirmed} confirmed at two looks` : ``} |`);
     out.push(`| alive | ${t.alive}${t.raceFiltered ? ` (${t.raceFiltered} races cleared by the recheck)` : ``} |`);
     if (t.resolved)
       out.push(`| removed before the recheck | ${t.resolved} |`);

@@ -15,7 +15,7 @@ export type InconclusiveWhy = `no_maps` | `no_verdicts` | `unknown_entries` | `i
 export interface Conclusion {
   answer: Answer;
   leaked: number;
-  /** Verdicts counted (every status). */
+  /** Entries counted (every status): verdicts, or the summaries of a filtered stream. */
   entries: number;
   unknown: number;
   mapsChecked: number;
@@ -123,7 +123,9 @@ export interface Totals {
   mapsChecked: number;
   mapsWithLeaks: number;
   nearFullMaps: number;
-  /** Verdicts counted (entries judged or not). */
+  /** Entries the maps' counts cover (judged or not): the verdicts, or the stages' summaries. */
+  judged: number;
+  /** Verdict records counted (after the filters). */
   verdicts: number;
   leaked: number;
   alive: number;
@@ -254,7 +256,7 @@ function conclude(maps: Array<MapReport>, summary: Totals, agg: ReportAggregator
   return {
     answer: summary.leaked > 0 ? `LEAKING` : why.length ? `INCONCLUSIVE` : `CLEAN`,
     leaked: summary.leaked,
-    entries: summary.verdicts,
+    entries: summary.judged,
     unknown: summary.unknown,
     mapsChecked: summary.mapsChecked,
     mapsWithLeaks: summary.mapsWithLeaks,
@@ -285,7 +287,8 @@ function totals(maps: Array<MapReport>, agg: ReportAggregator): Totals {
     mapsChecked: maps.length,
     mapsWithLeaks: maps.filter(map => map.leaked > 0).length,
     nearFullMaps: maps.filter(map => map.nearFull).length,
-    verdicts: sum(map => map.total),
+    judged: sum(map => map.total),
+    verdicts: agg.verdicts,
     leaked: sum(map => map.leaked),
     alive: sum(map => map.alive),
     unknown: sum(map => map.unknown),

@@ -132,8 +132,8 @@ function totalsLines(model: ReportModel, s: Style): Array<string> {
   const t = model.summary;
   const rows: Array<[string, string]> = [
     [`maps`, `${t.mapsChecked} checked, ${t.mapsWithLeaks} with leaks${t.nearFullMaps ? `, ${t.nearFullMaps} nearly full` : ``}`],
-    [`entries judged`, `${t.verdicts}${t.entries > t.verdicts ? ` (of ${t.entries} map entries read)` : ``}`],
-    [`leaked`, `${fraction(t.leaked, t.verdicts)}${t.leaked ? `, ${t.confirmed === t.leaked ? `all` : t.confirmed} confirmed at two looks` : ``}`],
+    [`entries judged`, `${t.judged}${t.entries > t.judged ? ` (of ${t.entries} map entries read)` : ``}`],
+    [`leaked`, `${fraction(t.leaked, t.judged)}${t.leaked ? `, ${t.confirmed === t.leaked ? `all` : t.confirmed} confirmed at two looks` : ``}`],
     [`alive`, `${t.alive}${t.raceFiltered ? ` (${t.raceFiltered} looked leaked at the first look: races the recheck cleared)` : ``}`],
   ];
   if (t.resolved)
