@@ -5,6 +5,7 @@ import {createLogger, defaultToolContext, type ToolContext} from '../src/context
 import {ToolError} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
+import type {Origin} from '../src/provenance.ts';
 import {OutputClosed, RecordWriter, readInputs} from '../src/ndjson.ts';
 import type {AnyRecord, Stage} from '../src/schema.ts';
 
@@ -69,16 +70,27 @@ export abstract class BaseCommand extends Command<CliContext> {
     return readInputs(paths, this.context.stdin, {onProblem: message => tool.log.warn(message)});
   }
 
-  /** Writes the stage's header then every record; resolves when all is flushed. */
-  protected async emit(stage: Stage, tool: ToolContext, records: AsyncIterable<object>, lineOf?: (record: object) => string): Promise<void> {
+  /**
+   * Writes the stage's header then every record; resolves when all is flushed. The header is
+   * written when the first record is ready (or at the end): a stage that refuses its input
+   * before producing anything leaves stdout empty, and `origin` (where the data was taken, when
+   * not live here) is known from the input's own header by then.
+   */
+  protected async emit(stage: Stage, tool: ToolContext, records: AsyncIterable<object>, lineOf?: (record: object) => string, origin?: () => Origin | null): Promise<void> {
     const writer = new RecordWriter(this.context.stdout, lineOf);
+    let headed = false;
     try {
-      await writer.write(makeHeader(stage, tool));
       for await (const record of records) {
+        if (!headed) {
+          headed = true;
+          await writer.write(makeHeader(stage, tool, origin?.()));
+        }
         const pending = writer.write(record);
         if (pending !== undefined)
           await pending;
       }
+      if (!headed)
+        await writer.write(makeHeader(stage, tool, origin?.()));
     } finally {
       await writer.end();
       tool.log.done();

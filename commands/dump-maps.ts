@@ -5,6 +5,7 @@ import {recordLine} from '../src/dump/serialize.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
+import {capturesOrigin} from '../src/provenance.ts';
 import {RecordWriter} from '../src/ndjson.ts';
 import {MapAccessCommand} from './MapAccessCommand.ts';
 
@@ -19,7 +20,7 @@ export default class DumpMapsCommand extends MapAccessCommand {
 
       Maps sharing a name (two agents, a stale pinned map) are all dumped, each under its own id. Repeated keys within one dump are dropped and counted in \`mapstats.duplicates\`; failed lookups inside a dump are counted in \`mapstats.errors\`. A map whose dump fails is reported with \`complete: false\` and the others still run.
 
-      \`--from\` reads outputs saved elsewhere instead of the live host: a capture directory, a directory holding list.json/list.txt and dump-<ID>.json files, or such files one by one.
+      \`--from\` reads outputs saved elsewhere instead of the live host: a capture directory, a directory holding list.json/list.txt and dump-<ID>.json files, or such files one by one; \`-\` is standard input (a listing, or a multi-map dump). The header then carries the capture's host, kernel and time (its meta/; \`unknown\` host and the file's time without one) and \`replayed: true\`.
     `,
     examples: [
       [`Dump every USM map`, `$0 dump-maps > entries.ndjson`],
@@ -32,7 +33,7 @@ export default class DumpMapsCommand extends MapAccessCommand {
   from = Option.Array(`--from`, {description: `Read saved listing/dump files or a capture directory instead of the host (repeatable)`});
 
   protected async run(tool: ToolContext): Promise<number> {
-    const options: DumpOptions = {...this.dumpOptions(), from: this.from};
+    const options: DumpOptions = {...this.dumpOptions(), from: this.from, stdin: this.context.stdin};
     if (options.from && (options.backend || options.bpftoolPath || options.systemProbePath))
       throw new UsageFault(`--from reads saved files: --backend, --bpftool and --system-probe do not apply`);
     const records = dumpMapBatches(tool, options);
@@ -41,7 +42,7 @@ export default class DumpMapsCommand extends MapAccessCommand {
     let next = await records.next();
     const writer = new RecordWriter(this.context.stdout);
     try {
-      await writer.write(makeHeader(`dump-maps`, tool));
+      await writer.write(makeHeader(`dump-maps`, tool, options.from && options.from.length > 0 ? await capturesOrigin(options.from, tool.clock.now()) : null));
       while (!next.done) {
         let text = ``;
         for (const record of next.value)

@@ -3,6 +3,7 @@ import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
+import {Provenance} from '../src/provenance.ts';
 import {BACKENDS, type BackendName} from '../src/schema.ts';
 import {DEFAULT_RECHECK_DELAY_MS, recheck} from '../src/validate/recheck.ts';
 import {BaseCommand} from './BaseCommand.ts';
@@ -32,6 +33,7 @@ export default class RecheckCommand extends BaseCommand {
   bpftool = Option.String(`--bpftool`, {description: `Path of the bpftool binary to use`});
   systemProbe = Option.String(`--system-probe`, {description: `Path of the system-probe binary to use`});
   timeout = Option.String(`--timeout`, `120`, {description: `Seconds each bpftool/system-probe run may take (default 120)`});
+  local = Option.Boolean(`--local`, false, {description: `The verdicts are this host's, made live, though the input has no header saying so: allow the live second look`});
   download = Option.Boolean(`--download`, true, {description: `Download a verified static bpftool when no backend is usable (--no-download to refuse)`});
   files = Option.Rest({name: `file`});
 
@@ -44,14 +46,20 @@ export default class RecheckCommand extends BaseCommand {
       throw new UsageFault(`--timeout ${this.timeout}: expected a positive number of seconds`);
     if (this.later !== undefined && (this.procRoot !== undefined || this.backend !== undefined || this.bpftool !== undefined || this.systemProbe !== undefined))
       throw new UsageFault(`--later reads a capture: --proc-root, --backend, --bpftool and --system-probe do not apply`);
-    if (this.later === `-`)
-      throw new UsageFault(`--later -: standard input carries the verdicts; give the later capture as a file or directory`);
+    if (this.later === `-` && (this.files.length === 0 || this.files.includes(`-`)))
+      throw new UsageFault(`--later -: standard input carries the verdicts; give the later capture as a file or directory (or the verdicts as a file argument)`);
+    if (this.later !== undefined && this.local)
+      throw new UsageFault(`--local says the verdicts are this host's, live, for a live second look; --later looks at a capture instead: give one`);
     const tool = this.procRoot !== undefined ? {...base, procRoot: this.procRoot} : base;
     const input = this.input(tool, this.files);
     let leaked = false;
+    const provenance = new Provenance(tool);
     const records = recheck(tool, input, {
       delayMs: delay * 1000,
       later: this.later,
+      local: this.local,
+      provenance,
+      stdin: this.context.stdin,
       dump: {
         backend: this.backend as BackendName | undefined, bpftoolPath: this.bpftool, systemProbePath: this.systemProbe,
         timeoutMs: timeout * 1000, download: this.download,
@@ -63,7 +71,7 @@ export default class RecheckCommand extends BaseCommand {
           leaked = true;
         yield record;
       }
-    })());
+    })(), undefined, () => provenance.origin);
     return leaked ? ExitCode.LeaksFound : ExitCode.Ok;
   }
 }

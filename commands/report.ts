@@ -1,8 +1,8 @@
 import {Command, Option} from 'clipanion';
 import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
-import {UsageFault} from '../src/errors.ts';
-import {ExitCode} from '../src/exitCodes.ts';
+import {EnvironmentFault, UsageFault} from '../src/errors.ts';
+import {ExitCode, judgedExit} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
 import {LeakFilter} from '../src/report/filter.ts';
 import {REPORT_FORMATS, parseGroupBy, writeText, report, wantColour, type ReportFormat} from '../src/report/index.ts';
@@ -20,7 +20,7 @@ export default class ReportCommand extends BaseCommand {
 
       \`--group-by\` picks the groupings (repeat it or separate with commas): ${`reason, dport, sport, daddr, saddr, netns, pid, comm, map, proto, family`}, or \`all\`.
 
-      Colour is used only when stdout is a terminal and NO_COLOR is not set. Exits 1 when leaks were found, 0 when none were. ${BaseCommand.stdinHint}
+      Colour is used only when stdout is a terminal and NO_COLOR is not set. Exits 1 when leaks were found, 0 when entries were judged and none is leaked, 5 when none is leaked but some could not be judged (unknown), 3 when there is nothing to judge (empty input, no verdicts, every entry unknown). ${BaseCommand.stdinHint}
     `,
     examples: [
       [`Report on a saved capture`, `$0 report < capture.ndjson`],
@@ -61,7 +61,7 @@ export default class ReportCommand extends BaseCommand {
         header: makeHeader(`report`, tool),
       });
       if (listed.verdicts === 0 && listed.entries > 0)
-        throw new UsageFault(notJudged(listed.entries));
+        throw new EnvironmentFault(notJudged(listed.entries));
       return listed.leaks > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
     }
     const result = await report(input, {
@@ -73,12 +73,13 @@ export default class ReportCommand extends BaseCommand {
       header: makeHeader(`report`, tool),
       filter,
     });
-    if (result.model.summary.verdictsRead === 0 && result.model.summary.entries > 0)
-      throw new UsageFault(notJudged(result.model.summary.entries));
-    if (result.model.summary.verdictsRead === 0 && result.model.summary.mapsChecked === 0)
-      tool.log.warn(`no verdict or map records in the input: pipe map entries through \`validate\` first`);
+    const exit = judgedExit(result.model);
+    if (!exit.printReport)
+      throw new EnvironmentFault(exit.message!);
     await writeText(this.context.stdout, result.text);
-    return result.leaks > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
+    if (exit.message !== null)
+      this.context.stderr.write(`usm-leak-detector report: ${exit.message}\n`);
+    return exit.code;
   }
 }
 

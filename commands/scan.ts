@@ -1,10 +1,9 @@
 import {Command, Option} from 'clipanion';
 import * as t from 'typanion';
-import {readFile} from 'node:fs/promises';
-import {join} from 'node:path';
+import {open, stat} from 'node:fs/promises';
 import type {ToolContext} from '../src/context.ts';
-import {UsageFault} from '../src/errors.ts';
-import {ExitCode} from '../src/exitCodes.ts';
+import {EnvironmentFault, UsageFault} from '../src/errors.ts';
+import {judgedExit} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
 import {REPORT_FORMATS, parseGroupBy, writeText, render, wantColour, type ReportFormat} from '../src/report/index.ts';
 import {scan} from '../src/scan/index.ts';
@@ -21,7 +20,7 @@ export default class ScanCommand extends MapAccessCommand {
 
       \`--capture FILE\` also writes every record seen (maps, entries, namespaces, sockets, processes, snapshots, verdicts, recheck outcomes, summaries) to one NDJSON file: \`report < FILE\` prints the same report on any machine, and \`validate < FILE | report\` judges the entries again from the capture's snapshots.
 
-      Needs root for live maps and /proc (exit 3 otherwise); \`--from DIR\` scans a capture directory instead, without root. Exits 1 when leaks were found, 0 when none were, 3 when there is nothing to scan.
+      Needs root for live maps and /proc (exit 3 otherwise); \`--from DIR\` scans a capture directory instead, without root. Exits 1 when leaks were found, 0 when entries were judged and none is leaked, 5 when none is leaked but some could not be judged (unknown), 3 when there is nothing to scan or nothing could be judged.
     `,
     examples: [
       [`Scan this host`, `sudo $0 scan`],
@@ -53,9 +52,9 @@ export default class ScanCommand extends MapAccessCommand {
     if (this.from !== undefined && (dump.backend || dump.bpftoolPath || dump.systemProbePath))
       throw new UsageFault(`--from reads a capture: --backend, --bpftool and --system-probe do not apply`);
     const groupBy = parseGroupBy(this.groupBy);
-    let ctx = this.procRoot !== undefined ? {...tool, procRoot: this.procRoot} : tool;
+    const ctx = this.procRoot !== undefined ? {...tool, procRoot: this.procRoot} : tool;
     if (this.from !== undefined)
-      ctx = {...ctx, host: await captureHost(this.from)};
+      await checkCaptureDir(this.from);
     const result = await scan(ctx, {
       dump,
       from: this.from,
@@ -71,23 +70,46 @@ export default class ScanCommand extends MapAccessCommand {
       groupBy,
       colour: wantColour(this.stdoutIsTTY(), tool.env),
       verbose: this.verbose > 0,
-      header: makeHeader(`report`, ctx),
+      header: makeHeader(`report`, ctx, result.origin),
     });
+    const exit = judgedExit(result.model);
+    if (!exit.printReport)
+      throw new EnvironmentFault(exit.message!);
     await writeText(this.context.stdout, text);
     if (this.capture !== undefined)
       tool.log.info(`capture written to ${this.capture} (${result.records} records)`);
-    return result.model.summary.leaked > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
+    if (exit.message !== null)
+      this.context.stderr.write(`usm-leak-detector scan: ${exit.message}\n`);
+    return exit.code;
   }
 }
 
-/** The host a capture directory was taken on (meta/hostname, meta/kernel), for the report's header. */
-async function captureHost(dir: string): Promise<ToolContext[`host`]> {
-  const read = async (name: string, fallback: string) => {
+/** `--from` takes a capture directory; an NDJSON file (a `scan --capture`, a stage's output) is report's input. */
+async function checkCaptureDir(from: string): Promise<void> {
+  const ndjsonHint = `to report on an NDJSON capture (scan --capture, or a stage's output) use \`usm-leak-detector report < FILE\` (or re-judge it: \`usm-leak-detector validate < FILE | usm-leak-detector report\`)`;
+  if (from === `-`)
+    throw new UsageFault(`--from -: scan --from takes a capture directory (from capture-script); ${ndjsonHint}`);
+  let info;
+  try {
+    info = await stat(from);
+  } catch (err) {
+    throw new EnvironmentFault(`--from ${from}: ${(err as NodeJS.ErrnoException).code === `ENOENT` ? `no such file or directory` : (err as Error).message}`);
+  }
+  if (info.isDirectory())
+    return;
+  let head = ``;
+  try {
+    const handle = await open(from, `r`);
     try {
-      return (await readFile(join(dir, `meta`, name), `utf8`)).trim() || fallback;
-    } catch {
-      return fallback;
+      const buffer = Buffer.alloc(256);
+      head = buffer.toString(`utf8`, 0, (await handle.read(buffer, 0, buffer.length, 0)).bytesRead);
+    } finally {
+      await handle.close();
     }
-  };
-  return {hostname: await read(`hostname`, `unknown (capture)`), kernel: await read(`kernel`, `unknown`)};
+  } catch {
+    // unreadable: the message below still says what --from wants
+  }
+  if (/^\s*\{/.test(head))
+    throw new UsageFault(`--from ${from} is an NDJSON file, not a capture directory: ${ndjsonHint}`);
+  throw new UsageFault(`--from ${from}: not a capture directory (scan --from takes the directory capture-script writes; saved bpftool outputs go to \`usm-leak-detector dump-maps --from FILE\`)`);
 }

@@ -2,6 +2,7 @@ import {Command, Option} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
+import {captureOrigin} from '../src/provenance.ts';
 import {snapshotPids} from '../src/snapshot/pids.ts';
 import {BaseCommand} from './BaseCommand.ts';
 
@@ -28,7 +29,8 @@ export default class SnapshotPidsCommand extends BaseCommand {
     if (this.procRoot !== undefined && this.from !== undefined)
       throw new UsageFault(`--proc-root and --from cannot be used together (a capture has its own proc/)`);
     const ctx = this.procRoot !== undefined ? {...tool, procRoot: this.procRoot} : tool;
-    await this.emit(`snapshot-pids`, ctx, snapshotPids(ctx, {from: this.from}));
+    const origin = this.from !== undefined ? await captureOrigin(this.from) : null;
+    await this.emit(`snapshot-pids`, ctx, snapshotPids(ctx, {from: this.from}), undefined, () => origin);
     return ExitCode.Ok;
   }
 }

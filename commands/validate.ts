@@ -3,6 +3,7 @@ import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {readInputs} from '../src/ndjson.ts';
+import {Provenance} from '../src/provenance.ts';
 import {validate} from '../src/validate/index.ts';
 import {verdictLine} from '../src/validate/serialize.ts';
 import {BaseCommand} from './BaseCommand.ts';
@@ -39,7 +40,8 @@ export default class ValidateCommand extends BaseCommand {
     const input = readInputs(this.files, this.context.stdin, read);
     const live = this.live === undefined ? `auto` : this.live ? `always` : `never`;
     const counts = {leaked: 0};
-    await this.emit(`validate`, tool, validate(tool, input, {snapshots, live, counts}), verdictLine);
+    const provenance = new Provenance(tool);
+    await this.emit(`validate`, tool, validate(tool, input, {snapshots, live, counts, provenance}), verdictLine, () => provenance.origin);
     return counts.leaked > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
   }
 }

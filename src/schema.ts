@@ -137,6 +137,8 @@ export const RECORDS = {
     kernel: req(string, `\`uname -r\``),
     time: req(string, `when the stage started, ISO 8601 UTC`),
     timeMs: req(number, `the same in milliseconds since the Unix epoch, for arithmetic (recheck delays)`),
+    replayed: opt(boolean, `true when the data was not read live by this run: a capture (\`--from\`, its meta/), a stream that came from one, or another host's. host, kernel and time are then where and when the data was taken`),
+    replayedOn: opt(object(`replayed on`, {host: req(string), time: req(string), timeMs: req(number)}), `with \`replayed\`: the machine and time that replayed it`),
   }),
 
   map: record(`dump-maps: one per map found, before its entries`, {
@@ -228,6 +230,9 @@ export const RECORDS = {
     unknown: req(number),
     resolved: req(number),
     raceFiltered: req(number, `leaked at the first look, alive at the second (recheck only)`),
+    firstLookMs: opt(nullable(number), `recheck only: when the first look was taken (the earliest time of the input's headers and snapshot records), ms since the epoch; null when the input does not say`),
+    secondLookMs: opt(nullable(number), `recheck only: when the second look was taken (the fresh snapshots, or the later capture's time); null when no second look was needed`),
+    delayMs: opt(nullable(number), `recheck only: the delay asked for between the looks (\`--delay\`, or the capture script's \`-d\` from meta/delay); null when unknown`),
   }),
 } as const;
 

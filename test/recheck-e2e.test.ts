@@ -6,7 +6,7 @@
 import {execFileSync} from 'node:child_process';
 import {cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
 import {createServer, connect, type Server, type Socket} from 'node:net';
-import {tmpdir} from 'node:os';
+import {hostname, tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
@@ -141,7 +141,8 @@ test(`recheck --later CAPTURE_DIR: the later/ part of a capture (bpftool listing
     ].map(record => `${JSON.stringify(record)}\n`).join(``);
     const first = await runCommand([`validate`, `--no-live`], {stdin: emptySnapshot + dump.stdout});
     assert.is(parseLines(first.stdout).filter(r => r.type === `verdict` && r.status === `leaked`).length, 3, first.stderr);
-    // The later capture: the map without deletedKey, as bpftool prints it.
+    // The later capture (of this host, as a second look must be): the map without deletedKey, as bpftool prints it.
+    writeFileSync(join(laterDir, `meta`, `hostname`), `${hostname()}\n`);
     set.deleteKey(map, deletedKey);
     mkdirSync(join(laterDir, `maps`), {recursive: true});
     writeFileSync(join(laterDir, `maps`, `list.json`), execFileSync(`bpftool`, [`-j`, `map`, `show`, `id`, String(map.id)], {encoding: `utf8`}).replace(/^\{/, `[{`).replace(/\}\s*$/, `}]`));

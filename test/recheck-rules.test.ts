@@ -167,11 +167,64 @@ test(`CLI: --later FILE looks at a later capture (no wait); exit 1 while somethi
   }
 });
 
-test(`CLI: verdicts from another host cannot be rechecked live (exit 2), only with --later`, async () => {
+test(`CLI: verdicts from another host, from a replayed capture, or without a header are never rechecked live (exit 2, nothing on stdout)`, async () => {
   const header = {type: `header`, v: SCHEMA_VERSION, stage: `validate`, tool: `usm-leak-detector`, toolVersion: `0.1.0`, host: `customer-box-17`, kernel: `6.1`, time: ``, timeMs: 0};
-  const run = await runCommand([`recheck`], {stdin: ndjson([header, verdict(10, `http_in_flight`, goneTuple, `leaked`, `no_connection_any_namespace`)])});
-  assert.is(run.code, ExitCode.Usage);
-  assert.match(run.stderr, /captured on host customer-box-17.*--later/);
+  const leaked = verdict(10, `http_in_flight`, goneTuple, `leaked`, `no_connection_any_namespace`);
+  const here = {hostname: `support-laptop`, kernel: `6.8`};
+  // A proc root that does not exist: a live look, if one were taken, would fail with exit 3 instead.
+  const noProc = [`--proc-root`, join(tmpdir(), `usmld-no-such-proc`), `--delay`, `0`];
+  const foreign = await runCommand([`recheck`, ...noProc], {stdin: ndjson([header, leaked]), tool: {host: here}});
+  assert.is(foreign.code, ExitCode.Usage);
+  assert.is(foreign.stdout, ``);
+  assert.match(foreign.stderr, /host customer-box-17 .*this is support-laptop.*--later/);
+  const replayed = await runCommand([`recheck`, ...noProc], {stdin: ndjson([{...header, host: here.hostname, replayed: true, time: `2026-01-01T00:00:00.000Z`}, leaked]), tool: {host: here}});
+  assert.is(replayed.code, ExitCode.Usage);
+  assert.is(replayed.stdout, ``);
+  assert.match(replayed.stderr, /a capture of this host replayed \(data from 2026-01-01T00:00:00.000Z\).*--later/);
+  // Headerless (a jq filter dropped it): issue 16 case 4.
+  const headerless = await runCommand([`recheck`, ...noProc], {stdin: ndjson([leaked]), tool: {host: here}});
+  assert.is(headerless.code, ExitCode.Usage);
+  assert.is(headerless.stdout, ``);
+  assert.match(headerless.stderr, /no header record.*--later CAPTURE.*--local/);
+  // --local says "these are this host's, live": the live look is taken (and fails here on the missing proc root).
+  const local = await runCommand([`recheck`, `--local`, ...noProc], {stdin: ndjson([leaked]), tool: {host: here}});
+  assert.is(local.code, ExitCode.Environment, local.stderr);
+  // --local cannot vouch for a stream whose header says otherwise.
+  const localForeign = await runCommand([`recheck`, `--local`, ...noProc], {stdin: ndjson([header, leaked]), tool: {host: here}});
+  assert.is(localForeign.code, ExitCode.Usage);
+});
+
+test(`the recheck summaries say when the two looks were taken and the delay asked for`, async () => {
+  const first = {type: `header`, v: SCHEMA_VERSION, stage: `validate`, tool: `usm-leak-detector`, toolVersion: `0.1.0`, host: `h`, kernel: `6.1`, time: ``, timeMs: 1_700_000_000_000 - 7000};
+  const ctx = context(testClock([]));
+  ctx.host = {hostname: `h`, kernel: `6.1`};
+  const race = verdict(10, `http_in_flight`, raceTuple, `leaked`, `no_connection_any_namespace`);
+  const lookAgain = async function* () {
+    yield* [netns(NS, [1]), closer(`conns`), mapStats(10, `http_in_flight`, 0)] as Array<AnyRecord>;
+  };
+  const out = await collect(ctx, [first, race], {delayMs: 5000, lookAgain});
+  const summaries = out.filter(record => record.type === `summary`);
+  // lookAgain's closers carry timeMs 0: the earliest time of the second look's data.
+  assert.equal(summaries.map(s => [s.firstLookMs, s.secondLookMs, s.delayMs]), [[1_700_000_000_000 - 7000, 0, 5000]]);
+  // No leaked candidate: no second look.
+  const none = await collect(ctx, [first, verdict(10, `http_in_flight`, aliveTuple, `alive`, `established`)], {delayMs: 5000, lookAgain});
+  assert.equal(none.filter(record => record.type === `summary`).map(s => [s.firstLookMs, s.secondLookMs, s.delayMs]), [[1_700_000_000_000 - 7000, null, 5000]]);
+});
+
+test(`CLI: --later DIR that is not a capture names --later, and nothing is written`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), `usmld-recheck-later-`));
+  try {
+    const leaked = verdict(10, `http_in_flight`, goneTuple, `leaked`, `no_connection_any_namespace`);
+    for (const later of [dir, join(dir, `missing`)]) {
+      const run = await runCommand([`recheck`, `--later`, later], {stdin: ndjson([verdict(10, `http_in_flight`, aliveTuple, `alive`, `established`), leaked])});
+      assert.is(run.code, ExitCode.Environment, run.stderr);
+      assert.is(run.stdout, ``);
+      assert.match(run.stderr, new RegExp(`--later ${later.replace(/[.*+?^${}()|[\]\\]/g, `\\$&`)}: `));
+      assert.not.match(run.stderr, /--from/);
+    }
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
 });
 
 test(`CLI: a bad --delay is a usage error`, async () => {

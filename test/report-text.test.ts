@@ -190,16 +190,17 @@ test(`bad lines are named and skipped, the report still comes out`, async () => 
   assert.match(run.stdout, /^LEAKING: 7 leaked entries/);
 });
 
-test(`an input with no verdicts says what to do`, async () => {
+test(`an empty input (an upstream stage failed) is exit 3 saying what is missing, never a clean 0`, async () => {
   const run = await runCommand([`report`], {stdin: ``});
-  assert.is(run.code, ExitCode.Ok);
-  assert.match(run.stderr, /pipe map entries through `validate` first/);
+  assert.is(run.code, ExitCode.Environment);
+  assert.is(run.stdout, ``);
+  assert.match(run.stderr, /nothing to report: the input has no verdict, summary or map records \(not even a header/);
 });
 
-test(`map entries without verdicts (a dump piped straight in) are a usage error that says what to do`, async () => {
+test(`map entries without verdicts (a dump piped straight in) are exit 3 that says what to do`, async () => {
   const entry = {type: `entry`, v: 1, mapId: 1, map: `http_in_flight`, keyHex: `00`, key: null};
   const run = await runCommand([`report`], {stdin: ndjson([mapRecord(1, `http_in_flight`), entry, entry])});
-  assert.is(run.code, ExitCode.Usage);
+  assert.is(run.code, ExitCode.Environment);
   assert.is(run.stdout, ``);
   assert.match(run.stderr, /2 map entries but no verdicts: judge them first/);
 });

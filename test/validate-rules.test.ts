@@ -9,6 +9,7 @@ import {formatEndpoint} from '../src/addr.ts';
 import {defaultToolContext, type ToolContext} from '../src/context.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {SCHEMA_VERSION, checkRecord, type AnyRecord, type ConnTupleKey, type EntryRecord, type PidTgidKey, type SocketState} from '../src/schema.ts';
+import {makeHeader} from '../src/header.ts';
 import {validate} from '../src/validate/index.ts';
 import {PassThrough} from 'node:stream';
 import {connTupleBytes, pidTgidBytes} from './helpers/bpf.ts';
@@ -367,7 +368,9 @@ test(`live: auto takes live snapshots only when the input has none, never otherw
   };
   const entry = tupleEntry({saddr: `10.0.0.1`, sport: 40000, daddr: `10.0.0.2`, dport: 80});
   const liveRun = [];
-  for await (const record of validate(quietContext(), from([entry]), {takeSnapshots}))
+  const ctx = quietContext();
+  // A header saying the entries were dumped live on this host: the only input live snapshots judge.
+  for await (const record of validate(ctx, from([makeHeader(`dump-maps`, ctx) as unknown as AnyRecord, entry]), {takeSnapshots}))
     liveRun.push(record);
   assert.is(taken, 1);
   assert.equal(verdicts(liveRun).map(v => v.status), [`alive`]);
@@ -394,9 +397,44 @@ test(`live: always takes the snapshots first, streams, and ignores snapshot reco
   const out = [];
   for await (const record of validate(quietContext(warnings), input(), {live: `always`, takeSnapshots}))
     out.push(record);
-  assert.equal(order, [`snapshots`, `input`]);
+  // The input's first record (its header, if any) is read first: a capture is never judged live.
+  assert.equal(order, [`input`, `snapshots`]);
   assert.equal(verdicts(out).map(v => v.status), [`alive`, `leaked`]);
   assert.ok(warnings.some(w => /ignored 1 snapshot record/.test(w)));
+});
+
+test(`provenance: validate takes no live snapshot for a capture's entries, another host's, or headerless ones (exit 2, nothing on stdout)`, async () => {
+  const ctx = quietContext();
+  const entry = tupleEntry({saddr: `10.0.0.1`, sport: 40000, daddr: `10.0.0.2`, dport: 80});
+  const header = makeHeader(`dump-maps`, ctx);
+  const replayed = makeHeader(`dump-maps`, ctx, {host: ctx.host.hostname, kernel: `6.1`, time: `2026-01-01T00:00:00.000Z`, timeMs: 1767225600000});
+  const foreign = {...header, host: `customer-box-17`};
+  for (const [name, records, args, pattern] of [
+    [`replayed capture of this host`, [replayed, entry], [], /a capture \(replayed\), taken at 2026-01-01T00:00:00.000Z/],
+    [`another host`, [foreign, entry], [], /host customer-box-17/],
+    [`another host, --live`, [foreign, entry], [`--live`], /host customer-box-17/],
+    [`replayed, --live`, [replayed, entry], [`--live`], /a capture/],
+    [`no header`, [entry], [], /no header record.*--live/s],
+  ] as Array<[string, Array<object>, Array<string>, RegExp]>) {
+    // A proc root that does not exist: a live snapshot, if one were taken, would fail with exit 3.
+    const run = await runCommand([`validate`, `--proc-root`, join(tmpdir(), `usmld-no-such-proc`), ...args], {stdin: ndjson(records), tool: {host: ctx.host}});
+    assert.is(run.code, ExitCode.Usage, `${name}: ${run.stderr}`);
+    assert.is(run.stdout, ``, name);
+    assert.match(run.stderr, pattern, name);
+    if (name !== `no header`)
+      assert.match(run.stderr, /snapshot-conns --from CAPTURE[\s\S]*snapshot-pids --from CAPTURE[\s\S]*dump-maps --from CAPTURE[\s\S]*recheck --later CAPTURE/, name);
+  }
+  // With the capture's own snapshots the same entries are judged, and validate's header carries the capture's provenance.
+  const snapshots = [netns(NS_A), closer(`conns`), closer(`pids`)];
+  const judged = await runCommand([`validate`], {stdin: ndjson([foreign, ...snapshots, entry]), tool: {host: ctx.host}});
+  assert.is(judged.code, ExitCode.LeaksFound, judged.stderr);
+  const out = parseLines(judged.stdout);
+  assert.equal([out[0].type, out[0].stage, out[0].host, out[0].replayed, out[0].replayedOn?.host], [`header`, `validate`, `customer-box-17`, true, ctx.host.hostname]);
+  assert.equal(out.filter(r => r.type === `verdict`).map(v => v.status), [`leaked`]);
+  // Entries of one host with snapshots of another: refused.
+  const mixed = await runCommand([`validate`], {stdin: ndjson([foreign, ...snapshots, {...foreign, host: `other-box`}, entry]), tool: {host: ctx.host}});
+  assert.is(mixed.code, ExitCode.Usage);
+  assert.match(mixed.stderr, /mixes data of host customer-box-17 and host other-box/);
 });
 
 function ndjson(records: Array<object>): string {

@@ -1,6 +1,7 @@
 // dump-maps: find the USM maps on the host (or in saved files) and emit, per map, a `map` record,
 // one `entry` record per unique key with the key decoded, and a closing `mapstats` record.
 import {CATALOGUE, findCatalogueMap, selectCatalogue, type CatalogueMap, type MapSelection} from '../catalogue.ts';
+import type {Readable} from 'node:stream';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
 import {DEFAULT_TIMEOUT_MS} from '../exec.ts';
@@ -22,6 +23,8 @@ export interface DumpOptions {
   timeoutMs?: number;
   /** Saved outputs to read instead of the live host (files or directories). */
   from?: ReadonlyArray<string>;
+  /** Standard input, for `from: ['-']`. */
+  stdin?: Readable;
   /** Dump only these map ids (recheck re-reads the maps that had candidates). */
   mapIds?: ReadonlyArray<number>;
   /** Allow fetching a static bpftool when no backend is usable (default true). */
@@ -98,7 +101,7 @@ export async function* dumpMapBatches(ctx: ToolContext, options: DumpOptions = {
 /** Saved files when --from is given, else the live host's maps the best way allowed. */
 async function openSource(ctx: ToolContext, options: DumpOptions, timeoutMs: number): Promise<MapSource> {
   if (options.from && options.from.length > 0)
-    return offlineSource(ctx, options.from);
+    return offlineSource(ctx, options.from, options.stdin);
   if (ctx.uid !== 0)
     ctx.log.warn(`not running as root: listing and dumping eBPF maps will probably fail`);
   return selectSource(ctx, {...options, timeoutMs});

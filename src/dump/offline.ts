@@ -27,10 +27,16 @@ interface OfflineFiles {
   backend: BackendName | null;
 }
 
-export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<string>): Promise<MapSource> {
+export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<string>, stdin?: Readable): Promise<MapSource> {
   const files: OfflineFiles = {lists: [], dumps: new Map(), backend: null};
-  for (const input of inputs)
-    await addInput(ctx, files, input);
+  if (inputs.filter(input => input === `-`).length > 1)
+    throw new UsageFault(`--from - is given more than once: standard input can be read only once`);
+  for (const input of inputs) {
+    if (input === `-`)
+      await addStdin(files, stdin ?? Readable.from([]));
+    else
+      await addInput(ctx, files, input);
+  }
   if (files.lists.length === 0)
     throw new EnvironmentFault(`--from ${inputs.join(` `)}: no map listing found (expected maps/list.json from \`bpftool -j map show\` or maps/list.txt from \`system-probe ebpf map list\`)`);
   const backend = files.backend ?? files.lists[0].backend;
@@ -155,13 +161,43 @@ async function readHead(path: string): Promise<string> {
 }
 
 /**
+ * `--from -`: a listing (`bpftool -j map show`, `system-probe ebpf map list`) or a multi-map dump
+ * (`bpftool -j map dump name X`) on standard input, told apart by content. Read whole, like those
+ * files (a single map's dump does not say its map id: give it as a file named dump-<ID>.json).
+ */
+async function addStdin(files: OfflineFiles, stdin: Readable): Promise<void> {
+  const chunks: Array<Buffer> = [];
+  for await (const chunk of stdin)
+    chunks.push(typeof chunk === `string` ? Buffer.from(chunk) : chunk);
+  const text = Buffer.concat(chunks).toString(`utf8`);
+  const trimmed = text.trimStart();
+  if (/^\d+: \S+\s+name /.test(trimmed)) {
+    files.lists.push({path: `stdin`, maps: parseSystemProbeList(text, `stdin`), backend: `system-probe`});
+    return;
+  }
+  if (/^\[\s*(?:\]|\{)/.test(trimmed)) {
+    if (/"elements"\s*:/.test(text.slice(0, 4096))) {
+      addMultiMapText(files, `stdin`, text);
+      return;
+    }
+    files.lists.push({path: `stdin`, maps: parseBpftoolList(text, `stdin`), backend: `bpftool`});
+    return;
+  }
+  throw new UsageFault(`--from -: standard input is neither a map listing (bpftool -j map show, system-probe ebpf map list) nor a multi-map dump (bpftool -j map dump name NAME); give a single map's dump as a file named dump-<ID>.json`);
+}
+
+/**
  * `bpftool -j map dump name X` when several maps share the name: `[{"id":N,...,"elements":[...]}]`.
  * The only dump format that names its map id in its content. Read whole (offline files only).
  */
 async function addMultiMapDump(files: OfflineFiles, path: string): Promise<void> {
+  addMultiMapText(files, path, await readFile(path, `utf8`));
+}
+
+function addMultiMapText(files: OfflineFiles, path: string, text: string): void {
   let value;
   try {
-    value = parseLossless(await readFile(path, `utf8`));
+    value = parseLossless(text);
   } catch (err) {
     throw new EnvironmentFault(`--from ${path}: not JSON (${errorMessage(err)})`);
   }

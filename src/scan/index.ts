@@ -21,6 +21,7 @@ import type {ToolContext} from '../context.ts';
 import {dumpMaps, type DumpOptions} from '../dump/index.ts';
 import {EnvironmentFault} from '../errors.ts';
 import {makeHeader} from '../header.ts';
+import {captureOrigin, type Origin} from '../provenance.ts';
 import {RecordWriter} from '../ndjson.ts';
 import {ReportAggregator, type GroupField} from '../report/aggregate.ts';
 import {buildReport, type ReportModel} from '../report/model.ts';
@@ -45,6 +46,8 @@ export interface ScanOptions {
 export interface ScanResult {
   model: ReportModel;
   records: number;
+  /** Where and when the data was taken, when it is a capture (`from`). */
+  origin: Origin | null;
 }
 
 /** What a scan without root cannot read, for the message. */
@@ -65,8 +68,10 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     aggregator.add(record);
     return writer?.write(record);
   };
+  // A capture is stamped with its own host, kernel and time (meta/), and marked replayed.
+  const origin = options.from !== undefined ? await captureOrigin(options.from) : null;
   try {
-    const header = makeHeader(`scan`, ctx);
+    const header = makeHeader(`scan`, ctx, origin);
     await keep(header);
 
     async function* observed(): AsyncGenerator<AnyRecord> {
@@ -97,7 +102,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     if (capture)
       await capture.close();
   }
-  return {model: buildReport(aggregator), records};
+  return {model: buildReport(aggregator), records, origin};
 }
 
 /** The two snapshots, then the dump, as one stream; progress on a TTY. */
@@ -143,7 +148,8 @@ function recheckOptions(options: ScanOptions): RecheckOptions {
   if (options.from !== undefined)
     return {later: options.from};
   const {selection: _selection, mapIds: _mapIds, from: _from, ...dump} = options.dump;
-  return {delayMs: options.recheckDelaySeconds * 1000, dump};
+  // scan read the data itself, live, on this host: the second look may be live too.
+  return {delayMs: options.recheckDelaySeconds * 1000, dump, local: true};
 }
 
 /** The same context, whose sleeps show a countdown on the progress line. */

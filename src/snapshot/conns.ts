@@ -12,6 +12,7 @@ import {constants as fsConstants} from 'node:fs';
 import {access, readdir, readFile, stat} from 'node:fs/promises';
 import {delimiter, join} from 'node:path';
 import type {ToolContext} from '../context.ts';
+import {captureOrigin} from '../provenance.ts';
 import {errorMessage} from '../errors.ts';
 import {readInNetns} from '../sys/netns.ts';
 import {SCHEMA_VERSION, type NetnsRecord, type SnapshotRecord, type SocketRecord} from '../schema.ts';
@@ -61,7 +62,8 @@ interface TableRead {
 }
 
 export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOptions = {}): AsyncGenerator<NetnsRecord | SocketRecord | SnapshotRecord> {
-  const startedMs = ctx.clock.now();
+  // A capture's snapshot was taken when the capture was (its meta/time), not now.
+  const startedMs = options.from !== undefined ? (await captureOrigin(options.from)).timeMs : ctx.clock.now();
   const procRoot = options.from !== undefined ? `${options.from}/proc` : ctx.procRoot;
   let complete = true;
   const namespaces = new Map<number, Namespace>();

@@ -3,6 +3,7 @@
 // (through the start time) to notice a pid reused by a newer process.
 import {readdirSync, readFileSync} from 'node:fs';
 import type {ToolContext} from '../context.ts';
+import {captureOrigin} from '../provenance.ts';
 import {SCHEMA_VERSION, type ProcessRecord, type SnapshotRecord} from '../schema.ts';
 import {errnoOf, isVanished, listPids, numericNames, readNetnsLinkSync, yieldToLoop} from './procfs.ts';
 
@@ -79,7 +80,8 @@ function readProcess(procRoot: string, pid: number): ProcessRead {
 }
 
 export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptions = {}): AsyncGenerator<ProcessRecord | SnapshotRecord> {
-  const startedMs = ctx.clock.now();
+  // A capture's snapshot was taken when the capture was (its meta/time), not now.
+  const startedMs = options.from !== undefined ? (await captureOrigin(options.from)).timeMs : ctx.clock.now();
   const procRoot = options.from !== undefined ? `${options.from}/proc` : ctx.procRoot;
   const pids = await listPids(procRoot);
   let count = 0;

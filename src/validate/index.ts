@@ -6,6 +6,8 @@
 // in a temporary file: holding.ts); with no snapshot records at all the stage then takes live
 // snapshots itself.
 import type {ToolContext} from '../context.ts';
+import {UsageFault} from '../errors.ts';
+import {Provenance} from '../provenance.ts';
 import {SCHEMA_VERSION, type AnyRecord, type EntryRecord, type MapRecord, type SummaryRecord, type VerdictRecord} from '../schema.ts';
 import {snapshotConns} from '../snapshot/conns.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
@@ -24,6 +26,29 @@ export interface ValidateOptions {
   counts?: VerdictCounts;
   /** Entries held in memory while waiting for snapshots before spilling to a temp file (tests lower it). */
   holdInMemory?: number;
+  /** Fed the input's headers and snapshot records: where the data was taken (the command's header). */
+  provenance?: Provenance;
+}
+
+/** The pipeline that judges a capture by its own snapshots, for messages. */
+export const OFFLINE_PIPELINE = [
+  `usm-leak-detector snapshot-conns --from CAPTURE > conns.ndjson`,
+  `usm-leak-detector snapshot-pids --from CAPTURE > pids.ndjson`,
+  `usm-leak-detector dump-maps --from CAPTURE > entries.ndjson`,
+  `cat conns.ndjson pids.ndjson entries.ndjson | usm-leak-detector validate | usm-leak-detector recheck --later CAPTURE | usm-leak-detector report`,
+  `(or all of it: usm-leak-detector scan --from CAPTURE)`,
+].map(line => `    ${line}`).join(`\n`);
+
+/** Why this host's live snapshots must not judge the input's entries; null when they may. */
+export function liveSnapshotRefusal(ctx: ToolContext, provenance: Provenance, explicit: boolean): string | null {
+  const origin = provenance.origin;
+  if (origin !== null) {
+    const what = origin.host === ctx.host.hostname ? `a capture (replayed), taken at ${origin.time}` : `host ${origin.host} (data from ${origin.time}), this is ${ctx.host.hostname}`;
+    return `the entries come from ${what}: this host's live sockets and processes would judge them wrongly (every connection of the capture looks leaked or alive by chance). Judge them against the capture's own snapshots:\n${OFFLINE_PIPELINE}`;
+  }
+  if (provenance.headers === 0 && !explicit)
+    return `the input has no header record, so nothing says its entries were read on this host: no live snapshots taken. If they are from a capture, judge them against its snapshots:\n${OFFLINE_PIPELINE}\nIf they were dumped live on this host, say so with --live (or give --snapshot files).`;
+  return null;
 }
 
 export interface VerdictCounts {
@@ -108,6 +133,7 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
   const live = options.live ?? `auto`;
   const takeSnapshots = options.takeSnapshots ?? liveSnapshots;
   const counts = options.counts;
+  const provenance = options.provenance ?? new Provenance(ctx);
   let ready = false;
   let ignoredSnapshotRecords = 0;
   let droppedJudgements = 0;
@@ -127,7 +153,17 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
       ctx.log.warn(`${source}: ignored ${others} record(s) that are not snapshot records (netns, socket, process, snapshot)`);
   }
 
+  // --live: the input's header first, so a capture's entries are never judged by this host.
+  const records = input[Symbol.asyncIterator]();
+  let seenFirst: AnyRecord | undefined;
+  let first = await records.next();
   if (live === `always`) {
+    if (!first.done && first.value.type === `header`)
+      provenance.observe(first.value);
+    seenFirst = first.value;
+    const refusal = liveSnapshotRefusal(ctx, provenance, true);
+    if (refusal !== null)
+      throw new UsageFault(refusal);
     yield* load(takeSnapshots(ctx), `live snapshot`);
     ready = true;
   } else if (options.snapshots !== undefined) {
@@ -150,8 +186,13 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
     return verdict;
   };
 
+  // Input that is not live here, with no snapshots yet: nothing goes out until the capture's own
+  // snapshots arrive, so a refusal at the end leaves stdout empty.
+  const waiting: Array<AnyRecord> = [];
+  const holdBack = () => !ready && live === `auto` && !provenance.isLiveHere;
   try {
-    for await (const record of input) {
+    for (; !first.done; first = await records.next()) {
+      const record = first.value;
       switch (record.type) {
         case `entry`: {
           const entry = record;
@@ -173,11 +214,18 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
             ignoredSnapshotRecords += 1;
             break;
           }
+          if (record.type === `snapshot`)
+            provenance.observe(record);
           index.add(record);
-          if (PASSED_SNAPSHOT_TYPES.has(record.type))
-            yield record;
+          if (PASSED_SNAPSHOT_TYPES.has(record.type)) {
+            if (holdBack())
+              waiting.push(record);
+            else
+              yield record;
+          }
           if (index.isComplete) {
             ready = true;
+            yield* waiting.splice(0);
             ctx.log.debug(`validate: snapshots complete; judging ${held.size} held entries`);
             for await (const entry of held.drain())
               yield judge(entry);
@@ -187,7 +235,10 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
           if (record.problem !== undefined)
             mapProblems.set(record.mapId, record.problem);
           tallies.get(record.mapId, record.catalogName);
-          yield record;
+          if (holdBack())
+            waiting.push(record);
+          else
+            yield record;
           break;
         }
         case `verdict`:
@@ -196,8 +247,23 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
           // judged again here, so passing the old ones on would count every entry twice.
           droppedJudgements += 1;
           break;
+        case `header`:
+          if (record !== seenFirst)
+            provenance.observe(record);
+          if (provenance.conflict !== null)
+            throw new UsageFault(`the input mixes data of host ${provenance.origin!.host} and host ${provenance.conflict.host}: entries are judged only against snapshots of the host (and time) they were dumped on`);
+          if (ready && live === `always` && provenance.origin !== null)
+            throw new UsageFault(`the input has data from host ${provenance.origin.host} (data from ${provenance.origin.time}) after entries were judged against this host's live snapshots (--live): leave --live out and judge it against its own snapshots`);
+          if (holdBack())
+            waiting.push(record);
+          else
+            yield record;
+          break;
         default:
-          yield record;
+          if (holdBack())
+            waiting.push(record);
+          else
+            yield record;
       }
     }
     if (droppedJudgements > 0)
@@ -205,10 +271,14 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
 
     if (!ready) {
       if (!index.hasConns && !index.hasPids && live === `auto` && held.size > 0) {
+        const refusal = liveSnapshotRefusal(ctx, provenance, false);
+        if (refusal !== null)
+          throw new UsageFault(refusal);
         ctx.log.info(`validate: the input has no snapshot records; taking live snapshots (procRoot ${ctx.procRoot})`);
         yield* load(takeSnapshots(ctx), `live snapshot`);
       }
       ready = true;
+      yield* waiting.splice(0);
       for await (const entry of held.drain())
         yield judge(entry);
     }

@@ -12,15 +12,18 @@
 // Why snapshots before the re-read: a live connection's entry is deleted when the connection
 // closes. Reading the map after the snapshot means "entry still there, socket already absent
 // before" cannot be a connection that closed in between: it was gone before the entry was seen.
-import {stat} from 'node:fs/promises';
+import {constants} from 'node:fs';
+import {access, stat} from 'node:fs/promises';
 import {join} from 'node:path';
 import {Readable} from 'node:stream';
 import type {ToolContext} from '../context.ts';
 import {dumpMaps, type DumpOptions} from '../dump/index.ts';
-import {UsageFault} from '../errors.ts';
+import {EnvironmentFault, ToolError, UsageFault, errorMessage} from '../errors.ts';
+import {offlineSource} from '../dump/offline.ts';
 import {readInputs} from '../ndjson.ts';
+import {Provenance, UNKNOWN_HOST, captureOrigin, type CaptureMeta, type Origin} from '../provenance.ts';
 import {RecordHolding} from './holding.ts';
-import type {AnyRecord, EntryRecord, MapRecord, MapStatsRecord, VerdictRecord} from '../schema.ts';
+import type {AnyRecord, EntryRecord, HeaderRecord, MapRecord, MapStatsRecord, VerdictRecord} from '../schema.ts';
 import {Tallies, liveSnapshots} from './index.ts';
 import {judgeEntry} from './rules.ts';
 import {SnapshotIndex} from './snapshotIndex.ts';
@@ -38,6 +41,92 @@ export interface RecheckOptions {
   lookAgain?: (ctx: ToolContext, mapIds: ReadonlyArray<number>) => AsyncIterable<AnyRecord>;
   /** Leaked verdicts held in memory until the second look before spilling to a temp file (tests lower it). */
   holdInMemory?: number;
+  /** Standard input, for `later: '-'`. */
+  stdin?: Readable;
+  /** The input is this host's, live, though no header says so (`--local`): a live second look is allowed. */
+  local?: boolean;
+  /** Fed the input's headers and snapshot records (the command's header, the first look's time). */
+  provenance?: Provenance;
+  /** When the first look was taken, when the caller knows better than the input's records (scan). */
+  firstLookMs?: number;
+}
+
+/** Why a live second look at this host must not judge the input; null when it may. */
+export function liveLookRefusal(ctx: ToolContext, provenance: Provenance, local: boolean): string | null {
+  const origin = provenance.origin;
+  if (origin !== null) {
+    const what = origin.host === ctx.host.hostname
+      ? `a capture of this host replayed (data from ${origin.time}): a live look now would compare it with the present, not with the moment after`
+      : `host ${origin.host} (data from ${origin.time}), this is ${ctx.host.hostname}: a live second look would judge another host's entries (and "resolve" every one)`;
+    return `the verdicts are about ${what}; give that capture's later look with --later CAPTURE (a capture directory's later/ is used), or a later NDJSON capture of ${origin.host}`;
+  }
+  if (provenance.headers === 0 && !local)
+    return `the input has no header record, so nothing says its verdicts are about this host, live: no live second look. For a capture, give its later look with --later CAPTURE; if the verdicts were made live on this host (a filter dropped the header), say so with --local`;
+  return null;
+}
+
+/** The host of a later capture: a directory's meta/, or the first header of an NDJSON file. */
+async function laterOrigin(ctx: ToolContext, later: string): Promise<Origin | null> {
+  const dir = await laterDir(later);
+  if (dir !== null)
+    return dir.meta;
+  for await (const record of readInputs([later], Readable.from([]), {onProblem: () => {}})) {
+    if (record.type !== `header`)
+      return null;
+    const header = record as unknown as HeaderRecord;
+    return {host: header.host, kernel: header.kernel, time: header.time, timeMs: header.timeMs};
+  }
+  return null;
+}
+
+/**
+ * Checks the later capture before anything is written: it exists, and a directory is a capture
+ * (has a map listing). Errors name --later, the flag the user gave.
+ */
+async function checkLater(ctx: ToolContext, later: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(later);
+  } catch (err) {
+    throw new EnvironmentFault(`--later ${later}: ${(err as NodeJS.ErrnoException).code === `ENOENT` ? `no such file or directory` : errorMessage(err)}`);
+  }
+  if (info.isDirectory()) {
+    const dir = (await laterDir(later))!.dir;
+    try {
+      await offlineSource(ctx, [dir]);
+    } catch (err) {
+      if (err instanceof ToolError)
+        throw new ToolError(`--later ${later}: not a capture directory: ${err.message.replace(/^--from \S+: /, ``)}`, err.exitCode);
+      throw err;
+    }
+    return;
+  }
+  if (!info.isFile())
+    throw new EnvironmentFault(`--later ${later}: not a file or a capture directory`);
+  try {
+    await access(later, constants.R_OK);
+  } catch (err) {
+    throw new EnvironmentFault(`--later ${later}: cannot read: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+  }
+}
+
+/** A later capture directory (DIR/later when it has one) and what its meta/ says; null for a file. */
+async function laterDir(later: string): Promise<{dir: string, meta: CaptureMeta, delaySeconds: number | null} | null> {
+  let info;
+  try {
+    info = await stat(later);
+  } catch {
+    return null;
+  }
+  if (!info.isDirectory())
+    return null;
+  const nested = join(later, `later`);
+  const hasNested = await stat(nested).then(found => found.isDirectory(), () => false);
+  const dir = hasNested ? nested : later;
+  const meta = await captureOrigin(dir);
+  // The delay is recorded with the first look (meta/delay), or with the look itself.
+  const delaySeconds = hasNested ? (await captureOrigin(later)).delaySeconds ?? meta.delaySeconds : meta.delaySeconds;
+  return {dir, meta, delaySeconds};
 }
 
 /** Snapshots first, then the maps that had candidates. */
@@ -47,22 +136,15 @@ export async function* liveLook(ctx: ToolContext, mapIds: ReadonlyArray<number>,
 }
 
 /** A later capture: an NDJSON file read as is, or a capture directory (its later/ when it has one). */
-export async function* laterLook(ctx: ToolContext, mapIds: ReadonlyArray<number>, later: string): AsyncGenerator<AnyRecord> {
-  let info;
-  try {
-    info = await stat(later);
-  } catch {
-    // readInputs turns a missing file into the usual "cannot read" environment error.
-    info = null;
-  }
-  if (info?.isDirectory()) {
-    const nested = join(later, `later`);
-    const dir = await stat(nested).then(found => found.isDirectory() ? nested : later, () => later);
-    yield* liveSnapshots(ctx, dir);
-    yield* dumpMaps(ctx, {from: [dir], mapIds}) as AsyncIterable<AnyRecord>;
+export async function* laterLook(ctx: ToolContext, mapIds: ReadonlyArray<number>, later: string, stdin: Readable = Readable.from([])): AsyncGenerator<AnyRecord> {
+  // A missing file: readInputs gives the usual "cannot read" environment error.
+  const dir = later === `-` ? null : await laterDir(later);
+  if (dir !== null) {
+    yield* liveSnapshots(ctx, dir.dir);
+    yield* dumpMaps(ctx, {from: [dir.dir], mapIds}) as AsyncIterable<AnyRecord>;
     return;
   }
-  yield* readInputs([later], Readable.from([]), {onProblem: message => ctx.log.warn(message)});
+  yield* readInputs([later], stdin, {onProblem: message => ctx.log.warn(message)});
 }
 
 /** What the second look found: the fresh index, and which candidate keys are still in their maps. */
@@ -72,6 +154,8 @@ class SecondLook {
   private readonly present = new Map<number, Set<string>>();
   /** Maps whose re-read finished (mapstats complete), or that no longer exist. */
   private readonly conclusive = new Set<number>();
+  /** Earliest time of the second look's data (its headers and snapshot records). */
+  earliestMs: number | null = null;
 
   constructor(private readonly candidateKeys: ReadonlyMap<number, ReadonlySet<string>>) {
     for (const mapId of candidateKeys.keys())
@@ -79,6 +163,9 @@ class SecondLook {
   }
 
   add(record: AnyRecord): void {
+    if ((record.type === `snapshot` || record.type === `header`) && typeof record.timeMs === `number`
+      && (this.earliestMs === null || record.timeMs < this.earliestMs))
+      this.earliestMs = record.timeMs;
     if (this.index.add(record))
       return;
     if (record.type === `entry`) {
@@ -109,6 +196,14 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
   const candidates = new RecordHolding<VerdictRecord>(ctx, `leaked candidates`, options.holdInMemory);
   // Their keys, per map: what the re-read of each map is compared against.
   const candidateKeys = new Map<number, Set<string>>();
+  const provenance = options.provenance ?? new Provenance(ctx);
+  const liveSecondLook = options.later === undefined && options.lookAgain === undefined;
+  // `--later -`: a later NDJSON capture on stdin (read once, at the second look).
+  const laterIsStdin = options.later === `-`;
+  if (options.later !== undefined && !laterIsStdin)
+    await checkLater(ctx, options.later);
+  const later = options.later !== undefined && !laterIsStdin ? await laterOrigin(ctx, options.later) : null;
+  let checkedFirst = false;
   let held = 0;
   try {
     yield* firstPass();
@@ -119,6 +214,13 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
 
   async function* firstPass(): AsyncGenerator<AnyRecord> {
     for await (const record of input) {
+      if (record.type === `header` || record.type === `snapshot`)
+        provenance.observe(record);
+      if (!checkedFirst || record.type === `header`) {
+        // Before anything goes out: a refused stream leaves stdout empty.
+        checkedFirst = true;
+        check();
+      }
       if (record.type === `verdict`) {
         const verdict = record;
         if (verdict.status === `leaked`) {
@@ -141,10 +243,6 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
         // Replaced by recheck's own summary; keep the map in the tally even if it had no entries.
         tallies.get(record.mapId, record.map);
       } else {
-        // Looking at this host again only makes sense for verdicts about this host.
-        if (record.type === `header` && typeof record.host === `string` && record.host !== ctx.host.hostname
-          && options.later === undefined && options.lookAgain === undefined)
-          throw new UsageFault(`the input was captured on host ${record.host}, this is ${ctx.host.hostname}: a live second look would judge another host's entries; give a later capture of ${record.host} with --later`);
         if (record.type === `map`)
           tallies.get(record.mapId, record.catalogName);
         yield record;
@@ -152,21 +250,47 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
     }
   }
 
+  /** Looking at this host again only makes sense for verdicts about this host, live; a later capture must be of the same host. */
+  function check(): void {
+    if (liveSecondLook) {
+      const refusal = liveLookRefusal(ctx, provenance, options.local === true);
+      if (refusal !== null)
+        throw new UsageFault(refusal);
+    } else if (later !== null && later.host !== UNKNOWN_HOST) {
+      const host = provenance.origin?.host ?? (provenance.headers > 0 ? ctx.host.hostname : null);
+      if (host !== null && host !== UNKNOWN_HOST && host !== later.host)
+        throw new UsageFault(`--later ${options.later}: that capture is of host ${later.host}, the verdicts are about host ${host}: the second look must be at the same host`);
+    }
+  }
+
   async function* secondPass(): AsyncGenerator<AnyRecord> {
+    if (!checkedFirst)
+      check();
+    let secondLookMs: number | null = null;
+    // The delay asked for: ours, or the one the later capture was taken after (its meta/delay).
+    const delayMs = options.later === undefined ? options.delayMs ?? DEFAULT_RECHECK_DELAY_MS
+      : await laterDir(options.later).then(dir => dir?.delaySeconds != null ? dir.delaySeconds * 1000 : null);
     if (held > 0) {
       const mapIds = [...candidateKeys.keys()];
-      const delayMs = options.delayMs ?? DEFAULT_RECHECK_DELAY_MS;
       // A later capture was taken later already: no wait for it.
-      if (options.later === undefined && delayMs > 0) {
-        ctx.log.info(`recheck: ${held} leaked candidate(s) in ${mapIds.length} map(s); looking again in ${delayMs / 1000} s`);
-        await ctx.clock.sleep(delayMs);
+      if (options.later === undefined && delayMs! > 0) {
+        ctx.log.info(`recheck: ${held} leaked candidate(s) in ${mapIds.length} map(s); looking again in ${delayMs! / 1000} s`);
+        await ctx.clock.sleep(delayMs!);
       }
       const look = new SecondLook(candidateKeys);
+      const startedMs = ctx.clock.now();
       const records = options.lookAgain !== undefined ? options.lookAgain(ctx, mapIds)
-        : options.later !== undefined ? laterLook(ctx, mapIds, options.later)
+        : options.later !== undefined ? laterLook(ctx, mapIds, options.later, options.stdin)
           : liveLook(ctx, mapIds, options.dump);
-      for await (const record of records)
-        look.add(record);
+      try {
+        for await (const record of records)
+          look.add(record);
+      } catch (err) {
+        if (options.later !== undefined && err instanceof ToolError && !err.message.startsWith(`--later`))
+          throw new ToolError(`--later ${options.later}: ${err.message.replace(/^--from \S+: /, ``)}`, err.exitCode);
+        throw err;
+      }
+      secondLookMs = liveSecondLook ? startedMs : look.earliestMs ?? (options.later === undefined ? startedMs : null);
       for (const mapId of mapIds) {
         if (!look.isConclusive(mapId))
           ctx.log.warn(`recheck: map ${mapId} could not be re-read completely: its entries are rechecked against the fresh snapshots only`);
@@ -185,7 +309,9 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
       if (unconfirmed > 0)
         ctx.log.warn(`recheck: ${unconfirmed} leaked verdict(s) could not be confirmed (the second look lacked evidence): kept as leaked with checks unchanged`);
     }
-    yield* tallies.summaries(`recheck`);
+    const looks = {firstLookMs: options.firstLookMs ?? provenance.earliestMs, secondLookMs, delayMs};
+    for (const summary of tallies.summaries(`recheck`))
+      yield {...summary, ...looks};
   }
 }
 
