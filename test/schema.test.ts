@@ -1,6 +1,8 @@
 // The record spec (src/schema.ts) is the one check every stage runs: what it accepts and rejects,
 // field by field, and that report and recheck refuse the same bad verdicts.
-import {readdirSync, readFileSync} from 'node:fs';
+import {mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
@@ -80,7 +82,11 @@ test(`report and recheck reject the same bad verdicts, naming line and field`, a
     const reported = await runCommand([`report`, `--format`, `json`], {stdin});
     assert.match(reported.stderr, new RegExp(`stdin:3: invalid verdict record: ${field}`), `report: ${reported.stderr}`);
     assert.is(JSON.parse(reported.stdout).summary.verdicts, 1, `report: the bad verdict is not counted`);
-    const rechecked = await runCommand([`recheck`, `--later`, `/nonexistent-later-capture`], {stdin});
+    // An empty later capture: no live look, and the input is read.
+    const later = join(mkdtempSync(join(tmpdir(), `usmld-schema-`)), `later.ndjson`);
+    writeFileSync(later, ``);
+    const rechecked = await runCommand([`recheck`, `--later`, later], {stdin});
+    rmSync(join(later, `..`), {recursive: true, force: true});
     assert.match(rechecked.stderr, new RegExp(`stdin:3: invalid verdict record: ${field}`), `recheck: ${rechecked.stderr}`);
   }
 });
