@@ -167,6 +167,7 @@ export const RECORDS = {
     btf: req(boolean, `the dump carried BTF-formatted keys`),
     complete: req(boolean, `false when the dump stopped early (timeout, backend error): the entries are a subset`),
     error: opt(string, `what stopped it, for people`),
+    gone: opt(boolean, `true when the map no longer exists (freed after the listing, or a --map-id not listed): its entries went with it`),
   }),
 
   netns: record(`snapshot-conns: one per network namespace`, {

@@ -114,6 +114,12 @@ test(`--maps picks maps by full or kernel name; --map-id narrows to ids`, async 
   const records = withoutHeader(parseLines(byId.stdout));
   assert.ok(records.every(record => record.mapId === target.map.id));
   checkMap(records, target);
+
+  // An id no map has: its mapstats says so as a field (recheck reads `gone`, not the words).
+  const missing = 4_000_000_000;
+  const withMissing = await runCommand([`dump-maps`, `--map-id`, String(target.map.id), `--map-id`, String(missing), `--no-download`]);
+  const stats = withoutHeader(parseLines(withMissing.stdout)).find(record => record.type === `mapstats` && record.mapId === missing);
+  assert.equal([stats?.complete, stats?.gone], [false, true], withMissing.stderr);
 });
 
 test(`--bpftool with a bad path is an environment error naming it`, async () => {

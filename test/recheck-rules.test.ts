@@ -119,13 +119,15 @@ test(`a map whose re-read did not finish resolves nothing; a second look without
   assert.ok(warnings.some(w => /1 leaked verdict\(s\) could not be confirmed/.test(w)));
 });
 
-test(`a map that no longer exists took its entries with it: resolved`, async () => {
+test(`a map that no longer exists (mapstats.gone) took its entries with it: resolved; the words alone prove nothing`, async () => {
   const gone = verdict(10, `http_in_flight`, goneTuple, `leaked`, `no_connection_any_namespace`);
-  const lookAgain = async function* () {
-    yield* [netns(NS, [1]), closer(`conns`), mapStats(10, ``, 0, {complete: false, error: `map 10 no longer exists`})] as Array<AnyRecord>;
-  };
-  const out = await collect(context(testClock([])), [gone], {delayMs: 0, lookAgain});
-  assert.equal(out.filter(record => record.type === `verdict`).map(v => v.status), [`resolved`]);
+  for (const [stats, status] of [[{gone: true}, `resolved`], [{}, `leaked`]] as const) {
+    const lookAgain = async function* () {
+      yield* [netns(NS, [1]), closer(`conns`), mapStats(10, ``, 0, {complete: false, error: `map 10 no longer exists`, ...stats})] as Array<AnyRecord>;
+    };
+    const out = await collect(context(testClock([])), [gone], {delayMs: 0, lookAgain});
+    assert.equal(out.filter(record => record.type === `verdict`).map(v => v.status), [status]);
+  }
 });
 
 test(`no leaked verdict: no wait and no second look; --delay 0 looks without waiting`, async () => {

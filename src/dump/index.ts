@@ -85,7 +85,7 @@ export async function* dumpMapBatches(ctx: ToolContext, options: DumpOptions = {
     const gone: Array<DumpRecord> = [];
     for (const id of options.mapIds) {
       if (!found.has(id))
-        gone.push(missingMapStats(id, listed.some(map => map.id === id) ? `map ${id} is not a selected USM map` : `map ${id} no longer exists`));
+        gone.push(listed.some(map => map.id === id) ? missingMapStats(id, `map ${id} is not a selected USM map`) : {...missingMapStats(id, `map ${id} no longer exists`), gone: true});
     }
     if (gone.length > 0)
       yield gone;
@@ -184,9 +184,11 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
         yield out;
       }
     }
-    const failures = await reader.finish();
+    const {failures, gone} = await reader.finish();
     if (problemCount > 0)
       ctx.log.warn(`map ${mapId} (${listed.name}): ${problemCount} unreadable element(s) skipped: ${problems.join(`; `)}`);
+    if (gone)
+      stats.gone = true;
     if (failures.length > 0) {
       stats.complete = false;
       stats.error = failures.join(`; `);

@@ -12,7 +12,7 @@ import {
 } from '../sys/syscalls.ts';
 import {emptyRawEntry, type EntrySink, type RawEntry} from './entry.ts';
 import {mapHolders} from './holders.ts';
-import {mapGone, type ListedMap, type MapReader, type MapSource} from './source.ts';
+import {mapGone, type ListedMap, type MapReader, type MapSource, type ReadOutcome} from './source.ts';
 
 const BPF_MAP_LOOKUP_ELEM = 1;
 const BPF_MAP_GET_NEXT_KEY = 4;
@@ -255,6 +255,7 @@ class KernelReader implements MapReader {
   private fd = -1;
   private mode = Mode.Opening;
   private readonly failures: Array<string> = [];
+  private gone = false;
   private readonly entry: RawEntry = emptyRawEntry();
   private keySize = 0;
   private valueSize = 0;
@@ -288,8 +289,8 @@ class KernelReader implements MapReader {
     }
   }
 
-  async finish(): Promise<Array<string>> {
-    return this.failures;
+  async finish(): Promise<ReadOutcome> {
+    return {failures: this.failures, gone: this.gone};
   }
 
   close(): void {
@@ -309,7 +310,8 @@ class KernelReader implements MapReader {
     const fd = this.calls.openMap(this.mapId);
     if (fd < 0) {
       this.mode = Mode.Done;
-      this.failures.push(fd === -ENOENT ? mapGone(this.mapId, `BPF_MAP_GET_FD_BY_ID: No such file or directory`) : bpfFailure(-fd, `opening map ${this.mapId}`));
+      this.gone = fd === -ENOENT;
+      this.failures.push(this.gone ? mapGone(this.mapId, `BPF_MAP_GET_FD_BY_ID: No such file or directory`) : bpfFailure(-fd, `opening map ${this.mapId}`));
       return;
     }
     this.fd = fd;

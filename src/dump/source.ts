@@ -26,10 +26,17 @@ export interface ListedMap {
 export interface MapReader {
   /** Hands the next chunk of entries to the sink; false once there are no more. */
   next(): Promise<boolean>;
-  /** Once next() said false: why the entries are incomplete (empty when they are complete). */
-  finish(): Promise<Array<string>>;
+  /** Once next() said false: why the entries are incomplete (no failures when they are complete). */
+  finish(): Promise<ReadOutcome>;
   /** Releases what the read holds (a child process, file descriptors); safe at any time, twice too. */
   close(): void;
+}
+
+export interface ReadOutcome {
+  /** Why the entries are incomplete, for people (empty when they are complete). */
+  failures: Array<string>;
+  /** The map was freed between the listing and its dump: its entries went with it (mapstats.gone). */
+  gone: boolean;
 }
 
 export interface MapSource {
@@ -105,20 +112,21 @@ export function streamReader(stream: DumpStream, sink: EntrySink, producer: stri
     async finish() {
       const result = await stream.done;
       const failures: Array<string> = [];
+      let gone = false;
       if (result.timedOut)
         failures.push(`${producer} timed out after ${timeoutMs / 1000} s`);
       else if (result.exitCode !== 0)
         failures.push(`${producer} exited with code ${result.exitCode}${result.stderr.trim() ? `: ${result.stderr.trim().slice(-2000)}` : ``}`);
       if (outputError !== null) {
-        // Freed between the listing and the dump: say it in the words recheck looks for.
-        const gone = /get map by id.*No such file or directory/i.test(outputError);
+        // bpftool's words for a map freed between the listing and the dump.
+        gone = /get map by id.*No such file or directory/i.test(outputError);
         failures.unshift(gone ? mapGone(mapId, outputError) : outputError);
       }
       if (readError !== null)
         failures.push(`reading the dump failed: ${readError}`);
       if (fatalProblem !== null)
         failures.push(fatalProblem);
-      return failures;
+      return {failures, gone};
     },
     close() {
       stream.kill();
@@ -127,7 +135,7 @@ export function streamReader(stream: DumpStream, sink: EntrySink, producer: stri
   };
 }
 
-/** The words recheck looks for when a map was freed between the listing and its dump. */
+/** The message for a map freed between the listing and its dump (the fact itself is mapstats.gone). */
 export function mapGone(mapId: number, detail: string): string {
   return `map ${mapId} no longer exists (${detail})`;
 }

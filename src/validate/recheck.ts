@@ -175,7 +175,7 @@ class SecondLook {
     } else if (record.type === `mapstats`) {
       const stats = record;
       // A map that is gone took its entries with it; a dump that stopped early proves nothing.
-      if (stats.complete || /no longer exists/.test(stats.error ?? ``))
+      if (stats.complete || stats.gone === true)
         this.conclusive.add(stats.mapId);
     }
   }
