@@ -187,11 +187,11 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
     const {failures, gone} = await reader.finish();
     if (problemCount > 0)
       ctx.log.warn(`map ${mapId} (${listed.name}): ${problemCount} unreadable element(s) skipped: ${problems.join(`; `)}`);
-    if (gone)
-      stats.gone = true;
     if (failures.length > 0) {
       stats.complete = false;
       stats.error = failures.join(`; `);
+      if (gone)
+        stats.gone = true;
       ctx.log.warn(`map ${mapId} (${listed.name}): dump incomplete: ${stats.error}`);
     }
     if (stats.errors > problemCount)
