@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # make dist: everything a person needs on a customer box, in dist/:
-#   usm-leak-detector.cjs   the esbuild bundle; runs with any Node 18+ and no node_modules
+#   usm-leak-detector.cjs   the esbuild bundle; runs with any Node 18+ and no node_modules (it
+#                           carries koffi's native modules for Linux x64/arm64, glibc and musl)
 #   usm-leak-detector       a standalone Linux executable: a Node single-executable application
 #                           made from this machine's own node binary (stripped) and postject;
-#                           nothing is downloaded
+#                           koffi's native module for this platform is a SEA asset; nothing is
+#                           downloaded
 #   capture.sh              the POSIX sh capture script (usm-leak-detector capture-script)
 # Then prints the executable's size, the newest glibc symbol version it needs, and its start-up time.
 set -euo pipefail
@@ -21,15 +23,18 @@ mv dist/capture.sh.part dist/capture.sh
 work=$(mktemp -d "${TMPDIR:-/tmp}/usmld-sea.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# The SEA configuration is generated here, pointing at the bundle (a CommonJS file with every
-# dependency inside: a SEA's require() reaches only Node's builtins). The code cache is made by
-# the same node binary that runs it.
+# The SEA gets its own bundle (a CommonJS file with every dependency inside: a SEA's require()
+# reaches only Node's builtins) whose FFI native module is an asset rather than text inside the
+# code (src/sys/native.ts checks its SHA-256, writes it into a fresh 0700 directory, dlopens it).
+# The code cache is made by the same node binary that runs it.
+node scripts/build.mjs --sea "$work"
 cat > "$work/sea-config.json" <<EOF
 {
-  "main": "$root/$bundle",
+  "main": "$work/bundle.cjs",
   "output": "$work/sea.blob",
   "disableExperimentalSEAWarning": true,
-  "useCodeCache": true
+  "useCodeCache": true,
+  "assets": $(cat "$work/assets.json")
 }
 EOF
 node --experimental-sea-config "$work/sea-config.json" >"$work/sea.log" 2>&1 || { cat "$work/sea.log" >&2; exit 1; }

@@ -3,14 +3,20 @@
 // bundle must answer --help and replay recorded outputs exactly as the in-process CLI does.
 // Builds dist/ once (scripts/dist.sh: bundle, SEA from this machine's node, capture.sh).
 import {execFileSync, spawnSync} from 'node:child_process';
-import {copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync} from 'node:fs';
+import {copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join, resolve} from 'node:path';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {captureScript} from '../src/capture/script.ts';
 import {TOOL_VERSION} from '../src/version.ts';
+import {connTupleBytes} from './helpers/bpf.ts';
 import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
+import {runWithoutBpftool} from './helpers/hideBpftool.ts';
+import {makeProcessLessNetns} from './helpers/netns.ts';
+import {bpfUnavailable, netnsUnavailable} from './helpers/privileges.ts';
+import {buildUsmWorld, entryId} from './helpers/usmWorld.ts';
+import {ExitCode} from '../src/exitCodes.ts';
 
 const repo = resolve(new URL(`..`, import.meta.url).pathname);
 const scratch = mkdtempSync(join(tmpdir(), `usmld-dist-`));
@@ -92,6 +98,44 @@ for (const [label, file] of [[`executable`, exe], [`bundle`, bundle]] as const) 
     assert.is(run.code, 0, run.stderr);
     assert.is(run.stdout, captureScript());
   });
+}
+
+// Real maps need root and BPF: registered only when they can run (CI has them).
+if (bpfUnavailable() === null && netnsUnavailable() === null) {
+  for (const [label, file] of [[`executable`, exe], [`bundle`, bundle]] as const) {
+    test(`${label}: scan with no node on PATH, no node_modules and no bpftool reads the maps itself and judges them right`, async () => {
+      const world = await buildUsmWorld(`dist-${label}`, {namespace: true});
+      const lonely = await makeProcessLessNetns(`dist-${label}-lonely`);
+      try {
+        const c = lonely.connections[0];
+        const pidFd = world.maps.find(map => map.catalogName === `pid_fd_by_tuple`)!;
+        const key = connTupleBytes({saddr: c.client.address, sport: c.client.port, daddr: c.server.address, dport: c.server.port, netns: lonely.netns.inode});
+        world.bpf.fill(pidFd, [[key, Buffer.alloc(8)]]);
+        world.expected.set(entryId({map: `pid_fd_by_tuple`, keyHex: key.toString(`hex`)}), {map: `pid_fd_by_tuple`, status: `alive`, reason: `established`, note: `connection in a namespace no process is in (setns)`});
+        const capture = join(box, `scan-${label}.ndjson`);
+        const argv = file === bundle ? [process.execPath, bundle] : [exe];
+        const run = runWithoutBpftool(argv[0], [...argv.slice(1), `scan`, ...world.mapIdArgs, `--no-download`, `--recheck-delay`, `0`, `--capture`, capture], {env, cwd: box});
+        assert.is(run.status, ExitCode.LeaksFound, run.stderr);
+        const records = parseLines(readFileSync(capture, `utf8`));
+        assert.ok(records.filter(record => record.type === `map`).every(record => record.backend === `kernel`));
+        assert.is(records.find(record => record.type === `netns` && record.netnsInode === lonely.netns.inode)?.readVia, `setns:${lonely.netns.path}`);
+        const incomplete = records.some(record => (record.type === `netns` || record.type === `snapshot`) && record.complete === false);
+        const verdicts = records.filter(record => record.type === `verdict` && world.expected.has(entryId(record as {map: string, keyHex: string})));
+        assert.is(verdicts.length, world.expected.size);
+        for (const verdict of verdicts) {
+          const want = world.expected.get(entryId(verdict as {map: string, keyHex: string}))!;
+          if (incomplete && want.reason === `no_connection_any_namespace` && verdict.reason === `namespace_unreadable`)
+            continue;
+          assert.is(`${verdict.status}/${verdict.reason}`, `${want.status}/${want.reason}`, `${verdict.map}: ${want.note}`);
+        }
+        // The FFI module was written to a private temporary directory and removed at once.
+        assert.equal(readdirSync(tmpdir()).filter(name => name.startsWith(`usmld-ffi-`) && statSync(join(tmpdir(), name)).mtimeMs > Date.now() - 60_000), []);
+      } finally {
+        lonely.release();
+        await world.cleanup();
+      }
+    });
+  }
 }
 
 test(`dist/capture.sh is the script the tool prints`, () => {
