@@ -14,7 +14,7 @@ export default class DumpMapsCommand extends MapAccessCommand {
   static override usage = Command.Usage({
     description: `read every USM eBPF map and emit its entries, keys decoded, as NDJSON`,
     details: `
-      Finds the USM maps on this host (through bpftool, or Datadog's system-probe) and writes one \`map\` record per map, one \`entry\` record per map entry with its key decoded, and one \`mapstats\` record when each map is done.
+      Finds the USM maps on this host (with the bpf() syscall itself, or through bpftool or Datadog's system-probe) and writes one \`map\` record per map, one \`entry\` record per map entry with its key decoded, and one \`mapstats\` record when each map is done.
 
       Backend: the kernel itself (bpf() through an FFI, maps opened read-only) when the process may call bpf(); else, said on stderr, bpftool when a working one is found (PATH, /usr/sbin, linux-tools), else system-probe (agent install paths, PATH), else a static bpftool downloaded and checksum-verified (see --bpftool-url, --no-download). \`--backend\`, \`--bpftool\` and \`--system-probe\` choose explicitly.
 
