@@ -13,6 +13,8 @@ export default class SnapshotPidsCommand extends BaseCommand {
     details: `
       Writes one \`process\` record per process (pid, thread ids from /proc/PID/task, state, start time in clock ticks after boot, command name, network namespace inode) and a closing \`snapshot\` record. Processes and threads that exit while being read are simply absent. Zombies are listed with state \`Z\` and a null namespace.
 
+      \`--socket-fds\` adds \`socketFds\` ([fd, socket inode] pairs) to each process: validate judges \`tuple_by_pid_fd\` keys by them. It costs one readlink per open fd (5,012 fds in 93 ms on a 2-core VM); \`scan\` turns it on when its map selection has such a map.
+
       \`--proc-root\` reads another proc tree (\`/host/proc\` in a container, or a fixture tree); \`--from\` reads a capture directory's proc/.
     `,
     examples: [
@@ -24,13 +26,14 @@ export default class SnapshotPidsCommand extends BaseCommand {
 
   procRoot = Option.String(`--proc-root`, {description: `Proc filesystem to read (default: /proc)`});
   from = Option.String(`--from`, {description: `Read a capture directory (proc/, netns/) instead of the live system`});
+  socketFds = Option.Boolean(`--socket-fds`, false, {description: `Also list each process's socket fds as [fd, inode] (pid_fd maps are judged by them; one readlink per open fd)`});
 
   protected async run(tool: ToolContext): Promise<number> {
     if (this.procRoot !== undefined && this.from !== undefined)
       throw new UsageFault(`--proc-root and --from cannot be used together (a capture has its own proc/)`);
     const ctx = this.procRoot !== undefined ? {...tool, procRoot: this.procRoot} : tool;
     const origin = this.from !== undefined ? await captureOrigin(this.from) : null;
-    await this.emit(`snapshot-pids`, ctx, snapshotPids(ctx, {from: this.from}), undefined, () => origin);
+    await this.emit(`snapshot-pids`, ctx, snapshotPids(ctx, {from: this.from, socketFds: this.socketFds}), undefined, () => origin);
     return ExitCode.Ok;
   }
 }

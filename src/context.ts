@@ -12,10 +12,17 @@ export interface Clock {
   now(): number;
   /** Resolves after `ms`; rejects with an AbortError when `signal` fires. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * CLOCK_MONOTONIC in nanoseconds: the clock bpf_ktime_get_ns() dates map values with. Absent
+   * in a clock that cannot give it (entries are then not aged).
+   */
+  monotonicNs?(): bigint;
 }
 
 export const systemClock: Clock = {
   now: () => Date.now(),
+  // libuv's hrtime is clock_gettime(CLOCK_MONOTONIC) on Linux (checked against /proc/timer_list `now at`).
+  monotonicNs: () => process.hrtime.bigint(),
   sleep: (ms, signal) => delay(ms, undefined, {signal}),
 };
 

@@ -26,7 +26,8 @@ export const TOOL_NAME = `usm-leak-detector`;
 export const STAGES = [`dump-maps`, `snapshot-conns`, `snapshot-pids`, `validate`, `recheck`, `report`, `scan`, `capture`] as const;
 export type Stage = (typeof STAGES)[number];
 
-export const KEY_KINDS = [`conn_tuple`, `pid_tgid`] as const;
+/** conn_tuple_t, u64 pid_tgid, pid_fd_t {pid, fd}, {pid, goroutine id}, a pointer (judged by the value's tuple). */
+export const KEY_KINDS = [`conn_tuple`, `pid_tgid`, `pid_fd`, `pid_goroutine`, `pointer`] as const;
 export type KeyKind = (typeof KEY_KINDS)[number];
 export const BACKENDS = [`kernel`, `bpftool`, `system-probe`] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -43,10 +44,13 @@ export type VerdictStatus = (typeof VERDICT_STATUSES)[number];
 export const REASONS = {
   leaked: [
     `no_connection`, `no_connection_any_namespace`, `wrong_namespace`, `unknown_namespace`,
-    `no_listener`, `process_gone`, `thread_gone`, `zombie`,
+    `no_listener`, `process_gone`, `thread_gone`, `zombie`, `fd_closed`, `fd_reused`,
   ],
-  alive: [`established`, `listening`, `listening_wildcard`, `bound`, `process_alive`, `thread_alive`, `race`],
-  unknown: [`namespace_unreadable`, `no_snapshot`, `undecodable_key`, `map_problem`],
+  alive: [`established`, `listening`, `listening_wildcard`, `bound`, `process_alive`, `thread_alive`, `race`, `fd_socket`],
+  unknown: [
+    `namespace_unreadable`, `no_snapshot`, `undecodable_key`, `map_problem`, `updated_after_snapshot`,
+    `no_fd_snapshot`, `incomplete_value_tuple`,
+  ],
   resolved: [`removed_from_map`],
 } as const;
 export type Reason = (typeof REASONS)[keyof typeof REASONS][number];
@@ -85,9 +89,27 @@ export const pidTgidKey = object(`pid_tgid key`, {
   pidTgid: req(u64, `the raw u64`),
   tgid: req(u32, `upper 32 bits: the process id`),
   tid: req(u32, `lower 32 bits: the thread id`),
+  extra: opt(dictOf(unionOf(number, string, `number or string`)), `key fields besides pid_tgid (ssl_sock_by_ctx: ctx)`),
 });
 
-export const decodedKey = variants(`kind`, `decoded key`, [connTupleKey, pidTgidKey]);
+export const pidFdKey = object(`pid_fd key`, {
+  kind: req(literal(`pid_fd`)),
+  pid: req(u32, `the process id (TGID)`),
+  fd: req(u32),
+});
+
+export const pidGoroutineKey = object(`pid_goroutine key`, {
+  kind: req(literal(`pid_goroutine`)),
+  pid: req(u32, `the process id (TGID)`),
+  goroutineId: req(string, `s64, decimal`),
+});
+
+export const pointerKey = object(`pointer key`, {
+  kind: req(literal(`pointer`)),
+  pointer: req(string, `\`0x...\`: an address in some process; the entry is judged by its value's tuple`),
+});
+
+export const decodedKey = variants(`kind`, `decoded key`, [connTupleKey, pidTgidKey, pidFdKey, pidGoroutineKey, pointerKey]);
 
 export const match = object(`match`, {
   netnsInode: opt(u32),
@@ -113,6 +135,9 @@ const ENTRY_FIELDS = {
   valueBtf: opt(json, `the BTF-decoded value (u64 as decimal strings) when system-probe printed no value bytes`),
   key: req(nullable(decodedKey), `decoded key; null when it could not be decoded (\`keyError\` says why)`),
   keyError: opt(string),
+  valueTuple: opt(connTupleKey, `the conn_tuple_t in the value (tuple_by_pid_fd, conn_tup_by_go_tls_conn, ssl_sock_by_ctx), decoded`),
+  ageSeconds: opt(number, `seconds from the newest CLOCK_MONOTONIC timestamp in the value to the map's \`monotonicNs\` (dated maps only)`),
+  ageField: opt(string, `the value field that gave \`ageSeconds\` (\`updated\`, \`request_started\`, \`response_last_seen\`)`),
 } as const satisfies Fields;
 
 /** What a record type is, who writes it, and its fields (`type` and `v` are implied). */
@@ -154,6 +179,11 @@ export const RECORDS = {
     holders: req(arrayOf(mapHolder), `processes holding the map open (bpftool's \`pids\`); empty when the backend cannot tell`),
     backend: req(oneOf(BACKENDS)),
     problem: opt(string, `set when the map cannot be judged (key size differs from the catalogue's, ...)`),
+    judgedBy: opt(literal(`value`), `entries are judged by the conn_tuple_t in their value (the key is a pointer)`),
+    discovered: opt(boolean, `not in the catalogue: found by a conn_tuple_t in its BTF key type (\`tupleOffset\` from BTF)`),
+    assumption: opt(string, `the layout read is assumed (no BTF confirmed it): what was assumed`),
+    ageFields: opt(arrayOf(string), `value fields that date entries (CLOCK_MONOTONIC ns), as \`name@offset\`: its entries carry \`ageSeconds\``),
+    monotonicNs: opt(u64, `CLOCK_MONOTONIC nanoseconds when the map's dump started: what entry ages are measured from`),
   }),
 
   entry: record(`dump-maps: one per map entry`, ENTRY_FIELDS),
@@ -201,6 +231,7 @@ export const RECORDS = {
     startTime: req(number, `field 22 of /proc/PID/stat: clock ticks since boot`),
     comm: req(string),
     netnsInode: req(nullable(u32)),
+    socketFds: opt(arrayOf(arrayOf(number)), `its socket fds as [fd, socket inode] pairs; only with \`--socket-fds\` (pid_fd maps are judged by them)`),
   }),
 
   snapshot: record(`last record of snapshot-conns / snapshot-pids: what was snapshotted, and whether all of it was readable`, {
@@ -208,6 +239,7 @@ export const RECORDS = {
     procRoot: req(string),
     time: req(string),
     timeMs: req(number),
+    monotonicNs: opt(u64, `CLOCK_MONOTONIC nanoseconds when the snapshot started: entries dated later are races`),
     count: req(number),
     complete: req(boolean),
   }),
@@ -219,6 +251,7 @@ export const RECORDS = {
     checks: req(number, `1 after validate, 2 after recheck looked again`),
     match: opt(match, `what made it alive, or the near miss that made it \`wrong_namespace\``),
     owner: opt(owner, `the process behind the entry (tuple pid or pid_tgid's tgid) when known: for grouping`),
+    judgedBy: opt(literal(`value`), `judged by the conn_tuple_t in the value (\`valueTuple\`), not by the key`),
   }),
 
   summary: record(`validate / recheck: per-map tally, at the end`, {
@@ -260,7 +293,10 @@ export type SummaryRecord = RecordOf<`summary`>;
 export type EntryFields = ObjectOf<typeof ENTRY_FIELDS>;
 export type ConnTupleKey = TypeOf<typeof connTupleKey>;
 export type PidTgidKey = TypeOf<typeof pidTgidKey>;
-export type DecodedKey = ConnTupleKey | PidTgidKey;
+export type PidFdKey = TypeOf<typeof pidFdKey>;
+export type PidGoroutineKey = TypeOf<typeof pidGoroutineKey>;
+export type PointerKey = TypeOf<typeof pointerKey>;
+export type DecodedKey = ConnTupleKey | PidTgidKey | PidFdKey | PidGoroutineKey | PointerKey;
 export type Match = TypeOf<typeof match>;
 
 export type WireRecord = {[K in RecordType]: RecordOf<K>}[RecordType];

@@ -102,7 +102,8 @@ test(`text: what to do next, once per reason that occurs, leaked reasons first`,
   const run = await runCommand([`report`], {stdin: ndjson(world())});
   const next = run.stdout.slice(run.stdout.indexOf(`What to do next`));
   const reasons = [...next.matchAll(/^- ([a-z_]+):/gm)].map(match => match[1]);
-  assert.equal(reasons, [`process_gone`, `no_connection`, `no_listener`, `thread_gone`, `unknown_namespace`, `namespace_unreadable`, `undecodable_key`, `seen_once`]);
+  // Then the maps' notes: ssl_read_args has the agent's dead-PID cleaner.
+  assert.equal(reasons, [`process_gone`, `no_connection`, `no_listener`, `thread_gone`, `unknown_namespace`, `namespace_unreadable`, `undecodable_key`, `seen_once`, `ssl_read_args`]);
   assert.match(next, /--recheck-delay/);
 });
 

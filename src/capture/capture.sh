@@ -6,14 +6,17 @@
 #     usm-leak-detector scan --from DIR
 # Layout (DIR/later/ holds the same again, taken after the delay, for recheck):
 #   meta/{hostname,kernel,time,backend}    one value each (meta/log: what went wrong, if anything)
+#   meta/monotonic, meta/monotonic-snapshot  CLOCK_MONOTONIC before the dumps / before proc/, as
+#                                          "<ns> timer_list" (/proc/timer_list, root) or "<ns> uptime"
 #   maps/list.json                         bpftool -j map show   (system-probe: maps/list.txt)
 #   maps/dump-<ID>.json                    bpftool -j map dump id <ID>, for USM catalogue maps only
 #   proc/<pid>/{stat,comm}, proc/<pid>/ns/net (symlink), proc/<pid>/task/<tid>/stat
+#   proc/<pid>/fd.ls                       ls -l of its fd/ (socket inodes), only when a pid_fd map was dumped
 #   proc/<pid>/net/{tcp,tcp6,udp,udp6}     for one process per network namespace
 #   netns/<INODE>/{tcp,tcp6,udp,udp6,paths}  bind-mounted namespaces no process is in (nsenter)
 #
 # Runs under dash, bash and busybox sh. Needs cat, readlink, mkdir, ln, rm, sleep and bpftool or
-# system-probe; uses nsenter, tar, gzip, timeout and date when present. Run it as root.
+# system-probe; uses nsenter, tar, gzip, timeout, date and ls when present. Run it as root.
 
 set -u
 umask 077
@@ -55,6 +58,7 @@ case $USM_MAPS in
 esac
 
 out=
+want_fds=0
 delay=2
 pack=0
 proc=/proc
@@ -142,6 +146,22 @@ fi
 
 # --- the parts of one look ---------------------------------------------------------------------
 
+# CLOCK_MONOTONIC (what eBPF dates map values with) as "<ns> <source>": /proc/timer_list's
+# `now at` (root only), else /proc/uptime (CLOCK_BOOTTIME to 10 ms: the same unless suspended).
+monotonic() {
+  if [ -r "$proc/timer_list" ]; then
+    while read -r w1 w2 w3 _rest; do
+      if [ "$w1 $w2" = "now at" ]; then
+        printf '%s timer_list\n' "$w3"
+        return 0
+      fi
+    done < "$proc/timer_list"
+  fi
+  up=
+  read -r up _ < "$proc/uptime" 2>/dev/null || return 1
+  printf '%s%s0000000 uptime\n' "${up%.*}" "${up#*.}"
+}
+
 capture_meta() {
   mkdir -p "$1/meta" || die 3 "cannot create $1/meta"
   value=
@@ -161,6 +181,7 @@ capture_meta() {
 capture_maps() {
   maps=$1/maps
   mkdir -p "$maps" || die 3 "cannot create $maps"
+  monotonic > "$1/meta/monotonic" 2>/dev/null || rm -f "$1/meta/monotonic"
   if [ "$backend" = bpftool ]; then
     $limit "$tool" -j map show > "$maps/list.json" 2> "$maps/.err" < /dev/null ||
       die 3 "bpftool -j map show failed: $(cat "$maps/.err")"
@@ -194,6 +215,8 @@ capture_maps() {
         log "system-probe ebpf map dump id $id ($name) failed: $(cat "$maps/.err")"
     fi
     dumped=$((dumped + 1))
+    # pid_fd keys are judged by the processes' socket fds: capture_process lists them.
+    case $name in tuple_by_pid_fd|sock_by_pid_fd) want_fds=1 ;; esac
   done < "$selection"
   rm -f "$maps/.err" "$maps/.list"
   [ "$dumped" -gt 0 ] || log "no USM map found in $maps (is system-probe running with USM enabled?)"
@@ -236,6 +259,7 @@ capture_process() {
   mkdir -p "$@" 2>/dev/null || return 0
   printf '%s\n' "$stat" > "$dir/stat"
   printf '%s\n' "$comm" > "$dir/comm"
+  if [ "$want_fds" = 1 ]; then ls -l "$p/fd" > "$dir/fd.ls" 2>/dev/null < /dev/null || rm -f "$dir/fd.ls"; fi
   for t in "$p"/task/[0-9]*; do
     [ -d "$dir/task/${t##*/}" ] || continue
     tstat=
@@ -277,6 +301,7 @@ capture_process() {
 capture_proc() {
   base=$1/proc
   mkdir -p "$base" || die 3 "cannot create $base"
+  monotonic > "$1/meta/monotonic-snapshot" 2>/dev/null || rm -f "$1/meta/monotonic-snapshot"
   seen=' '
   processes=0
   namespaces=0

@@ -7,6 +7,7 @@ import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
 import type {RunResult} from '../exec.ts';
 import type {BackendName} from '../schema.ts';
+import {btfFromBpftoolJson} from '../btf.ts';
 import {parseBpftoolList, parseSystemProbeList} from './formats.ts';
 import {addHolders, kernelRefusal, kernelSource} from './kernel.ts';
 import {streamReader, type MapSource} from './source.ts';
@@ -44,6 +45,19 @@ export function bpftoolSource(ctx: ToolContext, path: string, timeoutMs: number)
     },
     open(map, sink) {
       return streamReader(ctx.runner.stream(path, [`-j`, `map`, `dump`, `id`, String(map.id)], {timeoutMs}), sink, `bpftool`, map.id, timeoutMs);
+    },
+    async btf(btfId) {
+      const result = await ctx.runner.run(path, [`-j`, `btf`, `dump`, `id`, String(btfId)], {timeoutMs});
+      if (result.exitCode !== 0 || result.timedOut) {
+        ctx.log.info(`cannot read BTF ${btfId}: ${childFailure(`${path} -j btf dump id ${btfId}`, result, timeoutMs)}`);
+        return null;
+      }
+      try {
+        return btfFromBpftoolJson(JSON.parse(result.stdout));
+      } catch (err) {
+        ctx.log.info(`BTF ${btfId} from ${path} is unreadable: ${errorMessage(err)}`);
+        return null;
+      }
     },
   };
 }

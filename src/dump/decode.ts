@@ -1,8 +1,9 @@
 // Turns key bytes into the decoded key of an entry record, and BTF-decoded keys (system-probe)
-// back into key bytes. Layouts: ../shared/reference/usm-maps-and-formats.md §1 (conn_tuple_t,
-// little-endian host) and §3 (where the tuple sits in each key).
+// back into key bytes; reads the conn_tuple_t and the timestamps some values carry. Layouts:
+// ../shared/reference/usm-maps-and-formats.md §1 (conn_tuple_t, little-endian host) and
+// src/catalogue.ts (where the tuple, pid, fd, goroutine id and timestamps sit in each map).
 import {formatEndpoint, formatIPv4, formatIPv6} from '../addr.ts';
-import {CONN_TUPLE_SIZE, type CatalogueMap} from '../catalogue.ts';
+import {CONN_TUPLE_SIZE, type CatalogueMap, type ExtraFields, type KeyLayout} from '../catalogue.ts';
 import type {ConnTupleKey, DecodedKey, PidTgidKey} from '../schema.ts';
 import type {LosslessValue} from './json.ts';
 
@@ -18,24 +19,23 @@ export function u64String(b: Uint8Array, o: number): string {
   return ((BigInt(high) << 32n) | BigInt(low)).toString();
 }
 
-/** Decodes a key of `length` bytes per the catalogue entry; a string is the reason it cannot be. */
-export function decodeKey(map: CatalogueMap, bytes: Uint8Array, length: number): DecodedKey | string {
-  if (map.keyKind === `pid_tgid`) {
-    if (length !== 8)
-      return `pid_tgid key must be 8 bytes, got ${length}`;
-    const key: PidTgidKey = {kind: `pid_tgid`, pidTgid: u64String(bytes, 0), tgid: u32(bytes, 4), tid: u32(bytes, 0)};
-    return key;
-  }
-  const off = map.tupleOffset ?? 0;
-  if (length < off + CONN_TUPLE_SIZE)
-    return `key is ${length} bytes, too short for a conn_tuple_t at offset ${off}`;
+/** s64 LE as a decimal string, exact. */
+function s64String(b: Uint8Array, o: number): string {
+  const high = u32(b, o + 4);
+  if (high < 0x80000000)
+    return u64String(b, o);
+  return BigInt.asIntN(64, (BigInt(high) << 32n) | BigInt(u32(b, o))).toString();
+}
+
+/** The conn_tuple_t at `off` (the caller checked there are 48 bytes). */
+export function decodeTuple(bytes: Uint8Array, off: number): ConnTupleKey {
   const metadata = u32(bytes, off + 44);
   const v6 = (metadata & 2) !== 0;
   const saddr = v6 ? formatIPv6(bytes, off) : formatIPv4(bytes, off + 8);
   const daddr = v6 ? formatIPv6(bytes, off + 16) : formatIPv4(bytes, off + 24);
   const sport = u16(bytes, off + 32);
   const dport = u16(bytes, off + 34);
-  const key: ConnTupleKey = {
+  return {
     kind: `conn_tuple`,
     family: v6 ? `v6` : `v4`,
     proto: (metadata & 1) !== 0 ? `tcp` : `udp`,
@@ -46,19 +46,149 @@ export function decodeKey(map: CatalogueMap, bytes: Uint8Array, length: number):
     pid: u32(bytes, off + 40),
     metadata,
   };
-  if (map.extra !== undefined) {
-    const extra: {[name: string]: number | string} = {};
-    for (const [name, offset, size, signed] of map.extra) {
-      if (offset + size > length)
-        continue;
-      if (size === 8)
-        extra[name] = u64String(bytes, offset);
-      else
-        extra[name] = signed ? u32(bytes, offset) | 0 : u32(bytes, offset);
-    }
-    key.extra = extra;
+}
+
+function decodeExtra(fields: ExtraFields, bytes: Uint8Array, length: number): {[name: string]: number | string} {
+  const extra: {[name: string]: number | string} = {};
+  for (const [name, offset, size, signed] of fields) {
+    if (offset + size > length)
+      continue;
+    if (size === 8)
+      extra[name] = u64String(bytes, offset);
+    else
+      extra[name] = signed ? u32(bytes, offset) | 0 : u32(bytes, offset);
   }
-  return key;
+  return extra;
+}
+
+/** Decodes a key of `length` bytes per its layout; a string is the reason it cannot be. */
+export function decodeKey(layout: KeyLayout, bytes: Uint8Array, length: number): DecodedKey | string {
+  switch (layout.keyKind) {
+    case `pid_tgid`: {
+      const at = layout.pidOffset ?? 0;
+      if (length !== layout.keySize)
+        return `pid_tgid key must be ${layout.keySize} bytes, got ${length}`;
+      const key: PidTgidKey = {kind: `pid_tgid`, pidTgid: u64String(bytes, at), tgid: u32(bytes, at + 4), tid: u32(bytes, at)};
+      if (layout.extra !== undefined)
+        key.extra = decodeExtra(layout.extra, bytes, length);
+      return key;
+    }
+    case `pid_fd`:
+      if (length !== layout.keySize)
+        return `pid_fd key must be ${layout.keySize} bytes, got ${length}`;
+      return {kind: `pid_fd`, pid: u32(bytes, layout.pidOffset ?? 0), fd: u32(bytes, layout.fdOffset ?? 4)};
+    case `pid_goroutine`:
+      if (length !== layout.keySize)
+        return `pid + goroutine key must be ${layout.keySize} bytes, got ${length}`;
+      return {kind: `pid_goroutine`, pid: u32(bytes, layout.pidOffset ?? 0), goroutineId: s64String(bytes, layout.goroutineOffset ?? 8)};
+    case `pointer`: {
+      if (length !== layout.keySize || (length !== 4 && length !== 8))
+        return `pointer key must be ${layout.keySize} bytes, got ${length}`;
+      const high = length === 8 ? u32(bytes, 4).toString(16).padStart(8, `0`) : ``;
+      return {kind: `pointer`, pointer: `0x${high}${u32(bytes, 0).toString(16).padStart(8, `0`)}`};
+    }
+    default: {
+      const off = layout.tupleOffset ?? 0;
+      if (length < off + CONN_TUPLE_SIZE)
+        return `key is ${length} bytes, too short for a conn_tuple_t at offset ${off}`;
+      const key = decodeTuple(bytes, off);
+      if (layout.extra !== undefined)
+        key.extra = decodeExtra(layout.extra, bytes, length);
+      return key;
+    }
+  }
+}
+
+/** One line for a key that is not a conn_tuple_t (reports, messages). */
+export function describeOtherKey(key: Exclude<DecodedKey, ConnTupleKey>): string {
+  switch (key.kind) {
+    case `pid_tgid`: {
+      const extra = Object.entries(key.extra ?? {}).map(([name, value]) => `, ${name}=${value}`).join(``);
+      return `pid_tgid=${key.pidTgid} (pid=${key.tgid}, tid=${key.tid}${extra})`;
+    }
+    case `pid_fd`: return `pid=${key.pid} fd=${key.fd}`;
+    case `pid_goroutine`: return `pid=${key.pid} goroutine=${key.goroutineId}`;
+    default: return `pointer ${key.pointer}`;
+  }
+}
+
+// -------------------------------------------------------------------------------------------
+// Values: the conn_tuple_t some carry, and their CLOCK_MONOTONIC timestamps.
+
+/** The conn_tuple_t at `offset` of a value of `length` bytes; null when the value is too short. */
+export function valueTupleFromBytes(value: Uint8Array, length: number, offset: number): ConnTupleKey | null {
+  if (length < offset + CONN_TUPLE_SIZE)
+    return null;
+  return decodeTuple(value, offset);
+}
+
+export interface Age {
+  ageSeconds: number;
+  ageField: string;
+}
+
+/**
+ * The age of a value: seconds from its newest non-zero timestamp field to `readNs` (the
+ * CLOCK_MONOTONIC moment the map was read), to the microsecond; never below 0 (a field
+ * written while the dump ran). Null when every field is 0 or past the value's end.
+ */
+export function ageFromBytes(value: Uint8Array, length: number, fields: ReadonlyArray<readonly [string, number]>, readNs: number): Age | null {
+  let newest = 0;
+  let field = ``;
+  for (const [name, offset] of fields) {
+    if (offset + 8 > length)
+      continue;
+    // u64 as a Number: exact below 2^53 ns (104 days of uptime), within a few ns above.
+    const ns = u32(value, offset + 4) * 0x100000000 + u32(value, offset);
+    if (ns > newest) {
+      newest = ns;
+      field = name;
+    }
+  }
+  return newest === 0 ? null : ageOf(newest, field, readNs);
+}
+
+function ageOf(ns: number, field: string, readNs: number): Age {
+  // Microseconds: fine enough to tell an entry written just after a snapshot from one just before.
+  return {ageSeconds: Math.max(0, Math.round((readNs - ns) / 1e3) / 1e6), ageField: field};
+}
+
+/** The same from a BTF-decoded value (system-probe): the named fields, searched through nested objects. */
+export function ageFromBtf(value: LosslessValue | undefined, names: ReadonlyArray<string>, readNs: number): Age | null {
+  let newest = 0;
+  let field = ``;
+  const walk = (object: LosslessValue | undefined, depth: number) => {
+    if (!isObject(object) || depth > 4 || `saddr_h` in object)
+      return;
+    for (const [name, member] of Object.entries(object)) {
+      if (names.includes(name)) {
+        const ns = Number(toBigInt(member) ?? 0n);
+        if (ns > newest) {
+          newest = ns;
+          field = name;
+        }
+      } else {
+        walk(member, depth + 1);
+      }
+    }
+  };
+  walk(value, 0);
+  return newest === 0 ? null : ageOf(newest, field, readNs);
+}
+
+/** The conn_tuple_t inside a BTF-decoded value (the value itself, or a member holding one). */
+export function valueTupleFromBtf(value: LosslessValue | undefined): ConnTupleKey | null {
+  const tuple = isObject(value) && `saddr_h` in value ? value : isObject(value) ? Object.values(value).find(member => isObject(member) && `saddr_h` in member) : undefined;
+  if (!isObject(tuple))
+    return null;
+  const out = Buffer.alloc(CONN_TUPLE_SIZE);
+  for (const [name, at, size] of TUPLE_FIELDS) {
+    const number = toBigInt(tuple[name]);
+    if (number === null)
+      return null;
+    writeInt(out, at, size, number);
+  }
+  return decodeTuple(out, 0);
 }
 
 // -------------------------------------------------------------------------------------------
@@ -94,18 +224,44 @@ function writeInt(out: Buffer, offset: number, size: number, value: bigint): voi
 
 /**
  * Re-encodes a BTF-decoded key into its bytes (`keySize` long). Handles a bare conn_tuple_t,
- * a tuple nested under any member (`tup`, `tuple`) next to the catalogue's extra fields, and u64
- * pid_tgid numbers. Returns the reason when the object does not have the fields it must have.
+ * a tuple nested under any member (`tup`, `tuple`) next to the layout's extra fields, u64
+ * pid_tgid numbers (or a struct holding one), pid_fd and pid + goroutine structs, and pointers
+ * (`"0x..."`). Returns the reason when the object does not have the fields it must have.
  */
-export function encodeBtfKey(map: CatalogueMap, key: LosslessValue, keySize: number): Buffer | string {
+export function encodeBtfKey(map: KeyLayout, key: LosslessValue, keySize: number): Buffer | string {
   const out = Buffer.alloc(keySize);
-  if (map.keyKind === `pid_tgid`) {
-    const value = isObject(key) ? key.pid_tgid : key;
+  const put = (name: string, offset: number, size: number, value: LosslessValue | undefined): string | null => {
     const number = toBigInt(value);
-    if (number === null || number < 0n || keySize !== 8)
-      return `pid_tgid key is not a u64: ${describe(key)}`;
-    writeInt(out, 0, 8, number);
-    return out;
+    if (number === null || offset + size > keySize)
+      return `${name} is missing or not an integer in ${describe(key)}`;
+    writeInt(out, offset, size, number);
+    return null;
+  };
+  switch (map.keyKind) {
+    case `pid_tgid`: {
+      const value = isObject(key) ? key.pid_tgid ?? key.tgid : key;
+      const number = toBigInt(value);
+      if (number === null || number < 0n || keySize !== map.keySize)
+        return `pid_tgid key is not a u64: ${describe(key)}`;
+      writeInt(out, map.pidOffset ?? 0, 8, number);
+      for (const [name, at, size] of map.extra ?? []) {
+        const problem = isObject(key) ? put(name, at, size, key[name]) : `key field ${name} is missing`;
+        if (problem !== null)
+          return problem;
+      }
+      return out;
+    }
+    case `pid_fd`:
+    case `pid_goroutine`: {
+      if (!isObject(key))
+        return `expected a struct key, got ${describe(key)}`;
+      const second = map.keyKind === `pid_fd` ? put(`fd`, map.fdOffset ?? 4, 4, key.fd) : put(`goroutine_id`, map.goroutineOffset ?? 8, 8, key.goroutine_id);
+      return put(`pid`, map.pidOffset ?? 0, 4, key.pid) ?? second ?? out;
+    }
+    case `pointer`:
+      return put(`pointer`, 0, keySize, key) ?? out;
+    default:
+      break;
   }
   if (!isObject(key))
     return `expected a struct key, got ${describe(key)}`;

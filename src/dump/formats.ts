@@ -35,6 +35,7 @@ export function parseBpftoolList(text: string, source: string): Array<ListedMap>
       holders: pids
         .filter(holder => Number.isInteger(holder?.pid))
         .map(holder => ({pid: holder.pid as number, comm: typeof holder.comm === `string` ? holder.comm : ``})),
+      ...(Number.isInteger(item.btf_id) && (item.btf_id as number) > 0 ? {btfId: item.btf_id as number} : {}),
     });
   }
   return maps;

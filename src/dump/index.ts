@@ -1,13 +1,14 @@
 // dump-maps: find the USM maps on the host (or in saved files) and emit, per map, a `map` record,
 // one `entry` record per unique key with the key decoded, and a closing `mapstats` record.
-import {CATALOGUE, findCatalogueMap, selectCatalogue, type CatalogueMap, type MapSelection} from '../catalogue.ts';
+import {CATALOGUE, selectCatalogue, selectionDiscovers, type MapSelection} from '../catalogue.ts';
 import type {Readable} from 'node:stream';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
 import {DEFAULT_TIMEOUT_MS} from '../exec.ts';
 import {SCHEMA_VERSION, type BackendName, type EntryRecord, type MapRecord, type MapStatsRecord} from '../schema.ts';
 import {selectSource} from './backend.ts';
-import {decodeKey, encodeBtfKey, KeySet} from './decode.ts';
+import {ageFromBtf, ageFromBytes, decodeKey, encodeBtfKey, KeySet, valueTupleFromBtf, valueTupleFromBytes} from './decode.ts';
+import {planTargets, type Target} from './layout.ts';
 import {keyHexOf, valueHexOf, type EntrySink, type RawEntry} from './entry.ts';
 import {toWireJson} from './json.ts';
 import {offlineSource} from './offline.ts';
@@ -39,28 +40,6 @@ export type DumpRecord = MapRecord | EntryRecord | MapStatsRecord;
 
 export const NO_USM_MAPS = `no USM maps found. Is system-probe running with USM enabled?`;
 
-interface Target {
-  listed: ListedMap;
-  catalogue: CatalogueMap;
-  order: number;
-}
-
-/** The maps to dump: catalogue maps of the selection, every map id of a shared name, sorted. */
-export function chooseTargets(listed: ReadonlyArray<ListedMap>, selected: ReadonlyArray<CatalogueMap>, mapIds?: ReadonlyArray<number>): Array<Target> {
-  const wanted = new Set(selected);
-  const ids = mapIds ? new Set(mapIds) : null;
-  const targets: Array<Target> = [];
-  for (const map of listed) {
-    if (ids !== null && !ids.has(map.id))
-      continue;
-    const catalogue = map.name ? findCatalogueMap(map.name) : undefined;
-    if (catalogue === undefined || !wanted.has(catalogue))
-      continue;
-    targets.push({listed: map, catalogue, order: selected.indexOf(catalogue)});
-  }
-  return targets.sort((a, b) => a.order - b.order || a.listed.id - b.listed.id);
-}
-
 export async function* dumpMaps(ctx: ToolContext, options: DumpOptions = {}): AsyncGenerator<DumpRecord> {
   for await (const batch of dumpMapBatches(ctx, options))
     yield* batch;
@@ -76,7 +55,7 @@ export async function* dumpMapBatches(ctx: ToolContext, options: DumpOptions = {
   const source = await openSource(ctx, options, timeoutMs);
   ctx.log.info(`listing maps with ${source.backend} (${source.label})`);
   const listed = await source.list();
-  const targets = chooseTargets(listed, selected, options.mapIds);
+  const targets = await planTargets(source, listed, selected, {mapIds: options.mapIds, discover: selectionDiscovers(options.selection ?? {})}, ctx.log);
   ctx.log.info(`${targets.length} USM map(s) to dump among ${listed.length} listed`);
 
   if (options.mapIds) {
@@ -111,17 +90,30 @@ function missingMapStats(mapId: number, error: string): MapStatsRecord {
   return {type: `mapstats`, v: SCHEMA_VERSION, mapId, map: ``, entries: 0, duplicates: 0, errors: 0, btf: false, complete: false, error};
 }
 
-function mapRecord(target: Target, backend: BackendName, problem: string | undefined): MapRecord {
-  const {listed, catalogue} = target;
+function mapRecord(target: Target, backend: BackendName, readNs: bigint | null): MapRecord {
+  const {listed, catalogue, layout} = target;
+  const keyKind = layout?.keyKind ?? catalogue.keyKind;
   const record: MapRecord = {
     type: `map`, v: SCHEMA_VERSION, mapId: listed.id, name: listed.name, catalogName: catalogue.name,
-    keyKind: catalogue.keyKind,
-    ...(catalogue.keyKind === `conn_tuple` ? {tupleOffset: catalogue.tupleOffset ?? 0} : {}),
+    keyKind,
+    ...(keyKind === `conn_tuple` ? {tupleOffset: layout?.tupleOffset ?? catalogue.tupleOffset ?? 0} : {}),
     mapType: listed.type, keySize: listed.keySize, valueSize: listed.valueSize, maxEntries: listed.maxEntries,
     holders: listed.holders, backend,
   };
-  if (problem !== undefined)
-    record.problem = problem;
+  if (target.problem !== undefined)
+    record.problem = target.problem;
+  if (layout?.judgedBy !== undefined)
+    record.judgedBy = layout.judgedBy;
+  if (catalogue.discovered)
+    record.discovered = true;
+  if (target.assumption !== undefined)
+    record.assumption = target.assumption;
+  // Value bytes are dated at known offsets; system-probe's BTF-decoded values by field name.
+  if (target.ages.length > 0)
+    record.ageFields = target.ages.map(([name, offset]) => `${name}@${offset}`);
+  const dated = backend === `system-probe` ? target.ageNames.length > 0 : target.ages.length > 0;
+  if (dated && readNs !== null)
+    record.monotonicNs = readNs.toString();
   return record;
 }
 
@@ -129,12 +121,14 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
   const {listed, catalogue} = target;
   const mapId = listed.id;
   const mapName = catalogue.name;
-  const problem = listed.keySize !== catalogue.keySize
-    ? `key size is ${listed.keySize} bytes, the catalogue expects ${catalogue.keySize} for ${catalogue.name}: keys are not decoded`
-    : undefined;
+  const problem = target.problem;
   if (problem)
     ctx.log.warn(`map ${mapId} (${listed.name}): ${problem}`);
-  yield [mapRecord(target, source.backend, problem)];
+  // The moment of reading, in the clock the values are dated with: a capture's own, else now.
+  const readNs = source.readMonotonicNs !== undefined ? source.readMonotonicNs() : ctx.clock.monotonicNs?.() ?? null;
+  const dating = readNs === null || (target.ages.length === 0 && target.ageNames.length === 0) ? null
+    : {readNs: Number(readNs), ages: target.ages, names: target.ageNames};
+  yield [mapRecord(target, source.backend, readNs)];
 
   const stats: MapStatsRecord = {
     type: `mapstats`, v: SCHEMA_VERSION, mapId, map: mapName, entries: 0, duplicates: 0, errors: 0, btf: false, complete: true,
@@ -165,7 +159,7 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
         return;
       }
       stats.entries++;
-      batch.push(toEntry(entry, raw, target, mapName, problem));
+      batch.push(toEntry(entry, raw, target, mapName, problem, dating));
     },
     skipped(message) {
       // One unreadable element: counted with the failed lookups, the rest goes on.
@@ -223,7 +217,7 @@ function rawKey(entry: RawEntry, target: Target): RawKey {
     raw.length = entry.keyLength;
     return raw;
   }
-  const encoded = encodeBtfKey(target.catalogue, entry.keyBtf ?? null, target.listed.keySize);
+  const encoded = encodeBtfKey(target.layout ?? target.catalogue, entry.keyBtf ?? null, target.listed.keySize);
   if (typeof encoded === `string`) {
     raw.bytes = EMPTY;
     raw.length = 0;
@@ -235,13 +229,20 @@ function rawKey(entry: RawEntry, target: Target): RawKey {
   return raw;
 }
 
-function toEntry(entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined): EntryRecord {
+interface Dating {
+  readNs: number;
+  ages: ReadonlyArray<readonly [string, number]>;
+  names: ReadonlyArray<string>;
+}
+
+function toEntry(entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined, dating: Dating | null): EntryRecord {
   let keyError = raw.error;
   let key: EntryRecord[`key`] = null;
-  if (problem !== undefined) {
+  const layout = target.layout;
+  if (problem !== undefined || layout === null) {
     keyError ??= problem;
   } else if (keyError === undefined) {
-    const decoded = decodeKey(target.catalogue, raw.bytes, raw.length);
+    const decoded = decodeKey(layout, raw.bytes, raw.length);
     if (typeof decoded === `string`)
       keyError = decoded;
     else
@@ -256,6 +257,22 @@ function toEntry(entry: RawEntry, raw: RawKey, target: Target, mapName: string, 
     record.valuesHex = value;
   else if (entry.valueBtf !== undefined)
     record.valueBtf = toWireJson(entry.valueBtf);
+  // One value's bytes (not per-CPU): the tuple and timestamps some values carry.
+  const bytes = entry.value !== null && !entry.perCpu ? entry.value : null;
+  if (layout?.valueTupleOffset !== undefined) {
+    const tuple = bytes !== null ? valueTupleFromBytes(bytes, entry.valueLength, layout.valueTupleOffset) : valueTupleFromBtf(entry.valueBtf);
+    if (tuple !== null)
+      record.valueTuple = tuple;
+  }
+  if (dating !== null) {
+    const age = bytes !== null
+      ? (dating.ages.length > 0 ? ageFromBytes(bytes, entry.valueLength, dating.ages, dating.readNs) : null)
+      : (dating.names.length > 0 && entry.value === null ? ageFromBtf(entry.valueBtf, dating.names, dating.readNs) : null);
+    if (age !== null) {
+      record.ageSeconds = age.ageSeconds;
+      record.ageField = age.ageField;
+    }
+  }
   if (keyError !== undefined)
     record.keyError = keyError;
   return record;

@@ -6,7 +6,8 @@
 // Attr layouts: include/uapi/linux/bpf.h (64-bit ABI).
 import {closeSync, readFileSync} from 'node:fs';
 import type {ToolContext} from '../context.ts';
-import {EnvironmentFault} from '../errors.ts';
+import {EnvironmentFault, errorMessage} from '../errors.ts';
+import {parseBtf} from '../btf.ts';
 import {
   EACCES, EINVAL, ENOENT, ENOSPC, ENOSYS, ENOTSUPP, EOPNOTSUPP, EPERM, errnoName, type Syscalls,
 } from '../sys/syscalls.ts';
@@ -20,6 +21,9 @@ const BPF_MAP_GET_NEXT_ID = 12;
 const BPF_MAP_GET_FD_BY_ID = 14;
 const BPF_OBJ_GET_INFO_BY_FD = 15;
 const BPF_MAP_LOOKUP_BATCH = 24;
+const BPF_BTF_GET_FD_BY_ID = 19;
+/** struct bpf_btf_info: u64 btf (buffer), u32 btf_size, u32 id, ... */
+const BTF_INFO_SIZE = 16;
 /** open_flags of BPF_MAP_GET_FD_BY_ID: the fd can read, never update or delete. */
 export const BPF_F_RDONLY = 1 << 3;
 /** struct bpf_map_info up to map_extra; older kernels fill less (the tail stays zero). */
@@ -116,6 +120,43 @@ class BpfCalls {
       name: info.toString(`utf8`, 24, nameEnd >= 24 && nameEnd < 40 ? nameEnd : 40),
       btfId: info.readUInt32LE(64), btfKeyTypeId: info.readUInt32LE(68), btfValueTypeId: info.readUInt32LE(72),
     };
+  }
+
+  /**
+   * The raw BTF blob of BTF object `id` (BPF_BTF_GET_FD_BY_ID, then BPF_OBJ_GET_INFO_BY_FD twice:
+   * once for its size, once into a buffer of that size), or -errno.
+   */
+  btfBlob(id: number): Buffer | number {
+    let attr = this.reset();
+    attr.writeUInt32LE(id, 0);
+    const fd = this.call(BPF_BTF_GET_FD_BY_ID, 4);
+    if (fd < 0)
+      return fd;
+    try {
+      const info = Buffer.alloc(BTF_INFO_SIZE);
+      const ask = (blob: Buffer | null) => {
+        info.fill(0);
+        if (blob !== null) {
+          info.writeBigUInt64LE(this.sys.address(blob), 0);
+          info.writeUInt32LE(blob.length, 8);
+        }
+        attr = this.reset();
+        attr.writeUInt32LE(fd, 0);
+        attr.writeUInt32LE(BTF_INFO_SIZE, 4);
+        attr.writeBigUInt64LE(this.sys.address(info), 8);
+        return this.call(BPF_OBJ_GET_INFO_BY_FD, 16);
+      };
+      let result = ask(null);
+      if (result < 0)
+        return result;
+      const blob = Buffer.alloc(info.readUInt32LE(8));
+      result = ask(blob);
+      if (result < 0)
+        return result;
+      return blob.subarray(0, Math.min(blob.length, info.readUInt32LE(8)));
+    } finally {
+      closeFd(fd);
+    }
   }
 
   /** One batch: returns 0 or -errno; the count filled is in `batchCount`. */
@@ -228,6 +269,7 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
           maps.push({
             id: info.id, name: info.name, type: typeName(info.type),
             keySize: info.keySize, valueSize: info.valueSize, maxEntries: info.maxEntries, holders: [],
+            ...(info.btfId !== 0 ? {btfId: info.btfId, btfKeyTypeId: info.btfKeyTypeId, btfValueTypeId: info.btfValueTypeId} : {}),
           });
         } finally {
           closeFd(fd);
@@ -237,6 +279,19 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
     },
     open(map, sink) {
       return new KernelReader(calls, map.id, sink, options.batchEntries ?? DEFAULT_BATCH_ENTRIES, cpuCount);
+    },
+    async btf(btfId) {
+      const blob = calls.btfBlob(btfId);
+      if (typeof blob === `number`) {
+        ctx.log.info(`cannot read BTF ${btfId}: ${bpfFailure(-blob, `BPF_BTF_GET_FD_BY_ID ${btfId}`)}`);
+        return null;
+      }
+      try {
+        return parseBtf(blob);
+      } catch (err) {
+        ctx.log.info(`BTF ${btfId} is unreadable: ${errorMessage(err)}`);
+        return null;
+      }
     },
   };
 }

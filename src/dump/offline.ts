@@ -14,6 +14,7 @@ import {Readable} from 'node:stream';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, UsageFault, errorMessage} from '../errors.ts';
 import type {BackendName} from '../schema.ts';
+import {firstCaptureClock} from '../capture/monotonic.ts';
 import {parseLossless, toJsonText} from './json.ts';
 import {parseBpftoolList, parseSystemProbeList} from './formats.ts';
 import {streamReader, type DumpStream, type ListedMap, type MapSource} from './source.ts';
@@ -40,9 +41,14 @@ export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<stri
   if (files.lists.length === 0)
     throw new EnvironmentFault(`--from ${inputs.join(` `)}: no map listing found (expected maps/list.json from \`bpftool -j map show\` or maps/list.txt from \`system-probe ebpf map list\`)`);
   const backend = files.backend ?? files.lists[0].backend;
+  // When the capture dumped the maps, in the clock map values are dated with (entry ages).
+  const clock = await firstCaptureClock(inputs);
+  if (clock !== null)
+    ctx.log.info(`--from: maps dumped at CLOCK_MONOTONIC ${clock.ns} ns (read from ${clock.source === `timer_list` ? `/proc/timer_list` : `/proc/uptime`})`);
   return {
     backend,
     label: inputs.join(`, `),
+    readMonotonicNs: () => clock?.ns ?? null,
     async list() {
       const byId = new Map<number, ListedMap>();
       for (const list of files.lists) {

@@ -11,10 +11,12 @@ const SAFE = /^[0-9A-Za-z_.:[\]-]*$/;
 function keyJson(key: EntryRecord[`key`]): string | null {
   if (key === null)
     return `null`;
-  if (key.kind === `pid_tgid`) {
+  if (key.kind === `pid_tgid` && key.extra === undefined) {
     const k = key as PidTgidKey;
     return `{"kind":"pid_tgid","pidTgid":"${k.pidTgid}","tgid":${k.tgid},"tid":${k.tid}}`;
   }
+  if (key.kind !== `conn_tuple`)
+    return null;
   const k = key as ConnTupleKey;
   if (!SAFE.test(k.saddr) || !SAFE.test(k.daddr))
     return null;
@@ -39,8 +41,9 @@ export function recordLine(record: DumpRecord): string {
   const entry = record;
   // Only the exact field sets toEntry builds, in its order.
   const fields = Object.keys(entry);
-  const expected = 6 + (entry.valueHex !== undefined || entry.valuesHex !== undefined || entry.valueBtf !== undefined ? 1 : 0) + (entry.keyError !== undefined ? 1 : 0);
-  if (fields.length !== expected || entry.valueBtf !== undefined || !SAFE.test(entry.map))
+  const expected = 6 + (entry.valueHex !== undefined || entry.valuesHex !== undefined || entry.valueBtf !== undefined ? 1 : 0) + (entry.keyError !== undefined ? 1 : 0)
+    + (entry.ageSeconds !== undefined ? 2 : 0);
+  if (fields.length !== expected || entry.valueBtf !== undefined || !SAFE.test(entry.map) || (entry.ageField !== undefined && !SAFE.test(entry.ageField)))
     return `${JSON.stringify(record)}\n`;
   const key = keyJson(entry.key);
   if (key === null)
@@ -50,6 +53,8 @@ export function recordLine(record: DumpRecord): string {
     value = `,"valueHex":"${entry.valueHex}"`;
   else if (entry.valuesHex !== undefined)
     value = `,"valuesHex":["${entry.valuesHex.join(`","`)}"]`;
+  if (entry.ageSeconds !== undefined)
+    value += `,"ageSeconds":${JSON.stringify(entry.ageSeconds)},"ageField":"${entry.ageField}"`;
   const keyError = entry.keyError !== undefined ? `,"keyError":${JSON.stringify(entry.keyError)}` : ``;
   return `{"type":"entry","v":${entry.v},"mapId":${entry.mapId},"map":"${entry.map}","keyHex":"${entry.keyHex}","key":${key}${value}${keyError}}\n`;
 }

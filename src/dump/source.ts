@@ -6,6 +6,7 @@ import type {Readable} from 'node:stream';
 import {errorMessage} from '../errors.ts';
 import type {RunResult} from '../exec.ts';
 import type {BackendName} from '../schema.ts';
+import type {Btf} from '../btf.ts';
 import type {EntrySink} from './entry.ts';
 import {DumpTokenizer} from './tokenizer.ts';
 
@@ -21,6 +22,11 @@ export interface ListedMap {
   valueSize: number;
   maxEntries: number;
   holders: Array<MapHolder>;
+  /** The map's BTF object id, when it has one (bpftool `btf_id`, bpf_map_info.btf_id). */
+  btfId?: number;
+  /** Key/value type ids in that BTF (bpf_map_info; bpftool does not list them: found by name in `.maps`). */
+  btfKeyTypeId?: number;
+  btfValueTypeId?: number;
 }
 
 export interface MapReader {
@@ -47,6 +53,10 @@ export interface MapSource {
   open(map: ListedMap, sink: EntrySink): MapReader;
   /** Maps it has no data for (offline sources); live sources always try. */
   has?(mapId: number): boolean;
+  /** The BTF object `btfId`, parsed (src/btf.ts); null when it cannot be read. Absent: the source cannot read BTF. */
+  btf?(btfId: number): Promise<Btf | null>;
+  /** CLOCK_MONOTONIC ns when the dumps were taken, for sources not read now (a capture); null when unknown. */
+  readMonotonicNs?(): bigint | null;
 }
 
 /** The output of a child (bpftool, system-probe) or of a saved file. */

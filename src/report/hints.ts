@@ -1,7 +1,7 @@
 // "What to do next": one hint per verdict reason, shown once per reason that occurs in the
 // report. Facts from the agent's source (cleaners, fixed leaks): see the catalogue's `cleaner`
 // and KNOWN_FIXES below.
-import {findCatalogueMap, kernelName} from '../catalogue.ts';
+import {describeCleaner, findCatalogueMap, kernelName} from '../catalogue.ts';
 
 export interface Hint {
   reason: string;
@@ -76,7 +76,8 @@ export function hintsFor(reasons: ReadonlyArray<string>): Array<Hint> {
 export function mapNotes(maps: ReadonlyArray<string>): Array<MapNote> {
   const out: Array<MapNote> = [];
   for (const map of new Set(maps)) {
-    const cleaner = findCatalogueMap(map)?.cleaner ?? null;
+    const found = findCatalogueMap(map)?.cleaner;
+    const cleaner = found === undefined ? null : describeCleaner(found);
     const knownFix = KNOWN_FIXES[map] ?? Object.entries(KNOWN_FIXES).find(([name]) => kernelName(name) === map)?.[1] ?? null;
     if (cleaner !== null || knownFix !== null)
       out.push({map, cleaner, knownFix});

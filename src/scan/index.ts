@@ -15,6 +15,7 @@
 // mapstats, namespaces, sockets, processes, snapshots) as it is produced, then each new record
 // coming out of validate/recheck (verdicts, recheck outcomes, summaries). The report is built
 // from exactly those records, so `report < FILE` prints the same report anywhere.
+import {selectionNeedsSocketFds} from '../catalogue.ts';
 import {createWriteStream, type WriteStream} from 'node:fs';
 import {once} from 'node:events';
 import type {ToolContext} from '../context.ts';
@@ -111,7 +112,7 @@ async function* stages(ctx: ToolContext, options: ScanOptions): AsyncGenerator<A
   ctx.log.progress(`snapshotting network namespaces and sockets...`);
   yield* snapshotConns(ctx, {from}) as AsyncIterable<AnyRecord>;
   ctx.log.progress(`snapshotting processes...`);
-  yield* snapshotPids(ctx, {from}) as AsyncIterable<AnyRecord>;
+  yield* snapshotPids(ctx, {from, socketFds: selectionNeedsSocketFds(options.dump.selection ?? {})}) as AsyncIterable<AnyRecord>;
   const dump: DumpOptions = from !== undefined ? {...options.dump, from: [from]} : options.dump;
   let map = ``;
   let entries = 0;
@@ -158,6 +159,7 @@ function withCountdown(ctx: ToolContext): ToolContext {
     ...ctx,
     clock: {
       now: () => ctx.clock.now(),
+      monotonicNs: ctx.clock.monotonicNs,
       async sleep(ms, signal) {
         let left = ms;
         while (left > 0) {

@@ -11,6 +11,7 @@
 import {constants as fsConstants} from 'node:fs';
 import {access, readdir, readFile, stat} from 'node:fs/promises';
 import {delimiter, join} from 'node:path';
+import {snapshotMonotonicNs} from '../capture/monotonic.ts';
 import type {ToolContext} from '../context.ts';
 import {captureOrigin} from '../provenance.ts';
 import {errorMessage} from '../errors.ts';
@@ -64,6 +65,7 @@ interface TableRead {
 export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOptions = {}): AsyncGenerator<NetnsRecord | SocketRecord | SnapshotRecord> {
   // A capture's snapshot was taken when the capture was (its meta/time), not now.
   const startedMs = options.from !== undefined ? (await captureOrigin(options.from)).timeMs : ctx.clock.now();
+  const monotonicNs = await snapshotMonotonicNs(ctx, options.from);
   const procRoot = options.from !== undefined ? `${options.from}/proc` : ctx.procRoot;
   let complete = true;
   const namespaces = new Map<number, Namespace>();
@@ -133,6 +135,7 @@ export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOpt
     procRoot: options.from ?? procRoot,
     time: new Date(startedMs).toISOString(),
     timeMs: startedMs,
+    ...(monotonicNs === undefined ? {} : {monotonicNs}),
     count,
     complete,
   };

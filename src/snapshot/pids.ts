@@ -1,7 +1,8 @@
 // snapshot-pids: one record per process with its threads, state, start time, command name and
 // network namespace. validate uses it to judge pid_tgid keys by thread, to notice zombies, and
 // (through the start time) to notice a pid reused by a newer process.
-import {readdirSync, readFileSync} from 'node:fs';
+import {readdirSync, readFileSync, readlinkSync} from 'node:fs';
+import {snapshotMonotonicNs} from '../capture/monotonic.ts';
 import type {ToolContext} from '../context.ts';
 import {captureOrigin} from '../provenance.ts';
 import {SCHEMA_VERSION, type ProcessRecord, type SnapshotRecord} from '../schema.ts';
@@ -10,6 +11,8 @@ import {errnoOf, isVanished, listPids, numericNames, readNetnsLinkSync, yieldToL
 export interface SnapshotPidsOptions {
   /** A capture directory: its proc/ is read instead of the live /proc. */
   from?: string;
+  /** Also list each process's socket fds (`socketFds`): pid_fd maps are judged by them. One readlink per open fd. */
+  socketFds?: boolean;
 }
 
 /** Processes read between two turns of the event loop. */
@@ -47,7 +50,7 @@ export function parseStat(text: string): ParsedStat | null {
 type ProcessRead = {record: ProcessRecord} | {vanished: true} | {problem: string};
 
 /** One process. Synchronous on purpose: see readNetnsLinkSync for the measured reason. */
-function readProcess(procRoot: string, pid: number): ProcessRead {
+function readProcess(procRoot: string, pid: number, socketFds: boolean): ProcessRead {
   const dir = `${procRoot}/${pid}`;
   let statText: string;
   let taskNames: Array<string>;
@@ -64,7 +67,7 @@ function readProcess(procRoot: string, pid: number): ProcessRead {
   if (stat === null)
     return {problem: `${dir}/stat: not a stat line: ${JSON.stringify(statText.slice(0, 80))}`};
   const link = readNetnsLinkSync(procRoot, pid);
-  return {
+  const read: {record: ProcessRecord} = {
     record: {
       type: `process`,
       v: SCHEMA_VERSION,
@@ -77,11 +80,52 @@ function readProcess(procRoot: string, pid: number): ProcessRead {
       netnsInode: `inode` in link ? link.inode : null,
     },
   };
+  if (socketFds) {
+    const fds = readSocketFds(dir);
+    if (fds !== undefined)
+      read.record.socketFds = fds;
+  }
+  return read;
+}
+
+/**
+ * [fd, socket inode] of every socket fd of a process: its fd/ links (`socket:[INODE]`) live, or
+ * the `ls -l` listing the capture script saved as fd.ls. Undefined when neither can be read: no
+ * evidence, and pid_fd verdicts of the process say so (unknown), never "fd closed".
+ */
+export function readSocketFds(dir: string): Array<[number, number]> | undefined {
+  const out: Array<[number, number]> = [];
+  let names: Array<string>;
+  try {
+    names = readdirSync(`${dir}/fd`);
+  } catch {
+    let listing = ``;
+    try {
+      listing = readFileSync(`${dir}/fd.ls`, `utf8`);
+    } catch {
+      return undefined;
+    }
+    for (const match of listing.matchAll(/ (\d+) -> socket:\[(\d+)\]$/gm))
+      out.push([Number(match[1]), Number(match[2])]);
+    return out.sort((a, b) => a[0] - b[0]);
+  }
+  for (const name of names) {
+    let target: string;
+    try {
+      target = readlinkSync(`${dir}/fd/${name}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    if (target.startsWith(`socket:[`))
+      out.push([Number(name), Number(target.slice(8, -1))]);
+  }
+  return out.sort((a, b) => a[0] - b[0]);
 }
 
 export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptions = {}): AsyncGenerator<ProcessRecord | SnapshotRecord> {
   // A capture's snapshot was taken when the capture was (its meta/time), not now.
   const startedMs = options.from !== undefined ? (await captureOrigin(options.from)).timeMs : ctx.clock.now();
+  const monotonicNs = await snapshotMonotonicNs(ctx, options.from);
   const procRoot = options.from !== undefined ? `${options.from}/proc` : ctx.procRoot;
   const pids = await listPids(procRoot);
   let count = 0;
@@ -89,7 +133,7 @@ export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptio
   for (let i = 0; i < pids.length; i++) {
     if (i % BATCH === BATCH - 1)
       await yieldToLoop();
-    const read = readProcess(procRoot, pids[i]);
+    const read = readProcess(procRoot, pids[i], options.socketFds === true);
     if (`record` in read) {
       count++;
       yield read.record;
@@ -105,6 +149,7 @@ export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptio
     procRoot: options.from ?? procRoot,
     time: new Date(startedMs).toISOString(),
     timeMs: startedMs,
+    ...(monotonicNs === undefined ? {} : {monotonicNs}),
     count,
     complete: problems === 0,
   };

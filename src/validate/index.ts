@@ -20,8 +20,8 @@ export interface ValidateOptions {
   snapshots?: AsyncIterable<AnyRecord>;
   /** `auto` (default): live snapshots only when no snapshot record arrives at all; `always`: take them first and ignore any in the input; `never`. */
   live?: `auto` | `always` | `never`;
-  /** Where the live snapshots come from (tests, scan); defaults to snapshot-conns and snapshot-pids. */
-  takeSnapshots?: (ctx: ToolContext) => AsyncIterable<AnyRecord>;
+  /** Where the live snapshots come from (tests, scan); defaults to snapshot-conns and snapshot-pids (with socket fds when pid_fd entries came). */
+  takeSnapshots?: (ctx: ToolContext, socketFds: boolean) => AsyncIterable<AnyRecord>;
   /** Filled in as verdicts go out (the command's exit code), without another pass over the records. */
   counts?: VerdictCounts;
   /** Entries held in memory while waiting for snapshots before spilling to a temp file (tests lower it). */
@@ -106,13 +106,15 @@ export class Tallies {
  * the entry's SOURCE_LINE (a symbol key), which lets verdictLine write the verdict from the
  * entry's text (serialize.ts). (A spread that overrides `type` costs three times as much.)
  */
-export function makeVerdict(entry: EntryRecord, index: SnapshotIndex, mapProblem: string | undefined): VerdictRecord {
-  const judgement = judgeEntry(entry, index, mapProblem);
+export function makeVerdict(entry: EntryRecord, index: SnapshotIndex, mapProblem: string | undefined, readNs?: number): VerdictRecord {
+  const judgement = judgeEntry(entry, index, mapProblem, readNs);
   const verdict: Record<string, unknown> & Partial<VerdictRecord> = Object.assign({}, entry as Record<string, unknown>);
   verdict.type = `verdict`;
   verdict.status = judgement.status;
   verdict.reason = judgement.reason;
   verdict.checks = 1;
+  if (entry.key?.kind === `pointer`)
+    verdict.judgedBy = `value`;
   if (judgement.match !== undefined)
     verdict.match = judgement.match;
   if (judgement.owner !== undefined)
@@ -121,22 +123,26 @@ export function makeVerdict(entry: EntryRecord, index: SnapshotIndex, mapProblem
 }
 
 /** snapshot-conns then snapshot-pids, of ctx.procRoot (or of a capture directory). */
-export async function* liveSnapshots(ctx: ToolContext, from?: string): AsyncGenerator<AnyRecord> {
+export async function* liveSnapshots(ctx: ToolContext, from?: string, socketFds = false): AsyncGenerator<AnyRecord> {
   yield* snapshotConns(ctx, {from}) as AsyncIterable<AnyRecord>;
-  yield* snapshotPids(ctx, {from}) as AsyncIterable<AnyRecord>;
+  yield* snapshotPids(ctx, {from, socketFds}) as AsyncIterable<AnyRecord>;
 }
 
 export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord>, options: ValidateOptions = {}): AsyncGenerator<AnyRecord> {
   const index = new SnapshotIndex();
   const tallies = new Tallies();
   const mapProblems = new Map<number, string>();
+  // When each map was read (CLOCK_MONOTONIC ns): dates the entries that carry ageSeconds.
+  const mapReadNs = new Map<number, number>();
   const live = options.live ?? `auto`;
-  const takeSnapshots = options.takeSnapshots ?? liveSnapshots;
+  const takeSnapshots = options.takeSnapshots ?? ((c: ToolContext, socketFds: boolean) => liveSnapshots(c, undefined, socketFds));
   const counts = options.counts;
   const provenance = options.provenance ?? new Provenance(ctx);
   let ready = false;
   let ignoredSnapshotRecords = 0;
   let droppedJudgements = 0;
+  // pid_fd entries are judged by socket fds: a live snapshot taken here then lists them.
+  let sawPidFd = false;
 
   /** Feeds snapshot records to the index; yields the ones passed on. */
   async function* load(records: AsyncIterable<AnyRecord>, source: string): AsyncGenerator<AnyRecord> {
@@ -164,7 +170,7 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
     const refusal = liveSnapshotRefusal(ctx, provenance, true);
     if (refusal !== null)
       throw new UsageFault(refusal);
-    yield* load(takeSnapshots(ctx), `live snapshot`);
+    yield* load(takeSnapshots(ctx, true), `live snapshot`);
     ready = true;
   } else if (options.snapshots !== undefined) {
     yield* load(options.snapshots, `--snapshot`);
@@ -174,10 +180,10 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
   const held = new RecordHolding<EntryRecord>(ctx, `entries before the snapshots`, options.holdInMemory);
   const missingWarned = new Set<string>();
   const judge = (entry: EntryRecord): VerdictRecord => {
-    const verdict = makeVerdict(entry, index, mapProblems.get(entry.mapId));
+    const verdict = makeVerdict(entry, index, mapProblems.get(entry.mapId), mapReadNs.get(entry.mapId));
     if (verdict.reason === `no_snapshot` && !missingWarned.has(entry.key!.kind)) {
       missingWarned.add(entry.key!.kind);
-      const stage = entry.key!.kind === `pid_tgid` ? `snapshot-pids` : `snapshot-conns`;
+      const stage = entry.key!.kind === `conn_tuple` || entry.key!.kind === `pointer` ? `snapshot-conns` : `snapshot-pids`;
       ctx.log.warn(`validate: no ${stage} records in the input: ${entry.key!.kind} entries are judged unknown (no_snapshot)`);
     }
     tallies.get(entry.mapId, entry.map).count(verdict.status);
@@ -196,6 +202,8 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
       switch (record.type) {
         case `entry`: {
           const entry = record;
+          if (entry.key?.kind === `pid_fd`)
+            sawPidFd = true;
           if (ready) {
             yield judge(entry);
           } else {
@@ -234,6 +242,8 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
         case `map`: {
           if (record.problem !== undefined)
             mapProblems.set(record.mapId, record.problem);
+          if (record.monotonicNs !== undefined)
+            mapReadNs.set(record.mapId, Number(record.monotonicNs));
           tallies.get(record.mapId, record.catalogName);
           if (holdBack())
             waiting.push(record);
@@ -275,7 +285,7 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
         if (refusal !== null)
           throw new UsageFault(refusal);
         ctx.log.info(`validate: the input has no snapshot records; taking live snapshots (procRoot ${ctx.procRoot})`);
-        yield* load(takeSnapshots(ctx), `live snapshot`);
+        yield* load(takeSnapshots(ctx, sawPidFd), `live snapshot`);
       }
       ready = true;
       yield* waiting.splice(0);

@@ -130,17 +130,17 @@ async function laterDir(later: string): Promise<{dir: string, meta: CaptureMeta,
 }
 
 /** Snapshots first, then the maps that had candidates. */
-export async function* liveLook(ctx: ToolContext, mapIds: ReadonlyArray<number>, dump: RecheckOptions[`dump`] = {}): AsyncGenerator<AnyRecord> {
-  yield* liveSnapshots(ctx);
+export async function* liveLook(ctx: ToolContext, mapIds: ReadonlyArray<number>, dump: RecheckOptions[`dump`] = {}, socketFds = false): AsyncGenerator<AnyRecord> {
+  yield* liveSnapshots(ctx, undefined, socketFds);
   yield* dumpMaps(ctx, {...dump, mapIds}) as AsyncIterable<AnyRecord>;
 }
 
 /** A later capture: an NDJSON file read as is, or a capture directory (its later/ when it has one). */
-export async function* laterLook(ctx: ToolContext, mapIds: ReadonlyArray<number>, later: string, stdin: Readable = Readable.from([])): AsyncGenerator<AnyRecord> {
+export async function* laterLook(ctx: ToolContext, mapIds: ReadonlyArray<number>, later: string, stdin: Readable = Readable.from([]), socketFds = false): AsyncGenerator<AnyRecord> {
   // A missing file: readInputs gives the usual "cannot read" environment error.
   const dir = later === `-` ? null : await laterDir(later);
   if (dir !== null) {
-    yield* liveSnapshots(ctx, dir.dir);
+    yield* liveSnapshots(ctx, dir.dir, socketFds);
     yield* dumpMaps(ctx, {from: [dir.dir], mapIds}) as AsyncIterable<AnyRecord>;
     return;
   }
@@ -205,6 +205,8 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
   const later = options.later !== undefined && !laterIsStdin ? await laterOrigin(ctx, options.later) : null;
   let checkedFirst = false;
   let held = 0;
+  // pid_fd candidates are judged again by socket fds: the fresh snapshot must list them.
+  let sawPidFd = false;
   try {
     yield* firstPass();
     yield* secondPass();
@@ -223,7 +225,8 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
       }
       if (record.type === `verdict`) {
         const verdict = record;
-        if (verdict.status === `leaked`) {
+        // Leaked, or updated after the snapshot it was judged against (a race to settle now).
+        if (verdict.status === `leaked` || verdict.reason === `updated_after_snapshot`) {
           const stored = candidates.add(verdict);
           if (stored !== undefined)
             await stored;
@@ -233,6 +236,8 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
             candidateKeys.set(verdict.mapId, keys);
           }
           keys.add(verdict.keyHex);
+          if (verdict.key?.kind === `pid_fd`)
+            sawPidFd = true;
           held += 1;
           tallies.get(verdict.mapId, verdict.map);
           continue;
@@ -280,8 +285,8 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
       const look = new SecondLook(candidateKeys);
       const startedMs = ctx.clock.now();
       const records = options.lookAgain !== undefined ? options.lookAgain(ctx, mapIds)
-        : options.later !== undefined ? laterLook(ctx, mapIds, options.later, options.stdin)
-          : liveLook(ctx, mapIds, options.dump);
+        : options.later !== undefined ? laterLook(ctx, mapIds, options.later, options.stdin, sawPidFd)
+          : liveLook(ctx, mapIds, options.dump, sawPidFd);
       try {
         for await (const record of records)
           look.add(record);
@@ -330,7 +335,7 @@ function second(verdict: VerdictRecord, look: SecondLook): VerdictRecord {
     }
     case `leaked`: {
       // The second look's reason: it describes the state that is still there.
-      const after: VerdictRecord = {...verdict, reason: judgement.reason, checks};
+      const after: VerdictRecord = {...verdict, status: `leaked`, reason: judgement.reason, checks};
       if (judgement.match !== undefined)
         after.match = judgement.match;
       else

@@ -1,7 +1,7 @@
 // The rules that turn one map entry plus a snapshot into a verdict. README "Verdict reasons"
 // documents each outcome; the tests in test/validate-rules.test.ts pin every rule down.
 import {isWildcard} from '../addr.ts';
-import type {ConnTupleKey, EntryFields, Match, PidTgidKey, ProcessRecord, Reason, VerdictStatus} from '../schema.ts';
+import type {ConnTupleKey, EntryFields, Match, PidFdKey, PidTgidKey, ProcessRecord, Reason, VerdictStatus} from '../schema.ts';
 import {bindKey, connKey, foldMapped, type SnapshotIndex} from './snapshotIndex.ts';
 
 export type Owner = {pid: number, comm: string | null};
@@ -13,16 +13,55 @@ export interface Judgement {
   owner?: Owner;
 }
 
-/** Judges one entry. `mapProblem` is the `problem` of its map record, when it has one. */
-export function judgeEntry(entry: EntryFields, index: SnapshotIndex, mapProblem?: string): Judgement {
+/**
+ * Judges one entry. `mapProblem` is the `problem` of its map record, when it has one; `readNs`
+ * its `monotonicNs` (when the map was read), which dates entries that carry `ageSeconds`.
+ */
+export function judgeEntry(entry: EntryFields, index: SnapshotIndex, mapProblem?: string, readNs?: number): Judgement {
   if (mapProblem !== undefined)
     return {status: `unknown`, reason: `map_problem`};
   const key = entry.key;
   if (key === null || key === undefined)
     return {status: `unknown`, reason: `undecodable_key`};
-  if (key.kind === `pid_tgid`)
-    return judgePidTgid(key, index);
-  return judgeTuple(key, index);
+  let judgement: Judgement;
+  switch (key.kind) {
+    case `pid_tgid`:
+      judgement = judgePidTgid(key, index, key.extra !== undefined);
+      break;
+    case `pid_fd`:
+      judgement = judgePidFd(key, entry.valueTuple, index);
+      break;
+    case `pid_goroutine`:
+      judgement = judgeProcess(key.pid, index);
+      break;
+    case `pointer`:
+      // The key is an address in some process: the tuple in the value is what can be checked.
+      judgement = entry.valueTuple === undefined ? {status: `unknown`, reason: `undecodable_key`} : judgeValueTuple(entry.valueTuple, index);
+      break;
+    default:
+      judgement = judgeTuple(key, index);
+  }
+  if (judgement.status === `leaked` && entry.ageSeconds !== undefined && readNs !== undefined
+    && updatedAfterSnapshot(entry.ageSeconds, readNs, key.kind === `conn_tuple` || key.kind === `pointer` ? index.conns : index.pids))
+    return {...judgement, status: `unknown`, reason: `updated_after_snapshot`};
+  return judgement;
+}
+
+/**
+ * An entry whose value was written after the snapshot was taken (both CLOCK_MONOTONIC) saw
+ * traffic the snapshot cannot know about: it cannot be called leaked from that snapshot.
+ */
+function updatedAfterSnapshot(ageSeconds: number, readNs: number, snapshot: {monotonicNs?: string} | null): boolean {
+  if (snapshot?.monotonicNs === undefined)
+    return false;
+  return readNs - ageSeconds * 1e9 > Number(snapshot.monotonicNs);
+}
+
+/** A tuple from a value: ports 0 (a socket not yet connected when it was stored) cannot be looked up. */
+function judgeValueTuple(tuple: ConnTupleKey, index: SnapshotIndex): Judgement {
+  if (tuple.sport === 0 || tuple.dport === 0)
+    return {status: `unknown`, reason: `incomplete_value_tuple`, owner: tuple.pid === 0 ? undefined : ownerOf(index, tuple.pid)};
+  return judgeTuple(tuple, index);
 }
 
 // Scratch for the socket searches: one object reused across entries instead of one per lookup.
@@ -143,7 +182,13 @@ function hasThread(process: ProcessRecord, tid: number): boolean {
   return set.has(tid);
 }
 
-export function judgePidTgid(key: PidTgidKey, index: SnapshotIndex): Judgement {
+/**
+ * A pid_tgid key: the thread must exist (its process, with `processLevel`: ssl_sock_by_ctx's
+ * key names the thread that set the context up, and the agent's own cleaner checks the process).
+ */
+export function judgePidTgid(key: PidTgidKey, index: SnapshotIndex, processLevel = false): Judgement {
+  if (processLevel)
+    return judgeProcess(key.tgid, index);
   if (!index.hasPids)
     return {status: `unknown`, reason: `no_snapshot`, owner: {pid: key.tgid, comm: null}};
   const process = index.processes.get(key.tgid);
@@ -168,4 +213,51 @@ export function judgePidTgid(key: PidTgidKey, index: SnapshotIndex): Judgement {
   if (!hasThread(process, key.tid))
     return {status: `leaked`, reason: `thread_gone`, match, owner};
   return {status: `alive`, reason: `thread_alive`, match, owner};
+}
+
+/** The process must exist (go_tls_*_args: a goroutine id cannot be checked from outside). */
+export function judgeProcess(pid: number, index: SnapshotIndex): Judgement {
+  if (!index.hasPids)
+    return {status: `unknown`, reason: `no_snapshot`, owner: {pid, comm: null}};
+  const process = index.processes.get(pid);
+  if (process === undefined || process.state === `X`)
+    return {status: `leaked`, reason: `process_gone`, owner: {pid, comm: null}};
+  const owner = {pid, comm: process.comm};
+  const match: Match = {process: {pid: process.pid, comm: process.comm, state: process.state}};
+  // A zombie leader with no other thread: the process has exited.
+  if (process.state === `Z` && !process.tids.some(tid => tid !== process.pid))
+    return {status: `leaked`, reason: `zombie`, match, owner};
+  return {status: `alive`, reason: `process_alive`, match, owner};
+}
+
+/**
+ * pid_fd_t {pid, fd}: /proc/PID/fd/FD must be a socket; when the value holds the tuple and the
+ * socket snapshot has it, that socket's inode must be the fd's (else the fd number was reused).
+ */
+export function judgePidFd(key: PidFdKey, tuple: ConnTupleKey | undefined, index: SnapshotIndex): Judgement {
+  const alive = judgeProcess(key.pid, index);
+  if (alive.status !== `alive`)
+    return alive;
+  const process = index.processes.get(key.pid)!;
+  if (process.socketFds === undefined)
+    return {status: `unknown`, reason: `no_fd_snapshot`, match: alive.match, owner: alive.owner};
+  let inode = -1;
+  for (const [fd, socketInode] of process.socketFds) {
+    if (fd === key.fd) {
+      inode = socketInode;
+      break;
+    }
+  }
+  if (inode < 0)
+    return {status: `leaked`, reason: `fd_closed`, match: alive.match, owner: alive.owner};
+  if (tuple !== undefined && index.hasConns && tuple.sport !== 0) {
+    const bySocket = judgeTuple(tuple, index);
+    const socket = bySocket.match?.socket;
+    // The tuple's socket is listed with another inode, or not at all while the fd is a socket: reused.
+    if (bySocket.status === `leaked` || (socket !== undefined && socket.inode !== 0 && socket.inode !== inode))
+      return {status: `leaked`, reason: `fd_reused`, match: {...alive.match, ...(socket === undefined ? {} : {socket, netnsInode: bySocket.match!.netnsInode})}, owner: alive.owner};
+    if (socket !== undefined)
+      return {status: `alive`, reason: `fd_socket`, match: {...alive.match, socket, netnsInode: bySocket.match!.netnsInode}, owner: alive.owner};
+  }
+  return {status: `alive`, reason: `fd_socket`, match: alive.match, owner: alive.owner};
 }
