@@ -120,7 +120,7 @@ test(`catalogue: the original 22 maps first and unchanged, then the newer ones; 
   const original = CATALOGUE.slice(0, 22);
   assert.is(original.filter(map => map.keyKind === `conn_tuple`).length, 16);
   assert.is(original.filter(map => map.keyKind === `pid_tgid`).length, 6);
-  assert.is(CATALOGUE.length, 38);
+  assert.is(CATALOGUE.length, 39);
   const names = new Set(CATALOGUE.map(map => kernelName(map.name)));
   assert.is(names.size, CATALOGUE.length);
   assert.is(findCatalogueMap(`postgres_in_fli`)?.name, `postgres_in_flight`);
