@@ -115,6 +115,20 @@ test(`through a system-probe that replays recorded output: list.txt, dumps of ca
   assert.equal(readdirSync(join(byId, `maps`)).sort(), [`dump-12.json`, `list.txt`], `-i never dumps a map outside the catalogue`);
   const again = runScript(`dash`, [`-B`, fake, `-o`, out]);
   assert.is(again.code, 2, `an existing capture is never overwritten`);
+  assert.is(readFileSync(join(out, `meta/delay`), `utf8`), `0\n`, `the delay asked for is recorded`);
+});
+
+test(`no USM map in the listing: the script exits 3 and says so (never an empty capture with exit 0), also with -o -`, () => {
+  const fake = join(scratch, `sp-bin`, `system-probe`);
+  // Map 13 is listed but is no catalogue map: nothing to dump.
+  const out = join(scratch, `sp-no-usm`);
+  const run = runScript(`dash`, [`-B`, fake, `-o`, out, `-d`, `1`, `-i`, `13`]);
+  assert.is(run.code, ExitCode.Environment, run.stderr);
+  assert.match(run.stderr, /no USM map matches -i 13 in the map listing .*Nothing to capture/);
+  assert.not.ok(existsSync(join(out, `later`)), `no second look`);
+  const piped = spawnSync(`dash`, [`-s`, `--`, `-o`, `-`, `-d`, `0`, `-B`, fake, `-i`, `13`], {input: captureScript(), maxBuffer: 1 << 26, timeout: 120_000});
+  assert.is(piped.status, ExitCode.Environment, String(piped.stderr));
+  assert.is(piped.stdout.length, 0, `no tarball`);
 });
 
 test(`-o - through sh -s (nothing copied to the box): only a tar.gz on stdout, the layout inside`, () => {

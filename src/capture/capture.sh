@@ -8,6 +8,7 @@
 #   meta/{hostname,kernel,time,backend}    one value each (meta/log: what went wrong, if anything)
 #   meta/monotonic, meta/monotonic-snapshot  CLOCK_MONOTONIC before the dumps / before proc/, as
 #                                          "<ns> timer_list" (/proc/timer_list, root) or "<ns> uptime"
+#   meta/delay                             -d: the seconds asked for before later/ (first look only)
 #   maps/list.json                         bpftool -j map show   (system-probe: maps/list.txt)
 #   maps/dump-<ID>.json                    bpftool -j map dump id <ID>, for USM catalogue maps only
 #   proc/<pid>/{stat,comm}, proc/<pid>/ns/net (symlink), proc/<pid>/task/<tid>/stat
@@ -172,6 +173,8 @@ capture_meta() {
   printf '%s\n' "$value" > "$1/meta/kernel"
   date -u +%Y-%m-%dT%H:%M:%SZ > "$1/meta/time" 2>/dev/null || echo unknown > "$1/meta/time"
   printf '%s\n' "$backend" > "$1/meta/backend"
+  # The delay asked for before the second look (later/), with the first look.
+  if [ "$look" = first ]; then printf '%s\n' "$delay" > "$1/meta/delay"; fi
 }
 
 # Lists the maps, then dumps those whose kernel name is a catalogue name. Selection reads the
@@ -219,8 +222,14 @@ capture_maps() {
     case $name in tuple_by_pid_fd|sock_by_pid_fd) want_fds=1 ;; esac
   done < "$selection"
   rm -f "$maps/.err" "$maps/.list"
-  [ "$dumped" -gt 0 ] || log "no USM map found in $maps (is system-probe running with USM enabled?)"
   mapcount=$dumped
+  # No USM map at the first look: a capture without maps answers nothing, say so and stop.
+  if [ "$dumped" -eq 0 ] && [ "$look" = first ]; then
+    what='no USM map found'
+    if [ -n "$only_names$only_ids" ]; then what="no USM map matches${only_names:+ -m $only_names}${only_ids:+ -i $only_ids}"; fi
+    die 3 "$what in the map listing ($maps): is system-probe running with USM enabled? Nothing to capture."
+  fi
+  [ "$dumped" -gt 0 ] || log "no USM map found in $maps at the second look (the maps went away?)"
 }
 
 copy_table() {
@@ -408,10 +417,12 @@ logfile=$out/meta/log
 : > "$logfile"
 log "usm-leak-detector capture $VERSION with $backend ($tool) into $out"
 
+look=first
 capture_once "$out"
 if [ "$delay" -gt 0 ]; then
   log "waiting ${delay}s for the second look (later/)"
   pause "$delay"
+  look=second
   capture_once "$out/later"
 fi
 
