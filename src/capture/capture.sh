@@ -328,6 +328,15 @@ capture_proc() {
 # mount table ($proc/1/mountinfo) and ours: every mount path goes to netns/<INODE>/paths, and a
 # namespace no process is in has its tables read from inside through nsenter, entering the
 # mount point or, from inside a container, $proc/1/root<mount point>.
+# Reads the tables of the namespace at $1 into $dir, when it is the namespace $root mountinfo
+# named (checked inside, before the tables are trusted).
+enter_netns() {
+  inside=$(nsenter --net="$1" sh -c 'readlink /proc/self/ns/net; for t in tcp tcp6 udp udp6; do cat "/proc/self/net/$t" > "$1/$t" 2>/dev/null || rm -f "$1/$t"; done' sh "$dir" 2>/dev/null < /dev/null)
+  [ "$inside" = "$root" ] && return 0
+  rm -f "$dir/tcp" "$dir/tcp6" "$dir/udp" "$dir/udp6"
+  return 1
+}
+
 capture_netns() {
   base=$1/netns
   extra=0
@@ -357,12 +366,17 @@ capture_netns() {
         log "nsenter not found: namespace $root (mounted on $path) has no process and its tables are not captured"
         continue
       fi
-      for enter in "$path" "$proc/1/root$path"; do
-        # Inside, check it is the namespace mountinfo named before trusting the tables.
-        inside=$(nsenter --net="$enter" sh -c 'readlink /proc/self/ns/net; for t in tcp tcp6 udp udp6; do cat "/proc/self/net/$t" > "$1/$t" 2>/dev/null || rm -f "$1/$t"; done' sh "$dir" 2>/dev/null < /dev/null)
-        [ "$inside" = "$root" ] && break
-        rm -f "$dir/tcp" "$dir/tcp6" "$dir/udp" "$dir/udp6"
-      done
+      enter_netns "$path" || enter_netns "$proc/1/root$path" || {
+        # pid 1's root refused (a sandbox, a container that may not trace it): the root of
+        # another process that sees the mount (the host's daemons share its mount namespace).
+        tries=0
+        for p in "$proc"/[0-9]*; do
+          [ "$tries" -lt 16 ] || break
+          [ "${p##*/}" != 1 ] && [ -e "$p/root$path" ] || continue
+          tries=$((tries + 1))
+          enter_netns "$p/root$path" && break
+        done
+      }
       [ -e "$dir/tcp" ] || log "cannot read the tables of namespace $root through $path"
     done < "$table"
   done

@@ -8,7 +8,7 @@
 // no readable process is entered through its bind mount: setns() in a worker thread
 // (src/sys/netns.ts), or `nsenter --net=PATH` when the FFI is not available. With `--from CAPTURE`, the capture's
 // proc/ tree stands in for /proc and netns/<INODE>/ for the nsenter reads.
-import {constants as fsConstants} from 'node:fs';
+import {constants as fsConstants, readlinkSync} from 'node:fs';
 import {access, readdir, readFile, stat} from 'node:fs/promises';
 import {delimiter, join} from 'node:path';
 import {snapshotMonotonicNs} from '../capture/monotonic.ts';
@@ -100,7 +100,7 @@ export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOpt
   if (options.from !== undefined)
     await addCaptureNamespaces(ctx, `${options.from}/netns`, namespaceOf);
   else
-    await addMountedNamespaces(ctx, procRoot, namespaceOf);
+    await addMountedNamespaces(ctx, procRoot, pids, namespaceOf);
 
   if (namespaces.size === 0)
     ctx.log.warn(`no network namespace found under ${procRoot}`);
@@ -145,12 +145,16 @@ export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOpt
  * Bind-mounted namespaces from mountinfo. `<procRoot>/1/mountinfo` is the host's mount table
  * when the proc root is the host's (`--proc-root /host/proc` in a container: `self` there would
  * be our own, containerised, mount table); `<procRoot>/self/mountinfo` adds mounts only our own
- * mount namespace has. Each mount is opened as its mount point, or else through
- * `<procRoot>/1/root<mount point>` (the host's view from inside a container), and kept only
- * when it really is that namespace.
+ * mount namespace has. Each mount is opened as its mount point (our own view), else through
+ * `<procRoot>/1/root<mount point>` (the host's view from inside a container), else, where pid 1's
+ * root is refused (a sandbox that makes pid 1 undumpable, a container without the right to trace
+ * it), through the root of another process: one per other mount namespace, lowest pid first,
+ * so a process sharing the host's mount namespace (whose mount table has the bind mount) is found.
+ * A path is kept only when it really is that namespace (same inode).
  */
-async function addMountedNamespaces(ctx: ToolContext, procRoot: string, namespaceOf: (inode: number) => Namespace): Promise<void> {
+async function addMountedNamespaces(ctx: ToolContext, procRoot: string, pids: ReadonlyArray<number>, namespaceOf: (inode: number) => Namespace): Promise<void> {
   const seen = new Set<string>();
+  let otherRoots: Array<number> | null = null;
   for (const source of [`${procRoot}/1/mountinfo`, `${procRoot}/self/mountinfo`]) {
     let text: string;
     try {
@@ -169,24 +173,69 @@ async function addMountedNamespaces(ctx: ToolContext, procRoot: string, namespac
       if (!ns.paths.includes(mount.mountPoint))
         ns.paths.push(mount.mountPoint);
       const tried: Array<string> = [];
-      for (const candidate of [mount.mountPoint, `${procRoot}/1/root${mount.mountPoint}`]) {
+      const opens = async (candidate: string): Promise<boolean> => {
         try {
           const info = await stat(candidate);
           if (info.ino === mount.netnsInode) {
             if (!ns.enterPaths.includes(candidate))
               ns.enterPaths.push(candidate);
-            tried.length = 0;
-            break;
+            return true;
           }
           tried.push(`${candidate} is inode ${info.ino}`);
         } catch (err) {
           tried.push(`${candidate}: ${errnoOf(err)}`);
         }
+        return false;
+      };
+      let found = await opens(mount.mountPoint) || await opens(`${procRoot}/1/root${mount.mountPoint}`);
+      if (!found) {
+        otherRoots ??= otherMountNamespaceRoots(procRoot, pids);
+        for (const pid of otherRoots) {
+          if (await opens(`${procRoot}/${pid}/root${mount.mountPoint}`)) {
+            ctx.log.info(`netns ${mount.netnsInode}: ${mount.mountPoint} reached through the root of process ${pid} (${tried.slice(0, 2).join(`; `)})`);
+            found = true;
+            break;
+          }
+        }
       }
-      if (tried.length > 0)
-        ns.problems.push(`bind mount ${mount.mountPoint} cannot be opened (${tried.join(`; `)})`);
+      if (!found)
+        ns.problems.push(`bind mount ${mount.mountPoint} cannot be opened (${summarise(tried)})`);
     }
   }
+}
+
+/** How many other mount namespaces' roots are tried for a bind mount pid 1's root cannot open. */
+const OTHER_ROOTS = 64;
+
+/**
+ * One process per mount namespace other than pid 1's, lowest pid first (the host's daemons
+ * before containers'); processes whose ns/mnt link is refused are skipped (their root would be too).
+ */
+function otherMountNamespaceRoots(procRoot: string, pids: ReadonlyArray<number>): Array<number> {
+  const seen = new Set<string>();
+  const roots: Array<number> = [];
+  for (const pid of pids) {
+    if (pid === 1)
+      continue;
+    let link: string;
+    try {
+      link = readlinkSync(`${procRoot}/${pid}/ns/mnt`);
+    } catch {
+      continue;
+    }
+    if (seen.has(link))
+      continue;
+    seen.add(link);
+    roots.push(pid);
+    if (roots.length >= OTHER_ROOTS)
+      break;
+  }
+  return roots;
+}
+
+/** The first few attempts, and how many more. */
+function summarise(tried: ReadonlyArray<string>): string {
+  return tried.length <= 3 ? tried.join(`; `) : `${tried.slice(0, 3).join(`; `)}; and ${tried.length - 3} more`;
 }
 
 /** A capture's netns/<INODE>/ directories: namespaces the capture read through nsenter. */
