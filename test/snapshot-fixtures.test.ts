@@ -1,7 +1,7 @@
 // snapshot-conns / snapshot-pids on fixture proc trees (samples/proc/): golden output byte for
 // byte (apart from the header line; the clock is fixed so the snapshot record is stable too),
 // and the warnings a bad tree must produce. UPDATE_GOLDEN=1 rewrites the golden files.
-import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
+import {appendFileSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {test} from 'uvu';
@@ -194,4 +194,19 @@ test(`parseNetnsMounts: nsfs net mounts only, escapes undone`, () => {
   ]);
 });
 
+
+test(`a socket listed twice in one table (the kernel walks it over several reads) comes out once, in its later state`, async () => {
+  const root = mkdtempSync(join(tmpdir(), `usmld-dup-`));
+  try {
+    cpSync(`samples/proc/mixed`, root, {recursive: true, verbatimSymlinks: true});
+    // Inode 1002 is ESTABLISHED at row 1; the same socket seen again, now CLOSE_WAIT (08).
+    appendFileSync(join(root, `7/net/tcp`), `   5: 0500000A:0016 0900000A:C738 08 00000000:00000000 00:00000000 00000000     0        0 1002 1 0000000000000000 100 0 0 10 0\n`);
+    const run = await runCommand([`snapshot-conns`, `--proc-root`, root], {tool: {clock: fixedClock}});
+    const rows = parseLines(run.stdout).filter(record => record.type === `socket` && record.inode === 1002);
+    assert.is(rows.length, 1, JSON.stringify(rows));
+    assert.is(rows[0].state, `CLOSE_WAIT`);
+  } finally {
+    rmSync(root, {recursive: true, force: true});
+  }
+});
 test.run();

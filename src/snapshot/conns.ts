@@ -335,10 +335,26 @@ async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, 
   const chosen = best as TableRead | null;
   const sockets: Array<SocketRecord> = [];
   const matched = new Set<number>();
+  // /proc/net/tcp is not one atomic snapshot: the kernel walks its hash tables over several read()
+  // calls, so a socket that moves while we read can be listed twice. One row per socket inode
+  // (the later row wins: it is the newer state); inode 0 (TIME_WAIT, SYN_RECV) has no identity.
+  const rowOfInode = new Map<number, number>();
+  const keep = (socket: SocketRecord): boolean => {
+    if (socket.inode === 0)
+      return true;
+    const row = rowOfInode.get(socket.inode);
+    if (row === undefined) {
+      rowOfInode.set(socket.inode, sockets.length);
+      return true;
+    }
+    sockets[row] = socket;
+    return false;
+  };
   const emit = refused.owners.size === 0
-    ? (socket: SocketRecord) => { sockets.push(socket); }
+    ? (socket: SocketRecord) => { if (keep(socket)) sockets.push(socket); }
     : (socket: SocketRecord) => {
-      sockets.push(socket);
+      if (keep(socket))
+        sockets.push(socket);
       const owners = socket.inode !== 0 ? refused.owners.get(socket.inode) : undefined;
       if (owners)
         for (const pid of owners)
