@@ -7,9 +7,10 @@ import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
 import {capturesOrigin} from '../src/provenance.ts';
 import {RecordWriter} from '../src/ndjson.ts';
-import {MapAccessCommand} from './MapAccessCommand.ts';
+import {BaseCommand} from './BaseCommand.ts';
+import {WithBackend, WithMapSelection} from './options.ts';
 
-export default class DumpMapsCommand extends MapAccessCommand {
+export default class DumpMapsCommand extends WithMapSelection(WithBackend(BaseCommand)) {
   static override paths = [[`dump-maps`]];
   static override usage = Command.Usage({
     description: `read every USM eBPF map and emit its entries, keys decoded, as NDJSON`,
@@ -33,9 +34,9 @@ export default class DumpMapsCommand extends MapAccessCommand {
   from = Option.Array(`--from`, {description: `Read saved listing/dump files or a capture directory instead of the host (repeatable)`});
 
   protected async run(tool: ToolContext): Promise<number> {
-    const options: DumpOptions = {...this.dumpOptions(), from: this.from, stdin: this.context.stdin};
-    if (options.from && (options.backend || options.bpftoolPath || options.systemProbePath))
-      throw new UsageFault(`--from reads saved files: --backend, --bpftool and --system-probe do not apply`);
+    const options: DumpOptions = {...this.backendOptions(), ...this.selectionOptions(), from: this.from, stdin: this.context.stdin};
+    if (options.from && this.backendFlagsGiven().length > 0)
+      throw new UsageFault(`--from reads saved files: ${this.backendFlagsGiven().join(`, `)} do${this.backendFlagsGiven().length === 1 ? `es` : ``} not apply`);
     const records = dumpMapBatches(tool, options);
     // Whole batches as text: one await per chunk of dump output, not per entry.
     // The first batch comes before the header: no backend, no maps → nothing on stdout, exit 3.

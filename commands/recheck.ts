@@ -1,14 +1,13 @@
 import {Command, Option} from 'clipanion';
-import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {Provenance} from '../src/provenance.ts';
-import {BACKENDS, type BackendName} from '../src/schema.ts';
 import {DEFAULT_RECHECK_DELAY_MS, recheck} from '../src/validate/recheck.ts';
 import {BaseCommand} from './BaseCommand.ts';
+import {WithBackend, WithProcRoot, isSeconds} from './options.ts';
 
-export default class RecheckCommand extends BaseCommand {
+export default class RecheckCommand extends WithBackend(WithProcRoot(BaseCommand)) {
   static override paths = [[`recheck`]];
   static override usage = Command.Usage({
     description: `wait, look again, and keep only the leaks that are still there`,
@@ -26,44 +25,30 @@ export default class RecheckCommand extends BaseCommand {
     ],
   });
 
-  delay = Option.String(`--delay`, String(DEFAULT_RECHECK_DELAY_MS / 1000), {description: `Seconds to wait before looking again (default 2; 0 looks again at once)`});
+  delay = Option.String(`--delay`, String(DEFAULT_RECHECK_DELAY_MS / 1000), {description: `Seconds to wait before looking again (default 2; 0 looks again at once)`, validator: isSeconds({min: 0})});
   later = Option.String(`--later`, {description: `Look at a later capture instead of the host: NDJSON (entries and snapshots) or a capture directory`});
-  procRoot = Option.String(`--proc-root`, {description: `Proc filesystem for the fresh snapshots (default: /proc)`});
-  backend = Option.String(`--backend`, {description: `kernel, bpftool or system-probe, for re-reading the maps (default as dump-maps)`, validator: t.isEnum(BACKENDS)});
-  bpftool = Option.String(`--bpftool`, {description: `Path of the bpftool binary to use`});
-  systemProbe = Option.String(`--system-probe`, {description: `Path of the system-probe binary to use`});
-  timeout = Option.String(`--timeout`, `120`, {description: `Seconds each bpftool/system-probe run may take (default 120)`});
   local = Option.Boolean(`--local`, false, {description: `The verdicts are this host's, made live, though the input has no header saying so: allow the live second look`});
-  download = Option.Boolean(`--download`, true, {description: `Download a verified static bpftool when no backend is usable (--no-download to refuse)`});
   files = Option.Rest({name: `file`});
 
   protected async run(base: ToolContext): Promise<number> {
-    const delay = Number(this.delay);
-    if (this.delay.trim() === `` || !Number.isFinite(delay) || delay < 0)
-      throw new UsageFault(`--delay ${this.delay}: expected a number of seconds, 0 or more`);
-    const timeout = Number(this.timeout);
-    if (!Number.isFinite(timeout) || timeout <= 0)
-      throw new UsageFault(`--timeout ${this.timeout}: expected a positive number of seconds`);
-    if (this.later !== undefined && (this.procRoot !== undefined || this.backend !== undefined || this.bpftool !== undefined || this.systemProbe !== undefined))
-      throw new UsageFault(`--later reads a capture: --proc-root, --backend, --bpftool and --system-probe do not apply`);
+    const notApplying = [...(this.procRoot !== undefined ? [`--proc-root`] : []), ...this.backendFlagsGiven()];
+    if (this.later !== undefined && notApplying.length > 0)
+      throw new UsageFault(`--later reads a capture: ${notApplying.join(`, `)} do${notApplying.length === 1 ? `es` : ``} not apply`);
     if (this.later === `-` && (this.files.length === 0 || this.files.includes(`-`)))
       throw new UsageFault(`--later -: standard input carries the verdicts; give the later capture as a file or directory (or the verdicts as a file argument)`);
     if (this.later !== undefined && this.local)
       throw new UsageFault(`--local says the verdicts are this host's, live, for a live second look; --later looks at a capture instead: give one`);
-    const tool = this.procRoot !== undefined ? {...base, procRoot: this.procRoot} : base;
+    const tool = this.withProcRoot(base);
     const input = this.input(tool, this.files);
     let leaked = false;
     const provenance = new Provenance(tool);
     const records = recheck(tool, input, {
-      delayMs: delay * 1000,
+      delayMs: this.delay * 1000,
       later: this.later,
       local: this.local,
       provenance,
       stdin: this.context.stdin,
-      dump: {
-        backend: this.backend as BackendName | undefined, bpftoolPath: this.bpftool, systemProbePath: this.systemProbe,
-        timeoutMs: timeout * 1000, download: this.download,
-      },
+      dump: this.backendOptions(),
     });
     await this.emit(`recheck`, tool, (async function* () {
       for await (const record of records) {

@@ -1,15 +1,15 @@
 import {Command, Option} from 'clipanion';
-import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
 import {EnvironmentFault, UsageFault} from '../src/errors.ts';
 import {ExitCode, judgedExit} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
 import {LeakFilter} from '../src/report/filter.ts';
-import {REPORT_FORMATS, parseGroupBy, writeText, report, wantColour, type ReportFormat} from '../src/report/index.ts';
+import {writeText, report, wantColour} from '../src/report/index.ts';
 import {listLeaks} from '../src/report/list.ts';
 import {BaseCommand} from './BaseCommand.ts';
+import {WithReportFormat} from './options.ts';
 
-export default class ReportCommand extends BaseCommand {
+export default class ReportCommand extends WithReportFormat(BaseCommand) {
   static override paths = [[`report`]];
   static override usage = Command.Usage({
     description: `turn verdicts into the report a person reads (text, json, ndjson, markdown)`,
@@ -31,15 +31,6 @@ export default class ReportCommand extends BaseCommand {
     ],
   });
 
-  format = Option.String(`--format`, `text`, {
-    description: `text (default), json (one document), ndjson (records), markdown`,
-    validator: t.isEnum(REPORT_FORMATS),
-  });
-  samples = Option.String(`--samples`, `10`, {
-    description: `Leaked entries shown per map (default 10); the "... and K more" line counts the rest`,
-    validator: t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]),
-  });
-  groupBy = Option.Array(`--group-by`, [], {description: `Group leaks by these fields (default: reason,dport,daddr,saddr,netns,pid,map)`});
   list = Option.Boolean(`--list`, false, {description: `Only a header row and one row per leaked entry (text), or one leak record each (ndjson)`});
   maps = Option.Array(`--map`, [], {description: `Only this map (full or 15-character kernel name; repeatable)`});
   reasons = Option.Array(`--reason`, [], {description: `Only entries with this reason (repeatable)`});
@@ -48,14 +39,14 @@ export default class ReportCommand extends BaseCommand {
   files = Option.Rest({name: `file`});
 
   protected async run(tool: ToolContext): Promise<number> {
-    const groupBy = parseGroupBy(this.groupBy);
+    const {format, samples, groupBy} = this.reportFormat();
     const filter = new LeakFilter({maps: this.maps, reasons: this.reasons, netns: this.netns, pids: this.pids});
-    if (this.list && this.format !== `text` && this.format !== `ndjson`)
-      throw new UsageFault(`--list prints text or ndjson, not ${this.format}`);
     const input = this.input(tool, this.files);
     if (this.list) {
+      if (format !== `text` && format !== `ndjson`)
+        throw new UsageFault(`--list prints text or ndjson, not ${format}`);
       const listed = await listLeaks(input, {
-        format: this.format as `text` | `ndjson`,
+        format,
         filter,
         write: text => writeText(this.context.stdout, text),
         header: makeHeader(`report`, tool),
@@ -65,8 +56,8 @@ export default class ReportCommand extends BaseCommand {
       return listed.leaks > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
     }
     const result = await report(input, {
-      format: this.format as ReportFormat,
-      samples: Number(this.samples),
+      format,
+      samples,
       groupBy,
       colour: wantColour(this.stdoutIsTTY(), tool.env),
       verbose: this.verbose > 0,

@@ -1,15 +1,15 @@
 import {Command, Option} from 'clipanion';
-import * as t from 'typanion';
 import {open, stat} from 'node:fs/promises';
 import type {ToolContext} from '../src/context.ts';
 import {EnvironmentFault, UsageFault} from '../src/errors.ts';
 import {judgedExit} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
-import {REPORT_FORMATS, parseGroupBy, writeText, render, wantColour, type ReportFormat} from '../src/report/index.ts';
+import {writeText, render, wantColour} from '../src/report/index.ts';
 import {scan} from '../src/scan/index.ts';
-import {MapAccessCommand} from './MapAccessCommand.ts';
+import {BaseCommand} from './BaseCommand.ts';
+import {WithBackend, WithMapSelection, WithReportFormat, WithSystemSource, isSeconds} from './options.ts';
 
-export default class ScanCommand extends MapAccessCommand {
+export default class ScanCommand extends WithReportFormat(WithSystemSource(WithMapSelection(WithBackend(BaseCommand)))) {
   static override paths = [[`scan`]];
   static override usage = Command.Usage({
     description: `dump, snapshot, validate, recheck and report in one go (the original tool's job)`,
@@ -31,42 +31,32 @@ export default class ScanCommand extends MapAccessCommand {
     ],
   });
 
-  recheckDelay = Option.String(`--recheck-delay`, `2`, {description: `Seconds before candidate leaks are checked again (default 2, 0 to disable)`});
-  procRoot = Option.String(`--proc-root`, {description: `Proc filesystem to read (default: /proc; /host/proc in a container)`});
-  from = Option.String(`--from`, {description: `Scan a capture directory instead of the live host (no root needed)`});
-  capture = Option.String(`--capture`, {description: `Also write every record seen to this NDJSON file`});
-  format = Option.String(`--format`, `text`, {description: `Report format: text (default), json, ndjson, markdown`, validator: t.isEnum(REPORT_FORMATS)});
-  samples = Option.String(`--samples`, `10`, {
-    description: `Leaked entries shown per map (default 10)`,
-    validator: t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]),
+  recheckDelay = Option.String(`--recheck-delay`, `2`, {
+    description: `Seconds before candidate leaks are checked again (default 2; 0, negative or NaN disable it)`,
+    validator: isSeconds({min: -Infinity, nan: true, expected: `a number of seconds (0, a negative number or NaN disable the recheck)`}),
   });
-  groupBy = Option.Array(`--group-by`, [], {description: `Group leaks by these fields (default: reason,dport,daddr,saddr,netns,pid,map)`});
+  capture = Option.String(`--capture`, {description: `Also write every record seen to this NDJSON file`});
 
   protected async run(tool: ToolContext): Promise<number> {
-    const dump = this.dumpOptions();
-    const recheckDelay = Number(this.recheckDelay);
-    if (Number.isNaN(recheckDelay) && this.recheckDelay.trim().toLowerCase() !== `nan`)
-      throw new UsageFault(`--recheck-delay ${this.recheckDelay}: expected a number of seconds (0 to disable)`);
-    if (this.procRoot !== undefined && this.from !== undefined)
-      throw new UsageFault(`--proc-root and --from cannot be used together (a capture has its own proc/)`);
-    if (this.from !== undefined && (dump.backend || dump.bpftoolPath || dump.systemProbePath))
-      throw new UsageFault(`--from reads a capture: --backend, --bpftool and --system-probe do not apply`);
-    const groupBy = parseGroupBy(this.groupBy);
-    const ctx = this.procRoot !== undefined ? {...tool, procRoot: this.procRoot} : tool;
+    const dump = {...this.backendOptions(), ...this.selectionOptions()};
+    const ctx = this.systemContext(tool);
+    if (this.from !== undefined && this.backendFlagsGiven().length > 0)
+      throw new UsageFault(`--from reads a capture: ${this.backendFlagsGiven().join(`, `)} do${this.backendFlagsGiven().length === 1 ? `es` : ``} not apply`);
+    const {format, samples, groupBy} = this.reportFormat();
     if (this.from !== undefined)
       await checkCaptureDir(this.from);
     const result = await scan(ctx, {
       dump,
       from: this.from,
       // The original disables the recheck for values <= 0 and NaN.
-      recheckDelaySeconds: Number.isNaN(recheckDelay) ? 0 : recheckDelay,
+      recheckDelaySeconds: Number.isNaN(this.recheckDelay) ? 0 : this.recheckDelay,
       capture: this.capture,
-      samples: Number(this.samples),
+      samples,
       groupBy,
     });
     const text = render(result.model, {
-      format: this.format as ReportFormat,
-      samples: Number(this.samples),
+      format,
+      samples,
       groupBy,
       colour: wantColour(this.stdoutIsTTY(), tool.env),
       verbose: this.verbose > 0,

@@ -1,12 +1,12 @@
-import {Command, Option} from 'clipanion';
+import {Command} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
-import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {captureOrigin} from '../src/provenance.ts';
 import {snapshotConns} from '../src/snapshot/conns.ts';
 import {BaseCommand} from './BaseCommand.ts';
+import {WithSystemSource} from './options.ts';
 
-export default class SnapshotConnsCommand extends BaseCommand {
+export default class SnapshotConnsCommand extends WithSystemSource(BaseCommand) {
   static override paths = [[`snapshot-conns`]];
   static override usage = Command.Usage({
     description: `record every network namespace and its TCP/UDP sockets as NDJSON`,
@@ -24,13 +24,8 @@ export default class SnapshotConnsCommand extends BaseCommand {
     ],
   });
 
-  procRoot = Option.String(`--proc-root`, {description: `Proc filesystem to read (default: /proc)`});
-  from = Option.String(`--from`, {description: `Read a capture directory (proc/, netns/) instead of the live system`});
-
   protected async run(tool: ToolContext): Promise<number> {
-    if (this.procRoot !== undefined && this.from !== undefined)
-      throw new UsageFault(`--proc-root and --from cannot be used together (a capture has its own proc/)`);
-    const ctx = this.procRoot !== undefined ? {...tool, procRoot: this.procRoot} : tool;
+    const ctx = this.systemContext(tool);
     const origin = this.from !== undefined ? await captureOrigin(this.from) : null;
     await this.emit(`snapshot-conns`, ctx, snapshotConns(ctx, {from: this.from}), undefined, () => origin);
     return ExitCode.Ok;

@@ -1,12 +1,12 @@
 import {Command, Option} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
-import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {captureOrigin} from '../src/provenance.ts';
 import {snapshotPids} from '../src/snapshot/pids.ts';
 import {BaseCommand} from './BaseCommand.ts';
+import {WithSystemSource} from './options.ts';
 
-export default class SnapshotPidsCommand extends BaseCommand {
+export default class SnapshotPidsCommand extends WithSystemSource(BaseCommand) {
   static override paths = [[`snapshot-pids`]];
   static override usage = Command.Usage({
     description: `record every process and its threads as NDJSON`,
@@ -24,14 +24,10 @@ export default class SnapshotPidsCommand extends BaseCommand {
     ],
   });
 
-  procRoot = Option.String(`--proc-root`, {description: `Proc filesystem to read (default: /proc)`});
-  from = Option.String(`--from`, {description: `Read a capture directory (proc/, netns/) instead of the live system`});
   socketFds = Option.Boolean(`--socket-fds`, false, {description: `Also list each process's socket fds as [fd, inode] (pid_fd maps are judged by them; one readlink per open fd)`});
 
   protected async run(tool: ToolContext): Promise<number> {
-    if (this.procRoot !== undefined && this.from !== undefined)
-      throw new UsageFault(`--proc-root and --from cannot be used together (a capture has its own proc/)`);
-    const ctx = this.procRoot !== undefined ? {...tool, procRoot: this.procRoot} : tool;
+    const ctx = this.systemContext(tool);
     const origin = this.from !== undefined ? await captureOrigin(this.from) : null;
     await this.emit(`snapshot-pids`, ctx, snapshotPids(ctx, {from: this.from, socketFds: this.socketFds}), undefined, () => origin);
     return ExitCode.Ok;

@@ -7,8 +7,9 @@ import {Provenance} from '../src/provenance.ts';
 import {validate} from '../src/validate/index.ts';
 import {verdictLine} from '../src/validate/serialize.ts';
 import {BaseCommand} from './BaseCommand.ts';
+import {WithProcRoot} from './options.ts';
 
-export default class ValidateCommand extends BaseCommand {
+export default class ValidateCommand extends WithProcRoot(BaseCommand) {
   static override paths = [[`validate`]];
   static override usage = Command.Usage({
     description: `give every map entry a verdict (leaked, alive, unknown) against the snapshots`,
@@ -28,11 +29,10 @@ export default class ValidateCommand extends BaseCommand {
 
   snapshotFiles = Option.Array(`--snapshot`, [], {description: `Read snapshot records from FILE first (repeatable); the input's own snapshot records are then ignored`});
   live = Option.Boolean(`--live`, {description: `Take live snapshots first and stream (ignores snapshot records in the input); --no-live never looks at this host`});
-  procRoot = Option.String(`--proc-root`, {description: `Root of the proc filesystem for live snapshots (default: /proc)`});
   files = Option.Rest({name: `file`});
 
   protected async run(base: ToolContext): Promise<number> {
-    const tool = this.procRoot !== undefined ? {...base, procRoot: this.procRoot} : base;
+    const tool = this.withProcRoot(base);
     if (this.live === true && this.snapshotFiles.length > 0)
       throw new UsageFault(`--live and --snapshot both say where the snapshots come from: give one`);
     const read = {onProblem: (message: string) => tool.log.warn(message), keepSourceLine: new Set([`entry`])};

@@ -10,7 +10,7 @@ import {join} from 'node:path';
 import {PassThrough} from 'node:stream';
 import split2 from 'split2';
 import {formatEndpoint} from '../src/addr.ts';
-import {runCli} from '../src/cli.ts';
+import {runCli} from '../commands/cli.ts';
 import {RecordWriter, readRecords} from '../src/ndjson.ts';
 import {SCHEMA_VERSION} from '../src/schema.ts';
 

@@ -52,7 +52,7 @@ function embeddedSource() {
 const outfile = seaDir !== null ? join(seaDir, `bundle.cjs`) : `dist/usm-leak-detector.cjs`;
 mkdirSync(dirname(outfile), {recursive: true});
 await build({
-  entryPoints: [`src/main.ts`],
+  entryPoints: [`commands/main.ts`],
   bundle: true,
   platform: `node`,
   target: `node18`,

@@ -1,7 +1,7 @@
 // Drives the CLI in-process with injected stdio and tool context, as the tests of every stage do.
 import {PassThrough, Readable} from 'node:stream';
 import type {ToolContext} from '../../src/context.ts';
-import {runCli} from '../../src/cli.ts';
+import {runCli} from '../../commands/cli.ts';
 
 export interface CliRun {
   code: number;

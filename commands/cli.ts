@@ -1,17 +1,17 @@
 // Builds the command line and runs it with errors on stderr: clipanion 3 prints parse errors to
 // stdout (arcanis/clipanion#176), which would feed usage text into the next stage of a pipe.
 import {Builtins, Cli} from 'clipanion';
-import type {CliContext} from '../commands/BaseCommand.ts';
-import CaptureScriptCommand from '../commands/capture-script.ts';
-import DumpMapsCommand from '../commands/dump-maps.ts';
-import RecheckCommand from '../commands/recheck.ts';
-import ReportCommand from '../commands/report.ts';
-import ScanCommand from '../commands/scan.ts';
-import SnapshotConnsCommand from '../commands/snapshot-conns.ts';
-import SnapshotPidsCommand from '../commands/snapshot-pids.ts';
-import ValidateCommand from '../commands/validate.ts';
-import {ExitCode} from './exitCodes.ts';
-import {TOOL_VERSION} from './version.ts';
+import type {CliContext} from './BaseCommand.ts';
+import CaptureScriptCommand from './capture-script.ts';
+import DumpMapsCommand from './dump-maps.ts';
+import RecheckCommand from './recheck.ts';
+import ReportCommand from './report.ts';
+import ScanCommand from './scan.ts';
+import SnapshotConnsCommand from './snapshot-conns.ts';
+import SnapshotPidsCommand from './snapshot-pids.ts';
+import ValidateCommand from './validate.ts';
+import {ExitCode} from '../src/exitCodes.ts';
+import {TOOL_VERSION} from '../src/version.ts';
 
 export const COMMANDS = [
   DumpMapsCommand, SnapshotConnsCommand, SnapshotPidsCommand, ValidateCommand, RecheckCommand, ReportCommand, ScanCommand,
