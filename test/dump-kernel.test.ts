@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import {defaultToolContext, type ToolContext} from '../src/context.ts';
 import {dumpMaps} from '../src/dump/index.ts';
 import {openMapReadOnly} from '../src/dump/kernel.ts';
-import {lazySyscalls, EINVAL, EPERM, type Syscalls} from '../src/sys/syscalls.ts';
+import {lazySyscalls, EINVAL, ENOENT, EPERM, type Syscalls} from '../src/sys/syscalls.ts';
 import {BpfTestSet, connTupleBytes, type TestMap} from './helpers/bpf.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
@@ -129,6 +129,24 @@ if (runs) {
     const bpftool = await dump([`--backend`, `bpftool`, ...ids]);
     assert.is(walked.code, 0, walked.stderr);
     assert.equal(walked.records, bpftool.records);
+  });
+
+  test(`key by key: an entry deleted between next-key and lookup is a failed lookup, as bpftool counts it`, async () => {
+    const sys = realSyscalls();
+    let lookups = 0;
+    const racing: Syscalls = {...sys, bpf: (cmd, attr, size) => {
+      if (cmd === 24)
+        return -EINVAL;
+      if (cmd === 1 && ++lookups === 2)
+        return -ENOENT;
+      return sys.bpf(cmd, attr, size);
+    }};
+    const ctx = defaultToolContext(new PassThrough(), {syscalls: () => racing});
+    const records: Array<Record<string, any>> = [];
+    for await (const record of dumpMaps(ctx, {backend: `kernel`, mapIds: [wide.id]}))
+      records.push(record);
+    const stats = records.find(record => record.type === `mapstats`)!;
+    assert.equal([stats.entries, stats.errors, stats.duplicates, stats.complete], [4, 1, 0, true]);
   });
 
   test(`a map fd opened by the kernel backend refuses an update with EPERM`, () => {

@@ -28,8 +28,12 @@ const BTF_INFO_SIZE = 16;
 export const BPF_F_RDONLY = 1 << 3;
 /** struct bpf_map_info up to map_extra; older kernels fill less (the tail stays zero). */
 const MAP_INFO_SIZE = 88;
-/** Entries asked for per batch lookup (grown when one hash bucket holds more). */
-export const DEFAULT_BATCH_ENTRIES = 4096;
+/**
+ * Entries asked for per batch lookup (grown when one hash bucket holds more). Also how many
+ * entry records wait between two yields: small enough that they die young (a 4,096-entry chunk
+ * made them outlive V8's young generation: 40% more CPU, 60% more memory, at 100,000 entries).
+ */
+export const DEFAULT_BATCH_ENTRIES = 256;
 
 /** bpftool's names of map types (libbpf's map_type_name), by number. */
 const MAP_TYPE_NAMES = [
@@ -319,6 +323,11 @@ class KernelReader implements MapReader {
   private room: number;
   private keys = Buffer.alloc(0);
   private values = Buffer.alloc(0);
+  private keyViews: Array<Buffer> = [];
+  private valueViews: Array<Buffer> = [];
+  /** The key and value of the key-by-key walk. */
+  private keyScratch = Buffer.alloc(0);
+  private valueScratch = Buffer.alloc(0);
   private inBatch: Buffer | null = null;
   private outBatch = Buffer.alloc(8);
   private walkKey: Buffer | null = null;
@@ -385,9 +394,9 @@ class KernelReader implements MapReader {
     entry.valueStride = perCpu ? (info.valueSize + 7) & ~7 : info.valueSize;
     entry.formatted = info.btfId !== 0;
     entry.keyLength = info.keySize;
-    entry.key = Buffer.alloc(Math.max(info.keySize, 1));
     this.valueBytes = perCpu ? entry.valueStride * entry.cpus : info.valueSize;
-    entry.value = Buffer.alloc(Math.max(this.valueBytes, 1));
+    this.keyScratch = Buffer.alloc(Math.max(info.keySize, 1));
+    this.valueScratch = Buffer.alloc(Math.max(this.valueBytes, 1));
     if (BATCH_TYPES.has(info.type)) {
       this.mode = Mode.Batch;
       // The batch token: a bucket index for hash maps, an index for arrays; sized like libbpf's.
@@ -399,8 +408,17 @@ class KernelReader implements MapReader {
   }
 
   private sizeBatch(): void {
-    this.keys = Buffer.alloc(this.room * Math.max(this.keySize, 1));
-    this.values = Buffer.alloc(this.room * Math.max(this.valueBytes, 1));
+    const keySize = Math.max(this.keySize, 1);
+    const valueBytes = Math.max(this.valueBytes, 1);
+    this.keys = Buffer.alloc(this.room * keySize);
+    this.values = Buffer.alloc(this.room * valueBytes);
+    // One view per slot, made once: entries are handed on without a copy or an allocation each.
+    this.keyViews = [];
+    this.valueViews = [];
+    for (let i = 0; i < this.room; i++) {
+      this.keyViews.push(this.keys.subarray(i * keySize, (i + 1) * keySize));
+      this.valueViews.push(this.values.subarray(i * valueBytes, (i + 1) * valueBytes));
+    }
   }
 
   private batch(): void {
@@ -440,19 +458,18 @@ class KernelReader implements MapReader {
 
   private emitBatch(count: number): void {
     const entry = this.entry;
-    const key = entry.key!;
-    const value = entry.value!;
-    const keySize = this.keySize;
-    const valueBytes = this.valueBytes;
+    const {keyViews, valueViews, sink} = this;
     for (let i = 0; i < count; i++) {
-      this.keys.copy(key, 0, i * keySize, (i + 1) * keySize);
-      this.values.copy(value, 0, i * valueBytes, (i + 1) * valueBytes);
-      this.sink.entry(entry);
+      entry.key = keyViews[i];
+      entry.value = valueViews[i];
+      sink.entry(entry);
     }
   }
 
   private startWalk(): void {
     this.mode = Mode.Walk;
+    this.entry.key = this.keyScratch;
+    this.entry.value = this.valueScratch;
     this.walkKey = null;
     this.walkNext = Buffer.alloc(Math.max(this.keySize, 1));
   }
