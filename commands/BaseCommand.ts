@@ -2,7 +2,9 @@
 // exit codes and messages on stderr (clipanion would print them on stdout, into the pipe).
 import {Command, Option, type BaseContext} from 'clipanion';
 import {createLogger, defaultToolContext, type ToolContext} from '../src/context.ts';
-import {ToolError} from '../src/errors.ts';
+import {ToolError, UsageFault} from '../src/errors.ts';
+import {escapeControl} from '../src/escape.ts';
+import {parseSize} from '../src/lines.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
 import type {Origin} from '../src/provenance.ts';
@@ -21,21 +23,23 @@ export type CliContext = BaseContext & {
 export abstract class BaseCommand extends Command<CliContext> {
   verbose = Option.Counter(`-v,--verbose`, 0, {description: `More detail on stderr (repeat for debug output)`});
   quiet = Option.Boolean(`-q,--quiet`, false, {description: `No progress or warnings on stderr, only errors`});
+  maxLineLength = Option.String(`--max-line-length`, {description: `Longest input line or dump element accepted, in characters (suffixes k, M, G; default 16M); longer ones are reported and skipped`});
 
   /** The command's work; returns its exit code. */
   protected abstract run(tool: ToolContext): Promise<number>;
 
   async execute(): Promise<number> {
-    const tool = this.toolContext();
+    let tool: ToolContext | null = null;
     try {
+      tool = this.toolContext();
       return await this.run(tool);
     } catch (err) {
-      tool.log.done();
+      tool?.log.done();
       if (err instanceof OutputClosed)
         return ExitCode.Ok;
       const name = `usm-leak-detector ${this.path.join(` `)}`.trim();
       if (err instanceof ToolError) {
-        this.context.stderr.write(`${name}: ${err.message}\n`);
+        this.context.stderr.write(`${name}: ${escapeControl(err.message)}\n`);
         return err.exitCode;
       }
       this.context.stderr.write(`${name}: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
@@ -52,10 +56,18 @@ export abstract class BaseCommand extends Command<CliContext> {
     const isTTY = this.context.stderrIsTTY ?? Boolean((process.stderr as {isTTY?: boolean}).isTTY && stderr === process.stderr);
     const log = createLogger(stderr, {verbosity: this.verbose ?? 0, quiet: this.quiet, isTTY});
     const overrides = this.context.tool ?? {};
+    let maxLineLength: number | undefined;
+    if (this.maxLineLength !== undefined) {
+      const parsed = parseSize(this.maxLineLength);
+      if (parsed === null)
+        throw new UsageFault(`--max-line-length ${this.maxLineLength}: expected a size in bytes, like 16M or 1G`);
+      maxLineLength = parsed;
+    }
     this.cachedTool = defaultToolContext(stderr, {
       log: this.quiet ? {...log, warn: () => {}} : log,
       env: this.context.env,
       ...overrides,
+      ...(maxLineLength !== undefined ? {maxLineLength} : {}),
     });
     return this.cachedTool;
   }
@@ -67,11 +79,11 @@ export abstract class BaseCommand extends Command<CliContext> {
 
   /** Record input from files (`-` = stdin) or stdin; bad lines (and records failing the spec) are reported and skipped. */
   protected input(tool: ToolContext, paths: ReadonlyArray<string>): AsyncGenerator<AnyRecord> {
-    return readInputs(paths, this.context.stdin, {onProblem: message => tool.log.warn(message)});
+    return readInputs(paths, this.context.stdin, {onProblem: message => tool.log.warn(message), maxLineLength: tool.maxLineLength});
   }
 
   /**
-   * Writes the stage's header then every record; resolves when all is flushed. The header is
+   * Writes the stage's header then every record; resolves when all is flushed (and taken). The header is
    * written when the first record is ready (or at the end): a stage that refuses its input
    * before producing anything leaves stdout empty, and `origin` (where the data was taken, when
    * not live here) is known from the input's own header by then.
@@ -91,8 +103,9 @@ export abstract class BaseCommand extends Command<CliContext> {
       }
       if (!headed)
         await writer.write(makeHeader(stage, tool, origin?.()));
-    } finally {
       await writer.end();
+    } finally {
+      writer.release();
       tool.log.done();
     }
   }

@@ -51,9 +51,10 @@ export default class DumpMapsCommand extends WithMapSelection(WithBackend(BaseCo
         await writer.writeText(text);
         next = await records.next();
       }
-    } finally {
-      await records.return(undefined);
       await writer.end();
+    } finally {
+      writer.release();
+      await records.return(undefined);
       tool.log.done();
     }
     return ExitCode.Ok;

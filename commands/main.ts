@@ -1,14 +1,38 @@
 // Process entry: real stdio, real exit code.
+import {installSignalCleanup} from '../src/cleanup.ts';
 import {runCli} from './cli.ts';
+import {ExitCode} from '../src/exitCodes.ts';
 
-// A reader that closes our stdout early (`| head -1`) is a normal end, not a crash.
+// Temporary files and child process groups are cleaned up on every way out: normal end,
+// process.exit, SIGINT/SIGTERM/SIGHUP (src/cleanup.ts).
+installSignalCleanup();
+let settled = false;
+
+// A reader that closes our stdout early (`| head -1`) is a normal end, not a crash. Any other
+// error on stdout is reported by the writer that hit it (exit 3).
 process.stdout.on(`error`, err => {
   if ((err as NodeJS.ErrnoException).code === `EPIPE`)
-    process.exit(process.exitCode ?? 0);
+    process.exit(settled ? process.exitCode : ExitCode.Ok);
+});
+// Messages are best-effort: a reader of stderr that went away must not end the run.
+process.stderr.on(`error`, () => {});
+
+// Until the run settles, an exit means it never finished (a wait on something that could not
+// happen any more, with nothing left to run): never let that read as success.
+process.exitCode = ExitCode.Internal;
+process.on(`exit`, () => {
+  if (!settled && process.exitCode === ExitCode.Internal) {
+    try {
+      process.stderr.write(`usm-leak-detector: internal error: the run stopped before it finished (waiting on an event that can no longer come)\n`);
+    } catch {
+      // stderr gone too
+    }
+  }
 });
 
 const enableColors = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
 void runCli(process.argv.slice(2), {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env}, {enableColors})
   .then(code => {
+    settled = true;
     process.exitCode = code;
   });

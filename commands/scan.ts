@@ -35,7 +35,8 @@ export default class ScanCommand extends WithReportFormat(WithSystemSource(WithM
     description: `Seconds before candidate leaks are checked again (default 2; 0, negative or NaN disable it)`,
     validator: isSeconds({min: -Infinity, nan: true, expected: `a number of seconds (0, a negative number or NaN disable the recheck)`}),
   });
-  capture = Option.String(`--capture`, {description: `Also write every record seen to this NDJSON file`});
+  capture = Option.String(`--capture`, {description: `Also write every record seen to this NDJSON file (created mode 0600; an existing path is refused)`});
+  force = Option.Boolean(`--force`, false, {description: `Replace an existing --capture file`});
 
   protected async run(tool: ToolContext): Promise<number> {
     const dump = {...this.backendOptions(), ...this.selectionOptions()};
@@ -51,6 +52,7 @@ export default class ScanCommand extends WithReportFormat(WithSystemSource(WithM
       // The original disables the recheck for values <= 0 and NaN.
       recheckDelaySeconds: Number.isNaN(this.recheckDelay) ? 0 : this.recheckDelay,
       capture: this.capture,
+      force: this.force,
       samples,
       groupBy,
     });

@@ -35,7 +35,7 @@ export default class ValidateCommand extends WithProcRoot(BaseCommand) {
     const tool = this.withProcRoot(base);
     if (this.live === true && this.snapshotFiles.length > 0)
       throw new UsageFault(`--live and --snapshot both say where the snapshots come from: give one`);
-    const read = {onProblem: (message: string) => tool.log.warn(message), keepSourceLine: new Set([`entry`])};
+    const read = {onProblem: (message: string) => tool.log.warn(message), maxLineLength: tool.maxLineLength, keepSourceLine: new Set([`entry`])};
     const snapshots = this.snapshotFiles.length > 0 ? readInputs(this.snapshotFiles, this.context.stdin, read) : undefined;
     const input = readInputs(this.files, this.context.stdin, read);
     const live = this.live === undefined ? `auto` : this.live ? `always` : `never`;

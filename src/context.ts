@@ -4,7 +4,9 @@
 import {hostname, release, tmpdir} from 'node:os';
 import type {Writable} from 'node:stream';
 import {setTimeout as delay} from 'node:timers/promises';
-import {ExecaRunner, type CommandRunner} from './exec.ts';
+import {escapeControl} from './escape.ts';
+import {ProcessGroupRunner, type CommandRunner} from './exec.ts';
+import {DEFAULT_MAX_LINE_LENGTH} from './lines.ts';
 import {lazySyscalls, type SyscallAccess} from './sys/syscalls.ts';
 
 export interface Clock {
@@ -51,13 +53,26 @@ export function createLogger(stderr: Writable, options: LoggerOptions = {}): Log
   let progressShown = false;
   const clear = () => {
     if (progressShown) {
-      stderr.write(`\r\x1b[K`);
+      write(`\r\x1b[K`);
       progressShown = false;
     }
   };
+  // Messages quote process names and paths: control characters in them are escaped. Writing to
+  // stderr is best-effort: a reader of stderr that went away must not end the run.
+  const write = (text: string) => {
+    if (stderr.destroyed || stderr.writableEnded)
+      return;
+    try {
+      stderr.write(text);
+    } catch {
+      // a synchronous stderr (a file, a full disk) that cannot take it: messages are best-effort
+    }
+  };
+  if (stderr.listenerCount(`error`) === 0)
+    stderr.on(`error`, () => {});
   const line = (prefix: string, message: string) => {
     clear();
-    stderr.write(`${prefix}${message}\n`);
+    write(`${prefix}${escapeControl(message)}\n`);
   };
   return {
     warn: message => line(`usm-leak-detector: `, message),
@@ -66,7 +81,7 @@ export function createLogger(stderr: Writable, options: LoggerOptions = {}): Log
     progress: message => {
       if (!showProgress)
         return;
-      stderr.write(`\r\x1b[K${message}`);
+      write(`\r\x1b[K${escapeControl(message)}`);
       progressShown = true;
     },
     done: clear,
@@ -93,13 +108,15 @@ export interface ToolContext {
   uid: number;
   /** The system calls we make ourselves (bpf(), setns()), loaded on first use. */
   syscalls: SyscallAccess;
+  /** Longest input line (NDJSON record, dump element) accepted; longer ones are reported and skipped. */
+  maxLineLength: number;
 }
 
 export function defaultToolContext(stderr: Writable, overrides: Partial<ToolContext> = {}): ToolContext {
   const tmpDir = overrides.tmpDir ?? tmpdir();
   return {
     procRoot: `/proc`,
-    runner: new ExecaRunner(),
+    runner: new ProcessGroupRunner(),
     clock: systemClock,
     log: createLogger(stderr),
     host: {hostname: hostname(), kernel: release()},
@@ -107,6 +124,7 @@ export function defaultToolContext(stderr: Writable, overrides: Partial<ToolCont
     env: process.env,
     uid: typeof process.geteuid === `function` ? process.geteuid() : -1,
     syscalls: lazySyscalls(tmpDir),
+    maxLineLength: DEFAULT_MAX_LINE_LENGTH,
     ...overrides,
   };
 }

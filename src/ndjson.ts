@@ -1,11 +1,11 @@
 // NDJSON in and out, with a pipe tool's manners: records only on stdout, a bad line is a
 // message naming its source and line (the rest of the stream still flows), empty lines are
 // skipped, and a reader that goes away (`| head -1`) ends the run quietly.
-import {createReadStream} from 'node:fs';
 import {once} from 'node:events';
+import {open} from 'node:fs/promises';
 import type {Readable, Writable} from 'node:stream';
-import split2 from 'split2';
-import {EnvironmentFault} from './errors.ts';
+import {EnvironmentFault, ToolError} from './errors.ts';
+import {DEFAULT_MAX_LINE_LENGTH, MAX_NESTING, nestsTooDeep, splitLines} from './lines.ts';
 import {SCHEMA_VERSION, checkRecord, type AnyRecord} from './schema.ts';
 
 export interface ReadOptions {
@@ -13,6 +13,8 @@ export interface ReadOptions {
   onProblem: (message: string) => void;
   /** Record types whose line text is kept on the record under SOURCE_LINE (see there). */
   keepSourceLine?: ReadonlySet<string>;
+  /** Longest line accepted (default DEFAULT_MAX_LINE_LENGTH); longer ones are reported and skipped. */
+  maxLineLength?: number;
 }
 
 /**
@@ -26,43 +28,80 @@ export const SOURCE_LINE: unique symbol = Symbol(`sourceLine`);
 /** Parses one NDJSON stream. Never throws on bad input; throws only when the stream itself fails. */
 export async function* readRecords(input: Readable, source: string, options: ReadOptions): AsyncGenerator<AnyRecord> {
   let lineNo = 0;
-  const lines = input.pipe(split2());
-  input.once(`error`, err => lines.destroy(err));
-  for await (const line of lines as AsyncIterable<string>) {
-    lineNo += 1;
-    if (line.length === 0 || (line.length < 4 && line.trim() === ``))
-      continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (err) {
-      options.onProblem(`${source}:${lineNo}: not JSON (${(err as Error).message}): ${clip(line)}`);
-      continue;
-    }
-    if (value === null || typeof value !== `object` || Array.isArray(value)) {
-      options.onProblem(`${source}:${lineNo}: expected a JSON object with "type" and "v", got ${clip(line)}`);
-      continue;
-    }
-    // Every record of a known type is checked against the spec (src/schema.ts) before it is
-    // yielded, so stages narrow on `type` and trust the fields; foreign types pass unchecked.
-    const record = value as {type: unknown, v: unknown, [field: string]: unknown};
-    if (typeof record.type !== `string`) {
-      options.onProblem(`${source}:${lineNo}: record has no "type" field: ${clip(line)}`);
-      continue;
-    }
-    if (record.v !== SCHEMA_VERSION) {
-      options.onProblem(`${source}:${lineNo}: ${record.type} record has schema version ${JSON.stringify(record.v)}, this tool reads version ${SCHEMA_VERSION}`);
-      continue;
-    }
-    if (options.keepSourceLine?.has(record.type))
-      (record as {[SOURCE_LINE]?: string})[SOURCE_LINE] = line;
-    const problem = checkRecord(record);
-    if (problem !== null) {
-      options.onProblem(`${source}:${lineNo}: ${problem}`);
-      continue;
-    }
-    yield record as AnyRecord;
+  const maxLength = options.maxLineLength ?? DEFAULT_MAX_LINE_LENGTH;
+  let batches;
+  try {
+    batches = splitLines(input as AsyncIterable<Buffer | string>, maxLength);
+  } catch (err) {
+    throw readFailure(source, err);
   }
+  for (;;) {
+    let next;
+    try {
+      next = await batches.next();
+    } catch (err) {
+      throw readFailure(source, err);
+    }
+    if (next.done)
+      break;
+    for (const line of next.value) {
+      lineNo += 1;
+      if (typeof line === `number`) {
+        options.onProblem(`${source}:${lineNo}: line of ${line} characters is longer than the limit of ${maxLength} (--max-line-length); skipped`);
+        continue;
+      }
+      const record = parseLine(line, source, lineNo, options);
+      if (record !== null)
+        yield record;
+    }
+  }
+}
+
+function readFailure(source: string, err: unknown): Error {
+  if (err instanceof ToolError)
+    return err;
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return new EnvironmentFault(`cannot read ${source}: ${code === `EISDIR` ? `is a directory (expected an NDJSON file)` : code ?? (err as Error)?.message ?? String(err)}`);
+}
+
+/** One line to a record, or null (after telling onProblem why) when it is not a usable one. */
+function parseLine(line: string, source: string, lineNo: number, options: ReadOptions): AnyRecord | null {
+  if (line.length === 0 || (line.length < 4 && line.trim() === ``))
+    return null;
+  if (nestsTooDeep(line)) {
+    options.onProblem(`${source}:${lineNo}: nested deeper than ${MAX_NESTING} levels; skipped`);
+    return null;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (err) {
+    options.onProblem(`${source}:${lineNo}: not JSON (${(err as Error).message}): ${clip(line)}`);
+    return null;
+  }
+  if (value === null || typeof value !== `object` || Array.isArray(value)) {
+    options.onProblem(`${source}:${lineNo}: expected a JSON object with "type" and "v", got ${clip(line)}`);
+    return null;
+  }
+  // Every record of a known type is checked against the spec (src/schema.ts) before it is
+  // yielded, so stages narrow on `type` and trust the fields; foreign types pass unchecked.
+  const record = value as {type: unknown, v: unknown, [field: string]: unknown};
+  if (typeof record.type !== `string`) {
+    options.onProblem(`${source}:${lineNo}: record has no "type" field: ${clip(line)}`);
+    return null;
+  }
+  if (record.v !== SCHEMA_VERSION) {
+    options.onProblem(`${source}:${lineNo}: ${record.type} record has schema version ${JSON.stringify(record.v)}, this tool reads version ${SCHEMA_VERSION}`);
+    return null;
+  }
+  if (options.keepSourceLine?.has(record.type))
+    (record as {[SOURCE_LINE]?: string})[SOURCE_LINE] = line;
+  const problem = checkRecord(record);
+  if (problem !== null) {
+    options.onProblem(`${source}:${lineNo}: ${problem}`);
+    return null;
+  }
+  return record as AnyRecord;
 }
 
 /** Reads several inputs one after the other; `-` (or no input at all) is stdin. */
@@ -73,13 +112,23 @@ export async function* readInputs(paths: ReadonlyArray<string>, stdin: Readable,
       yield* readRecords(stdin, `stdin`, options);
       continue;
     }
-    const stream = createReadStream(path);
+    // Opened (blocking: a FIFO from `<(...)` is a fine input) and checked before reading, so a
+    // directory is a message, not a stream error.
+    let handle;
     try {
-      await once(stream, `open`);
+      handle = await open(path, `r`);
+      if ((await handle.stat()).isDirectory())
+        throw Object.assign(new Error(`is a directory`), {code: `EISDIR`});
     } catch (err) {
-      throw new EnvironmentFault(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      await handle?.close();
+      throw readFailure(path, err);
     }
-    yield* readRecords(stream, path, options);
+    const stream = handle.createReadStream();
+    try {
+      yield* readRecords(stream, path, options);
+    } finally {
+      stream.destroy();
+    }
   }
 }
 
@@ -95,41 +144,70 @@ export class OutputClosed extends Error {
   }
 }
 
+/** A write that failed for any reason but "the reader left": a full disk, EIO, ... (exit 3). */
+export class WriteFailed extends EnvironmentFault {
+  constructor(readonly target: string, override readonly cause: NodeJS.ErrnoException) {
+    super(`cannot write to ${target}: ${describeErrno(cause)}${cause.code === `ENOSPC` || cause.code === `EDQUOT` ? `; the output is incomplete` : ``}`);
+    this.name = `WriteFailed`;
+  }
+}
+
+function describeErrno(err: NodeJS.ErrnoException): string {
+  const text = (err.message ?? ``).replace(/,? (?:write|open|close)$/, ``);
+  return err.code && !text.startsWith(err.code) ? `${err.code} (${text})` : text || String(err.code);
+}
+
+export const STANDARD_OUTPUT = `standard output`;
+
+/**
+ * What a write error means. EPIPE on standard output is the reader leaving (`| head -1`): a
+ * normal end. Anything else, and any error on a file we write, is a failure that must be said.
+ */
+export function writeErrorOf(err: NodeJS.ErrnoException, target: string): Error {
+  if (err.code === `EPIPE` && target === STANDARD_OUTPUT)
+    return new OutputClosed();
+  return err instanceof WriteFailed ? err : new WriteFailed(target, err);
+}
+
 const FLUSH_AT = 64 * 1024;
 
 /**
  * Writes records as NDJSON lines. Lines are batched into ~64 KiB writes (one syscall per batch,
  * not per record) and backpressure is honoured, so memory stays flat behind a slow reader.
+ * Every write error surfaces: OutputClosed when the reader of stdout left, WriteFailed otherwise.
  */
 export class RecordWriter {
   private pending = ``;
-  private closed = false;
-  private readonly onError = (err: NodeJS.ErrnoException) => {
-    // EPIPE / ERR_STREAM_DESTROYED: the reader left; anything else is still "we cannot write".
-    this.closed = true;
-    this.error = err;
-  };
   private error: NodeJS.ErrnoException | null = null;
+  private readonly onError = (err: NodeJS.ErrnoException) => {
+    // The first error is the one that says what happened (a later ERR_STREAM_DESTROYED does not).
+    this.error ??= err;
+  };
 
   /**
    * `lineOf` serialises one record (without the newline); stages whose records have a faster
    * exact form than JSON.stringify pass it (validate's verdicts, see src/validate/serialize.ts).
+   * `target` names the destination in messages: STANDARD_OUTPUT, or a file's path.
    */
-  constructor(private readonly out: Writable, private readonly lineOf: (record: object) => string = JSON.stringify) {
+  constructor(private readonly out: Writable, private readonly lineOf: (record: object) => string = JSON.stringify, readonly target: string = STANDARD_OUTPUT) {
     out.on(`error`, this.onError);
   }
 
+  private failure(): Error {
+    return writeErrorOf(this.error ?? Object.assign(new Error(`the stream was closed`), {code: `ERR_STREAM_DESTROYED`}), this.target);
+  }
+
   get isClosed(): boolean {
-    return this.closed || this.out.destroyed || this.out.writableEnded;
+    return this.error !== null || this.out.destroyed || this.out.writableEnded;
   }
 
   /**
    * Queues one record. Returns a promise only when a batch goes out (await it: that is where
-   * backpressure and a closed reader show); otherwise undefined, so the hot loop makes no promise.
+   * backpressure and a failed write show); otherwise undefined, so the hot loop makes no promise.
    */
   write(record: object): Promise<void> | undefined {
-    if (this.closed)
-      throw new OutputClosed();
+    if (this.isClosed)
+      throw this.failure();
     this.pending += `${this.lineOf(record)}\n`;
     if (this.pending.length >= FLUSH_AT)
       return this.flush();
@@ -138,8 +216,8 @@ export class RecordWriter {
 
   /** Queues NDJSON text already serialized (one or more complete lines, each ending in a newline). */
   async writeText(lines: string): Promise<void> {
-    if (this.closed)
-      throw new OutputClosed();
+    if (this.isClosed)
+      throw this.failure();
     this.pending += lines;
     if (this.pending.length >= FLUSH_AT)
       await this.flush();
@@ -147,7 +225,7 @@ export class RecordWriter {
 
   async flush(): Promise<void> {
     if (this.isClosed)
-      throw new OutputClosed();
+      throw this.failure();
     if (this.pending.length === 0)
       return;
     const chunk = this.pending;
@@ -157,34 +235,66 @@ export class RecordWriter {
       const settled = new AbortController();
       try {
         await Promise.race([once(this.out, `drain`, {signal: settled.signal}), once(this.out, `close`, {signal: settled.signal})]);
-      } catch {
-        // `once` rejects on an `error` event: onError has recorded it.
-        this.closed = true;
+      } catch (err) {
+        // `once` rejects on an `error` event.
+        this.onError(err as NodeJS.ErrnoException);
       } finally {
         settled.abort();
       }
-      if (this.isClosed)
-        throw new OutputClosed();
     }
+    if (this.isClosed)
+      throw this.failure();
   }
 
-  /** Flushes what is left. Safe to call when the reader has gone (then it just returns). */
+  /**
+   * Flushes what is left and waits until every byte was taken by the destination (a file's last
+   * write can fail after write() returned). Returns quietly when the reader of stdout left (a
+   * normal end); throws WriteFailed when a write failed.
+   */
   async end(): Promise<void> {
     try {
-      await this.flush();
+      await this.settle();
     } catch (err) {
       if (!(err instanceof OutputClosed))
         throw err;
     } finally {
-      this.out.off(`error`, this.onError);
-      // Keep swallowing late EPIPEs from this stream: they are not errors for us.
-      this.out.on(`error`, () => {});
+      this.release();
     }
+  }
+
+  private async settle(): Promise<void> {
+    await this.flush();
+    if (!this.isClosed) {
+      await new Promise<void>(resolve => {
+        // An empty write's callback runs once every earlier write is done (or failed).
+        this.out.write(``, err => {
+          if (err)
+            this.onError(err as NodeJS.ErrnoException);
+          resolve();
+        });
+      });
+    }
+    if (this.error !== null)
+      throw this.failure();
+  }
+
+  /** Stops listening to the stream (late EPIPEs from it are then not errors for us). */
+  release(): void {
+    this.out.off(`error`, this.onError);
+    if (this.out.listenerCount(`error`) === 0)
+      this.out.on(`error`, () => {});
   }
 
   lastError(): NodeJS.ErrnoException | null {
     return this.error;
   }
+}
+
+/** Writes a whole text (a rendered report) and waits for it to be taken; errors as RecordWriter's. */
+export async function writeWhole(out: Writable, text: string, target = STANDARD_OUTPUT): Promise<void> {
+  const writer = new RecordWriter(out, JSON.stringify, target);
+  await writer.writeText(text);
+  await writer.end();
 }
 
 /** Drains an async iterable of records into a writer, flushing at the end. */

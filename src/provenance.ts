@@ -2,7 +2,8 @@
 // against this machine; one that came from a capture (`--from`), or from a stream that did, or
 // from another host, never is: its header says `replayed`, with the capture's host, kernel and
 // time, so every later stage (and the report's "data from") knows.
-import {readFile, stat} from 'node:fs/promises';
+import {stat} from 'node:fs/promises';
+import {readBoundedText} from './boundedRead.ts';
 import {basename, dirname, join} from 'node:path';
 import type {ToolContext} from './context.ts';
 import type {AnyRecord, HeaderRecord} from './schema.ts';
@@ -25,7 +26,7 @@ export const UNKNOWN_HOST = `unknown`;
 
 async function readValue(dir: string, name: string): Promise<string | null> {
   try {
-    const value = (await readFile(join(dir, name), `utf8`)).trim();
+    const value = (await readBoundedText(join(dir, name), `utf8`, 4096)).trim();
     return value.length > 0 ? value : null;
   } catch {
     return null;

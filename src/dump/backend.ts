@@ -2,7 +2,7 @@
 // bpftool or system-probe run as children (this file), else a downloaded bpftool.
 import {constants as fsConstants} from 'node:fs';
 import {access, readdir, stat} from 'node:fs/promises';
-import {delimiter, join} from 'node:path';
+import {dirname, join} from 'node:path';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
 import type {RunResult} from '../exec.ts';
@@ -12,6 +12,7 @@ import {parseBpftoolList, parseSystemProbeList} from './formats.ts';
 import {addHolders, kernelRefusal, kernelSource} from './kernel.ts';
 import {streamReader, type MapSource} from './source.ts';
 import type {Syscalls} from '../sys/syscalls.ts';
+import {findTrusted, requireTrusted} from '../trustedBinary.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Live sources
@@ -112,7 +113,7 @@ const BPFTOOL_FALLBACK_DIRS = [`/usr/sbin`, `/usr/local/sbin`, `/sbin`, `/usr/lo
 const LINUX_TOOLS_DIRS = [`/usr/lib/linux-tools`];
 
 /** Checks a user-given binary path: exists, is a regular file, is executable. */
-export async function checkExecutable(path: string, flag: string): Promise<void> {
+export async function checkExecutable(ctx: ToolContext, path: string, flag: string): Promise<void> {
   let info;
   try {
     info = await stat(path);
@@ -126,29 +127,7 @@ export async function checkExecutable(path: string, flag: string): Promise<void>
   } catch {
     throw new EnvironmentFault(`${flag} ${path}: not executable`);
   }
-}
-
-async function isExecutableFile(path: string): Promise<boolean> {
-  try {
-    const info = await stat(path);
-    if (!info.isFile())
-      return false;
-    await access(path, fsConstants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function onPath(ctx: ToolContext, name: string, extraDirs: ReadonlyArray<string> = []): Promise<Array<string>> {
-  const dirs = [...(ctx.env.PATH ?? ``).split(delimiter).filter(dir => dir.startsWith(`/`)), ...extraDirs];
-  const found: Array<string> = [];
-  for (const dir of dirs) {
-    const candidate = join(dir, name);
-    if (!found.includes(candidate) && await isExecutableFile(candidate))
-      found.push(candidate);
-  }
-  return found;
+  await requireTrusted(ctx, path, flag);
 }
 
 /** `bpftool version` exits 0. Ubuntu's wrapper exits non-zero without linux-tools for this kernel. */
@@ -162,17 +141,18 @@ async function bpftoolWorks(ctx: ToolContext, path: string): Promise<boolean> {
 }
 
 async function findBpftool(ctx: ToolContext): Promise<string | null> {
-  const candidates = await onPath(ctx, `bpftool`, BPFTOOL_FALLBACK_DIRS);
+  const linuxTools: Array<string> = [];
   for (const base of LINUX_TOOLS_DIRS) {
     try {
       for (const version of (await readdir(base)).sort().reverse())
-        candidates.push(join(base, version, `bpftool`));
+        linuxTools.push(join(base, version));
     } catch {
       // no linux-tools installed
     }
   }
+  const candidates = await findTrusted(ctx, `bpftool`, {last: [...BPFTOOL_FALLBACK_DIRS, ...linuxTools]});
   for (const candidate of candidates) {
-    if (await isExecutableFile(candidate) && await bpftoolWorks(ctx, candidate))
+    if (await bpftoolWorks(ctx, candidate))
       return candidate;
     ctx.log.debug(`bpftool candidate ${candidate} is not usable`);
   }
@@ -180,11 +160,8 @@ async function findBpftool(ctx: ToolContext): Promise<string | null> {
 }
 
 async function findSystemProbe(ctx: ToolContext): Promise<string | null> {
-  for (const candidate of SYSTEM_PROBE_LOCATIONS) {
-    if (await isExecutableFile(candidate))
-      return candidate;
-  }
-  return (await onPath(ctx, `system-probe`))[0] ?? null;
+  const [found] = await findTrusted(ctx, `system-probe`, {first: SYSTEM_PROBE_LOCATIONS.map(path => dirname(path))});
+  return found ?? null;
 }
 
 /** The syscall layer when bpf() may be called, else why it may not (no FFI, EPERM, seccomp). */
@@ -219,9 +196,9 @@ export async function selectSource(ctx: ToolContext, choice: BackendChoice): Pro
 async function chooseSource(ctx: ToolContext, choice: BackendChoice): Promise<MapSource> {
   const {timeoutMs} = choice;
   if (choice.bpftoolPath !== undefined)
-    await checkExecutable(choice.bpftoolPath, `--bpftool`);
+    await checkExecutable(ctx, choice.bpftoolPath, `--bpftool`);
   if (choice.systemProbePath !== undefined)
-    await checkExecutable(choice.systemProbePath, `--system-probe`);
+    await checkExecutable(ctx, choice.systemProbePath, `--system-probe`);
   const wanted = choice.backend
     ?? (choice.systemProbePath !== undefined && choice.bpftoolPath === undefined ? `system-probe` : undefined)
     ?? (choice.bpftoolPath !== undefined ? `bpftool` : undefined);

@@ -1,7 +1,8 @@
 // Which processes hold each map open, for every backend: /proc/PID/fd links that read
 // `anon_inode:bpf-map`, and the `map_id:` line of /proc/PID/fdinfo/FD (kernel 4.15+). Debian's
 // bpftool does not say (it is built without the pids iterator), the kernel does.
-import {readdirSync, readFileSync, readlinkSync} from 'node:fs';
+import {readdirSync, readlinkSync} from 'node:fs';
+import {readBoundedTextSync} from '../boundedRead.ts';
 import type {MapHolder} from './source.ts';
 import {numericNames, yieldToLoop} from '../snapshot/procfs.ts';
 
@@ -43,7 +44,7 @@ export async function mapHolders(procRoot: string, selfPid: number): Promise<Map
         continue;
       let info: string;
       try {
-        info = readFileSync(`${procRoot}/${pid}/fdinfo/${fd}`, `latin1`);
+        info = readBoundedTextSync(`${procRoot}/${pid}/fdinfo/${fd}`, `latin1`, 64 * 1024);
       } catch {
         continue;
       }
@@ -56,7 +57,7 @@ export async function mapHolders(procRoot: string, selfPid: number): Promise<Map
       seen.add(mapId);
       if (comm === null) {
         try {
-          comm = readFileSync(`${procRoot}/${pid}/comm`, `utf8`).replace(/\n$/, ``);
+          comm = readBoundedTextSync(`${procRoot}/${pid}/comm`, `utf8`, 4096).replace(/\n$/, ``);
         } catch {
           comm = ``;
         }

@@ -7,12 +7,12 @@
 //     dump-<ID>.json per map (`bpftool -j map dump id <ID>` or `system-probe ebpf map dump id <ID>`);
 //   - single files: a listing (recognised by content), or a dump named dump-<ID>.json (the name
 //     carries the map id, which a dump's content does not).
-import {createReadStream} from 'node:fs';
-import {open, readFile, readdir, stat} from 'node:fs/promises';
+import {readdir, stat} from 'node:fs/promises';
 import {basename, join} from 'node:path';
-import {Readable} from 'node:stream';
+import {PassThrough, Readable} from 'node:stream';
+import {UnreadableFile, openRegularStream, readBoundedText, readPrefix} from '../boundedRead.ts';
 import type {ToolContext} from '../context.ts';
-import {EnvironmentFault, UsageFault, errorMessage} from '../errors.ts';
+import {EnvironmentFault, ToolError, UsageFault, errorMessage} from '../errors.ts';
 import type {BackendName} from '../schema.ts';
 import {firstCaptureClock} from '../capture/monotonic.ts';
 import {parseLossless, toJsonText} from './json.ts';
@@ -77,10 +77,19 @@ function savedDump(files: OfflineFiles, mapId: number): DumpStream {
         return {stdout, done: Promise.resolve({exitCode: 0, stdout: ``, stderr: ``, timedOut: false}), kill: () => stdout.destroy()};
       }
       const path = dump;
-      const stdout = createReadStream(path);
+      // A PassThrough stands in until the checked file is open (a FIFO there must not block).
+      const stdout = new PassThrough();
       const done = new Promise<{exitCode: number | null, stdout: string, stderr: string, timedOut: boolean}>(resolve => {
-        stdout.once(`close`, () => resolve({exitCode: 0, stdout: ``, stderr: ``, timedOut: false}));
-        stdout.once(`error`, err => resolve({exitCode: 1, stdout: ``, stderr: `${path}: ${errorMessage(err)}`, timedOut: false}));
+        const fail = (err: unknown) => {
+          stdout.end();
+          resolve({exitCode: 1, stdout: ``, stderr: `${path}: ${err instanceof UnreadableFile ? err.reason : errorMessage(err)}`, timedOut: false});
+        };
+        openRegularStream(path).then(file => {
+          file.once(`error`, fail);
+          file.once(`end`, () => resolve({exitCode: 0, stdout: ``, stderr: ``, timedOut: false}));
+          stdout.once(`close`, () => file.destroy());
+          file.pipe(stdout);
+        }, fail);
       });
       return {stdout, done, kill: () => stdout.destroy()};
 }
@@ -104,7 +113,7 @@ async function addInput(ctx: ToolContext, files: OfflineFiles, input: string): P
     // a maps directory itself
   }
   try {
-    const backend = (await readFile(join(input, `meta`, `backend`), `utf8`)).trim();
+    const backend = (await readBoundedText(join(input, `meta`, `backend`), `utf8`, 4096)).trim();
     if (backend === `bpftool` || backend === `system-probe`)
       files.backend = backend;
   } catch {
@@ -122,6 +131,18 @@ async function addInput(ctx: ToolContext, files: OfflineFiles, input: string): P
 
 /** Classifies one file by name, then by content. In a directory, files of no known kind are skipped. */
 async function addFile(ctx: ToolContext, files: OfflineFiles, path: string, inDirectory: boolean): Promise<void> {
+  try {
+    await classifyFile(ctx, files, path, inDirectory);
+  } catch (err) {
+    if (err instanceof UnreadableFile)
+      throw new EnvironmentFault(`--from ${path}: ${err.reason}`);
+    if (!(err instanceof ToolError) && typeof (err as NodeJS.ErrnoException)?.code === `string`)
+      throw new EnvironmentFault(`--from ${path}: cannot read: ${(err as NodeJS.ErrnoException).code}`);
+    throw err;
+  }
+}
+
+async function classifyFile(ctx: ToolContext, files: OfflineFiles, path: string, inDirectory: boolean): Promise<void> {
   const dumpName = DUMP_NAME.exec(basename(path));
   if (dumpName) {
     files.dumps.set(Number(dumpName[1]), path);
@@ -130,7 +151,7 @@ async function addFile(ctx: ToolContext, files: OfflineFiles, path: string, inDi
   const head = await readHead(path);
   const trimmed = head.trimStart();
   if (basename(path) === `list.txt` || /^\d+: \S+\s+name /.test(trimmed)) {
-    const maps = parseSystemProbeList(await readFile(path, `utf8`), path);
+    const maps = parseSystemProbeList(await readBoundedText(path), path);
     files.lists.push({path, maps, backend: `system-probe`});
     return;
   }
@@ -139,7 +160,7 @@ async function addFile(ctx: ToolContext, files: OfflineFiles, path: string, inDi
       await addMultiMapDump(files, path);
       return;
     }
-    const maps = parseBpftoolList(await readFile(path, `utf8`), path);
+    const maps = parseBpftoolList(await readBoundedText(path), path);
     files.lists.push({path, maps, backend: `bpftool`});
     return;
   }
@@ -156,14 +177,7 @@ async function addFile(ctx: ToolContext, files: OfflineFiles, path: string, inDi
 }
 
 async function readHead(path: string): Promise<string> {
-  const handle = await open(path, `r`);
-  try {
-    const buffer = Buffer.alloc(4096);
-    const {bytesRead} = await handle.read(buffer, 0, buffer.length, 0);
-    return buffer.toString(`utf8`, 0, bytesRead);
-  } finally {
-    await handle.close();
-  }
+  return (await readPrefix(path, 4096)).toString(`utf8`);
 }
 
 /**
@@ -197,7 +211,7 @@ async function addStdin(files: OfflineFiles, stdin: Readable): Promise<void> {
  * The only dump format that names its map id in its content. Read whole (offline files only).
  */
 async function addMultiMapDump(files: OfflineFiles, path: string): Promise<void> {
-  addMultiMapText(files, path, await readFile(path, `utf8`));
+  addMultiMapText(files, path, await readBoundedText(path));
 }
 
 function addMultiMapText(files: OfflineFiles, path: string, text: string): void {

@@ -8,7 +8,9 @@ import {buildReport, type ReportModel} from './model.ts';
 import {ANSI_STYLE, NO_STYLE} from './style.ts';
 import {renderText} from './text.ts';
 import {UsageFault} from '../errors.ts';
-import {OutputClosed} from '../ndjson.ts';
+import {escapeStrings} from '../escape.ts';
+import type {Writable} from 'node:stream';
+import {writeWhole} from '../ndjson.ts';
 
 export const REPORT_FORMATS = [`text`, `json`, `ndjson`, `markdown`] as const;
 export type ReportFormat = (typeof REPORT_FORMATS)[number];
@@ -43,8 +45,9 @@ export function render(model: ReportModel, options: ReportRunOptions): string {
   switch (options.format) {
     case `json`: return `${JSON.stringify(model, null, 2)}\n`;
     case `ndjson`: return ndjsonLines(model, options.header);
-    case `markdown`: return renderMarkdown(model);
-    default: return renderText(model, {style: options.colour ? ANSI_STYLE : NO_STYLE, verbose: options.verbose});
+    // The human formats get every string from the input with its control characters escaped.
+    case `markdown`: return renderMarkdown(escapeStrings(model));
+    default: return renderText(escapeStrings(model), {style: options.colour ? ANSI_STYLE : NO_STYLE, verbose: options.verbose});
   }
 }
 
@@ -87,17 +90,9 @@ export function wantColour(stdoutIsTTY: boolean, env: NodeJS.ProcessEnv): boolea
   return stdoutIsTTY && (env.NO_COLOR === undefined || env.NO_COLOR === ``);
 }
 
-/** Writes the rendered report; a reader that left (`| head`) is a normal end. */
+/** Writes the rendered report; a reader that left (`| head`) is a normal end, any other error exit 3. */
 export async function writeText(stream: NodeJS.WritableStream, text: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    stream.write(text, err => {
-      const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
-      if (!err)
-        resolve();
-      else
-        reject(code === `EPIPE` || code === `ERR_STREAM_DESTROYED` ? new OutputClosed() : err);
-    });
-  });
+  await writeWhole(stream as Writable, text);
 }
 
 export {DEFAULT_GROUPS, GROUP_FIELDS, type GroupField};

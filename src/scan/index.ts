@@ -16,14 +16,15 @@
 // coming out of validate/recheck (verdicts, recheck outcomes, summaries). The report is built
 // from exactly those records, so `report < FILE` prints the same report anywhere.
 import {selectionNeedsSocketFds} from '../catalogue.ts';
-import {createWriteStream, type WriteStream} from 'node:fs';
-import {once} from 'node:events';
+import type {WriteStream} from 'node:fs';
+import {finished} from 'node:stream/promises';
 import type {ToolContext} from '../context.ts';
 import {dumpMaps, type DumpOptions} from '../dump/index.ts';
 import {EnvironmentFault} from '../errors.ts';
 import {makeHeader} from '../header.ts';
 import {captureOrigin, type Origin} from '../provenance.ts';
-import {RecordWriter} from '../ndjson.ts';
+import {RecordWriter, writeErrorOf} from '../ndjson.ts';
+import {createPrivateFile} from '../outputFile.ts';
 import {ReportAggregator, type GroupField} from '../report/aggregate.ts';
 import {buildReport, type ReportModel} from '../report/model.ts';
 import type {AnyRecord} from '../schema.ts';
@@ -38,8 +39,9 @@ export interface ScanOptions {
   from?: string;
   /** Seconds before recheck looks again; 0 (or less) skips the recheck. */
   recheckDelaySeconds: number;
-  /** File to write every record to. */
+  /** File to write every record to (created 0600, never over an existing path unless `force`). */
   capture?: string;
+  force?: boolean;
   samples: number;
   groupBy: ReadonlyArray<GroupField>;
 }
@@ -60,7 +62,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   if (ctx.uid !== 0 && options.from === undefined)
     throw new EnvironmentFault(NOT_ROOT);
   const aggregator = new ReportAggregator({samples: options.samples, groupBy: options.groupBy});
-  const capture = options.capture !== undefined ? await openCapture(options.capture) : null;
+  const capture = options.capture !== undefined ? await openCapture(options.capture, options.force ?? false) : null;
   let records = 0;
   const writer = capture?.writer ?? null;
   /** Counts a record into the report and the capture; a promise only when a write must wait. */
@@ -71,6 +73,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   };
   // A capture is stamped with its own host, kernel and time (meta/), and marked replayed.
   const origin = options.from !== undefined ? await captureOrigin(options.from) : null;
+  let finishedScan = false;
   try {
     const header = makeHeader(`scan`, ctx, origin);
     await keep(header);
@@ -98,11 +101,14 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
           await pending;
       }
     }
+    finishedScan = true;
   } finally {
     ctx.log.done();
-    if (capture)
-      await capture.close();
+    if (capture !== null && !finishedScan)
+      capture.abandon();
   }
+  if (capture !== null)
+    await capture.close();
   return {model: buildReport(aggregator), records, origin};
 }
 
@@ -176,26 +182,36 @@ function withCountdown(ctx: ToolContext): ToolContext {
 
 interface Capture {
   writer: RecordWriter;
+  /** Flushes and closes; throws WriteFailed (exit 3, naming the file) when any write failed. */
   close(): Promise<void>;
+  /** Stops writing (the scan failed for another reason, which is the one reported). */
+  abandon(): void;
 }
 
-async function openCapture(path: string): Promise<Capture> {
-  const stream: WriteStream = createWriteStream(path);
-  try {
-    await once(stream, `open`);
-  } catch (err) {
-    throw new EnvironmentFault(`--capture ${path}: cannot write: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  const writer = new RecordWriter(stream);
+async function openCapture(path: string, force: boolean): Promise<Capture> {
+  const stream: WriteStream = await createPrivateFile(path, {force, what: `--capture ${path}`});
+  const writer = new RecordWriter(stream, JSON.stringify, path);
   return {
     writer,
     async close() {
-      await writer.end();
+      try {
+        await writer.end();
+      } catch (err) {
+        stream.destroy();
+        throw err;
+      }
       stream.end();
-      await once(stream, `close`);
-      const error = writer.lastError();
-      if (error)
-        throw new EnvironmentFault(`--capture ${path}: write failed: ${error.code ?? error.message}`);
+      // finished() settles even when the stream already closed (an error destroys it at once):
+      // waiting for a `close` event that already fired would wait forever.
+      try {
+        await finished(stream);
+      } catch (err) {
+        throw writeErrorOf(err as NodeJS.ErrnoException, path);
+      }
+    },
+    abandon() {
+      writer.release();
+      stream.destroy();
     },
   };
 }

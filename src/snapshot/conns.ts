@@ -8,10 +8,11 @@
 // no readable process is entered through its bind mount: setns() in a worker thread
 // (src/sys/netns.ts), or `nsenter --net=PATH` when the FFI is not available. With `--from CAPTURE`, the capture's
 // proc/ tree stands in for /proc and netns/<INODE>/ for the nsenter reads.
-import {constants as fsConstants, readlinkSync} from 'node:fs';
-import {access, readdir, readFile, stat} from 'node:fs/promises';
-import {delimiter, join} from 'node:path';
+import {readlinkSync} from 'node:fs';
+import {readdir, stat} from 'node:fs/promises';
+import {readBoundedText} from '../boundedRead.ts';
 import {snapshotMonotonicNs} from '../capture/monotonic.ts';
+import {findTrusted, trustedCommand} from '../trustedBinary.ts';
 import type {ToolContext} from '../context.ts';
 import {captureOrigin} from '../provenance.ts';
 import {errorMessage} from '../errors.ts';
@@ -158,7 +159,7 @@ async function addMountedNamespaces(ctx: ToolContext, procRoot: string, pids: Re
   for (const source of [`${procRoot}/1/mountinfo`, `${procRoot}/self/mountinfo`]) {
     let text: string;
     try {
-      text = await readFile(source, `utf8`);
+      text = await readBoundedText(source, `utf8`);
     } catch (err) {
       ctx.log.debug(`cannot read ${source}: ${errnoOf(err)}`);
       continue;
@@ -251,7 +252,7 @@ async function addCaptureNamespaces(ctx: ToolContext, dir: string, namespaceOf: 
     const ns = namespaceOf(inode);
     ns.captureDir = `${dir}/${inode}`;
     try {
-      const paths = (await readFile(`${ns.captureDir}/paths`, `utf8`)).split(`\n`).map(line => line.trim()).filter(line => line.length > 0);
+      const paths = (await readBoundedText(`${ns.captureDir}/paths`, `utf8`)).split(`\n`).map(line => line.trim()).filter(line => line.length > 0);
       for (const path of paths) {
         if (!ns.paths.includes(path))
           ns.paths.push(path);
@@ -425,7 +426,7 @@ async function readThroughPid(procRoot: string, pid: number, netnsInode: number 
   let missing = 0;
   await Promise.all(TABLES.map(async (table, i) => {
     try {
-      texts[i] = await readFile(`${dir}/${table.name}`, `latin1`);
+      texts[i] = await readBoundedText(`${dir}/${table.name}`, `latin1`);
     } catch (err) {
       if (isVanished(err))
         missing++;
@@ -453,7 +454,7 @@ async function readCaptureDir(ns: Namespace): Promise<TableRead> {
   const failures: Array<string> = [];
   await Promise.all(TABLES.map(async (table, i) => {
     try {
-      texts[i] = await readFile(`${dir}/${table.name}`, `latin1`);
+      texts[i] = await readBoundedText(`${dir}/${table.name}`, `latin1`);
     } catch (err) {
       failures[i] = `cannot read ${dir}/${table.name}: ${errnoOf(err)}`;
     }
@@ -488,24 +489,14 @@ async function readEntering(ctx: ToolContext, path: string, netnsInode: number):
 const NSENTER_DIRS = [`/usr/bin`, `/bin`, `/usr/sbin`, `/sbin`];
 
 async function findNsenter(ctx: ToolContext): Promise<string | null> {
-  const dirs = [...(ctx.env.PATH ?? ``).split(delimiter).filter(dir => dir.startsWith(`/`)), ...NSENTER_DIRS];
-  for (const dir of dirs) {
-    const candidate = join(dir, `nsenter`);
-    try {
-      if ((await stat(candidate)).isFile()) {
-        await access(candidate, fsConstants.X_OK);
-        return candidate;
-      }
-    } catch {
-      // not here
-    }
-  }
-  return null;
+  const [found] = await findTrusted(ctx, `nsenter`, {last: NSENTER_DIRS});
+  return found ?? null;
 }
 
 const MARK = `\n@@usmld`;
 // One child for all four tables; a marker line before each, a failure marker when cat fails.
-const NSENTER_SCRIPT = `for t in ${TABLES.map(table => table.name).join(` `)}; do printf '${MARK.replace(`\n`, `\\n`)} %s\\n' "$t"; cat "/proc/self/net/$t" 2>/dev/null || printf '${MARK.replace(`\n`, `\\n`)}-failed %s\\n' "$t"; done`;
+// `$0` is the trusted cat's path (no PATH lookup inside the namespace's shell).
+const NSENTER_SCRIPT = `for t in ${TABLES.map(table => table.name).join(` `)}; do printf '${MARK.replace(`\n`, `\\n`)} %s\\n' "$t"; "$0" "/proc/self/net/$t" 2>/dev/null || printf '${MARK.replace(`\n`, `\\n`)}-failed %s\\n' "$t"; done`;
 
 /** The four tables of a namespace no process is in: `nsenter --net=PATH`, then cat /proc/self/net/*. */
 async function readThroughNsenter(ctx: ToolContext, path: string): Promise<TableRead> {
@@ -517,7 +508,8 @@ async function readThroughNsenter(ctx: ToolContext, path: string): Promise<Table
     return {via, fileOf, texts, failures: [`cannot enter ${path}: no FFI for setns() and no nsenter (looked on PATH and in ${NSENTER_DIRS.join(`, `)})`]};
   let stdout: string;
   try {
-    const result = await ctx.runner.run(nsenter, [`--net=${path}`, `sh`, `-c`, NSENTER_SCRIPT], {timeoutMs: NSENTER_TIMEOUT_MS});
+    const [sh, cat] = [await trustedCommand(ctx, `sh`), await trustedCommand(ctx, `cat`)];
+    const result = await ctx.runner.run(nsenter, [`--net=${path}`, sh, `-c`, NSENTER_SCRIPT, cat], {timeoutMs: NSENTER_TIMEOUT_MS});
     stdout = result.stdout;
     if (!stdout.includes(MARK)) {
       const why = result.timedOut ? `timed out` : (result.stderr.trim().split(`\n`)[0] || `exit code ${result.exitCode}`);

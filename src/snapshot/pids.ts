@@ -1,7 +1,8 @@
 // snapshot-pids: one record per process with its threads, state, start time, command name and
 // network namespace. validate uses it to judge pid_tgid keys by thread, to notice zombies, and
 // (through the start time) to notice a pid reused by a newer process.
-import {readdirSync, readFileSync, readlinkSync} from 'node:fs';
+import {readdirSync, readlinkSync} from 'node:fs';
+import {readBoundedTextSync} from '../boundedRead.ts';
 import {snapshotMonotonicNs} from '../capture/monotonic.ts';
 import type {ToolContext} from '../context.ts';
 import {captureOrigin} from '../provenance.ts';
@@ -17,6 +18,8 @@ export interface SnapshotPidsOptions {
 
 /** Processes read between two turns of the event loop. */
 const BATCH = 256;
+/** A stat line is under 1 KiB (comm is at most 64 bytes); anything bigger is not one. */
+const STAT_MAX_BYTES = 64 * 1024;
 
 export interface ParsedStat {
   pid: number;
@@ -55,7 +58,7 @@ function readProcess(procRoot: string, pid: number, socketFds: boolean): Process
   let statText: string;
   let taskNames: Array<string>;
   try {
-    statText = readFileSync(`${dir}/stat`, `utf8`);
+    statText = readBoundedTextSync(`${dir}/stat`, `utf8`, STAT_MAX_BYTES);
     taskNames = readdirSync(`${dir}/task`);
   } catch (err) {
     // Gone while being read: it simply is not in the snapshot.
@@ -101,7 +104,7 @@ export function readSocketFds(dir: string): Array<[number, number]> | undefined 
   } catch {
     let listing = ``;
     try {
-      listing = readFileSync(`${dir}/fd.ls`, `utf8`);
+      listing = readBoundedTextSync(`${dir}/fd.ls`, `utf8`);
     } catch {
       return undefined;
     }

@@ -2,6 +2,7 @@
 // root as a parameter: `/proc`, `/host/proc`, a capture's `proc/`, or a fixture tree.
 import {readlinkSync} from 'node:fs';
 import {readdir, readlink} from 'node:fs/promises';
+import {UnreadableFile} from '../boundedRead.ts';
 import {EnvironmentFault} from '../errors.ts';
 
 /** errno codes that mean "this process (or thread) is gone": not an error, it is just absent. */
@@ -11,6 +12,8 @@ export function isVanished(err: unknown): boolean {
 }
 
 export function errnoOf(err: unknown): string {
+  if (err instanceof UnreadableFile)
+    return err.reason;
   return (err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message ?? String(err);
 }
 

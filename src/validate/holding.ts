@@ -3,17 +3,18 @@
 // candidates until the second look. The first HOLD_IN_MEMORY wait in memory; past that they go
 // to a temporary NDJSON file and are read back in order, so a million waiting records cost disk,
 // not RAM.
-import {createReadStream, createWriteStream, mkdtempSync, rmSync, type WriteStream} from 'node:fs';
-import {once} from 'node:events';
+import {createReadStream, type WriteStream} from 'node:fs';
+import {finished} from 'node:stream/promises';
 import {join} from 'node:path';
 import type {ToolContext} from '../context.ts';
-import {RecordWriter, SOURCE_LINE, readRecords} from '../ndjson.ts';
+import {RecordWriter, SOURCE_LINE, readRecords, writeErrorOf} from '../ndjson.ts';
+import {createTempFile, makeTempDir, type TempDir} from '../outputFile.ts';
 
 export const HOLD_IN_MEMORY = 20_000;
 
 export class RecordHolding<T extends {type: string}> {
   private readonly memory: Array<T> = [];
-  private spill: {dir: string, path: string, stream: WriteStream, writer: RecordWriter} | null = null;
+  private spill: {dir: TempDir, path: string, stream: WriteStream, writer: RecordWriter} | null = null;
   private spilled = 0;
 
   /** `what` names the records in messages ("entries before the snapshots"). */
@@ -34,12 +35,18 @@ export class RecordHolding<T extends {type: string}> {
 
   private async toDisk(entry: T): Promise<void> {
     if (this.spill === null) {
-      const dir = mkdtempSync(join(this.ctx.tmpDir, `usmld-validate-`));
-      const path = join(dir, `held.ndjson`);
-      const stream = createWriteStream(path, {mode: 0o600});
+      const dir = makeTempDir(this.ctx, `usmld-validate-`);
+      const path = join(dir.path, `held.ndjson`);
+      let stream: WriteStream;
+      try {
+        stream = createTempFile(path);
+      } catch (err) {
+        dir.remove();
+        throw err;
+      }
       // An entry goes out as the line it was read from (entries are never modified); anything
       // else is stringified, since a derived record may carry its source's line.
-      const writer = new RecordWriter(stream, record => ((record as T).type === `entry` ? (record as {[SOURCE_LINE]?: string})[SOURCE_LINE] : undefined) ?? JSON.stringify(record));
+      const writer = new RecordWriter(stream, record => ((record as T).type === `entry` ? (record as {[SOURCE_LINE]?: string})[SOURCE_LINE] : undefined) ?? JSON.stringify(record), path);
       this.spill = {dir, path, stream, writer};
       this.ctx.log.info(`holding more than ${this.limit} ${this.what} in ${path}`);
       const earlier = this.memory.splice(0);
@@ -63,16 +70,22 @@ export class RecordHolding<T extends {type: string}> {
     try {
       await writer.end();
       stream.end();
-      await once(stream, `close`);
+      // finished() also settles for a stream that already closed (an error destroys it at once).
+      try {
+        await finished(stream);
+      } catch (err) {
+        throw writeErrorOf(err as NodeJS.ErrnoException, path);
+      }
       const problems: Array<string> = [];
       const input = createReadStream(path);
-      for await (const record of readRecords(input, path, {onProblem: p => problems.push(p), keepSourceLine: new Set([`entry`])}))
+      for await (const record of readRecords(input, path, {onProblem: p => problems.push(p), keepSourceLine: new Set([`entry`]), maxLineLength: this.ctx.maxLineLength}))
         yield record as unknown as T;
       if (problems.length > 0)
         throw new Error(`the held ${this.what} did not read back: ${problems[0]}`);
     } finally {
       this.spilled = 0;
-      rmSync(dir, {recursive: true, force: true});
+      stream.destroy();
+      dir.remove();
     }
   }
 
@@ -80,7 +93,7 @@ export class RecordHolding<T extends {type: string}> {
   discard(): void {
     if (this.spill !== null) {
       this.spill.stream.destroy();
-      rmSync(this.spill.dir, {recursive: true, force: true});
+      this.spill.dir.remove();
       this.spill = null;
     }
     this.memory.length = 0;

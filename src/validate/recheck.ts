@@ -144,7 +144,7 @@ export async function* laterLook(ctx: ToolContext, mapIds: ReadonlyArray<number>
     yield* dumpMaps(ctx, {from: [dir.dir], mapIds}) as AsyncIterable<AnyRecord>;
     return;
   }
-  yield* readInputs([later], stdin, {onProblem: message => ctx.log.warn(message)});
+  yield* readInputs([later], stdin, {onProblem: message => ctx.log.warn(message), maxLineLength: ctx.maxLineLength});
 }
 
 /** What the second look found: the fresh index, and which candidate keys are still in their maps. */

@@ -1,0 +1,156 @@
+// The one way the tool reads a small file it did not write: /proc files and the files of a
+// capture directory. A FIFO or a device (/dev/zero) planted where `stat`, `net/tcp` or `mountinfo`
+// should be would block or never end: the file is opened non-blocking, must be a regular file,
+// and is read up to a size bound. The last path component is opened with O_NOFOLLOW, so a
+// capture whose `proc/1/stat` is a symlink to /etc/passwd is refused instead of printed (procfs
+// itself has no symlinks at those names).
+import {closeSync, constants, fstatSync, openSync, readSync, type ReadStream} from 'node:fs';
+import {open} from 'node:fs/promises';
+
+/** Default bound: far above any real proc file (a net/tcp of 1M sockets is ~150 MB). */
+export const DEFAULT_MAX_READ_BYTES = 512 * 1024 * 1024;
+
+const FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW;
+const CHUNK = 64 * 1024;
+
+/** A file that is not what a reader may read: not regular, a symlink, or larger than the bound. */
+export class UnreadableFile extends Error {
+  constructor(readonly path: string, readonly code: string, readonly reason: string) {
+    super(`${path}: ${reason}`);
+    this.name = `UnreadableFile`;
+  }
+}
+
+function describeKind(mode: number): string {
+  switch (mode & constants.S_IFMT) {
+    case constants.S_IFIFO: return `a FIFO`;
+    case constants.S_IFCHR: return `a character device`;
+    case constants.S_IFBLK: return `a block device`;
+    case constants.S_IFSOCK: return `a socket`;
+    case constants.S_IFDIR: return `a directory`;
+    default: return `not a regular file`;
+  }
+}
+
+function symlinkRefusal(path: string, err: unknown): never {
+  // O_NOFOLLOW on a symlink fails with ELOOP.
+  if ((err as NodeJS.ErrnoException)?.code === `ELOOP`)
+    throw new UnreadableFile(path, `ELOOP`, `is a symbolic link (not followed)`);
+  throw err;
+}
+
+function tooLarge(path: string, maxBytes: number): UnreadableFile {
+  return new UnreadableFile(path, `EFBIG`, `larger than ${maxBytes} bytes`);
+}
+
+/**
+ * Reads a regular file whole, up to `maxBytes`. Throws the open's errno error (ENOENT, EACCES,
+ * ... with `code`, as fs does) or UnreadableFile (code ELOOP, EFTYPE or EFBIG) for what it refuses.
+ */
+export function readBoundedSync(path: string, maxBytes = DEFAULT_MAX_READ_BYTES): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(path, FLAGS);
+  } catch (err) {
+    symlinkRefusal(path, err);
+  }
+  try {
+    const info = fstatSync(fd);
+    if (!info.isFile())
+      throw new UnreadableFile(path, `EFTYPE`, `is ${describeKind(info.mode)}, not a regular file`);
+    const chunks: Array<Buffer> = [];
+    let total = 0;
+    for (;;) {
+      const buffer = Buffer.allocUnsafe(Math.min(CHUNK, maxBytes - total + 1));
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0)
+        break;
+      total += n;
+      if (total > maxBytes)
+        throw tooLarge(path, maxBytes);
+      chunks.push(n === buffer.length ? buffer : buffer.subarray(0, n));
+    }
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A read stream over a regular file (same refusals as readBoundedSync, no size bound: for the
+ * large dumps of a capture, which the stream's consumer bounds itself).
+ */
+export async function openRegularStream(path: string): Promise<ReadStream> {
+  let handle;
+  try {
+    handle = await open(path, FLAGS);
+  } catch (err) {
+    symlinkRefusal(path, err);
+  }
+  const info = await handle.stat();
+  if (!info.isFile()) {
+    await handle.close();
+    throw new UnreadableFile(path, `EFTYPE`, `is ${describeKind(info.mode)}, not a regular file`);
+  }
+  return handle.createReadStream();
+}
+
+/** At most the first `bytes` bytes of a regular file (same refusals, no error when it is longer). */
+export async function readPrefix(path: string, bytes: number): Promise<Buffer> {
+  let handle;
+  try {
+    handle = await open(path, FLAGS);
+  } catch (err) {
+    symlinkRefusal(path, err);
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile())
+      throw new UnreadableFile(path, `EFTYPE`, `is ${describeKind(info.mode)}, not a regular file`);
+    const buffer = Buffer.alloc(bytes);
+    const {bytesRead} = await handle.read(buffer, 0, bytes, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** readBoundedSync, through the thread pool. */
+export async function readBounded(path: string, maxBytes = DEFAULT_MAX_READ_BYTES): Promise<Buffer> {
+  let handle;
+  try {
+    handle = await open(path, FLAGS);
+  } catch (err) {
+    symlinkRefusal(path, err);
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile())
+      throw new UnreadableFile(path, `EFTYPE`, `is ${describeKind(info.mode)}, not a regular file`);
+    const chunks: Array<Buffer> = [];
+    let total = 0;
+    for (;;) {
+      // procfs reports size 0: read until EOF, never trusting st_size.
+      const buffer = Buffer.allocUnsafe(Math.min(Math.max(CHUNK, Math.min(info.size + 1, 16 * CHUNK)), maxBytes - total + 1));
+      const {bytesRead} = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0)
+        break;
+      total += bytesRead;
+      if (total > maxBytes)
+        throw tooLarge(path, maxBytes);
+      chunks.push(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead));
+    }
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** readBounded as text (`utf8`, or `latin1` for the ASCII proc tables). */
+export async function readBoundedText(path: string, encoding: BufferEncoding = `utf8`, maxBytes?: number): Promise<string> {
+  return (await readBounded(path, maxBytes)).toString(encoding);
+}
+
+export function readBoundedTextSync(path: string, encoding: BufferEncoding = `utf8`, maxBytes?: number): string {
+  return readBoundedSync(path, maxBytes).toString(encoding);
+}

@@ -1,0 +1,218 @@
+// Hostile input (issue 16): FIFOs, devices and symlinks where /proc or a capture has files,
+// lines too long to split with split2, records nested deep enough to overflow the stack,
+// control characters in process names, and binaries an unprivileged user planted on root's PATH.
+import {spawn, spawnSync, type ChildProcess} from 'node:child_process';
+import {chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {Readable} from 'node:stream';
+import {test} from 'uvu';
+import * as assert from 'uvu/assert';
+import {defaultToolContext} from '../src/context.ts';
+import {createLogger} from '../src/context.ts';
+import {splitLines} from '../src/lines.ts';
+import {trustedCommand} from '../src/trustedBinary.ts';
+import {parseLines, runCommand} from './helpers/cli.ts';
+import {ndjson, pidKey, processRecord, verdict, mapRecord} from './helpers/records.ts';
+import {requirePrivileges} from './helpers/privileges.ts';
+
+const scratch = mkdtempSync(join(tmpdir(), `usmld-hardening-`));
+const children = new Set<ChildProcess>();
+
+test.after(() => {
+  for (const child of children)
+    child.kill(`SIGKILL`);
+  rmSync(scratch, {recursive: true, force: true});
+});
+
+/** Fails (instead of hanging the suite) when a run does not finish. */
+async function finishes<T>(what: string, run: Promise<T>, ms = 30_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish (hung)`)), ms);
+  });
+  try {
+    return await Promise.race([run, hang]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const STAT = (pid: number, comm: string) => `${pid} (${comm}) S 1 ${pid} ${pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 ${100 + pid} 0 0\n`;
+
+/** A proc tree: pid 1 fine, pid 2's stat a FIFO, pid 3's stat a device link, pid 1's net/tcp and mountinfo FIFOs. */
+function hostileProcTree(name: string): string {
+  const root = join(scratch, name);
+  for (const pid of [1, 2, 3]) {
+    mkdirSync(join(root, String(pid), `task`, String(pid)), {recursive: true});
+    mkdirSync(join(root, String(pid), `ns`), {recursive: true});
+    mkdirSync(join(root, String(pid), `net`), {recursive: true});
+    symlinkSync(`net:[4026531840]`, join(root, String(pid), `ns`, `net`));
+  }
+  writeFileSync(join(root, `1`, `stat`), STAT(1, `init`));
+  mkfifo(join(root, `2`, `stat`));
+  symlinkSync(`/dev/zero`, join(root, `3`, `stat`));
+  mkfifo(join(root, `1`, `net`, `tcp`));
+  mkfifo(join(root, `1`, `mountinfo`));
+  for (const table of [`tcp6`, `udp`, `udp6`])
+    writeFileSync(join(root, `1`, `net`, table), `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n`);
+  return root;
+}
+
+function mkfifo(path: string): void {
+  const result = spawnSync(`mkfifo`, [path]);
+  if (result.status !== 0)
+    throw new Error(`mkfifo ${path}: ${result.stderr}`);
+}
+
+test(`snapshot-pids and snapshot-conns do not hang on a FIFO or a device where proc files should be`, async () => {
+  const root = hostileProcTree(`fifo-proc`);
+  const pids = await finishes(`snapshot-pids`, runCommand([`snapshot-pids`, `--proc-root`, root]));
+  assert.is(pids.code, 0, pids.stderr);
+  const records = parseLines(pids.stdout);
+  assert.equal(records.filter(r => r.type === `process`).map(r => r.pid), [1]);
+  assert.match(pids.stderr, /fifo-proc\/2: is a FIFO, not a regular file/);
+  assert.match(pids.stderr, /fifo-proc\/3: is a symbolic link \(not followed\)/);
+  assert.is(records.at(-1)!.complete, false);
+
+  const conns = await finishes(`snapshot-conns`, runCommand([`snapshot-conns`, `--proc-root`, root]));
+  assert.match(conns.stderr, /1\/net\/tcp: is a FIFO, not a regular file/);
+  assert.equal(parseLines(conns.stdout).filter(r => r.type === `netns`).map(r => r.complete), [false]);
+});
+
+test(`a character device in place of a proc file is refused, not read forever`, async () => {
+  if (!requirePrivileges(`device node test`, process.geteuid?.() === 0 ? null : `not root (mknod)`))
+    return;
+  const root = join(scratch, `device-proc`);
+  mkdirSync(join(root, `4`, `task`, `4`), {recursive: true});
+  const made = spawnSync(`mknod`, [join(root, `4`, `stat`), `c`, `1`, `5`]); // /dev/zero's numbers
+  assert.is(made.status, 0, String(made.stderr));
+  const run = await finishes(`snapshot-pids`, runCommand([`snapshot-pids`, `--proc-root`, root]));
+  assert.match(run.stderr, /device-proc\/4: is a character device, not a regular file/);
+});
+
+test(`a capture whose proc/N/stat links to another file does not print that file`, async () => {
+  const capture = join(scratch, `link-capture`);
+  mkdirSync(join(capture, `proc`, `5`, `task`, `5`), {recursive: true});
+  const secret = join(scratch, `secret.txt`);
+  writeFileSync(secret, `root:SECRET-HASH:0:0:root:/root:/bin/bash\n`);
+  symlinkSync(secret, join(capture, `proc`, `5`, `stat`));
+  const run = await finishes(`snapshot-pids --from`, runCommand([`snapshot-pids`, `--from`, capture]));
+  assert.not.match(run.stderr + run.stdout, /SECRET-HASH/);
+  assert.match(run.stderr, /proc\/5: is a symbolic link \(not followed\)/);
+});
+
+test(`dump-maps --from: a FIFO named like a dump is refused, not waited on`, async () => {
+  const dir = join(scratch, `fifo-dump`);
+  mkdirSync(dir, {recursive: true});
+  writeFileSync(join(dir, `list.json`), JSON.stringify([{id: 7, type: `hash`, name: `http_in_flight`, flags: 0, bytes_key: 48, bytes_value: 8, max_entries: 16}]));
+  mkfifo(join(dir, `dump-7.json`));
+  const run = await finishes(`dump-maps --from`, runCommand([`dump-maps`, `--from`, dir]));
+  assert.match(run.stderr, /dump-7\.json: is a FIFO, not a regular file/);
+  const stats = parseLines(run.stdout).find(r => r.type === `mapstats`);
+  assert.is(stats?.complete, false);
+});
+
+async function collect(chunks: Array<string | Buffer>, max: number): Promise<Array<string | number>> {
+  const out: Array<string | number> = [];
+  for await (const batch of splitLines(Readable.from(chunks), max))
+    out.push(...batch);
+  return out;
+}
+
+test(`splitLines: pieces across chunks, CRLF, a split UTF-8 character, a last line without newline, too-long lines`, async () => {
+  const euro = Buffer.from(`€`);
+  assert.equal(await collect([`ab`, `c\nd`, `e\r\n`, `\n`, `fg`], 100), [`abc`, `de`, ``, `fg`]);
+  assert.equal(await collect([Buffer.concat([Buffer.from(`x`), euro.subarray(0, 1)]), Buffer.concat([euro.subarray(1), Buffer.from(`\n`)])], 100), [`x€`]);
+  assert.equal(await collect([`12345`, `678\nok\n`, `123456789`, `0`], 5), [8, `ok`, 10]);
+  assert.equal(await collect([`1234567\nabc`], 5), [7, `abc`]);
+});
+
+test(`a line over --max-line-length is a bad line (named, skipped), the records after it flow, and the flag raises the limit`, async () => {
+  const long = JSON.stringify({type: `note`, v: 1, x: `a`.repeat(17 * 1024 * 1024)});
+  const input = `${long}\n${ndjson([{type: `note`, v: 1, x: `after`}])}`;
+  const run = await runCommand([`validate`, `--no-live`], {stdin: input});
+  assert.is(run.code, 0, run.stderr);
+  assert.match(run.stderr, /stdin:1: line of \d+ characters is longer than the limit of 16777216 \(--max-line-length\); skipped/);
+  assert.equal(parseLines(run.stdout).filter(r => r.type === `note`).map(r => r.x), [`after`]);
+  const raised = await runCommand([`validate`, `--no-live`, `--max-line-length`, `32M`], {stdin: input});
+  assert.is(raised.stderr, ``);
+  assert.is(parseLines(raised.stdout).filter(r => r.type === `note`).length, 2);
+  const bad = await runCommand([`validate`, `--no-live`, `--max-line-length`, `lots`], {stdin: input});
+  assert.is(bad.code, 2);
+});
+
+const deep = (levels: number) => `{"type":"note","v":1,"x":${`[`.repeat(levels)}${`]`.repeat(levels)}}`;
+
+test(`a record nested 6,000 levels deep is a bad line in validate, recheck and report; the stream goes on`, async () => {
+  const records = [mapRecord(1, `http_in_flight`), verdict(1, `http_in_flight`, pidKey(10, 10), `leaked`, `process_gone`)];
+  const input = `${deep(6000)}\n${ndjson(records)}`;
+  const validated = await runCommand([`validate`, `--no-live`], {stdin: `${deep(6000)}\n${ndjson([{type: `note`, v: 1, x: `after`}])}`});
+  assert.match(validated.stderr, /stdin:1: nested deeper than 512 levels; skipped/);
+  assert.not.match(validated.stderr, /internal error|RangeError/);
+  assert.ok(parseLines(validated.stdout).some(r => r.x === `after`));
+  const reported = await runCommand([`report`, `--format`, `json`], {stdin: input});
+  assert.match(reported.stderr, /stdin:1: nested deeper than 512 levels; skipped/);
+  assert.is(reported.code, 1, reported.stderr);
+  const rechecked = await runCommand([`recheck`, `--later`, `-`], {stdin: input});
+  assert.not.match(rechecked.stderr, /internal error|RangeError/);
+  // A nesting of 500 (deep, but within the bound) is still a record.
+  const fine = await runCommand([`validate`, `--no-live`], {stdin: `${deep(500)}\n`});
+  assert.equal(fine.stderr, ``);
+});
+
+test(`a process name with ESC and a newline (set by a real process) is escaped in the report and in messages`, async () => {
+  // comm is at most 15 bytes: an ESC colour sequence, a newline and a forged heading.
+  const comm = `\x1b[31m\n## Summ`;
+  const child = spawn(`python3`, [`-c`, `import sys,time\nopen('/proc/self/comm','w').write(sys.argv[1])\nprint('ready', flush=True)\ntime.sleep(60)`, comm], {stdio: [`ignore`, `pipe`, `inherit`]});
+  children.add(child);
+  await new Promise<void>(resolve => child.stdout!.once(`data`, () => resolve()));
+  const pid = child.pid!;
+  const snapshot = await runCommand([`snapshot-pids`]);
+  const record = parseLines(snapshot.stdout).find(r => r.type === `process` && r.pid === pid);
+  assert.is(record?.comm, comm, `the process renamed itself`);
+  const input = ndjson([record!, mapRecord(1, `http_in_flight`), verdict(1, `http_in_flight`, pidKey(pid, pid), `leaked`, `process_gone`, {owner: {pid, comm}})]);
+  for (const format of [`text`, `markdown`]) {
+    const run = await runCommand([`report`, `--format`, format, `--group-by`, `comm,pid`], {stdin: input});
+    assert.not.ok(run.stdout.includes(`\x1b`), `${format}: raw ESC in the report`);
+    assert.not.match(run.stdout, /^## Summ$/m);
+    assert.ok(run.stdout.includes(`\\e[31m\\n## Summ`), `${format}: escaped name shown:\n${run.stdout}`);
+  }
+  child.kill(`SIGKILL`);
+  children.delete(child);
+  // Messages on stderr escape too.
+  const chunks: Array<string> = [];
+  const logger = createLogger(new (await import(`node:stream`)).Writable({write(chunk, _, done) { chunks.push(String(chunk)); done(); }}));
+  logger.warn(`cannot read /proc/1/stat: (${comm})`);
+  assert.is(chunks.join(``), `usm-leak-detector: cannot read /proc/1/stat: (\\e[31m\\n## Summ)\n`);
+});
+
+test(`as root, a bpftool or nsenter planted in a world-writable PATH directory by another user is not run`, async () => {
+  if (!requirePrivileges(`planted binary test`, process.geteuid?.() === 0 ? null : `not root`))
+    return;
+  const planted = join(scratch, `planted-bin`);
+  mkdirSync(planted);
+  chmodSync(planted, 0o777);
+  const marker = join(scratch, `planted-ran`);
+  for (const name of [`bpftool`, `nsenter`]) {
+    const path = join(planted, name);
+    writeFileSync(path, `#!/bin/sh\necho "$0 $*" >> ${marker}\nexit 0\n`, {mode: 0o755});
+    chownSync(path, 65534, 65534);
+  }
+  const PATH = `${planted}:${process.env.PATH}`;
+  const run = await runCommand([`dump-maps`, `--map-id`, `4294967295`, `--no-download`], {env: {...process.env, PATH}});
+  assert.not.ok(existsSync(marker), `planted binary ran: ${existsSync(marker) ? readFileSync(marker, `utf8`) : ``}`);
+  assert.match(run.stderr, /not running .*planted-bin\/bpftool as root: .*owned by uid 65534/);
+  const ctx = defaultToolContext(process.stderr, {env: {PATH}, log: createLogger(new (await import(`node:stream`)).PassThrough())});
+  const nsenter = await trustedCommand(ctx, `nsenter`);
+  assert.not.ok(nsenter.startsWith(planted), nsenter);
+  // A root-owned binary in a directory others can write (not sticky) is refused too.
+  const rootOwned = join(planted, `bpftool`);
+  chownSync(rootOwned, 0, 0);
+  const given = await runCommand([`dump-maps`, `--bpftool`, rootOwned, `--map-id`, `1`]);
+  assert.is(given.code, 3);
+  assert.match(given.stderr, /--bpftool .*refusing to run it as root: .*writable by group or others and not sticky/);
+  assert.not.ok(existsSync(marker));
+});
+
+test.run();
