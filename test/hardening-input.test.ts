@@ -200,7 +200,7 @@ test(`as root, a bpftool or nsenter planted in a world-writable PATH directory b
     chownSync(path, 65534, 65534);
   }
   const PATH = `${planted}:${process.env.PATH}`;
-  const run = await runCommand([`dump-maps`, `--map-id`, `4294967295`, `--no-download`], {env: {...process.env, PATH}});
+  const run = await runCommand([`dump-maps`, `--backend`, `bpftool`, `--map-id`, `4294967295`, `--no-download`], {env: {...process.env, PATH}});
   assert.not.ok(existsSync(marker), `planted binary ran: ${existsSync(marker) ? readFileSync(marker, `utf8`) : ``}`);
   assert.match(run.stderr, /not running .*planted-bin\/bpftool as root: .*owned by uid 65534/);
   const ctx = defaultToolContext(process.stderr, {env: {PATH}, log: createLogger(new (await import(`node:stream`)).PassThrough())});
