@@ -42,7 +42,7 @@ export async function createPrivateFile(path: string, options: {force?: boolean,
     const errno = code(err);
     if (errno === `EEXIST` || errno === `ELOOP`)
       throw new EnvironmentFault(`${what}: already exists${errno === `ELOOP` ? ` (a symbolic link)` : ``}; not overwriting it (give --force to replace it, or another path)`);
-    throw new EnvironmentFault(`${what}: cannot create: ${errno}`);
+    throw new EnvironmentFault(`${what}: cannot write: ${errno}`);
   }
   return handle.createWriteStream();
 }
