@@ -138,9 +138,9 @@ export async function requireTrusted(ctx: ToolContext, path: string, flag: strin
     throw new EnvironmentFault(`${flag} ${path}: refusing to run it as root: ${reason}; make it and its directories owned by root and not writable by group or others`);
 }
 
-/** The first trusted `name` on PATH, or exit 3 saying none was found. */
-export async function trustedCommand(ctx: ToolContext, name: string): Promise<string> {
-  const [path] = await findTrusted(ctx, name);
+/** The first trusted `name` (in `extra.first`, PATH, `extra.last`), or exit 3 saying none was found. */
+export async function trustedCommand(ctx: ToolContext, name: string, extra: SearchDirs = {}): Promise<string> {
+  const [path] = await findTrusted(ctx, name, extra);
   if (path === undefined)
     throw new EnvironmentFault(`${name}: not found on PATH${enforced(ctx) ? ` (as root, only in directories owned by root and not writable by others)` : ``}`);
   return path;

@@ -508,7 +508,7 @@ async function readThroughNsenter(ctx: ToolContext, path: string): Promise<Table
     return {via, fileOf, texts, failures: [`cannot enter ${path}: no FFI for setns() and no nsenter (looked on PATH and in ${NSENTER_DIRS.join(`, `)})`]};
   let stdout: string;
   try {
-    const [sh, cat] = [await trustedCommand(ctx, `sh`), await trustedCommand(ctx, `cat`)];
+    const [sh, cat] = [await trustedCommand(ctx, `sh`, {last: NSENTER_DIRS}), await trustedCommand(ctx, `cat`, {last: NSENTER_DIRS})];
     const result = await ctx.runner.run(nsenter, [`--net=${path}`, sh, `-c`, NSENTER_SCRIPT, cat], {timeoutMs: NSENTER_TIMEOUT_MS});
     stdout = result.stdout;
     if (!stdout.includes(MARK)) {
