@@ -11,6 +11,8 @@ import {SCHEMA_VERSION, type AnyRecord, type EntryRecord} from '../src/schema.ts
 import {judgeEntry} from '../src/validate/rules.ts';
 import {SnapshotIndex} from '../src/validate/snapshotIndex.ts';
 import {connTupleBytes} from './helpers/bpf.ts';
+import {runCommand} from './helpers/cli.ts';
+import {mapRecord, tupleKey, verdict} from './helpers/records.ts';
 import {BTF_OBJECT, elfSection} from './fixtures/bpf/maps.ts';
 
 test(`every catalogue map has a unique kernel name and cites its source`, () => {
@@ -182,6 +184,31 @@ test(`an entry dated after the snapshot it is judged against is a race, not a le
   // Alive stays alive; without the read time there is no comparison.
   assert.is(judgeEntry(entry(`connection_protocol`, tupleOf(40000), {ageSeconds: 5}), snap, undefined, readNs).status, `alive`);
   assert.is(judgeEntry(entry(`connection_protocol`, gone, {ageSeconds: 5}), snap).status, `leaked`);
+});
+
+test(`report: per map, the age histogram of leaked entries and how many the agent's cleaner should have removed`, async () => {
+  const records: Array<object> = [mapRecord(7, `http_in_flight`, {maxEntries: 1000}), mapRecord(8, `connection_protocol`, {maxEntries: 1000}), mapRecord(9, `redis_key_in_flight`)];
+  // http_in_flight: cleaner TTL 30 s + interval 300 s = 330 s allowed.
+  const ages = [5, 45, 200, 400, 4000, 90_000, 200_000];
+  ages.forEach((age, i) => records.push(verdict(7, `http_in_flight`, tupleKey({saddr: `10.0.0.1`, sport: 1000 + i, daddr: `10.0.0.2`, dport: 80}), `leaked`, `no_connection`, {ageSeconds: age, ageField: `request_started`})));
+  records.push(verdict(7, `http_in_flight`, tupleKey({saddr: `10.0.0.1`, sport: 999, daddr: `10.0.0.2`, dport: 80}), `alive`, `established`, {ageSeconds: 1e6, ageField: `request_started`}));
+  // connection_protocol: 180 s TTL + 65 s interval; its one leak is younger than that.
+  records.push(verdict(8, `connection_protocol`, tupleKey({saddr: `10.0.0.1`, sport: 2000, daddr: `10.0.0.2`, dport: 80}), `leaked`, `no_connection`, {ageSeconds: 100, ageField: `updated`}));
+  // Undated leaks: no section.
+  records.push(verdict(9, `redis_key_in_flight`, tupleKey({saddr: `10.0.0.1`, sport: 3000, daddr: `10.0.0.2`, dport: 80}), `leaked`, `no_connection`));
+  const stdin = records.map(record => JSON.stringify(record)).join(`\n`) + `\n`;
+  const text = await runCommand([`report`], {stdin});
+  assert.match(text.stdout, /ages of 7 dated leaked entries: < 1 min 2, < 10 min 2, < 1 h 0, < 1 day 1, older 2; oldest 2\.3 d/);
+  assert.match(text.stdout, /cleaner is not keeping up: 4 of 7 dated leaked entries are older than 330 s \(HTTP idle-connection TTL: entries older than 30 s, every 300 s: TTL plus one interval\)/);
+  assert.match(text.stdout, /ages of 1 dated leaked entry: < 1 min 0, < 10 min 1[^\n]*\n\s*none older than the agent's cleaner allows \(connection_protocol cleaner/);
+  const json = JSON.parse((await runCommand([`report`, `--format`, `json`], {stdin})).stdout);
+  const byName = new Map<string, {sections: {ages?: {dated: number, buckets: Array<{count: number}>, cleaner: {olderThanAllowed: number, allowanceSeconds: number} | null}}}>(json.maps.map((map: {map: string}) => [map.map, map]));
+  const http = byName.get(`http_in_flight`)!.sections.ages!;
+  assert.equal([http.dated, http.buckets.map(b => b.count), http.cleaner!.allowanceSeconds, http.cleaner!.olderThanAllowed], [7, [2, 2, 0, 1, 2], 330, 4]);
+  assert.is(byName.get(`redis_key_in_flight`)!.sections.ages, undefined);
+  const md = (await runCommand([`report`, `--format`, `markdown`], {stdin})).stdout;
+  assert.match(md, /\| leaked \| 2 \| 2 \| 0 \| 1 \| 2 \|/);
+  assert.match(md, /\*\*Cleaner is not keeping up:\*\* 4 of 7/);
 });
 
 test.run();

@@ -79,6 +79,12 @@ export function leakColumns(row: LeakRow): LeakColumns {
       dst += `[${extra.map(([name, value]) => `${name}=${value}`).join(`,`)}]`;
   } else if (key?.kind === `pid_tgid`) {
     pid = `${key.tgid}/${key.tid}`;
+  } else if (key?.kind === `pid_fd`) {
+    src = `fd ${key.fd}`;
+  } else if (key?.kind === `pid_goroutine`) {
+    src = `goroutine ${key.goroutineId}`;
+  } else if (key?.kind === `pointer`) {
+    src = `pointer ${key.pointer}`;
   } else {
     src = `key ${row.keyHex}`;
   }
@@ -113,6 +119,8 @@ export function sampleCells(row: LeakRow): Array<string> {
   const age = row.ageSeconds === null ? `` : `age ${c.age}`;
   if (key?.kind === `pid_tgid`)
     return [`pid_tgid`, key.pidTgid, ``, ``, ``, `pid ${key.tgid} tid ${key.tid}${comm}`, row.reason, age];
+  if (key?.kind === `pid_fd` || key?.kind === `pid_goroutine` || key?.kind === `pointer`)
+    return [key.kind, c.src, ``, ``, ``, c.pid === NONE ? `` : `pid ${c.pid}${comm}`, row.reason, age];
   if (key?.kind !== `conn_tuple`)
     return [`key`, row.keyHex, ``, ``, ``, ``, row.reason, age];
   return [c.proto, c.src, `->`, c.dst, `netns ${c.netns}`, c.pid === NONE ? `no pid in key` : `pid ${c.pid}${comm}`, row.reason, age];
@@ -139,6 +147,8 @@ export function ownerPid(verdict: VerdictRecord): number | null {
     pid = key.pid;
   else if (key?.kind === `pid_tgid`)
     pid = key.tgid;
+  else if (key?.kind === `pid_fd` || key?.kind === `pid_goroutine`)
+    pid = key.pid;
   // A tuple's pid 0 means the key carries no pid; a pid_tgid of 0 is a (gone) pid 0.
   return pid === 0 && key?.kind !== `pid_tgid` ? null : pid;
 }

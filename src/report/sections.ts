@@ -5,6 +5,7 @@
 import type {AnyRecord, VerdictRecord} from '../schema.ts';
 import type {MapReport} from './model.ts';
 import type {Style} from './style.ts';
+import {AGE_SECTION} from './ages.ts';
 
 export interface MapSection<State = unknown, Data = unknown> {
   /** Key in `MapReport.sections`: a JSON field name. */
@@ -24,4 +25,4 @@ export interface MapSection<State = unknown, Data = unknown> {
 }
 
 /** The sections every report builds, in print order. */
-export const MAP_SECTIONS: Array<MapSection<any, any>> = [];
+export const MAP_SECTIONS: Array<MapSection<any, any>> = [AGE_SECTION];
