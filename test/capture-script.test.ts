@@ -2,6 +2,7 @@
 // and, run under dash on the real world the other stages test against (real maps, real
 // connections, a namespace with a process and one without), it writes the capture layout, and
 // `scan --from` on that capture gives the verdicts a live scan gives.
+import {parseClockFile} from '../src/capture/monotonic.ts';
 import {execFileSync, spawnSync} from 'node:child_process';
 import {existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync} from 'node:fs';
 import {hostname, release, tmpdir} from 'node:os';
@@ -180,6 +181,12 @@ if (canRun) {
     assert.is(readFileSync(join(dir, `meta/kernel`), `utf8`), `${release()}\n`);
     assert.is(readFileSync(join(dir, `meta/backend`), `utf8`), `bpftool\n`);
     assert.match(readFileSync(join(dir, `meta/time`), `utf8`), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/);
+    // CLOCK_MONOTONIC before the dumps, then before proc/: as root, /proc/timer_list's `now at`.
+    const dumped = parseClockFile(readFileSync(join(dir, `meta/monotonic`), `utf8`));
+    const snapshotted = parseClockFile(readFileSync(join(dir, `meta/monotonic-snapshot`), `utf8`));
+    assert.ok(dumped !== null && snapshotted !== null);
+    assert.is(dumped!.source, process.geteuid?.() === 0 ? `timer_list` : `uptime`);
+    assert.ok(dumped!.ns <= snapshotted!.ns && snapshotted!.ns <= process.hrtime.bigint(), `taken in order, in this clock`);
   });
 
   test(`maps/: the JSON listing, and a raw dump of each catalogue map, none of the decoy`, () => {

@@ -32,6 +32,15 @@ test(`every catalogue map has a unique kernel name and cites its source`, () => 
     assert.ok(findCatalogueMap(name), name);
 });
 
+test(`the README's map table has every catalogue map, with its source and what judges it`, () => {
+  const readme = readFileSync(new URL(`../README.md`, import.meta.url), `utf8`);
+  for (const map of CATALOGUE) {
+    const row = readme.split(`\n`).find(line => line.startsWith(`| \`${map.name}\` |`));
+    assert.ok(row, `${map.name} has a row`);
+    assert.ok(row!.includes(map.source.replaceAll(`|`, `\\|`)), `${map.name}: its source is cited`);
+  }
+});
+
 test(`layouts are told apart by key size`, () => {
   const goConn = findCatalogueMap(`conn_tup_by_go_`)!;
   assert.is(layoutFor(goConn, 8)?.keyKind, `pointer`);
