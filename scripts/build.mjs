@@ -1,14 +1,16 @@
 // Bundles the CLI into one CommonJS file that runs on any Node 18+ with no node_modules.
 //   node scripts/build.mjs                 dist/usm-leak-detector.cjs, carrying koffi's native
 //                                          module for Linux x64/arm64 (glibc and musl), gzipped,
-//                                          with its SHA-256 (src/sys/native.ts loads it)
+//                                          base64, in a comment at the end of the file (never
+//                                          parsed into strings: 10 MB less memory), with each
+//                                          one's SHA-256 in the code (src/sys/native.ts loads it)
 //   node scripts/build.mjs --sea DIR       DIR/bundle.cjs for the standalone executable: the native
 //                                          module of this machine's platform is a single-executable
 //                                          asset instead; DIR/assets.json lists the assets for the
 //                                          SEA configuration (scripts/dist.sh)
 import {build} from 'esbuild';
 import {createHash} from 'node:crypto';
-import {mkdirSync, readFileSync, writeFileSync} from 'node:fs';
+import {appendFileSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs';
 import {createRequire} from 'node:module';
 import {dirname, join, resolve} from 'node:path';
 import {gzipSync} from 'node:zlib';
@@ -23,6 +25,10 @@ const BUNDLED_TRIPLETS = [`linux_x64`, `linux_arm64`, `musl_x64`, `musl_arm64`];
 const nativeOf = triplet => readFileSync(join(koffiDir, `build`, `koffi`, triplet, `koffi.node`));
 const sha256 = bytes => createHash(`sha256`).update(bytes).digest(`hex`);
 
+/** The bundle's trailing comment: `/*usmld-native {"linux_x64":"<gzip base64>",...}*\/`. */
+const TRAILER_MARK = `/*usmld-native `;
+let trailer = null;
+
 function embeddedSource() {
   let entries;
   if (seaDir !== null) {
@@ -36,9 +42,11 @@ function embeddedSource() {
     });
     writeFileSync(join(seaDir, `assets.json`), JSON.stringify(assets));
   } else {
+    trailer = {};
     entries = BUNDLED_TRIPLETS.map(triplet => {
       const bytes = nativeOf(triplet);
-      return {triplet, sha256: sha256(bytes), gzipBase64: gzipSync(bytes, {level: 9}).toString(`base64`)};
+      trailer[triplet] = gzipSync(bytes, {level: 9}).toString(`base64`);
+      return {triplet, sha256: sha256(bytes), inTrailer: true};
     });
   }
   return [
@@ -46,6 +54,13 @@ function embeddedSource() {
     `export const EMBEDDED_NATIVE = ${JSON.stringify(entries)};`,
     `export function requireKoffi() { throw new Error('no node_modules in a bundle'); }`,
     `export function readAsset(key) { return new Uint8Array(require('node:sea').getAsset(key)); }`,
+    `export function readTrailer(triplet) {`,
+    `  const data = require('node:fs').readFileSync(__filename);`,
+    `  const key = Buffer.from('"' + triplet + '":"', 'latin1');`,
+    `  const at = data.lastIndexOf(key);`,
+    `  if (at < data.lastIndexOf(${JSON.stringify(TRAILER_MARK)}) || at < 0) throw new Error(__filename + ' has no embedded module for ' + triplet);`,
+    `  return data.toString('latin1', at + key.length, data.indexOf(0x22, at + key.length));`,
+    `}`,
   ].join(`\n`);
 }
 
@@ -74,3 +89,6 @@ await build({
     },
   }],
 });
+// The modules go after the code, in a comment: base64 and JSON have no `*/`.
+if (trailer !== null)
+  appendFileSync(outfile, `\n${TRAILER_MARK}${JSON.stringify(trailer)}*/\n`);

@@ -13,6 +13,11 @@ export function requireKoffi(): {koffi: unknown, path: string} {
   return {koffi: require(path), path};
 }
 
+/** The gzipped module of `triplet`, base64, from the bundle's trailing comment (only the bundle has one). */
+export function readTrailer(_triplet: string): string {
+  throw new Error(`not a bundle: no embedded modules`);
+}
+
 /** A single-executable asset (only the standalone executable has them). */
 export function readAsset(_key: string): Uint8Array {
   throw new Error(`not a standalone executable: no assets`);

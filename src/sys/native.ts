@@ -1,7 +1,7 @@
 // Loads koffi, the FFI through which we call bpf() and setns(). Three ways, by how we run:
 // - from the source tree: the koffi package in node_modules (require);
-// - from the .cjs bundle: the native module of this platform is inside the bundle (gzipped, with
-//   its SHA-256, see scripts/build.mjs);
+// - from the .cjs bundle: the native modules are in a comment at the end of the bundle (gzipped,
+//   base64), read from the file only when needed; their SHA-256 is in the code (scripts/build.mjs);
 // - from the standalone executable: the native module is a single-executable asset.
 // A native module can only be loaded from a file. The embedded bytes are checked against their
 // SHA-256, written to a fresh directory only we can write (mkdtemp: 0700, owned by us), loaded
@@ -10,7 +10,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {gunzipSync} from 'node:zlib';
-import {EMBEDDED_NATIVE, readAsset, requireKoffi} from './embedded.ts';
+import {EMBEDDED_NATIVE, readAsset, readTrailer, requireKoffi} from './embedded.ts';
 
 /** One platform's native module as carried by the bundle or the executable. */
 export interface EmbeddedNative {
@@ -18,8 +18,8 @@ export interface EmbeddedNative {
   triplet: string;
   /** SHA-256 of the module's bytes (hex). */
   sha256: string;
-  /** The gzipped bytes, base64 (bundle). */
-  gzipBase64?: string;
+  /** The bundle's trailing comment holds the gzipped bytes (bundle). */
+  inTrailer?: boolean;
   /** The asset's key (standalone executable). */
   asset?: string;
 }
@@ -76,7 +76,7 @@ function platformTriplets(): Array<string> {
 function embeddedBytes(entry: EmbeddedNative): Uint8Array {
   if (entry.asset !== undefined)
     return readAsset(entry.asset);
-  return gunzipSync(Buffer.from(entry.gzipBase64 ?? ``, `base64`));
+  return gunzipSync(Buffer.from(readTrailer(entry.triplet), `base64`));
 }
 
 export interface LoadedKoffi {
