@@ -117,7 +117,7 @@ export class Provenance {
     }
     if (record.type !== `header`)
       return;
-    const header = record as unknown as HeaderRecord;
+    const header = record;
     this.headers += 1;
     this.earliest(header.timeMs);
     if (!isForeign(header, this.ctx))

@@ -138,7 +138,7 @@ export class ReportAggregator {
       return;
     const tally = this.tally(record.mapId, record.catalogName);
     tally.info = record;
-    this.toSections(tally, record as unknown as AnyRecord);
+    this.toSections(tally, record);
   }
 
   private addVerdict(verdict: VerdictRecord): void {
@@ -202,7 +202,7 @@ export class ReportAggregator {
     const tally = this.tally(stats.mapId, stats.map);
     // The first dump of a map is the one judged; recheck's re-read of it comes later.
     tally.stats ??= stats;
-    this.toSections(tally, stats as unknown as AnyRecord);
+    this.toSections(tally, stats);
   }
 
   private addSummary(summary: SummaryRecord): void {

@@ -1,7 +1,7 @@
 // report --list: one row per leaked entry, like `ss` or `conntrack -L`. Streams: rows are
 // written as the verdicts arrive. Column widths come from the first LIST_ALIGN_ROWS rows (held
 // until then); a later, wider value only pushes its own row's next columns right.
-import {SCHEMA_VERSION, type AnyRecord, type VerdictRecord} from '../schema.ts';
+import {SCHEMA_VERSION, type AnyRecord} from '../schema.ts';
 import {ReportAggregator} from './aggregate.ts';
 import type {LeakFilter} from './filter.ts';
 import {leakColumns, NONE, padRow, type LeakColumns, type LeakRow} from './format.ts';
@@ -42,7 +42,7 @@ export async function listLeaks(input: AsyncIterable<AnyRecord>, options: ListOp
     agg.add(record);
     if (record.type !== `verdict` || record.status !== `leaked`)
       continue;
-    const verdict = record as unknown as VerdictRecord;
+    const verdict = record;
     if (!options.filter.verdict(verdict))
       continue;
     leaks += 1;

@@ -9,10 +9,11 @@ import {join} from 'node:path';
 import type {ToolContext} from '../context.ts';
 import {RecordWriter, SOURCE_LINE, readRecords, writeErrorOf} from '../ndjson.ts';
 import {createTempFile, makeTempDir, type TempDir} from '../outputFile.ts';
+import type {AnyRecord} from '../schema.ts';
 
 export const HOLD_IN_MEMORY = 20_000;
 
-export class RecordHolding<T extends {type: string}> {
+export class RecordHolding<T extends AnyRecord> {
   private readonly memory: Array<T> = [];
   private spill: {dir: TempDir, path: string, stream: WriteStream, writer: RecordWriter} | null = null;
   private spilled = 0;
@@ -79,7 +80,7 @@ export class RecordHolding<T extends {type: string}> {
       const problems: Array<string> = [];
       const input = createReadStream(path);
       for await (const record of readRecords(input, path, {onProblem: p => problems.push(p), keepSourceLine: new Set([`entry`]), maxLineLength: this.ctx.maxLineLength}))
-        yield record as unknown as T;
+        yield record as T;
       if (problems.length > 0)
         throw new Error(`the held ${this.what} did not read back: ${problems[0]}`);
     } finally {

@@ -23,7 +23,7 @@ import {offlineSource} from '../dump/offline.ts';
 import {readInputs} from '../ndjson.ts';
 import {Provenance, UNKNOWN_HOST, captureOrigin, type CaptureMeta, type Origin} from '../provenance.ts';
 import {RecordHolding} from './holding.ts';
-import type {AnyRecord, EntryRecord, HeaderRecord, MapRecord, MapStatsRecord, VerdictRecord} from '../schema.ts';
+import type {AnyRecord, VerdictRecord} from '../schema.ts';
 import {Tallies, liveSnapshots} from './index.ts';
 import {judgeEntry} from './rules.ts';
 import {SnapshotIndex} from './snapshotIndex.ts';
@@ -73,7 +73,7 @@ async function laterOrigin(ctx: ToolContext, later: string): Promise<Origin | nu
   for await (const record of readInputs([later], Readable.from([]), {onProblem: () => {}})) {
     if (record.type !== `header`)
       return null;
-    const header = record as unknown as HeaderRecord;
+    const header = record;
     return {host: header.host, kernel: header.kernel, time: header.time, timeMs: header.timeMs};
   }
   return null;
