@@ -11,7 +11,7 @@ import {gzipSync} from 'node:zlib';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {defaultToolContext, type ToolContext} from '../src/context.ts';
-import {bpftoolArch, downloadBpftool, extractTarMember, PINNED_BPFTOOL_SHA256, type DownloadOptions} from '../src/dump/download.ts';
+import {bpftoolArch, downloadBpftool, extractTarMember, type DownloadOptions} from '../src/dump/download.ts';
 import {EnvironmentFault, UsageFault} from '../src/errors.ts';
 import {requirePrivileges} from './helpers/privileges.ts';
 
@@ -141,13 +141,6 @@ test(`architecture names map to the release's, others have no build`, () => {
   assert.is(bpftoolArch(`arm64`), `arm64`);
   assert.is(bpftoolArch(`ia32`), null);
   assert.is(bpftoolArch(`s390x`), null);
-});
-
-test(`no hash is pinned for a release nobody here could fetch`, () => {
-  // Values may only be added from the real assets; see the comment on the table.
-  for (const byArch of Object.values(PINNED_BPFTOOL_SHA256))
-    for (const hash of Object.values(byArch))
-      assert.match(hash!, /^[0-9a-f]{64}$/);
 });
 
 test(`a good archive is verified, extracted, cached 0755 in a 0700 directory, and reused without downloading`, async () => {
@@ -283,9 +276,8 @@ test(`an unsupported architecture or a non-http base URL is refused before any r
   assert.is(server.requests.length, before);
 });
 
-test(`a cached binary writable by others, owned by someone else, or in an open directory is refused`, async () => {
-  if (!requirePrivileges(`download: foreign-owned cache files`, euid === 0 ? null : `not root (needs chown)`))
-    return;
+// Needs chown: registered as skipped when not root.
+(requirePrivileges(`download: foreign-owned cache files`, euid === 0 ? null : `not root (needs chown)`) ? test : test.skip)(`a cached binary writable by others, owned by someone else, or in an open directory is refused`, async () => {
   server.serve(goodArchive);
   const {ctx, cacheDir} = fresh();
   const path = await downloadBpftool(ctx, {baseUrl, arch: `x64`, cacheDir});

@@ -16,6 +16,8 @@ import {join} from 'node:path';
 import {PassThrough} from 'node:stream';
 
 const runs = requirePrivileges(`dump-maps live`, bpfUnavailable());
+/** Registered as skipped, not as passed, when the suite cannot run here. */
+const privilegedTest = runs ? test : test.skip;
 let set: BpfTestSet;
 let fixture: Array<FixtureMap> = [];
 
@@ -81,9 +83,7 @@ function checkMap(records: Array<Record<string, any>>, f: FixtureMap, backend = 
   assert.is(mine[mine.length - 1].type, `mapstats`);
 }
 
-test(`default run dumps exactly the catalogue maps, every entry once, keys decoded`, async () => {
-  if (!runs)
-    return;
+privilegedTest(`default run dumps exactly the catalogue maps, every entry once, keys decoded`, async () => {
   const run = await runCommand([`dump-maps`, `--no-download`]);
   assert.is(run.code, 0, run.stderr);
   const records = withoutHeader(parseLines(run.stdout));
@@ -100,9 +100,7 @@ test(`default run dumps exactly the catalogue maps, every entry once, keys decod
   }
 });
 
-test(`--maps picks maps by full or kernel name; --map-id narrows to ids`, async () => {
-  if (!runs)
-    return;
+privilegedTest(`--maps picks maps by full or kernel name; --map-id narrows to ids`, async () => {
   const run = await runCommand([`dump-maps`, `--maps`, `ssl_read_args,http2_dynamic_t`, `--no-download`]);
   assert.is(run.code, 0, run.stderr);
   const names = new Set(ours(withoutHeader(parseLines(run.stdout))).map(record => record.map ?? record.catalogName));
@@ -122,9 +120,7 @@ test(`--maps picks maps by full or kernel name; --map-id narrows to ids`, async 
   assert.equal([stats?.complete, stats?.gone], [false, true], withMissing.stderr);
 });
 
-test(`--bpftool with a bad path is an environment error naming it`, async () => {
-  if (!runs)
-    return;
+privilegedTest(`--bpftool with a bad path is an environment error naming it`, async () => {
   const run = await runCommand([`dump-maps`, `--bpftool`, `/nonexistent/bpftool`]);
   assert.is(run.code, 3);
   assert.is(run.stdout, ``);
@@ -142,9 +138,7 @@ test(`--bpftool with a bad path is an environment error naming it`, async () => 
   }
 });
 
-test(`dumpMaps with mapIds re-reads chosen maps and reports a vanished id`, async () => {
-  if (!runs)
-    return;
+privilegedTest(`dumpMaps with mapIds re-reads chosen maps and reports a vanished id`, async () => {
   const target = fixture.find(f => f.catalogName === `ssl_ctx_by_pid_tgid`)!;
   const ctx = defaultToolContext(new PassThrough());
   const records = [];
@@ -157,9 +151,7 @@ test(`dumpMaps with mapIds re-reads chosen maps and reports a vanished id`, asyn
   assert.ok(entries.some(entry => (entry.key as {pidTgid?: string})?.pidTgid === `18446744073709551615`));
 });
 
-test(`--from a saved listing and dumps of the same maps gives the same records as live`, async () => {
-  if (!runs)
-    return;
+privilegedTest(`--from a saved listing and dumps of the same maps gives the same records as live`, async () => {
   const dir = mkdtempSync(join(tmpdir(), `usmld-capture-`));
   try {
     mkdirSync(join(dir, `maps`));
@@ -187,9 +179,7 @@ test(`--from a saved listing and dumps of the same maps gives the same records a
   }
 });
 
-test(`dump-maps | head -3 exits 0 (kernel backend) and leaves no bpftool process behind (bpftool backend)`, async () => {
-  if (!runs)
-    return;
+privilegedTest(`dump-maps | head -3 exits 0 (kernel backend) and leaves no bpftool process behind (bpftool backend)`, async () => {
   const big = new BpfTestSet(`dump-head`);
   try {
     const map = big.createMap({name: `ssl_write_args`, keySize: 8, valueSize: 8, maxEntries: 60000});

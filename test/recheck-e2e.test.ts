@@ -14,9 +14,12 @@ import type {Clock} from '../src/context.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {BpfTestSet, connTupleBytes} from './helpers/bpf.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
+import {freePort} from './helpers/ports.ts';
 import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
 
 const enabled = requirePrivileges(`recheck-e2e`, bpfUnavailable());
+/** Registered as skipped, not as passed, when the suite cannot run here. */
+const privilegedTest = enabled ? test : test.skip;
 
 function listen(): Promise<Server> {
   return new Promise((resolve, reject) => {
@@ -28,13 +31,6 @@ function listen(): Promise<Server> {
 
 const portOf = (server: Server) => (server.address() as {port: number}).port;
 
-/** A port nothing uses now (bound then released), for a client connection opened later. */
-async function freePort(): Promise<number> {
-  const server = await listen();
-  const port = portOf(server);
-  await new Promise(resolve => server.close(resolve));
-  return port;
-}
 
 function open(port: number, localPort: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -43,9 +39,7 @@ function open(port: number, localPort: number): Promise<Socket> {
   });
 }
 
-test(`dump-maps | validate | recheck: a connection opened during the wait is a race, a deleted entry resolved, the rest confirmed`, async () => {
-  if (!enabled)
-    return;
+privilegedTest(`dump-maps | validate | recheck: a connection opened during the wait is a race, a deleted entry resolved, the rest confirmed`, async () => {
   const set = new BpfTestSet(`recheck-e2e`);
   const sockets: Array<Socket> = [];
   const server = await listen();
@@ -118,9 +112,7 @@ test(`dump-maps | validate | recheck: a connection opened during the wait is a r
   }
 });
 
-test(`recheck --later CAPTURE_DIR: the later/ part of a capture (bpftool listing and dump, proc tree) is the second look`, async () => {
-  if (!enabled)
-    return;
+privilegedTest(`recheck --later CAPTURE_DIR: the later/ part of a capture (bpftool listing and dump, proc tree) is the second look`, async () => {
   const set = new BpfTestSet(`recheck-later`);
   const dir = mkdtempSync(join(tmpdir(), `usmld-recheck-later-`));
   try {

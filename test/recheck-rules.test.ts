@@ -11,18 +11,12 @@ import {ExitCode} from '../src/exitCodes.ts';
 import {SCHEMA_VERSION, checkRecord, type AnyRecord} from '../src/schema.ts';
 import {recheck, type RecheckOptions} from '../src/validate/recheck.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
-import {mapStats, ndjson, netns, pidKey, processRecord, summary, tupleKey, verdict} from './helpers/records.ts';
+import {mapStats, ndjson, netns, pidKey, processRecord, snapshotCloser, socketRecord, summary, tupleKey, verdict} from './helpers/records.ts';
 
 const NS = 4026531840;
 
-function socket(laddr: string, lport: number, raddr: string, rport: number): AnyRecord {
-  return {
-    type: `socket`, v: SCHEMA_VERSION, netnsInode: NS, proto: `tcp`, family: `v4`, listedFamily: `v4`,
-    laddr, lport, raddr, rport, state: `ESTABLISHED`, inode: 77, uid: 0,
-  };
-}
-
-const closer = (of: `conns` | `pids`) => ({type: `snapshot`, v: SCHEMA_VERSION, of, procRoot: `/proc`, time: ``, timeMs: 0, count: 1, complete: true});
+const socket = (laddr: string, lport: number, raddr: string, rport: number) => socketRecord({netns: NS, laddr, lport, raddr, rport, inode: 77});
+const closer = snapshotCloser;
 
 function entryOf(v: Record<string, any>): AnyRecord {
   return {type: `entry`, v: SCHEMA_VERSION, mapId: v.mapId, map: v.map, keyHex: v.keyHex, key: v.key};

@@ -11,6 +11,7 @@ import type {Clock} from '../src/context.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {connTupleBytes} from './helpers/bpf.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
+import {freePort} from './helpers/ports.ts';
 import {bpfUnavailable, netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {buildUsmWorld, entryId, type UsmWorld} from './helpers/usmWorld.ts';
 
@@ -44,13 +45,6 @@ function checkVerdicts(world: UsmWorld, verdicts: Array<Record<string, any>>, ov
 /** The report without its second line (host and what the entries were judged against). */
 const withoutHostLine = (text: string) => text.replace(/^(.*\n)Host .*\n/, `$1`);
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>(resolve => server.listen({host: `127.0.0.1`, port: 0}, resolve));
-  const port = (server.address() as {port: number}).port;
-  await new Promise(resolve => server.close(resolve));
-  return port;
-}
 
 if (canRun) {
   test(`scan: leaks found (exit 1), every arranged entry judged right, the recheck settles a race and a deletion`, async () => {

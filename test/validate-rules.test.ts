@@ -5,65 +5,23 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
-import {formatEndpoint} from '../src/addr.ts';
 import {defaultToolContext, type ToolContext} from '../src/context.ts';
 import {ExitCode} from '../src/exitCodes.ts';
-import {SCHEMA_VERSION, checkRecord, type AnyRecord, type ConnTupleKey, type EntryRecord, type PidTgidKey, type SocketState} from '../src/schema.ts';
+import {SCHEMA_VERSION, checkRecord, type AnyRecord, type EntryRecord, type SocketState} from '../src/schema.ts';
 import {makeHeader} from '../src/header.ts';
 import {validate} from '../src/validate/index.ts';
 import {PassThrough} from 'node:stream';
-import {connTupleBytes, pidTgidBytes} from './helpers/bpf.ts';
 import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
+import {netns as netnsRecord, pidEntry, processRecord, snapshotCloser, socketRecord, tupleEntry} from './helpers/records.ts';
 
 const NS_A = 4026531840;
 const NS_B = 4026532001;
 const NS_C = 4026532002;
 
-type SocketSpec = {netns?: number, proto?: `tcp` | `udp`, laddr: string, lport: number, raddr?: string, rport?: number, state?: SocketState, listedFamily?: `v4` | `v6`};
-
-function socket(spec: SocketSpec): AnyRecord {
-  const family = spec.laddr.includes(`:`) ? `v6` : `v4`;
-  return {
-    type: `socket`, v: SCHEMA_VERSION, netnsInode: spec.netns ?? NS_A, proto: spec.proto ?? `tcp`, family,
-    listedFamily: spec.listedFamily ?? family, laddr: spec.laddr, lport: spec.lport,
-    raddr: spec.raddr ?? (family === `v6` ? `::` : `0.0.0.0`), rport: spec.rport ?? 0,
-    state: spec.state ?? (spec.rport ? `ESTABLISHED` : `LISTEN`), inode: 1000 + spec.lport, uid: 0,
-  };
-}
-
-function netns(inode: number, complete = true): AnyRecord {
-  return {
-    type: `netns`, v: SCHEMA_VERSION, netnsInode: inode, foundBy: [`process`], pids: [1], paths: [],
-    readVia: complete ? `proc-pid:1` : null, complete,
-  };
-}
-
-function process(pid: number, tids: Array<number>, state = `S`, comm = `proc${pid}`): AnyRecord {
-  return {type: `process`, v: SCHEMA_VERSION, pid, tids, state, startTime: 100, comm, netnsInode: NS_A};
-}
-
-function closer(of: `conns` | `pids`, complete = true): AnyRecord {
-  return {type: `snapshot`, v: SCHEMA_VERSION, of, procRoot: `/proc`, time: `2024-01-01T00:00:00.000Z`, timeMs: 0, count: 1, complete};
-}
-
-type TupleSpec = {saddr: string, sport: number, daddr: string, dport: number, netns?: number, pid?: number, udp?: boolean};
-
-function tupleEntry(spec: TupleSpec, mapId = 10, map = `http_in_flight`): EntryRecord {
-  const v6 = spec.saddr.includes(`:`) || spec.daddr.includes(`:`);
-  const key: ConnTupleKey = {
-    kind: `conn_tuple`, family: v6 ? `v6` : `v4`, proto: spec.udp ? `udp` : `tcp`,
-    saddr: spec.saddr, sport: spec.sport, daddr: spec.daddr, dport: spec.dport,
-    src: formatEndpoint(spec.saddr, spec.sport), dst: formatEndpoint(spec.daddr, spec.dport),
-    netns: spec.netns ?? 0, pid: spec.pid ?? 0, metadata: (spec.udp ? 0 : 1) | (v6 ? 2 : 0),
-  };
-  return {type: `entry`, v: SCHEMA_VERSION, mapId, map, keyHex: connTupleBytes(spec).toString(`hex`), valueHex: `00`, key};
-}
-
-function pidEntry(tgid: number, tid: number, mapId = 20, map = `ssl_read_args`): EntryRecord {
-  const pidTgid = (BigInt(tgid) << 32n) | BigInt(tid);
-  const key: PidTgidKey = {kind: `pid_tgid`, pidTgid: pidTgid.toString(), tgid, tid};
-  return {type: `entry`, v: SCHEMA_VERSION, mapId, map, keyHex: pidTgidBytes(tgid, tid).toString(`hex`), valueHex: `00`, key};
-}
+const socket = socketRecord;
+const closer = snapshotCloser;
+const netns = (inode: number, complete = true) => netnsRecord(inode, [1], complete ? {} : {readVia: null, complete: false});
+const process = (pid: number, tids: Array<number>, state = `S`, comm = `proc${pid}`) => processRecord(pid, comm, {tids, state, netnsInode: NS_A});
 
 function quietContext(warnings: Array<string> = []): ToolContext {
   const ctx = defaultToolContext(new PassThrough());
