@@ -9,8 +9,7 @@
 //   --only live|recorded, --keep (leave the generated inputs in the scratch directory)
 //
 // Every measured command runs as a child process under GNU time (CPU and peak RSS from wait4),
-// from the bundle dist/usm-leak-detector.cjs that `make build` makes. A stage whose command is
-// still a placeholder is reported as "not built yet", never given a number.
+// from the bundle dist/usm-leak-detector.cjs that `make build` makes.
 import {execFileSync, spawn} from 'node:child_process';
 import {cpus, hostname, release, tmpdir, totalmem} from 'node:os';
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs';
@@ -21,7 +20,7 @@ import {hotFunctions, type HotFunction} from './profile.ts';
 import {haveGnuTime, killMeasured, measure, summarise, type Measurement, type RunSpec, type Step, type Summary} from './measure.ts';
 import {FULL_WORLD, syntheticWorld, writeRecordedMaps, type SyntheticWorld, type WorldSize} from './synthetic.ts';
 import {writeSnapshotRecords} from './snapshots.ts';
-import {writeFixtureTree, fixtureTreeUnavailable} from './fixture.ts';
+import {writeFixtureTree} from './fixture.ts';
 import {FULL_ENTRIES, scalePlan, type AliveSet} from './world.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), `..`);
@@ -78,16 +77,9 @@ function readConfig(argv: ReadonlyArray<string>): Config {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Stages: which are built, and how each is run
+// How each stage is run
 
-const STAGE_COMMANDS = [`dump-maps`, `snapshot-conns`, `snapshot-pids`, `validate`, `recheck`, `report`, `scan`] as const;
-type StageCommand = (typeof STAGE_COMMANDS)[number];
-
-/** A stage is built once its command no longer calls the notBuilt() placeholder. */
-function stageBuilt(command: StageCommand): boolean {
-  const file = join(root, `commands`, `${command}.ts`);
-  return existsSync(file) && !readFileSync(file, `utf8`).includes(`this.notBuilt(`);
-}
+type StageCommand = `dump-maps` | `snapshot-conns` | `snapshot-pids` | `validate` | `recheck` | `report` | `scan`;
 
 /** Set while the profiling run of a row builds its command lines. */
 let profileDir: string | null = null;
@@ -127,9 +119,8 @@ interface Row {
   /** What is counted per second: map entries, sockets or processes. */
   units: number;
   unit: Unit;
-  needs: ReadonlyArray<StageCommand>;
   spec: (() => RunSpec) | null;
-  /** `ok`, `not built yet: ...`, `skipped: ...`, `failed: ...`. */
+  /** `ok`, `skipped: ...`, `failed: ...`. */
   status: string;
   measurements: Array<Measurement>;
   summary?: Summary;
@@ -165,10 +156,9 @@ interface Ratio {
   note: string;
 }
 
-function row(group: Row[`group`], size: number, name: string, units: number, unit: Unit, needs: ReadonlyArray<StageCommand>, spec: (() => RunSpec) | null, blocked: string | null = null): Row {
-  const missing = needs.filter(command => !stageBuilt(command));
-  const status = missing.length > 0 ? `not built yet: ${missing.join(`, `)}` : blocked ?? `ok`;
-  return {group, size, name, units, unit, needs, spec: status === `ok` ? spec : null, status, measurements: []};
+function row(group: Row[`group`], size: number, name: string, units: number, unit: Unit, spec: (() => RunSpec) | null, blocked: string | null = null): Row {
+  const status = blocked ?? `ok`;
+  return {group, size, name, units, unit, spec: status === `ok` ? spec : null, status, measurements: []};
 }
 
 /** A measurement slower than this once is not repeated: `make bench` must end in minutes. */
@@ -243,8 +233,7 @@ async function recordedRows(config: Config, scratch: string, world: SyntheticWor
   const rows: Array<Row> = [];
   // One fixture tree (sockets, processes) shared by every size, as capture/proc + capture/netns.
   const tree = join(scratch, `tree`);
-  const treeProblem = fixtureTreeUnavailable();
-  if (treeProblem === null) {
+  {
     log(`writing the /proc fixture tree: ${fmtCount(world.sockets.length)} sockets in ${world.namespaces.length} namespaces, ${fmtCount(world.processes.length)} processes`);
     await writeFixtureTree(world, tree);
   }
@@ -253,12 +242,10 @@ async function recordedRows(config: Config, scratch: string, world: SyntheticWor
   const connsFile = join(scratch, `conns.ndjson`);
   const pidsFile = join(scratch, `pids.ndjson`);
   const treeCapture = join(scratch, `capture-tree`);
-  if (treeProblem === null) {
-    mkdirSync(treeCapture, {recursive: true});
-    linkTree(tree, treeCapture);
-  }
+  mkdirSync(treeCapture, {recursive: true});
+  linkTree(tree, treeCapture);
   let snapshotSource = `synthetic records`;
-  if (treeProblem === null && stageBuilt(`snapshot-conns`) && stageBuilt(`snapshot-pids`)) {
+  {
     try {
       await measure({steps: [tool(`snapshot-conns`, `--from`, treeCapture)], stdout: connsFile, scratch});
       await measure({steps: [tool(`snapshot-pids`, `--from`, treeCapture)], stdout: pidsFile, scratch});
@@ -271,26 +258,23 @@ async function recordedRows(config: Config, scratch: string, world: SyntheticWor
     writeSnapshotRecords(world, connsFile, pidsFile);
   log(`validate reads snapshots from ${snapshotSource}`);
 
-  const blockedTree = treeProblem === null ? null : `not built yet: ${treeProblem}`;
-  rows.push(row(`recorded`, 0, `snapshot-conns --from (fixture tree)`, world.sockets.length, `sockets`, [`snapshot-conns`],
-    () => ({steps: [tool(`snapshot-conns`, `--from`, treeCapture)], scratch}), blockedTree));
-  rows.push(row(`recorded`, 0, `snapshot-pids --from (fixture tree)`, world.processes.length, `processes`, [`snapshot-pids`],
-    () => ({steps: [tool(`snapshot-pids`, `--from`, treeCapture)], scratch}), blockedTree));
+  rows.push(row(`recorded`, 0, `snapshot-conns --from (fixture tree)`, world.sockets.length, `sockets`,
+    () => ({steps: [tool(`snapshot-conns`, `--from`, treeCapture)], scratch})));
+  rows.push(row(`recorded`, 0, `snapshot-pids --from (fixture tree)`, world.processes.length, `processes`,
+    () => ({steps: [tool(`snapshot-pids`, `--from`, treeCapture)], scratch})));
 
   for (const size of config.sizes) {
-    const set = await recordedSet(size, scratch, world, tree, treeProblem === null);
+    const set = await recordedSet(size, scratch, world, tree);
     // Inputs of the NDJSON stages: made once by the stage before (untimed), then read each run.
     let entriesReady = false;
-    if (stageBuilt(`dump-maps`)) {
-      try {
-        await measure({steps: [tool(`dump-maps`, `--from`, set.capture)], stdout: set.entriesFile, scratch});
-        entriesReady = true;
-      } catch (err) {
-        log(`dump-maps --from failed, so validate has no input at ${fmtCount(size)}: ${(err as Error).message.split(`\n`)[0]}`);
-      }
+    try {
+      await measure({steps: [tool(`dump-maps`, `--from`, set.capture)], stdout: set.entriesFile, scratch});
+      entriesReady = true;
+    } catch (err) {
+      log(`dump-maps --from failed, so validate has no input at ${fmtCount(size)}: ${(err as Error).message.split(`\n`)[0]}`);
     }
     let verdictsReady = false;
-    if (entriesReady && stageBuilt(`validate`)) {
+    if (entriesReady) {
       try {
         await measure({steps: [tool(`validate`, `--no-live`, `--snapshot`, connsFile, `--snapshot`, pidsFile, set.entriesFile)], stdout: set.verdictsFile, scratch});
         verdictsReady = true;
@@ -304,24 +288,24 @@ async function recordedRows(config: Config, scratch: string, world: SyntheticWor
     // at the small size only, which keeps a full `make bench` within minutes.
     const composite = size < config.sizes[config.sizes.length - 1] || !liveWillRun(config)
       ? null : `skipped: the live scan and pipeline cover this size (--only recorded measures it)`;
-    rows.push(row(`recorded`, size, `dump-maps --from (recorded bpftool dumps)`, set.entries, `entries`, [`dump-maps`],
+    rows.push(row(`recorded`, size, `dump-maps --from (recorded bpftool dumps)`, set.entries, `entries`,
       () => ({steps: [tool(`dump-maps`, `--from`, set.capture)], scratch})));
-    rows.push(row(`recorded`, size, `floor: node read + JSON.parse of validate's input`, set.entries, `entries`, [`dump-maps`],
+    rows.push(row(`recorded`, size, `floor: node read + JSON.parse of validate's input`, set.entries, `entries`,
       () => ({steps: [{argv: [process.execPath, join(root, `bench`, `parse-floor.mjs`), connsFile, pidsFile, set.entriesFile]}], scratch}), noEntries));
-    rows.push(row(`recorded`, size, `validate (snapshot files + entries)`, set.entries, `entries`, [`dump-maps`, `validate`],
+    rows.push(row(`recorded`, size, `validate (snapshot files + entries)`, set.entries, `entries`,
       () => ({steps: [tool(`validate`, `--no-live`, `--snapshot`, connsFile, `--snapshot`, pidsFile, set.entriesFile)], scratch}), noEntries));
-    rows.push(row(`recorded`, size, `recheck --later (same capture)`, set.entries, `entries`, [`validate`, `recheck`],
-      () => ({steps: [tool(`recheck`, `--delay`, `0`, `--later`, set.capture, set.verdictsFile)], scratch}), blockedTree ?? noVerdicts));
-    rows.push(row(`recorded`, size, `report (text)`, set.entries, `entries`, [`validate`, `report`],
+    rows.push(row(`recorded`, size, `recheck --later (same capture)`, set.entries, `entries`,
+      () => ({steps: [tool(`recheck`, `--delay`, `0`, `--later`, set.capture, set.verdictsFile)], scratch}), noVerdicts));
+    rows.push(row(`recorded`, size, `report (text)`, set.entries, `entries`,
       () => ({steps: [tool(`report`, set.verdictsFile)], scratch}), noVerdicts));
-    rows.push(row(`recorded`, size, `pipeline: dump-maps --from | validate | report`, set.entries, `entries`, [`dump-maps`, `validate`, `report`],
+    rows.push(row(`recorded`, size, `pipeline: dump-maps --from | validate | report`, set.entries, `entries`,
       () => ({steps: [
         tool(`dump-maps`, `--from`, set.capture),
         tool(`validate`, `--no-live`, `--snapshot`, connsFile, `--snapshot`, pidsFile),
         tool(`report`),
       ], scratch}), composite));
-    rows.push(row(`recorded`, size, `scan --from (capture, no recheck)`, set.entries, `entries`, [`scan`],
-      () => ({steps: [tool(`scan`, `--from`, set.capture, `--recheck-delay`, `0`)], scratch}), blockedTree ?? composite));
+    rows.push(row(`recorded`, size, `scan --from (capture, no recheck)`, set.entries, `entries`,
+      () => ({steps: [tool(`scan`, `--from`, set.capture, `--recheck-delay`, `0`)], scratch}), composite));
   }
   return rows;
 }
@@ -330,14 +314,13 @@ function liveWillRun(config: Config): boolean {
   return config.groups.has(`live`) && liveUnavailable() === null;
 }
 
-async function recordedSet(size: number, scratch: string, world: SyntheticWorld, tree: string, haveTree: boolean): Promise<RecordedSet> {
+async function recordedSet(size: number, scratch: string, world: SyntheticWorld, tree: string): Promise<RecordedSet> {
   const capture = join(scratch, `capture-${size}`);
   mkdirSync(capture, {recursive: true});
   const plan = scalePlan(size);
   log(`writing recorded bpftool dumps: ${fmtCount(size)} entries over ${plan.length} maps`);
   const written = await writeRecordedMaps(capture, plan, scalePlan(Math.max(size, FULL_ENTRIES)).map(map => map.entries), world.alive, SEED);
-  if (haveTree)
-    linkTree(tree, capture);
+  linkTree(tree, capture);
   return {capture, entries: written, entriesFile: join(scratch, `entries-${size}.ndjson`), verdictsFile: join(scratch, `verdicts-${size}.ndjson`)};
 }
 
@@ -358,7 +341,7 @@ async function liveRows(config: Config, scratch: string, cleanups: Array<() => v
   const problem = liveUnavailable();
   if (problem !== null) {
     log(`live maps skipped: ${problem} (the recorded inputs still run)`);
-    return config.sizes.map(size => row(`live`, size, `live maps`, size, `entries`, [], null, `skipped: ${problem}`));
+    return config.sizes.map(size => row(`live`, size, `live maps`, size, `entries`, null, `skipped: ${problem}`));
   }
   sweepStalePins();
   const connections = new RealConnections();
@@ -385,20 +368,20 @@ async function liveRows(config: Config, scratch: string, cleanups: Array<() => v
     // The benchmark's own maps, by id: other USM-named maps on this host are not measured.
     const select = ids.flatMap(id => [`--map-id`, id]);
     const sizeRows = [
-      row(`live`, size, `floor: bpftool -j map dump id N > /dev/null, every map`, entries, `entries`, [],
+      row(`live`, size, `floor: bpftool -j map dump id N > /dev/null, every map`, entries, `entries`,
         () => ({steps: maps.maps.map(map => ({argv: [`bpftool`, `-j`, `map`, `dump`, `id`, String(map.id)]})), sequential: true, scratch})),
-      row(`live`, size, `dump-maps --backend kernel (live maps)`, entries, `entries`, [`dump-maps`],
+      row(`live`, size, `dump-maps --backend kernel (live maps)`, entries, `entries`,
         () => ({steps: [tool(`dump-maps`, `--backend`, `kernel`, ...select)], scratch})),
-      row(`live`, size, `dump-maps --backend bpftool (live maps)`, entries, `entries`, [`dump-maps`],
+      row(`live`, size, `dump-maps --backend bpftool (live maps)`, entries, `entries`,
         () => ({steps: [tool(`dump-maps`, `--backend`, `bpftool`, ...select)], scratch})),
-      row(`live`, size, `scan (live maps, kernel backend, live /proc, no recheck)`, entries, `entries`, [`scan`],
+      row(`live`, size, `scan (live maps, kernel backend, live /proc, no recheck)`, entries, `entries`,
         () => ({steps: [tool(`scan`, `--backend`, `kernel`, ...select, `--recheck-delay`, `0`)], scratch})),
-      row(`live`, size, `scan --backend bpftool (live maps, live /proc, no recheck)`, entries, `entries`, [`scan`],
+      row(`live`, size, `scan --backend bpftool (live maps, live /proc, no recheck)`, entries, `entries`,
         () => ({steps: [tool(`scan`, `--backend`, `bpftool`, ...select, `--recheck-delay`, `0`)], scratch})),
-      row(`live`, size, `pipeline: dump-maps | validate | report (live)`, entries, `entries`, [`dump-maps`, `validate`, `report`],
+      row(`live`, size, `pipeline: dump-maps | validate | report (live)`, entries, `entries`,
         () => ({steps: [tool(`dump-maps`, ...select), tool(`validate`), tool(`report`)], scratch})),
       // validate takes its live snapshots first and streams, instead of waiting for the input's end.
-      row(`live`, size, `pipeline: dump-maps | validate --live | report (live)`, entries, `entries`, [`dump-maps`, `validate`, `report`],
+      row(`live`, size, `pipeline: dump-maps | validate --live | report (live)`, entries, `entries`,
         () => ({steps: [tool(`dump-maps`, ...select), tool(`validate`, `--live`), tool(`report`)], scratch})),
     ];
     await measureRows(sizeRows, config.runs, config.profile);
@@ -613,8 +596,6 @@ async function main(): Promise<number> {
   }
 
   log(`sizes ${config.sizes.map(fmtCount).join(` and `)} entries; ${config.runs} runs each; scratch ${scratch}`);
-  const built = STAGE_COMMANDS.map(command => `${command}: ${stageBuilt(command) ? `built` : `not built yet`}`);
-  log(built.join(`, `));
 
   const rows: Array<Row> = [];
   if (config.groups.has(`recorded`)) {

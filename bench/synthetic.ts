@@ -1,4 +1,5 @@
-// Inputs for runs without root: a synthetic host (namespaces, processes with threads, sockets)
+// The one generator of synthetic hosts (the benchmark, scripts/gen-proc-fixture.ts and
+// scripts/bench-snapshot.ts use it). Inputs for runs without root: a synthetic host (namespaces, processes with threads, sockets)
 // and recorded dumps of USM-named maps in bpftool's own JSON, laid out as a capture directory
 // (see the README's capture layout), so `dump-maps --from`, `snapshot-* --from` and
 // `scan --from` read them exactly as they would read a capture from a customer box.
@@ -6,6 +7,7 @@ import {createWriteStream, mkdirSync, writeFileSync} from 'node:fs';
 import {once} from 'node:events';
 import {join} from 'node:path';
 import {kernelName} from '../src/catalogue.ts';
+import type {FixtureProcess, FixtureSocket} from '../scripts/gen-proc-fixture.ts';
 import {bpftoolHexArray, makeRng, mapEntries, maxEntriesFor, type AliveSet, type BenchMap, type Connection} from './world.ts';
 
 export interface WorldSize {
@@ -16,30 +18,13 @@ export interface WorldSize {
 
 export const FULL_WORLD: WorldSize = {namespaces: 200, sockets: 100_000, processes: 20_000};
 
-export interface SyntheticProcess {
-  pid: number;
-  tids: Array<number>;
-  state: string;
-  comm: string;
-  /** null for a zombie: its ns/net link cannot be read. */
-  netnsInode: number | null;
-  startTime: number;
-}
+/** A process as the fixture tree writes it. */
+export type SyntheticProcess = FixtureProcess;
 
-export interface SyntheticSocket {
-  netnsInode: number;
+/** A socket as the fixture tree writes it, plus what the recorded map entries need. */
+export interface SyntheticSocket extends FixtureSocket {
   proto: `tcp` | `udp`;
-  /** The table it is listed in. */
-  table: `tcp` | `tcp6` | `udp` | `udp6`;
-  /** Addresses as the table shows them (a v4 client of a dual-stack server is ::ffff:a.b.c.d in tcp6). */
-  laddr: string;
-  lport: number;
-  raddr: string;
-  rport: number;
-  /** /proc/net/tcp state number: 01 ESTABLISHED, 06 TIME_WAIT, 0A LISTEN, 07 CLOSE (UDP). */
-  state: number;
-  inode: number;
-  uid: number;
+  /** The process that owns it (0: none, TIME_WAIT). */
   pid: number;
 }
 

@@ -12,7 +12,8 @@ import {PassThrough} from 'node:stream';
 import {defaultToolContext} from '../src/context.ts';
 import {snapshotConns} from '../src/snapshot/conns.ts';
 import {snapshotPids} from '../src/snapshot/pids.ts';
-import {generateProcWorld, writeProcTree} from './gen-proc-fixture.ts';
+import {syntheticWorld} from '../bench/synthetic.ts';
+import {writeProcTree} from './gen-proc-fixture.ts';
 
 const argv = process.argv.slice(2);
 const option = (name: string, fallback: number) => {
@@ -24,7 +25,7 @@ const runs = option(`runs`, 5);
 
 const dir = mkdtempSync(join(tmpdir(), `usmld-bench-proc-`));
 try {
-  writeProcTree(dir, generateProcWorld(size));
+  writeProcTree(dir, syntheticWorld(size, 1));
   const ctx = defaultToolContext(new PassThrough());
   const measure = async (label: string, records: () => AsyncIterable<object>) => {
     const results: Array<{cpuMs: number, wallMs: number, count: number, bytes: number}> = [];

@@ -9,11 +9,12 @@
 // them (tcp4_seq_show / udp4_format_sock and their v6 twins): `%4d:` or `%5d:` slot, addresses as
 // host-order (little-endian) u32 hex words, TIME_WAIT rows with uid and inode 0.
 //
-// writeProcTree() takes explicit processes and sockets (the benchmark's synthetic host passes
-// its own); generateProcWorld() makes a simple seeded one from N, M, P.
+// writeProcTree() takes explicit processes and sockets; the command line writes the benchmark's
+// seeded synthetic host (bench/synthetic.ts, the one generator of hosts).
 import {mkdirSync, symlinkSync, writeFileSync} from 'node:fs';
 import {join} from 'node:path';
 import {pathToFileURL} from 'node:url';
+import {syntheticWorld} from '../bench/synthetic.ts';
 
 export interface FixtureProcess {
   pid: number;
@@ -167,63 +168,6 @@ export function writeProcTree(dir: string, world: FixtureWorld): void {
   }
 }
 
-export interface WorldSize {
-  sockets: number;
-  namespaces: number;
-  processes: number;
-  seed?: number;
-}
-
-/** A simple seeded host: processes and sockets spread over the namespaces. */
-export function generateProcWorld(size: WorldSize): Required<FixtureWorld> {
-  let state = (size.seed ?? 1) >>> 0 || 1;
-  const random = () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 0x100000000;
-  };
-  const namespaces = Array.from({length: size.namespaces}, (_, k) => 4026532000 + 7 * k);
-  const processes: Array<FixtureProcess> = [];
-  let nextId = 300;
-  for (let i = 0; i < size.processes; i++) {
-    const pid = nextId++;
-    const tids = [pid];
-    const threads = random() < 0.8 ? 0 : 1 + Math.floor(random() * 8);
-    for (let t = 0; t < threads; t++)
-      tids.push(nextId++);
-    const zombie = random() < 0.005;
-    processes.push({
-      pid, tids: zombie ? [pid] : tids, state: zombie ? `Z` : `S`, comm: [`nginx`, `java`, `python3`, `node`, `envoy`][i % 5],
-      netnsInode: zombie ? null : namespaces[i % namespaces.length], startTime: 1000 + i * 3,
-    });
-  }
-  const sockets: Array<FixtureSocket> = [];
-  let inode = 100_000;
-  for (let i = 0; i < size.sockets; i++) {
-    const k = i % namespaces.length;
-    const netnsInode = namespaces[k];
-    const local4 = `10.${k >> 8}.${k & 255}.2`;
-    const peer4 = `10.200.${(i >> 8) & 255}.${i & 255}`;
-    const roll = random();
-    const port = 1024 + (i % 60000);
-    const uid = 1000 + (k % 5);
-    if (roll < 0.45)
-      sockets.push({netnsInode, table: `tcp`, laddr: local4, lport: 8080, raddr: peer4, rport: port, state: 1, inode: inode++, uid});
-    else if (roll < 0.55)
-      sockets.push({netnsInode, table: `tcp`, laddr: local4, lport: port, raddr: peer4, rport: 443, state: 6, inode: 0, uid: 0});
-    else if (roll < 0.7)
-      sockets.push({netnsInode, table: `tcp6`, laddr: `::ffff:${local4}`, lport: 8443, raddr: `::ffff:${peer4}`, rport: port, state: 1, inode: inode++, uid});
-    else if (roll < 0.85)
-      sockets.push({netnsInode, table: `tcp6`, laddr: `fd00::${k.toString(16)}:2`, lport: 443, raddr: `fd00:1::${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}`, rport: port, state: 1, inode: inode++, uid});
-    else if (roll < 0.97)
-      sockets.push({netnsInode, table: `udp`, laddr: local4, lport: port, raddr: `10.0.0.53`, rport: 53, state: 1, inode: inode++, uid});
-    else
-      sockets.push({netnsInode, table: `udp6`, laddr: `::`, lport: port, raddr: `::`, rport: 0, state: 7, inode: inode++, uid});
-  }
-  return {processes, sockets, namespaces};
-}
-
 function main(argv: Array<string>): void {
   const out = argv[0];
   if (!out || out.startsWith(`-`)) {
@@ -234,8 +178,8 @@ function main(argv: Array<string>): void {
     const at = argv.indexOf(`--${name}`);
     return at > 0 ? Number(argv[at + 1]) : fallback;
   };
-  const size = {sockets: option(`sockets`, 100_000), namespaces: option(`namespaces`, 200), processes: option(`processes`, 2_000), seed: option(`seed`, 1)};
-  writeProcTree(out, generateProcWorld(size));
+  const size = {sockets: option(`sockets`, 100_000), namespaces: option(`namespaces`, 200), processes: option(`processes`, 2_000)};
+  writeProcTree(out, syntheticWorld(size, option(`seed`, 1)));
   process.stderr.write(`wrote ${size.sockets} sockets over ${size.namespaces} namespaces and ${size.processes} processes to ${out}\n`);
 }
 
