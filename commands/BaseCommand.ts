@@ -8,7 +8,8 @@ import {parseSize} from '../src/lines.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
 import type {Origin} from '../src/provenance.ts';
-import {OutputClosed, RecordWriter, readInputs} from '../src/ndjson.ts';
+import {singly, type Batches} from '../src/batch.ts';
+import {OutputClosed, RecordWriter, readInputBatches, readInputs} from '../src/ndjson.ts';
 import type {AnyRecord, Stage} from '../src/schema.ts';
 
 export type CliContext = BaseContext & {
@@ -82,6 +83,11 @@ export abstract class BaseCommand extends Command<CliContext> {
     return readInputs(paths, this.context.stdin, {onProblem: message => tool.log.warn(message), maxLineLength: tool.maxLineLength});
   }
 
+  /** Record input in batches (one per chunk read): what the batch stages take. */
+  protected inputBatches(tool: ToolContext, paths: ReadonlyArray<string>): AsyncGenerator<Array<AnyRecord>> {
+    return readInputBatches(paths, this.context.stdin, {onProblem: message => tool.log.warn(message)});
+  }
+
   /**
    * Writes the stage's header then every record; resolves when all is flushed (and taken). The header is
    * written when the first record is ready (or at the end): a stage that refuses its input
@@ -89,15 +95,20 @@ export abstract class BaseCommand extends Command<CliContext> {
    * not live here) is known from the input's own header by then.
    */
   protected async emit(stage: Stage, tool: ToolContext, records: AsyncIterable<object>, lineOf?: (record: object) => string, origin?: () => Origin | null): Promise<void> {
+    await this.emitBatches(stage, tool, singly(records), lineOf, origin);
+  }
+
+  /** emit() for a stage that yields batches of records (src/batch.ts): one write per batch. */
+  protected async emitBatches(stage: Stage, tool: ToolContext, batches: Batches<object>, lineOf?: (record: object) => string, origin?: () => Origin | null): Promise<void> {
     const writer = new RecordWriter(this.context.stdout, lineOf);
     let headed = false;
     try {
-      for await (const record of records) {
-        if (!headed) {
+      for await (const batch of batches) {
+        if (!headed && batch.length > 0) {
           headed = true;
           await writer.write(makeHeader(stage, tool, origin?.()));
         }
-        const pending = writer.write(record);
+        const pending = writer.writeBatch(batch);
         if (pending !== undefined)
           await pending;
       }

@@ -3,7 +3,7 @@ import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {Provenance} from '../src/provenance.ts';
-import {DEFAULT_RECHECK_DELAY_MS, recheck} from '../src/validate/recheck.ts';
+import {DEFAULT_RECHECK_DELAY_MS, recheckBatches} from '../src/validate/recheck.ts';
 import {BaseCommand} from './BaseCommand.ts';
 import {WithBackend, WithProcRoot, isSeconds} from './options.ts';
 
@@ -39,10 +39,10 @@ export default class RecheckCommand extends WithBackend(WithProcRoot(BaseCommand
     if (this.later !== undefined && this.local)
       throw new UsageFault(`--local says the verdicts are this host's, live, for a live second look; --later looks at a capture instead: give one`);
     const tool = this.withProcRoot(base);
-    const input = this.input(tool, this.files);
+    const input = this.inputBatches(tool, this.files);
     let leaked = false;
     const provenance = new Provenance(tool);
-    const records = recheck(tool, input, {
+    const batches = recheckBatches(tool, input, {
       delayMs: this.delay * 1000,
       later: this.later,
       local: this.local,
@@ -50,11 +50,11 @@ export default class RecheckCommand extends WithBackend(WithProcRoot(BaseCommand
       stdin: this.context.stdin,
       dump: this.backendOptions(),
     });
-    await this.emit(`recheck`, tool, (async function* () {
-      for await (const record of records) {
-        if (record.type === `verdict` && record.status === `leaked`)
-          leaked = true;
-        yield record;
+    await this.emitBatches(`recheck`, tool, (async function* () {
+      for await (const batch of batches) {
+        if (!leaked)
+          leaked = batch.some(record => record.type === `verdict` && record.status === `leaked`);
+        yield batch;
       }
     })(), undefined, () => provenance.origin);
     return leaked ? ExitCode.LeaksFound : ExitCode.Ok;

@@ -2,9 +2,9 @@ import {Command, Option} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
-import {readInputs} from '../src/ndjson.ts';
+import {readInputBatches, readInputs} from '../src/ndjson.ts';
 import {Provenance} from '../src/provenance.ts';
-import {validate} from '../src/validate/index.ts';
+import {validateBatches} from '../src/validate/index.ts';
 import {verdictLine} from '../src/validate/serialize.ts';
 import {BaseCommand} from './BaseCommand.ts';
 import {WithProcRoot} from './options.ts';
@@ -37,11 +37,11 @@ export default class ValidateCommand extends WithProcRoot(BaseCommand) {
       throw new UsageFault(`--live and --snapshot both say where the snapshots come from: give one`);
     const read = {onProblem: (message: string) => tool.log.warn(message), maxLineLength: tool.maxLineLength, keepSourceLine: new Set([`entry`])};
     const snapshots = this.snapshotFiles.length > 0 ? readInputs(this.snapshotFiles, this.context.stdin, read) : undefined;
-    const input = readInputs(this.files, this.context.stdin, read);
+    const input = readInputBatches(this.files, this.context.stdin, read);
     const live = this.live === undefined ? `auto` : this.live ? `always` : `never`;
     const counts = {leaked: 0};
     const provenance = new Provenance(tool);
-    await this.emit(`validate`, tool, validate(tool, input, {snapshots, live, counts, provenance}), verdictLine, () => provenance.origin);
+    await this.emitBatches(`validate`, tool, validateBatches(tool, input, {snapshots, live, counts, provenance}), verdictLine, () => provenance.origin);
     return counts.leaked > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
   }
 }

@@ -18,6 +18,7 @@
 import {selectionNeedsSocketFds} from '../catalogue.ts';
 import type {WriteStream} from 'node:fs';
 import {finished} from 'node:stream/promises';
+import {batched} from '../batch.ts';
 import type {ToolContext} from '../context.ts';
 import {dumpMaps, type DumpOptions} from '../dump/index.ts';
 import {EnvironmentFault} from '../errors.ts';
@@ -30,8 +31,8 @@ import {buildReport, type ReportModel} from '../report/model.ts';
 import type {AnyRecord} from '../schema.ts';
 import {snapshotConns} from '../snapshot/conns.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
-import {validate} from '../validate/index.ts';
-import {recheck, type RecheckOptions} from '../validate/recheck.ts';
+import {validateBatches} from '../validate/index.ts';
+import {recheckBatches, type RecheckOptions} from '../validate/recheck.ts';
 
 export interface ScanOptions {
   dump: DumpOptions;
@@ -78,27 +79,34 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     const header = makeHeader(`scan`, ctx, origin);
     await keep(header);
 
-    async function* observed(): AsyncGenerator<AnyRecord> {
-      for await (const record of stages(ctx, options)) {
-        const pending = keep(record);
-        if (pending)
-          await pending;
-        yield record;
+    // Batches from stage to stage (src/batch.ts): one await per batch, each entry judged inside
+    // validate's batch loop.
+    async function* observed(): AsyncGenerator<ReadonlyArray<AnyRecord>> {
+      for await (const batch of stages(ctx, options)) {
+        for (let i = 0; i < batch.length; i++) {
+          const pending = keep(batch[i]);
+          if (pending)
+            await pending;
+        }
+        yield batch;
       }
     }
 
-    const validated = validate(ctx, observed(), {live: `never`});
+    const validated = validateBatches(ctx, observed(), {live: `never`});
     const output = options.recheckDelaySeconds > 0
-      ? recheck(withCountdown(ctx), validated, recheckOptions(options))
+      ? recheckBatches(withCountdown(ctx), validated, recheckOptions(options))
       : validated;
-    for await (const record of output) {
-      // validate and recheck make verdicts and summaries (recheck replaces validate's leaked
-      // verdicts and its summaries, so each reaches here once); every other record they emit is
-      // one of their input's, already kept on the way in.
-      if (record.type === `verdict` || record.type === `summary`) {
-        const pending = keep(record);
-        if (pending)
-          await pending;
+    for await (const batch of output) {
+      for (let i = 0; i < batch.length; i++) {
+        // validate and recheck make verdicts and summaries (recheck replaces validate's leaked
+        // verdicts and its summaries, so each reaches here once); every other record they emit is
+        // one of their input's, already kept on the way in.
+        const record = batch[i];
+        if (record.type === `verdict` || record.type === `summary`) {
+          const pending = keep(record);
+          if (pending)
+            await pending;
+        }
       }
     }
     finishedScan = true;
@@ -112,13 +120,13 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   return {model: buildReport(aggregator), records, origin};
 }
 
-/** The two snapshots, then the dump, as one stream; progress on a TTY. */
-async function* stages(ctx: ToolContext, options: ScanOptions): AsyncGenerator<AnyRecord> {
+/** The two snapshots, then the dump, as one stream of batches; progress on a TTY. */
+async function* stages(ctx: ToolContext, options: ScanOptions): AsyncGenerator<ReadonlyArray<AnyRecord>> {
   const from = options.from;
   ctx.log.progress(`snapshotting network namespaces and sockets...`);
-  yield* snapshotConns(ctx, {from}) as AsyncIterable<AnyRecord>;
+  yield* batched(snapshotConns(ctx, {from}) as AsyncIterable<AnyRecord>);
   ctx.log.progress(`snapshotting processes...`);
-  yield* snapshotPids(ctx, {from, socketFds: selectionNeedsSocketFds(options.dump.selection ?? {})}) as AsyncIterable<AnyRecord>;
+  yield* batched(snapshotPids(ctx, {from, socketFds: selectionNeedsSocketFds(options.dump.selection ?? {})}) as AsyncIterable<AnyRecord>);
   const dump: DumpOptions = from !== undefined ? {...options.dump, from: [from]} : options.dump;
   let map = ``;
   let entries = 0;
@@ -131,22 +139,25 @@ async function* stages(ctx: ToolContext, options: ScanOptions): AsyncGenerator<A
     const rate = Math.round(entries / Math.max(0.001, (now - startedMs) / 1000));
     ctx.log.progress(`dumping ${map}: ${mapEntries} entries (${entries} in all, ${rate} entries/s)`);
   };
-  for await (const record of dumpMaps(ctx, dump)) {
-    if (record.type === `map`) {
-      map = `${record.name} (id ${record.mapId})`;
-      mapEntries = 0;
-      show();
-    } else if (record.type === `entry`) {
-      entries += 1;
-      mapEntries += 1;
-      // Reading the clock for every entry costs more than the rest of this loop: sample it.
-      if ((entries & 1023) === 0 && ctx.clock.now() - shownMs >= 100)
+  for await (const batch of batched(dumpMaps(ctx, dump) as AsyncIterable<AnyRecord>)) {
+    for (let i = 0; i < batch.length; i++) {
+      const record = batch[i];
+      if (record.type === `map`) {
+        map = `${record.name} (id ${record.mapId})`;
+        mapEntries = 0;
         show();
-    } else if (record.type === `mapstats`) {
-      show();
-      ctx.log.info(`dumped ${map}: ${record.entries} entries${record.complete ? `` : ` (incomplete: ${record.error ?? `unknown error`})`}`);
+      } else if (record.type === `entry`) {
+        entries += 1;
+        mapEntries += 1;
+        // Reading the clock for every entry costs more than the rest of this loop: sample it.
+        if ((entries & 1023) === 0 && ctx.clock.now() - shownMs >= 100)
+          show();
+      } else if (record.type === `mapstats`) {
+        show();
+        ctx.log.info(`dumped ${map}: ${record.entries} entries${record.complete ? `` : ` (incomplete: ${record.error ?? `unknown error`})`}`);
+      }
     }
-    yield record;
+    yield batch;
   }
 }
 

@@ -7,7 +7,8 @@ import {createReadStream, type WriteStream} from 'node:fs';
 import {finished} from 'node:stream/promises';
 import {join} from 'node:path';
 import type {ToolContext} from '../context.ts';
-import {RecordWriter, SOURCE_LINE, readRecords, writeErrorOf} from '../ndjson.ts';
+import {BATCH_SIZE} from '../batch.ts';
+import {RecordWriter, SOURCE_LINE, readRecordBatches, writeErrorOf} from '../ndjson.ts';
 import {createTempFile, makeTempDir, type TempDir} from '../outputFile.ts';
 import type {AnyRecord} from '../schema.ts';
 
@@ -60,10 +61,11 @@ export class RecordHolding<T extends AnyRecord> {
   }
 
   /** Every held entry, in arrival order; the holding is empty (and its file gone) afterwards. */
-  async *drain(): AsyncGenerator<T> {
+  async *drain(): AsyncGenerator<Array<T>> {
     if (this.spill === null) {
       const entries = this.memory.splice(0);
-      yield* entries;
+      for (let at = 0; at < entries.length; at += BATCH_SIZE)
+        yield entries.slice(at, at + BATCH_SIZE);
       return;
     }
     const {dir, path, stream, writer} = this.spill;
@@ -78,9 +80,9 @@ export class RecordHolding<T extends AnyRecord> {
         throw writeErrorOf(err as NodeJS.ErrnoException, path);
       }
       const problems: Array<string> = [];
-      const input = createReadStream(path);
-      for await (const record of readRecords(input, path, {onProblem: p => problems.push(p), keepSourceLine: new Set([`entry`]), maxLineLength: this.ctx.maxLineLength}))
-        yield record as T;
+      const input = createReadStream(path, {highWaterMark: 256 * 1024});
+      for await (const batch of readRecordBatches(input, path, {onProblem: p => problems.push(p), keepSourceLine: new Set([`entry`]), maxLineLength: this.ctx.maxLineLength}))
+        yield batch as Array<T>;
       if (problems.length > 0)
         throw new Error(`the held ${this.what} did not read back: ${problems[0]}`);
     } finally {

@@ -5,6 +5,7 @@
 // conns and of pids) are held until those arrive or the input ends (in memory up to a limit, then
 // in a temporary file: holding.ts); with no snapshot records at all the stage then takes live
 // snapshots itself.
+import {BATCH_SIZE, singly, unbatched, type Batches} from '../batch.ts';
 import type {ToolContext} from '../context.ts';
 import {UsageFault} from '../errors.ts';
 import {Provenance} from '../provenance.ts';
@@ -128,7 +129,13 @@ export async function* liveSnapshots(ctx: ToolContext, from?: string, socketFds 
   yield* snapshotPids(ctx, {from, socketFds}) as AsyncIterable<AnyRecord>;
 }
 
-export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord>, options: ValidateOptions = {}): AsyncGenerator<AnyRecord> {
+/**
+ * validate, batch in, batch out (src/batch.ts): each input batch gives one output batch (plus one
+ * per batch of held entries drained), in the same order as record by record. Entries are judged
+ * synchronously inside the batch loop; the only awaits are per batch, and while held entries
+ * spill to disk.
+ */
+export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecord>, options: ValidateOptions = {}): AsyncGenerator<Array<AnyRecord>> {
   const index = new SnapshotIndex();
   const tallies = new Tallies();
   const mapProblems = new Map<number, string>();
@@ -145,28 +152,36 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
   let sawPidFd = false;
 
   /** Feeds snapshot records to the index; yields the ones passed on. */
-  async function* load(records: AsyncIterable<AnyRecord>, source: string): AsyncGenerator<AnyRecord> {
+  async function* load(records: AsyncIterable<AnyRecord>, source: string): AsyncGenerator<Array<AnyRecord>> {
     let others = 0;
+    let passed: Array<AnyRecord> = [];
     for await (const record of records) {
       if (index.add(record)) {
         if (PASSED_SNAPSHOT_TYPES.has(record.type))
-          yield record;
+          passed.push(record);
       } else if (record.type !== `header`) {
         others += 1;
       }
+      if (passed.length >= BATCH_SIZE) {
+        yield passed;
+        passed = [];
+      }
     }
+    if (passed.length > 0)
+      yield passed;
     if (others > 0)
       ctx.log.warn(`${source}: ignored ${others} record(s) that are not snapshot records (netns, socket, process, snapshot)`);
   }
 
   // --live: the input's header first, so a capture's entries are never judged by this host.
-  const records = input[Symbol.asyncIterator]();
+  const batches = input[Symbol.asyncIterator]();
   let seenFirst: AnyRecord | undefined;
-  let first = await records.next();
+  let first = await batches.next();
   if (live === `always`) {
-    if (!first.done && first.value.type === `header`)
-      provenance.observe(first.value);
-    seenFirst = first.value;
+    const head = first.done ? undefined : first.value[0];
+    if (head !== undefined && head.type === `header`)
+      provenance.observe(head);
+    seenFirst = head;
     const refusal = liveSnapshotRefusal(ctx, provenance, true);
     if (refusal !== null)
       throw new UsageFault(refusal);
@@ -191,90 +206,98 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
       counts.leaked += 1;
     return verdict;
   };
+  const judgeAll = (entries: ReadonlyArray<EntryRecord>): Array<AnyRecord> => {
+    const out: Array<AnyRecord> = new Array(entries.length);
+    for (let i = 0; i < entries.length; i++)
+      out[i] = judge(entries[i]);
+    return out;
+  };
 
   // Input that is not live here, with no snapshots yet: nothing goes out until the capture's own
   // snapshots arrive, so a refusal at the end leaves stdout empty.
   const waiting: Array<AnyRecord> = [];
   const holdBack = () => !ready && live === `auto` && !provenance.isLiveHere;
   try {
-    for (; !first.done; first = await records.next()) {
-      const record = first.value;
-      switch (record.type) {
-        case `entry`: {
-          const entry = record;
-          if (entry.key?.kind === `pid_fd`)
-            sawPidFd = true;
-          if (ready) {
-            yield judge(entry);
-          } else {
-            const stored = held.add(entry);
-            if (stored !== undefined)
-              await stored;
-          }
-          break;
-        }
-        case `netns`:
-        case `socket`:
-        case `process`:
-        case `snapshot`:
-          if (ready) {
-            // The index is in use: changing it now would judge entries against two different states.
-            ignoredSnapshotRecords += 1;
+    for (; !first.done; first = await batches.next()) {
+      const batch = first.value;
+      let out: Array<AnyRecord> = [];
+      const pass = (record: AnyRecord) => {
+        if (holdBack())
+          waiting.push(record);
+        else
+          out.push(record);
+      };
+      for (let i = 0; i < batch.length; i++) {
+        const record = batch[i];
+        switch (record.type) {
+          case `entry`: {
+            const entry = record;
+            if (entry.key?.kind === `pid_fd`)
+              sawPidFd = true;
+            if (ready) {
+              out.push(judge(entry));
+            } else {
+              const stored = held.add(entry);
+              if (stored !== undefined)
+                await stored;
+            }
             break;
           }
-          if (record.type === `snapshot`)
-            provenance.observe(record);
-          index.add(record);
-          if (PASSED_SNAPSHOT_TYPES.has(record.type)) {
-            if (holdBack())
-              waiting.push(record);
-            else
-              yield record;
+          case `netns`:
+          case `socket`:
+          case `process`:
+          case `snapshot`:
+            if (ready) {
+              // The index is in use: changing it now would judge entries against two different states.
+              ignoredSnapshotRecords += 1;
+              break;
+            }
+            if (record.type === `snapshot`)
+              provenance.observe(record);
+            index.add(record);
+            if (PASSED_SNAPSHOT_TYPES.has(record.type))
+              pass(record);
+            if (index.isComplete) {
+              ready = true;
+              out.push(...waiting.splice(0));
+              if (out.length > 0)
+                yield out;
+              out = [];
+              ctx.log.debug(`validate: snapshots complete; judging ${held.size} held entries`);
+              for await (const entries of held.drain())
+                yield judgeAll(entries);
+            }
+            break;
+          case `map`: {
+            if (record.problem !== undefined)
+              mapProblems.set(record.mapId, record.problem);
+            if (record.monotonicNs !== undefined)
+              mapReadNs.set(record.mapId, Number(record.monotonicNs));
+            tallies.get(record.mapId, record.catalogName);
+            pass(record);
+            break;
           }
-          if (index.isComplete) {
-            ready = true;
-            yield* waiting.splice(0);
-            ctx.log.debug(`validate: snapshots complete; judging ${held.size} held entries`);
-            for await (const entry of held.drain())
-              yield judge(entry);
-          }
-          break;
-        case `map`: {
-          if (record.problem !== undefined)
-            mapProblems.set(record.mapId, record.problem);
-          if (record.monotonicNs !== undefined)
-            mapReadNs.set(record.mapId, Number(record.monotonicNs));
-          tallies.get(record.mapId, record.catalogName);
-          if (holdBack())
-            waiting.push(record);
-          else
-            yield record;
-          break;
+          case `verdict`:
+          case `summary`:
+            // Judgements already in the input (a `scan --capture` file fed back in): the entries are
+            // judged again here, so passing the old ones on would count every entry twice.
+            droppedJudgements += 1;
+            break;
+          case `header`:
+            if (record !== seenFirst)
+              provenance.observe(record);
+            if (provenance.conflict !== null)
+              throw new UsageFault(`the input mixes data of host ${provenance.origin!.host} and host ${provenance.conflict.host}: entries are judged only against snapshots of the host (and time) they were dumped on`);
+            if (ready && live === `always` && provenance.origin !== null)
+              throw new UsageFault(`the input has data from host ${provenance.origin.host} (data from ${provenance.origin.time}) after entries were judged against this host's live snapshots (--live): leave --live out and judge it against its own snapshots`);
+            pass(record);
+            break;
+          default:
+            pass(record);
         }
-        case `verdict`:
-        case `summary`:
-          // Judgements already in the input (a `scan --capture` file fed back in): the entries are
-          // judged again here, so passing the old ones on would count every entry twice.
-          droppedJudgements += 1;
-          break;
-        case `header`:
-          if (record !== seenFirst)
-            provenance.observe(record);
-          if (provenance.conflict !== null)
-            throw new UsageFault(`the input mixes data of host ${provenance.origin!.host} and host ${provenance.conflict.host}: entries are judged only against snapshots of the host (and time) they were dumped on`);
-          if (ready && live === `always` && provenance.origin !== null)
-            throw new UsageFault(`the input has data from host ${provenance.origin.host} (data from ${provenance.origin.time}) after entries were judged against this host's live snapshots (--live): leave --live out and judge it against its own snapshots`);
-          if (holdBack())
-            waiting.push(record);
-          else
-            yield record;
-          break;
-        default:
-          if (holdBack())
-            waiting.push(record);
-          else
-            yield record;
       }
+      if (out.length > 0)
+        yield out;
     }
     if (droppedJudgements > 0)
       ctx.log.info(`validate: dropped ${droppedJudgements} verdict/summary record(s) from the input: the entries are judged again`);
@@ -288,17 +311,23 @@ export async function* validate(ctx: ToolContext, input: AsyncIterable<AnyRecord
         yield* load(takeSnapshots(ctx, sawPidFd), `live snapshot`);
       }
       ready = true;
-      yield* waiting.splice(0);
-      for await (const entry of held.drain())
-        yield judge(entry);
+      if (waiting.length > 0)
+        yield waiting.splice(0);
+      for await (const entries of held.drain())
+        yield judgeAll(entries);
     }
     if (ignoredSnapshotRecords > 0)
       ctx.log.warn(`validate: ignored ${ignoredSnapshotRecords} snapshot record(s) that arrived after entries were already judged against an earlier snapshot`);
-    yield* tallies.summaries(`validate`);
+    yield [...tallies.summaries(`validate`)];
   } finally {
     // Stopped early (reader gone, error): no spill file left behind.
     held.discard();
   }
+}
+
+/** validate one record at a time (each input record a batch of its own: the same timing as before). */
+export function validate(ctx: ToolContext, input: AsyncIterable<AnyRecord>, options: ValidateOptions = {}): AsyncGenerator<AnyRecord> {
+  return unbatched(validateBatches(ctx, singly(input), options));
 }
 
 export {SnapshotIndex, SNAPSHOT_RECORD_TYPES};

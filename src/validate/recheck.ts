@@ -16,6 +16,7 @@ import {constants} from 'node:fs';
 import {access, stat} from 'node:fs/promises';
 import {join} from 'node:path';
 import {Readable} from 'node:stream';
+import {singly, unbatched, type Batches} from '../batch.ts';
 import type {ToolContext} from '../context.ts';
 import {dumpMaps, type DumpOptions} from '../dump/index.ts';
 import {EnvironmentFault, ToolError, UsageFault, errorMessage} from '../errors.ts';
@@ -23,6 +24,7 @@ import {offlineSource} from '../dump/offline.ts';
 import {readInputs} from '../ndjson.ts';
 import {Provenance, UNKNOWN_HOST, captureOrigin, type CaptureMeta, type Origin} from '../provenance.ts';
 import {RecordHolding} from './holding.ts';
+import {HexKeySet} from './keySet.ts';
 import type {AnyRecord, VerdictRecord} from '../schema.ts';
 import {Tallies, liveSnapshots} from './index.ts';
 import {judgeEntry} from './rules.ts';
@@ -150,17 +152,13 @@ export async function* laterLook(ctx: ToolContext, mapIds: ReadonlyArray<number>
 /** What the second look found: the fresh index, and which candidate keys are still in their maps. */
 class SecondLook {
   readonly index = new SnapshotIndex();
-  /** Candidate keys (per map) the re-read still had: only candidates are kept, not whole maps. */
-  private readonly present = new Map<number, Set<string>>();
   /** Maps whose re-read finished (mapstats complete), or that no longer exist. */
   private readonly conclusive = new Set<number>();
   /** Earliest time of the second look's data (its headers and snapshot records). */
   earliestMs: number | null = null;
 
-  constructor(private readonly candidateKeys: ReadonlyMap<number, ReadonlySet<string>>) {
-    for (const mapId of candidateKeys.keys())
-      this.present.set(mapId, new Set());
-  }
+  /** Candidate keys per map; the re-read marks the ones it still has (only candidates are kept, not whole maps). */
+  constructor(private readonly candidateKeys: ReadonlyMap<number, HexKeySet>) {}
 
   add(record: AnyRecord): void {
     if ((record.type === `snapshot` || record.type === `header`) && typeof record.timeMs === `number`
@@ -169,9 +167,7 @@ class SecondLook {
     if (this.index.add(record))
       return;
     if (record.type === `entry`) {
-      const entry = record;
-      if (this.candidateKeys.get(entry.mapId)?.has(entry.keyHex))
-        this.present.get(entry.mapId)!.add(entry.keyHex);
+      this.candidateKeys.get(record.mapId)?.mark(record.keyHex);
     } else if (record.type === `mapstats`) {
       const stats = record;
       // A map that is gone took its entries with it; a dump that stopped early proves nothing.
@@ -182,7 +178,7 @@ class SecondLook {
 
   /** True when the re-read of its map finished and did not have the key. */
   removed(verdict: VerdictRecord): boolean {
-    return this.conclusive.has(verdict.mapId) && !(this.present.get(verdict.mapId)?.has(verdict.keyHex) ?? false);
+    return this.conclusive.has(verdict.mapId) && !(this.candidateKeys.get(verdict.mapId)?.isMarked(verdict.keyHex) ?? false);
   }
 
   isConclusive(mapId: number): boolean {
@@ -190,12 +186,13 @@ class SecondLook {
   }
 }
 
-export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>, options: RecheckOptions = {}): AsyncGenerator<AnyRecord> {
+/** recheck, batch in, batch out (src/batch.ts). */
+export async function* recheckBatches(ctx: ToolContext, input: Batches<AnyRecord>, options: RecheckOptions = {}): AsyncGenerator<Array<AnyRecord>> {
   const tallies = new Tallies();
   // Leaked verdicts wait for the second look: in memory up to a limit, then in a temp file.
   const candidates = new RecordHolding<VerdictRecord>(ctx, `leaked candidates`, options.holdInMemory);
   // Their keys, per map: what the re-read of each map is compared against.
-  const candidateKeys = new Map<number, Set<string>>();
+  const candidateKeys = new Map<number, HexKeySet>();
   const provenance = options.provenance ?? new Provenance(ctx);
   const liveSecondLook = options.later === undefined && options.lookAgain === undefined;
   // `--later -`: a later NDJSON capture on stdin (read once, at the second look).
@@ -214,44 +211,50 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
     candidates.discard();
   }
 
-  async function* firstPass(): AsyncGenerator<AnyRecord> {
-    for await (const record of input) {
-      if (record.type === `header` || record.type === `snapshot`)
-        provenance.observe(record);
-      if (!checkedFirst || record.type === `header`) {
-        // Before anything goes out: a refused stream leaves stdout empty.
-        checkedFirst = true;
-        check();
-      }
-      if (record.type === `verdict`) {
-        const verdict = record;
-        // Leaked, or updated after the snapshot it was judged against (a race to settle now).
-        if (verdict.status === `leaked` || verdict.reason === `updated_after_snapshot`) {
-          const stored = candidates.add(verdict);
-          if (stored !== undefined)
-            await stored;
-          let keys = candidateKeys.get(verdict.mapId);
-          if (keys === undefined) {
-            keys = new Set();
-            candidateKeys.set(verdict.mapId, keys);
-          }
-          keys.add(verdict.keyHex);
-          if (verdict.key?.kind === `pid_fd`)
-            sawPidFd = true;
-          held += 1;
-          tallies.get(verdict.mapId, verdict.map);
-          continue;
+  async function* firstPass(): AsyncGenerator<Array<AnyRecord>> {
+    for await (const batch of input) {
+      const out: Array<AnyRecord> = [];
+      for (let i = 0; i < batch.length; i++) {
+        const record = batch[i];
+        if (record.type === `header` || record.type === `snapshot`)
+          provenance.observe(record);
+        if (!checkedFirst || record.type === `header`) {
+          // Before anything goes out: a refused stream leaves stdout empty.
+          checkedFirst = true;
+          check();
         }
-        tallies.get(verdict.mapId, verdict.map).count(verdict.status);
-        yield record;
-      } else if (record.type === `summary`) {
-        // Replaced by recheck's own summary; keep the map in the tally even if it had no entries.
-        tallies.get(record.mapId, record.map);
-      } else {
-        if (record.type === `map`)
-          tallies.get(record.mapId, record.catalogName);
-        yield record;
+        if (record.type === `verdict`) {
+          const verdict = record;
+          // Leaked, or updated after the snapshot it was judged against (a race to settle now).
+          if (verdict.status === `leaked` || verdict.reason === `updated_after_snapshot`) {
+            const stored = candidates.add(verdict);
+            if (stored !== undefined)
+              await stored;
+            let keys = candidateKeys.get(verdict.mapId);
+            if (keys === undefined) {
+              keys = new HexKeySet();
+              candidateKeys.set(verdict.mapId, keys);
+            }
+            keys.add(verdict.keyHex);
+            if (verdict.key?.kind === `pid_fd`)
+              sawPidFd = true;
+            held += 1;
+            tallies.get(verdict.mapId, verdict.map);
+            continue;
+          }
+          tallies.get(verdict.mapId, verdict.map).count(verdict.status);
+          out.push(record);
+        } else if (record.type === `summary`) {
+          // Replaced by recheck's own summary; keep the map in the tally even if it had no entries.
+          tallies.get(record.mapId, record.map);
+        } else {
+          if (record.type === `map`)
+            tallies.get(record.mapId, record.catalogName);
+          out.push(record);
+        }
       }
+      if (out.length > 0)
+        yield out;
     }
   }
 
@@ -268,7 +271,7 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
     }
   }
 
-  async function* secondPass(): AsyncGenerator<AnyRecord> {
+  async function* secondPass(): AsyncGenerator<Array<AnyRecord>> {
     if (!checkedFirst)
       check();
     let secondLookMs: number | null = null;
@@ -301,23 +304,32 @@ export async function* recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>
           ctx.log.warn(`recheck: map ${mapId} could not be re-read completely: its entries are rechecked against the fresh snapshots only`);
       }
       let unconfirmed = 0;
-      for await (const verdict of candidates.drain()) {
-        const after = second(verdict, look);
-        if (after.checks === verdict.checks)
-          unconfirmed += 1;
-        const tally = tallies.get(after.mapId, after.map);
-        tally.count(after.status);
-        if (after.status === `alive`)
-          tally.raceFiltered += 1;
-        yield after;
+      for await (const verdicts of candidates.drain()) {
+        const out: Array<AnyRecord> = new Array(verdicts.length);
+        for (let i = 0; i < verdicts.length; i++) {
+          const verdict = verdicts[i];
+          const after = second(verdict, look);
+          if (after.checks === verdict.checks)
+            unconfirmed += 1;
+          const tally = tallies.get(after.mapId, after.map);
+          tally.count(after.status);
+          if (after.status === `alive`)
+            tally.raceFiltered += 1;
+          out[i] = after;
+        }
+        yield out;
       }
       if (unconfirmed > 0)
         ctx.log.warn(`recheck: ${unconfirmed} leaked verdict(s) could not be confirmed (the second look lacked evidence): kept as leaked with checks unchanged`);
     }
     const looks = {firstLookMs: options.firstLookMs ?? provenance.earliestMs, secondLookMs, delayMs};
-    for (const summary of tallies.summaries(`recheck`))
-      yield {...summary, ...looks};
+    yield [...tallies.summaries(`recheck`)].map(summary => ({...summary, ...looks}));
   }
+}
+
+/** recheck one record at a time (each input record a batch of its own). */
+export function recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>, options: RecheckOptions = {}): AsyncGenerator<AnyRecord> {
+  return unbatched(recheckBatches(ctx, singly(input), options));
 }
 
 /** The verdict after the second look. */

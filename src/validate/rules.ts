@@ -2,7 +2,7 @@
 // documents each outcome; the tests in test/validate-rules.test.ts pin every rule down.
 import {isWildcard} from '../addr.ts';
 import type {ConnTupleKey, EntryFields, Match, PidFdKey, PidTgidKey, ProcessRecord, Reason, VerdictStatus} from '../schema.ts';
-import {bindKey, connKey, foldMapped, type SnapshotIndex} from './snapshotIndex.ts';
+import {foldMapped, type Found, type SnapshotIndex} from './snapshotIndex.ts';
 
 export type Owner = {pid: number, comm: string | null};
 
@@ -64,24 +64,9 @@ function judgeValueTuple(tuple: ConnTupleKey, index: SnapshotIndex): Judgement {
   return judgeTuple(tuple, index);
 }
 
-// Scratch for the socket searches: one object reused across entries instead of one per lookup.
-const found = {match: null as Match | null, elsewhere: null as Match | null};
-
-/** Looks `key` up; a socket in `netns` (any namespace when 0) lands in found.match, one elsewhere in found.elsewhere. */
-function search(index: Map<string, Array<Match>>, key: string, netns: number): boolean {
-  const list = index.get(key);
-  if (list === undefined)
-    return false;
-  for (let i = 0; i < list.length; i++) {
-    const match = list[i];
-    if (netns === 0 || match.netnsInode === netns) {
-      found.match = match;
-      return true;
-    }
-    found.elsewhere ??= match;
-  }
-  return false;
-}
+// Scratch for the socket searches: one object reused across entries instead of one per lookup
+// (safe: judging is synchronous, and the results are read before the next search).
+const found: Found = {match: null, elsewhere: null};
 
 /** Wildcard addresses a socket could listen on and still take traffic for `address`. */
 function wildcardsFor(address: string): ReadonlyArray<string> {
@@ -92,10 +77,11 @@ const V4_WILDCARDS = [`0.0.0.0`, `::`];
 const V6_WILDCARDS = [`::`];
 
 function searchBound(index: SnapshotIndex, proto: string, address: string, port: number, netns: number): Reason | null {
-  if (search(index.bound, bindKey(proto, address, port), netns))
+  const udp = proto === `udp`;
+  if (index.bound.search(found, udp, address, port, ``, 0, netns))
     return proto === `tcp` ? `listening` : `bound`;
   for (const wildcard of wildcardsFor(address)) {
-    if (wildcard !== address && search(index.bound, bindKey(proto, wildcard, port), netns))
+    if (wildcard !== address && index.bound.search(found, udp, wildcard, port, ``, 0, netns))
       return proto === `tcp` ? `listening_wildcard` : `bound`;
   }
   return null;
@@ -108,7 +94,7 @@ function findSocket(index: SnapshotIndex, key: ConnTupleKey, saddr: string, dadd
     return searchBound(index, proto, saddr, key.sport, netns);
   // Maps keep tuples client→server (normalised) or in packet direction; /proc lists local→remote.
   // The index holds every connection both ways round, so one lookup covers both directions.
-  if (search(index.connections, connKey(proto, saddr, key.sport, daddr, key.dport), netns))
+  if (index.connections.search(found, proto === `udp`, saddr, key.sport, daddr, key.dport, netns))
     return `established`;
   // An unconnected UDP socket takes datagrams from anyone: the tuple's local side may be either end.
   if (proto === `udp`)

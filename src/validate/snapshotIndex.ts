@@ -17,14 +17,86 @@ export function foldMapped(address: string): string {
   return address;
 }
 
-/** `proto|laddr|lport|raddr|rport`: the string every socket and every tuple direction is looked up by. */
-export function connKey(proto: string, laddr: string, lport: number, raddr: string, rport: number): string {
-  return `${proto}|${laddr}|${lport}|${raddr}|${rport}`;
+/** One socket filed under one key: the key's fields (addresses folded) and the socket's match. */
+interface Slot {
+  readonly udp: boolean;
+  readonly laddr: string;
+  readonly lport: number;
+  readonly raddr: string;
+  readonly rport: number;
+  readonly match: Match;
+  /** The next slot of the same hash: other keys (collisions) or the same key in other namespaces. */
+  next: Slot | null;
 }
 
-/** `proto|laddr|lport`: listening (TCP) and bound, unconnected (UDP) sockets. */
-export function bindKey(proto: string, laddr: string, lport: number): string {
-  return `${proto}|${laddr}|${lport}`;
+/** Where search() puts what it found: reused across entries instead of one object per lookup. */
+export interface Found {
+  /** A socket with the key in the namespace asked for (any namespace when 0). */
+  match: Match | null;
+  /** Else the first socket with the key in another namespace. */
+  elsewhere: Match | null;
+}
+
+/**
+ * Sockets by (proto, local address, local port, remote address, remote port). Keys are hashed to a
+ * small integer from the fields themselves, so a lookup builds no string (the index keyed by
+ * `proto|laddr|lport|raddr|rport` strings spent more time making and hashing the key than
+ * anything else per entry); slots of one hash are chained and compared field by field. Sockets
+ * of one key keep the order they were filed in (first(): ahead of the others, last(): after).
+ */
+export class SocketTable {
+  private readonly heads = new Map<number, Slot>();
+  size = 0;
+
+  first(udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
+    const hash = tupleHash(udp, laddr, lport, raddr, rport);
+    this.heads.set(hash, {udp, laddr, lport, raddr, rport, match, next: this.heads.get(hash) ?? null});
+    this.size += 1;
+  }
+
+  last(udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
+    const hash = tupleHash(udp, laddr, lport, raddr, rport);
+    const slot: Slot = {udp, laddr, lport, raddr, rport, match, next: null};
+    let tail = this.heads.get(hash);
+    this.size += 1;
+    if (tail === undefined) {
+      this.heads.set(hash, slot);
+      return;
+    }
+    while (tail.next !== null)
+      tail = tail.next;
+    tail.next = slot;
+  }
+
+  /**
+   * Looks the key up: the first socket in `netns` (any namespace when 0) goes to found.match and
+   * gives true; else the first one elsewhere goes to found.elsewhere (when it is still empty).
+   */
+  search(found: Found, udp: boolean, laddr: string, lport: number, raddr: string, rport: number, netns: number): boolean {
+    for (let slot: Slot | null = this.heads.get(tupleHash(udp, laddr, lport, raddr, rport)) ?? null; slot !== null; slot = slot.next) {
+      if (slot.lport !== lport || slot.rport !== rport || slot.udp !== udp || slot.laddr !== laddr || slot.raddr !== raddr)
+        continue;
+      const match = slot.match;
+      if (netns === 0 || match.netnsInode === netns) {
+        found.match = match;
+        return true;
+      }
+      found.elsewhere ??= match;
+    }
+    return false;
+  }
+}
+
+/** FNV-1a over the key's fields, cut to 30 bits (a small integer: the cheapest Map key there is). */
+function tupleHash(udp: boolean, laddr: string, lport: number, raddr: string, rport: number): number {
+  let hash = udp ? 0x050c5d1f : 0x811c9dc5;
+  for (let i = 0; i < laddr.length; i++)
+    hash = Math.imul(hash ^ laddr.charCodeAt(i), 0x01000193);
+  hash = Math.imul(hash ^ lport, 0x01000193);
+  for (let i = 0; i < raddr.length; i++)
+    hash = Math.imul(hash ^ raddr.charCodeAt(i), 0x01000193);
+  hash = Math.imul(hash ^ rport, 0x01000193);
+  return (hash ^ (hash >>> 15)) & 0x3fffffff;
 }
 
 export interface NamespaceFacts {
@@ -45,10 +117,10 @@ export interface NamespaceFacts {
  * is a single lookup; the socket whose local→remote is the tuple itself comes first in its list.
  */
 export class SnapshotIndex {
-  /** Non-listening sockets by connKey, local→remote and remote→local, across namespaces. */
-  readonly connections = new Map<string, Array<Match>>();
-  /** TCP LISTEN and unconnected UDP sockets by bindKey, across namespaces. */
-  readonly bound = new Map<string, Array<Match>>();
+  /** Non-listening sockets, local→remote and remote→local, across namespaces. */
+  readonly connections = new SocketTable();
+  /** TCP LISTEN and unconnected UDP sockets by (proto, laddr, lport; remote `` and 0), across namespaces. */
+  readonly bound = new SocketTable();
   readonly namespaces = new Map<number, NamespaceFacts>();
   readonly processes = new Map<number, ProcessRecord>();
   /** The closing `snapshot` record of each kind, once it has been seen. */
@@ -129,28 +201,14 @@ export class SnapshotIndex {
         state: socket.state, inode: socket.inode,
       },
     };
-    if (socket.proto === `tcp` ? socket.state === `LISTEN` : isUnconnected(raddr, socket.rport)) {
-      const key = bindKey(socket.proto, laddr, socket.lport);
-      const list = this.bound.get(key);
-      if (list === undefined)
-        this.bound.set(key, [match]);
-      else
-        list.push(match);
+    const udp = socket.proto === `udp`;
+    if (!udp ? socket.state === `LISTEN` : isUnconnected(raddr, socket.rport)) {
+      this.bound.last(udp, laddr, socket.lport, ``, 0, match);
       return;
     }
     // Every other state counts as a connection, TIME_WAIT included (README "Verdict reasons").
-    const forward = connKey(socket.proto, laddr, socket.lport, raddr, socket.rport);
-    const list = this.connections.get(forward);
-    if (list === undefined)
-      this.connections.set(forward, [match]);
-    else
-      list.unshift(match);
-    const reversed = connKey(socket.proto, raddr, socket.rport, laddr, socket.lport);
-    const back = this.connections.get(reversed);
-    if (back === undefined)
-      this.connections.set(reversed, [match]);
-    else
-      back.push(match);
+    this.connections.first(udp, laddr, socket.lport, raddr, socket.rport, match);
+    this.connections.last(udp, raddr, socket.rport, laddr, socket.lport, match);
   }
 }
 
