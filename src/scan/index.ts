@@ -20,7 +20,7 @@ import type {WriteStream} from 'node:fs';
 import {finished} from 'node:stream/promises';
 import {batched} from '../batch.ts';
 import type {ToolContext} from '../context.ts';
-import {dumpMaps, type DumpOptions} from '../dump/index.ts';
+import {dumpMapBatches, type DumpOptions} from '../dump/index.ts';
 import {EnvironmentFault} from '../errors.ts';
 import {makeHeader} from '../header.ts';
 import {captureOrigin, type Origin} from '../provenance.ts';
@@ -139,7 +139,7 @@ async function* stages(ctx: ToolContext, options: ScanOptions): AsyncGenerator<R
     const rate = Math.round(entries / Math.max(0.001, (now - startedMs) / 1000));
     ctx.log.progress(`dumping ${map}: ${mapEntries} entries (${entries} in all, ${rate} entries/s)`);
   };
-  for await (const batch of batched(dumpMaps(ctx, dump) as AsyncIterable<AnyRecord>)) {
+  for await (const batch of dumpMapBatches(ctx, dump)) {
     for (let i = 0; i < batch.length; i++) {
       const record = batch[i];
       if (record.type === `map`) {
