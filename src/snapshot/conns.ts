@@ -129,6 +129,8 @@ export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOpt
     ctx.log.warn(`cannot read ns/net of ${unplaced.length} process(es) under ${procRoot} and cannot place their sockets in a known namespace: ${unplaced.slice(0, 5).map(({pid, error}) => `${pid} (${error})`).join(`, `)}${unplaced.length > 5 ? `, ...` : ``}`);
   }
 
+  if (!complete && ctx.uid !== 0 && options.from === undefined)
+    ctx.log.warn(`not running as root: the namespaces and processes above could not be read, so this snapshot says complete: false (entries they hold are judged unknown); run as root for a complete one`);
   yield {
     type: `snapshot`,
     v: SCHEMA_VERSION,

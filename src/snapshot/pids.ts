@@ -50,7 +50,8 @@ export function parseStat(text: string): ParsedStat | null {
   return {pid, comm: text.slice(open + 1, close), state: rest[0], startTime};
 }
 
-type ProcessRead = {record: ProcessRecord} | {vanished: true} | {problem: string};
+/** `refused`: what could not be read of a process that is there (its ns/net link, its fds). */
+type ProcessRead = {record: ProcessRecord, refused?: string} | {vanished: true} | {problem: string};
 
 /** One process. Synchronous on purpose: see readNetnsLinkSync for the measured reason. */
 function readProcess(procRoot: string, pid: number, socketFds: boolean): ProcessRead {
@@ -70,7 +71,7 @@ function readProcess(procRoot: string, pid: number, socketFds: boolean): Process
   if (stat === null)
     return {problem: `${dir}/stat: not a stat line: ${JSON.stringify(statText.slice(0, 80))}`};
   const link = readNetnsLinkSync(procRoot, pid);
-  const read: {record: ProcessRecord} = {
+  const read: {record: ProcessRecord, refused?: string} = {
     record: {
       type: `process`,
       v: SCHEMA_VERSION,
@@ -83,10 +84,14 @@ function readProcess(procRoot: string, pid: number, socketFds: boolean): Process
       netnsInode: `inode` in link ? link.inode : null,
     },
   };
+  if (`error` in link)
+    read.refused = `ns/net: ${link.error}`;
   if (socketFds) {
     const fds = readSocketFds(dir);
     if (fds !== undefined)
       read.record.socketFds = fds;
+    else
+      read.refused = `${read.refused !== undefined ? `${read.refused}, ` : ``}fd/`;
   }
   return read;
 }
@@ -133,17 +138,31 @@ export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptio
   const pids = await listPids(procRoot);
   let count = 0;
   let problems = 0;
+  // Processes listed with a field they could not give (netnsInode null although not a zombie).
+  const refused: Array<string> = [];
+  let refusedCount = 0;
   for (let i = 0; i < pids.length; i++) {
     if (i % BATCH === BATCH - 1)
       await yieldToLoop();
     const read = readProcess(procRoot, pids[i], options.socketFds === true);
     if (`record` in read) {
       count++;
+      if (read.refused !== undefined && ++refusedCount <= 5)
+        refused.push(`${pids[i]} (${read.refused})`);
       yield read.record;
     } else if (`problem` in read) {
       problems++;
       ctx.log.warn(read.problem);
     }
+  }
+  if (refusedCount > 0) {
+    // Without root most processes' ns/net links are refused. As root, a sandbox may refuse pid 1
+    // alone: the snapshot is still incomplete, but that is said only with -v.
+    const message = `cannot read part of ${refusedCount} of ${count} process(es) under ${procRoot}: ${refused.join(`, `)}${refusedCount > refused.length ? `, ...` : ``}; their netnsInode is null (unknown), and the snapshot says complete: false`;
+    if (ctx.uid !== 0 && options.from === undefined)
+      ctx.log.warn(`${message} (not running as root)`);
+    else
+      ctx.log.info(message);
   }
   yield {
     type: `snapshot`,
@@ -154,6 +173,6 @@ export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptio
     timeMs: startedMs,
     ...(monotonicNs === undefined ? {} : {monotonicNs}),
     count,
-    complete: problems === 0,
+    complete: problems === 0 && refusedCount === 0,
   };
 }
