@@ -155,12 +155,14 @@ export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptio
       ctx.log.warn(read.problem);
     }
   }
+  // Without root, most processes' ns/net links (and fd/) are refused: the snapshot is incomplete
+  // and says so. As root, a sandbox may refuse one undumpable process (pid 1) that root cannot
+  // read either: it is listed, its netnsInode null, and only -v says so.
+  const unprivileged = ctx.uid !== 0 && options.from === undefined;
   if (refusedCount > 0) {
-    // Without root most processes' ns/net links are refused. As root, a sandbox may refuse pid 1
-    // alone: the snapshot is still incomplete, but that is said only with -v.
-    const message = `cannot read part of ${refusedCount} of ${count} process(es) under ${procRoot}: ${refused.join(`, `)}${refusedCount > refused.length ? `, ...` : ``}; their netnsInode is null (unknown), and the snapshot says complete: false`;
-    if (ctx.uid !== 0 && options.from === undefined)
-      ctx.log.warn(`${message} (not running as root)`);
+    const message = `cannot read part of ${refusedCount} of ${count} process(es) under ${procRoot}: ${refused.join(`, `)}${refusedCount > refused.length ? `, ...` : ``}; their netnsInode is null (unknown)`;
+    if (unprivileged)
+      ctx.log.warn(`${message}; not running as root, so the snapshot says complete: false`);
     else
       ctx.log.info(message);
   }
@@ -173,6 +175,6 @@ export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptio
     timeMs: startedMs,
     ...(monotonicNs === undefined ? {} : {monotonicNs}),
     count,
-    complete: problems === 0 && refusedCount === 0,
+    complete: problems === 0 && !(unprivileged && refusedCount > 0),
   };
 }
