@@ -4,6 +4,7 @@
 // line longer than the bound is counted, not kept, until its newline.
 import type {Readable} from 'node:stream';
 import {StringDecoder} from 'node:string_decoder';
+import {Ascii} from './ascii.ts';
 
 /** Default longest line (in UTF-16 units, = bytes for the ASCII records the tool writes): 16 MiB. */
 export const DEFAULT_MAX_LINE_LENGTH = 16 * 1024 * 1024;
@@ -79,7 +80,7 @@ export async function* splitLines(input: AsyncIterable<Buffer | string>, maxLeng
 }
 
 function stripCr(line: string): string {
-  return line.length > 0 && line.charCodeAt(line.length - 1) === 13 ? line.slice(0, -1) : line;
+  return line.length > 0 && line.charCodeAt(line.length - 1) === Ascii.CarriageReturn ? line.slice(0, -1) : line;
 }
 
 /** Deepest nesting a record may have; deeper values overflow the stack of JSON.stringify (~5,000). */
@@ -97,18 +98,18 @@ export function nestsTooDeep(text: string): boolean {
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c === 34) { // "
+    if (c === Ascii.Quote) {
       for (i++; i < text.length; i++) {
         const d = text.charCodeAt(i);
-        if (d === 92) // backslash: skip the escaped character
+        if (d === Ascii.Backslash) // skip the escaped character
           i++;
-        else if (d === 34)
+        else if (d === Ascii.Quote)
           break;
       }
-    } else if (c === 91 || c === 123) { // [ {
+    } else if (c === Ascii.OpenBracket || c === Ascii.OpenBrace) {
       if (++depth > MAX_NESTING)
         return true;
-    } else if (c === 93 || c === 125) { // ] }
+    } else if (c === Ascii.CloseBracket || c === Ascii.CloseBrace) {
       depth--;
     }
   }

@@ -206,7 +206,12 @@ interface RawKey {
 }
 
 const EMPTY = new Uint8Array(0);
-/** Reused for every entry: the key bytes as read, or re-encoded from a BTF key. */
+/**
+ * Reused for every entry: the key bytes as read, or re-encoded from a BTF key. Safe to share
+ * because the sink's entry() takes it from rawKey() and is done with it (deduplicated, copied
+ * into the entry record by toEntry) before returning, with no await in between; `bytes` is the
+ * reader's buffer, valid only during that call, which is why nothing keeps it.
+ */
 const rawKeyScratch: RawKey = {bytes: EMPTY, length: 0, error: undefined};
 
 function rawKey(entry: RawEntry, target: Target): RawKey {

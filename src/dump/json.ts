@@ -2,6 +2,7 @@
 // would round them). system-probe prints u64 key fields (IPv6 halves, pid_tgid) as bare JSON
 // numbers, and bpftool's `formatted` output does the same, so those elements go through here.
 // Only the slow path uses it: bpftool's hex arrays are decoded by the tokenizer directly.
+import {Ascii} from '../ascii.ts';
 
 export type LosslessValue = null | boolean | number | bigint | string | Array<LosslessValue> | {[key: string]: LosslessValue};
 
@@ -34,7 +35,7 @@ class Parser {
     let pos = this.pos;
     for (;;) {
       const c = text.charCodeAt(pos);
-      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09)
+      if (c === Ascii.Space || c === Ascii.LineFeed || c === Ascii.CarriageReturn || c === Ascii.Tab)
         pos++;
       else
         break;
@@ -45,14 +46,14 @@ class Parser {
   value(): LosslessValue {
     const c = this.text.charCodeAt(this.pos);
     switch (c) {
-      case 0x7b: return this.object();
-      case 0x5b: return this.array();
-      case 0x22: return this.string();
-      case 0x74: return this.literal(`true`, true);
-      case 0x66: return this.literal(`false`, false);
-      case 0x6e: return this.literal(`null`, null);
+      case Ascii.OpenBrace: return this.object();
+      case Ascii.OpenBracket: return this.array();
+      case Ascii.Quote: return this.string();
+      case Ascii.LowerT: return this.literal(`true`, true);
+      case Ascii.LowerF: return this.literal(`false`, false);
+      case Ascii.LowerN: return this.literal(`null`, null);
       default:
-        if (c === 0x2d || (c >= 0x30 && c <= 0x39))
+        if (c === Ascii.Minus || (c >= Ascii.Digit0 && c <= Ascii.Digit9))
           return this.number();
         throw new JsonSyntaxError(Number.isNaN(c) ? `unexpected end of JSON` : `unexpected character ${JSON.stringify(this.text[this.pos])}`, this.pos);
     }
@@ -83,18 +84,18 @@ class Parser {
     let pos = start;
     for (;;) {
       const c = text.charCodeAt(pos);
-      if (c === 0x22)
+      if (c === Ascii.Quote)
         break;
-      if (c === 0x5c) {
+      if (c === Ascii.Backslash) {
         // Escapes are rare here (error messages): let JSON.parse handle the exact rules.
         let end = pos;
         for (;;) {
           const d = text.charCodeAt(end);
           if (Number.isNaN(d))
             throw new JsonSyntaxError(`unterminated string`, this.pos);
-          if (d === 0x5c)
+          if (d === Ascii.Backslash)
             end += 2;
-          else if (d === 0x22)
+          else if (d === Ascii.Quote)
             break;
           else
             end++;
@@ -115,7 +116,7 @@ class Parser {
     this.pos++;
     const out: Array<LosslessValue> = [];
     this.skipSpace();
-    if (this.text.charCodeAt(this.pos) === 0x5d) {
+    if (this.text.charCodeAt(this.pos) === Ascii.CloseBracket) {
       this.pos++;
       return out;
     }
@@ -124,9 +125,9 @@ class Parser {
       out.push(this.value());
       this.skipSpace();
       const c = this.text.charCodeAt(this.pos++);
-      if (c === 0x5d)
+      if (c === Ascii.CloseBracket)
         return out;
-      if (c !== 0x2c)
+      if (c !== Ascii.Comma)
         throw new JsonSyntaxError(`expected , or ] in array`, this.pos - 1);
     }
   }
@@ -135,17 +136,17 @@ class Parser {
     this.pos++;
     const out: {[key: string]: LosslessValue} = {};
     this.skipSpace();
-    if (this.text.charCodeAt(this.pos) === 0x7d) {
+    if (this.text.charCodeAt(this.pos) === Ascii.CloseBrace) {
       this.pos++;
       return out;
     }
     for (;;) {
       this.skipSpace();
-      if (this.text.charCodeAt(this.pos) !== 0x22)
+      if (this.text.charCodeAt(this.pos) !== Ascii.Quote)
         throw new JsonSyntaxError(`expected a property name`, this.pos);
       const key = this.string();
       this.skipSpace();
-      if (this.text.charCodeAt(this.pos++) !== 0x3a)
+      if (this.text.charCodeAt(this.pos++) !== Ascii.Colon)
         throw new JsonSyntaxError(`expected :`, this.pos - 1);
       this.skipSpace();
       const value = this.value();
@@ -153,9 +154,9 @@ class Parser {
       Object.defineProperty(out, key, {value, enumerable: true, writable: true, configurable: true});
       this.skipSpace();
       const c = this.text.charCodeAt(this.pos++);
-      if (c === 0x7d)
+      if (c === Ascii.CloseBrace)
         return out;
-      if (c !== 0x2c)
+      if (c !== Ascii.Comma)
         throw new JsonSyntaxError(`expected , or } in object`, this.pos - 1);
     }
   }

@@ -12,6 +12,7 @@
 //   with the lossless JSON parser and interpreted field by field.
 import {emptyRawEntry, resetRawEntry, type RawEntry} from './entry.ts';
 import {parseLossless, type LosslessValue} from './json.ts';
+import {Ascii} from '../ascii.ts';
 
 export interface DumpSink {
   entry(entry: RawEntry): void;
@@ -26,10 +27,10 @@ export interface DumpSink {
 
 const HEX_VALUE = new Int8Array(256).fill(-1);
 for (let i = 0; i < 10; i++)
-  HEX_VALUE[0x30 + i] = i;
+  HEX_VALUE[Ascii.Digit0 + i] = i;
 for (let i = 0; i < 6; i++) {
-  HEX_VALUE[0x61 + i] = 10 + i;
-  HEX_VALUE[0x41 + i] = 10 + i;
+  HEX_VALUE[Ascii.LowerA + i] = 10 + i;
+  HEX_VALUE[Ascii.UpperA + i] = 10 + i;
 }
 
 const KEY_OPEN = Buffer.from(`{"key":[`, `latin1`);
@@ -55,7 +56,7 @@ function matchAt(buf: Buffer, pos: number, literal: Buffer): boolean {
 }
 
 function isSpace(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+  return c === Ascii.Space || c === Ascii.LineFeed || c === Ascii.CarriageReturn || c === Ascii.Tab;
 }
 
 export class DumpTokenizer {
@@ -106,7 +107,7 @@ export class DumpTokenizer {
     while (pos < length) {
       const c = buf[pos];
       if (this.state === State.InArray) {
-        if (c === 0x7b) {
+        if (c === Ascii.OpenBrace) {
           const end = this.fastElement(buf, pos);
           if (end > 0) {
             this.emit();
@@ -124,11 +125,11 @@ export class DumpTokenizer {
           pos = scanned;
           continue;
         }
-        if (c === 0x2c || isSpace(c)) {
+        if (c === Ascii.Comma || isSpace(c)) {
           pos++;
           continue;
         }
-        if (c === 0x5d) {
+        if (c === Ascii.CloseBracket) {
           this.state = State.Done;
           pos++;
           continue;
@@ -141,7 +142,7 @@ export class DumpTokenizer {
           pos++;
           continue;
         }
-        if (c === 0x5b) {
+        if (c === Ascii.OpenBracket) {
           this.state = State.InArray;
           pos++;
           continue;
@@ -280,12 +281,12 @@ export class DumpTokenizer {
     let bytes = intoKey ? this.keyBytes : this.valueBytes;
     let count = 0;
     let p = pos + 1;
-    if (buf[p] === 0x5d) {
+    if (buf[p] === Ascii.CloseBracket) {
       this.hexCount = 0;
       return p + 1;
     }
     for (;;) {
-      if (buf[p] !== 0x22 || buf[p + 1] !== 0x30 || buf[p + 2] !== 0x78 || buf[p + 5] !== 0x22)
+      if (buf[p] !== Ascii.Quote || buf[p + 1] !== Ascii.Digit0 || buf[p + 2] !== Ascii.LowerX || buf[p + 5] !== Ascii.Quote)
         return -1;
       const high = HEX_VALUE[buf[p + 3]];
       const low = HEX_VALUE[buf[p + 4]];
@@ -297,9 +298,9 @@ export class DumpTokenizer {
       count++;
       const next = buf[p + 6];
       p += 7;
-      if (next === 0x2c)
+      if (next === Ascii.Comma)
         continue;
-      if (next === 0x5d)
+      if (next === Ascii.CloseBracket)
         break;
       return -1;
     }
@@ -330,7 +331,7 @@ export class DumpTokenizer {
     } else if (matchAt(buf, p, VALUES_OPEN)) {
       element.perCpu = true;
       p += VALUES_OPEN.length;
-      if (buf[p] === 0x5d) {
+      if (buf[p] === Ascii.CloseBracket) {
         p++;
       } else {
         let at = 0;
@@ -338,12 +339,12 @@ export class DumpTokenizer {
           if (!matchAt(buf, p, CPU_OPEN))
             return -1;
           p += CPU_OPEN.length;
-          while (buf[p] >= 0x30 && buf[p] <= 0x39)
+          while (buf[p] >= Ascii.Digit0 && buf[p] <= Ascii.Digit9)
             p++;
           if (!matchAt(buf, p, CPU_VALUE_OPEN))
             return -1;
           p = this.hexArray(buf, p + CPU_VALUE_OPEN.length - 1, false, at);
-          if (p < 0 || buf[p] !== 0x7d)
+          if (p < 0 || buf[p] !== Ascii.CloseBrace)
             return -1;
           if (element.cpus === 0)
             element.valueLength = element.valueStride = this.hexCount;
@@ -353,9 +354,9 @@ export class DumpTokenizer {
           at += this.hexCount;
           const next = buf[p + 1];
           p += 2;
-          if (next === 0x2c)
+          if (next === Ascii.Comma)
             continue;
-          if (next === 0x5d)
+          if (next === Ascii.CloseBracket)
             break;
           return -1;
         }
@@ -369,7 +370,7 @@ export class DumpTokenizer {
         return -1;
       element.formatted = true;
     }
-    if (buf[p] !== 0x7d)
+    if (buf[p] !== Ascii.CloseBrace)
       return -1;
     element.key = this.keyBytes;
     element.value = this.valueBytes;
@@ -470,16 +471,16 @@ function grow(buf: Buffer, size: number): Buffer {
 /** Skips one JSON value at pos; returns its end, or -1 when the buffer ends first. */
 function skipValue(buf: Buffer, pos: number): number {
   const first = buf[pos];
-  if (first !== 0x7b && first !== 0x5b) {
+  if (first !== Ascii.OpenBrace && first !== Ascii.OpenBracket) {
     // A scalar: up to the next delimiter (strings are not expected here; be safe anyway).
     let p = pos;
-    if (first === 0x22) {
+    if (first === Ascii.Quote) {
       p++;
-      while (p < buf.length && buf[p] !== 0x22)
-        p += buf[p] === 0x5c ? 2 : 1;
+      while (p < buf.length && buf[p] !== Ascii.Quote)
+        p += buf[p] === Ascii.Backslash ? 2 : 1;
       return p < buf.length ? p + 1 : -1;
     }
-    while (p < buf.length && buf[p] !== 0x2c && buf[p] !== 0x7d && buf[p] !== 0x5d)
+    while (p < buf.length && buf[p] !== Ascii.Comma && buf[p] !== Ascii.CloseBrace && buf[p] !== Ascii.CloseBracket)
       p++;
     return p < buf.length ? p : -1;
   }
@@ -500,15 +501,15 @@ function scanToClose(buf: Buffer, from: number, depth: number, inString: boolean
   while (p < length) {
     const c = buf[p++];
     if (inString) {
-      if (c === 0x5c)
+      if (c === Ascii.Backslash)
         p++;
-      else if (c === 0x22)
+      else if (c === Ascii.Quote)
         inString = false;
-    } else if (c === 0x22) {
+    } else if (c === Ascii.Quote) {
       inString = true;
-    } else if (c === 0x7b || c === 0x5b) {
+    } else if (c === Ascii.OpenBrace || c === Ascii.OpenBracket) {
       depth++;
-    } else if (c === 0x7d || c === 0x5d) {
+    } else if (c === Ascii.CloseBrace || c === Ascii.CloseBracket) {
       if (--depth === 0)
         return p;
     }

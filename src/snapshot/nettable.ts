@@ -9,6 +9,7 @@
 // src/addr.ts, so the strings equal those dump-maps makes from map keys.
 import {formatIPv4, formatIPv6} from '../addr.ts';
 import {SCHEMA_VERSION, type SocketRecord, type SocketState} from '../schema.ts';
+import {Ascii} from '../ascii.ts';
 
 export const TABLES = [
   {name: `tcp`, proto: `tcp`, listedFamily: `v4`},
@@ -89,7 +90,7 @@ function decimalAt(text: string, at: number, end: number): number {
   let value = 0;
   let i = at;
   for (; i < end; i++) {
-    const digit = text.charCodeAt(i) - 48;
+    const digit = text.charCodeAt(i) - Ascii.Digit0;
     if (digit < 0 || digit > 9)
       break;
     value = value * 10 + digit;
@@ -98,17 +99,20 @@ function decimalAt(text: string, at: number, end: number): number {
 }
 
 function skipSpaces(text: string, at: number, end: number): number {
-  while (at < end && text.charCodeAt(at) === 32)
+  while (at < end && text.charCodeAt(at) === Ascii.Space)
     at++;
   return at;
 }
 
 function skipToken(text: string, at: number, end: number): number {
-  while (at < end && text.charCodeAt(at) !== 32)
+  while (at < end && text.charCodeAt(at) !== Ascii.Space)
     at++;
   return at;
 }
 
+// Scratch for one row's two addresses, shared by every call: safe because parseRow fills and
+// reads them without an await in between (the row's strings are made before it returns), so no
+// other row, of this table or a concurrently parsed one, can run in the middle.
 const localBytes = new Uint8Array(16);
 const remoteBytes = new Uint8Array(16);
 
@@ -134,7 +138,7 @@ export function parseNetTable(text: string, table: TableSpec, netnsInode: number
     if (p === end)
       continue;
     // The header (`  sl  local_address ...`); kernels always print it first.
-    if (lineNo === 1 && text.charCodeAt(p) === 115 /* s */)
+    if (lineNo === 1 && text.charCodeAt(p) === Ascii.LowerS)
       continue;
     const reason = parseRow(text, p, end, v6, emit, table, netnsInode);
     if (reason === null) {
@@ -154,9 +158,9 @@ function parseRow(text: string, p: number, end: number, v6: boolean, emit: (sock
   const words = v6 ? 4 : 1;
   // Slot number and colon.
   const slotStart = p;
-  while (p < end && text.charCodeAt(p) >= 48 && text.charCodeAt(p) <= 57)
+  while (p < end && text.charCodeAt(p) >= Ascii.Digit0 && text.charCodeAt(p) <= Ascii.Digit9)
     p++;
-  if (p === slotStart || text.charCodeAt(p) !== 58 /* : */ || text.charCodeAt(p + 1) !== 32)
+  if (p === slotStart || text.charCodeAt(p) !== Ascii.Colon || text.charCodeAt(p + 1) !== Ascii.Space)
     return `no slot number`;
   p += 2;
   // local_address rem_address st: fixed width from here.
@@ -164,9 +168,9 @@ function parseRow(text: string, p: number, end: number, v6: boolean, emit: (sock
   if (fixedEnd > end)
     return `row too short`;
   const remoteAt = p + addrLen + 6;
-  if (text.charCodeAt(p + addrLen) !== 58 || text.charCodeAt(remoteAt - 1) !== 32
-    || text.charCodeAt(remoteAt + addrLen) !== 58 || text.charCodeAt(fixedEnd - 3) !== 32
-    || (fixedEnd < end && text.charCodeAt(fixedEnd) !== 32))
+  if (text.charCodeAt(p + addrLen) !== Ascii.Colon || text.charCodeAt(remoteAt - 1) !== Ascii.Space
+    || text.charCodeAt(remoteAt + addrLen) !== Ascii.Colon || text.charCodeAt(fixedEnd - 3) !== Ascii.Space
+    || (fixedEnd < end && text.charCodeAt(fixedEnd) !== Ascii.Space))
     return `bad column layout (expected ${addrLen}-digit addresses in ${table.name})`;
   const lport = hexAt(text, p + addrLen + 1, 4);
   const rport = hexAt(text, remoteAt + addrLen + 1, 4);

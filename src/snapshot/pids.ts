@@ -8,6 +8,7 @@ import type {ToolContext} from '../context.ts';
 import {captureOrigin} from '../provenance.ts';
 import {SCHEMA_VERSION, type ProcessRecord, type SnapshotRecord} from '../schema.ts';
 import {errnoOf, isVanished, listPids, numericNames, readNetnsLinkSync, yieldToLoop} from './procfs.ts';
+import {Ascii} from '../ascii.ts';
 
 export interface SnapshotPidsOptions {
   /** A capture directory: its proc/ is read instead of the live /proc. */
@@ -37,7 +38,7 @@ export interface ParsedStat {
 export function parseStat(text: string): ParsedStat | null {
   const open = text.indexOf(`(`);
   const close = text.lastIndexOf(`)`);
-  if (open < 1 || close < open || text.charCodeAt(close + 1) !== 32)
+  if (open < 1 || close < open || text.charCodeAt(close + 1) !== Ascii.Space)
     return null;
   const pid = Number(text.slice(0, open - 1));
   // Fields from 3 on: state is field 3, start time field 22.

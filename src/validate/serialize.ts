@@ -9,12 +9,12 @@
 // Lines of another key order, or that already carry a verdict's field, and verdicts made
 // in-process (scan) are stringified: every path keeps every field of the entry. A field validate
 // computes for a verdict must therefore be a verdict-only field of the spec, never an entry field.
+import {Ascii} from '../ascii.ts';
 import {SOURCE_LINE} from '../ndjson.ts';
 import {SCHEMA_VERSION, VERDICT_ONLY_FIELD_NAMES} from '../schema.ts';
 
 export const ENTRY_LINE_PREFIX = `{"type":"entry","v":${SCHEMA_VERSION},`;
 const VERDICT_LINE_PREFIX = `{"type":"verdict","v":${SCHEMA_VERSION},`;
-const CLOSING_BRACE = 0x7d; // `}`
 /** An entry line that already has one of the verdict's own fields is not ours: fall back. */
 const VERDICT_FIELDS_RE = new RegExp(`"(?:${VERDICT_ONLY_FIELD_NAMES.join(`|`)})":`);
 const SAFE_STRING = /^[0-9A-Za-z_.:[\]-]*$/;
@@ -41,7 +41,7 @@ export function verdictLine(record: object): string {
   const verdict = record as {type?: unknown, [SOURCE_LINE]?: string} & Record<string, unknown>;
   const entryLine = verdict[SOURCE_LINE];
   if (verdict.type !== `verdict` || entryLine === undefined || !entryLine.startsWith(ENTRY_LINE_PREFIX)
-    || entryLine.charCodeAt(entryLine.length - 1) !== CLOSING_BRACE || VERDICT_FIELDS_RE.test(entryLine))
+    || entryLine.charCodeAt(entryLine.length - 1) !== Ascii.CloseBrace || VERDICT_FIELDS_RE.test(entryLine))
     return JSON.stringify(record);
   let line = `${VERDICT_LINE_PREFIX}${entryLine.slice(ENTRY_LINE_PREFIX.length, -1)}`;
   for (const name of VERDICT_ONLY_FIELD_NAMES) {

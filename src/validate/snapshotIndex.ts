@@ -2,6 +2,7 @@
 // every process, indexed once so that each entry costs a few hash lookups, whatever the number of
 // namespaces (the original tool walked every namespace for each netns-0 tuple).
 import type {AnyRecord, Match, NetnsRecord, ProcessRecord, SnapshotRecord, SocketRecord} from '../schema.ts';
+import {Ascii} from '../ascii.ts';
 
 export const SNAPSHOT_RECORD_TYPES: ReadonlySet<string> = new Set([`netns`, `socket`, `process`, `snapshot`]);
 
@@ -12,7 +13,7 @@ export const SNAPSHOT_RECORD_TYPES: ReadonlySet<string> = new Set([`netns`, `soc
  */
 export function foldMapped(address: string): string {
   // `::ffff:` is 7 characters; a dotted quad has at least 7 more.
-  if (address.length >= 14 && address.charCodeAt(0) === 58 && address.startsWith(`::ffff:`) && address.indexOf(`.`, 7) > 0)
+  if (address.length >= 14 && address.charCodeAt(0) === Ascii.Colon && address.startsWith(`::ffff:`) && address.indexOf(`.`, 7) > 0)
     return address.slice(7);
   return address;
 }

@@ -1,0 +1,27 @@
+// Character codes the hand-written parsers compare bytes and char codes with (JSON punctuation,
+// /proc table separators). A const enum: the bundle inlines each as its number (with the name
+// in a comment), so naming them costs the hot loops nothing.
+export const enum Ascii {
+  Tab = 0x09,
+  LineFeed = 0x0a,
+  CarriageReturn = 0x0d,
+  Space = 0x20,
+  Quote = 0x22,
+  Comma = 0x2c,
+  Minus = 0x2d,
+  Digit0 = 0x30,
+  Digit9 = 0x39,
+  Colon = 0x3a,
+  UpperA = 0x41,
+  OpenBracket = 0x5b,
+  Backslash = 0x5c,
+  CloseBracket = 0x5d,
+  LowerA = 0x61,
+  LowerF = 0x66,
+  LowerN = 0x6e,
+  LowerS = 0x73,
+  LowerT = 0x74,
+  LowerX = 0x78,
+  OpenBrace = 0x7b,
+  CloseBrace = 0x7d,
+}
