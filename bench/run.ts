@@ -18,7 +18,7 @@ import {fileURLToPath} from 'node:url';
 import {LiveMaps, RealConnections, liveThreads, liveUnavailable, ownNetns, sweepStalePins} from './live.ts';
 import {hotFunctions, type HotFunction} from './profile.ts';
 import {haveGnuTime, killMeasured, measure, summarise, type Measurement, type RunSpec, type Step, type Summary} from './measure.ts';
-import {FULL_WORLD, syntheticWorld, writeRecordedMaps, type SyntheticWorld, type WorldSize} from './synthetic.ts';
+import {FULL_WORLD, syntheticWorld, writeCaptureMeta, writeRecordedMaps, type SyntheticWorld, type WorldSize} from './synthetic.ts';
 import {writeSnapshotRecords} from './snapshots.ts';
 import {writeFixtureTree} from './fixture.ts';
 import {FULL_ENTRIES, scalePlan, type AliveSet} from './world.ts';
@@ -244,6 +244,7 @@ async function recordedRows(config: Config, scratch: string, world: SyntheticWor
   const treeCapture = join(scratch, `capture-tree`);
   mkdirSync(treeCapture, {recursive: true});
   linkTree(tree, treeCapture);
+  writeCaptureMeta(treeCapture);
   let snapshotSource = `synthetic records`;
   {
     try {
@@ -276,7 +277,9 @@ async function recordedRows(config: Config, scratch: string, world: SyntheticWor
     let verdictsReady = false;
     if (entriesReady) {
       try {
-        await measure({steps: [tool(`validate`, `--no-live`, `--snapshot`, connsFile, `--snapshot`, pidsFile, set.entriesFile)], stdout: set.verdictsFile, scratch});
+        // The snapshots as input (not --snapshot): their header comes first, so the verdicts' header
+        // names the capture's host, which recheck --later checks against the later look's.
+        await measure({steps: [tool(`validate`, `--no-live`, connsFile, pidsFile, set.entriesFile)], stdout: set.verdictsFile, scratch});
         verdictsReady = true;
       } catch (err) {
         log(`validate failed at ${fmtCount(size)}: ${(err as Error).message.split(`\n`)[0]}`);
@@ -411,6 +414,24 @@ function foreignUsmMaps(ours: ReadonlySet<number>): Array<number> {
 // ---------------------------------------------------------------------------------------------
 // Ratios and targets
 
+/**
+ * The Python tool this one replaces cannot run here (only its README and a description of its
+ * behaviour exist on this machine), so its row is its published figure: 100,000 entries (48-byte
+ * keys, 64-byte values, ~92 MB of bpftool JSON) in about 7.6 s wall with a fake bpftool, ~75 µs
+ * per entry, ~90% of it in a per-character JSON splitting loop (reference: original-tool-behaviour,
+ * "Performance profile"). 100,000 / 7.6 s = 13,158/s; issue 8 rounds it to 13,000.
+ */
+const PYTHON_TOOL = {entries: 100_000, wallS: 7.6, entriesPerSecond: 13_000};
+
+/** The Python tool's published rate, as a row of the table (status text: it is not measured). */
+function pythonToolRow(): RowResult {
+  return {
+    group: `reference`, size: PYTHON_TOOL.entries, unit: `entries`, units: PYTHON_TOOL.entries,
+    name: `the Python tool (published: ${fmtCount(PYTHON_TOOL.entries)} entries in ${PYTHON_TOOL.wallS} s, ~${fmtCount(PYTHON_TOOL.entriesPerSecond)} entries/s)`,
+    status: `not run here (the original is not on this machine): published figure, ${(PYTHON_TOOL.wallS * 1e6 / PYTHON_TOOL.entries).toFixed(0)} µs/entry`,
+  };
+}
+
 function ratios(results: ReadonlyArray<RowResult>, sizes: ReadonlyArray<number>): Array<Ratio> {
   const find = (group: string, size: number, prefix: string) =>
     results.find(r => r.group === group && r.size === size && r.name.startsWith(prefix) && r.wallS !== undefined);
@@ -444,10 +465,11 @@ function ratios(results: ReadonlyArray<RowResult>, sizes: ReadonlyArray<number>)
     }
     if (bpftool && pipe)
       add(`live`, size, `pipeline time / bpftool dump time`, pipe.wallS! / bpftool.wallS!, `(info)`, null, `wall, medians`);
-    // The Python tool this replaces parses about 13,000 entries per second (issue 8).
-    for (const [name, r] of [[`scan`, scan], [`pipeline`, pipe]] as const) {
+    // The Python tool this replaces: its published rate (PYTHON_TOOL), not run here.
+    for (const [name, r, target] of [[`scan (kernel backend)`, scan, 15], [`scan --backend bpftool`, scanBpftool, 10], [`pipeline`, pipe, null]] as const) {
       if (r)
-        add(`live`, size, `${name} entries/s ÷ 13,000 (the Python tool)`, r.perSecond! / 13_000, `≥ 10`, 10, `wall, medians`, true);
+        add(`live`, size, `${name} entries/s ÷ ${fmtCount(PYTHON_TOOL.entriesPerSecond)} (the Python tool, published)`, r.perSecond! / PYTHON_TOOL.entriesPerSecond,
+          target === null ? `(info)` : `≥ ${target}`, target, `wall, medians; the Python tool's rate is not measured here`, true);
     }
     const floor = find(`recorded`, size, `floor: node read`);
     const validate = find(`recorded`, size, `validate`);
@@ -615,7 +637,7 @@ async function main(): Promise<number> {
   }
   cleanup();
 
-  const results = rows.map(result);
+  const results = [...rows.map(result), pythonToolRow()];
   const ratioList = ratios(results, config.sizes);
   const facts = machine();
   process.stdout.write(`\n${table(results, ratioList)}\n\n`);

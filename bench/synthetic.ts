@@ -119,6 +119,18 @@ export function syntheticWorld(size: WorldSize, seed: number): SyntheticWorld {
   return {size, namespaces, processes, sockets, alive: {connections, threads, deadPids, netns: namespaces}};
 }
 
+/**
+ * CAPTURE/meta of the synthetic host: every capture of one bench run (the recorded dumps and the
+ * /proc tree) says it was taken on the same host, as one capture would, so recheck --later
+ * accepts the first look's verdicts against it.
+ */
+export function writeCaptureMeta(capture: string): void {
+  mkdirSync(join(capture, `meta`), {recursive: true});
+  writeFileSync(join(capture, `meta`, `hostname`), `bench-synthetic\n`);
+  writeFileSync(join(capture, `meta`, `kernel`), `6.1.0-bench\n`);
+  writeFileSync(join(capture, `meta`, `time`), `2025-01-01T00:00:00Z\n`);
+}
+
 /** First map id of the recorded dumps (ids look like a real host's). */
 const FIRST_MAP_ID = 1201;
 
@@ -130,10 +142,7 @@ const FIRST_MAP_ID = 1201;
 export async function writeRecordedMaps(capture: string, plan: ReadonlyArray<BenchMap>, fullCounts: ReadonlyArray<number>, alive: AliveSet, seed: number): Promise<number> {
   const mapsDir = join(capture, `maps`);
   mkdirSync(mapsDir, {recursive: true});
-  mkdirSync(join(capture, `meta`), {recursive: true});
-  writeFileSync(join(capture, `meta`, `hostname`), `bench-synthetic\n`);
-  writeFileSync(join(capture, `meta`, `kernel`), `6.1.0-bench\n`);
-  writeFileSync(join(capture, `meta`, `time`), `2025-01-01T00:00:00Z\n`);
+  writeCaptureMeta(capture);
   writeFileSync(join(capture, `meta`, `backend`), `bpftool\n`);
   const list = plan.map((map, i) => ({
     id: FIRST_MAP_ID + i, type: `hash`, name: kernelName(map.name), flags: 0, bytes_key: map.keySize,
