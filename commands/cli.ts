@@ -3,6 +3,7 @@
 import {Builtins, Cli} from 'clipanion';
 import type {CliContext} from './BaseCommand.ts';
 import CaptureScriptCommand from './capture-script.ts';
+import DiffCommand from './diff.ts';
 import DumpMapsCommand from './dump-maps.ts';
 import RecheckCommand from './recheck.ts';
 import ReportCommand from './report.ts';
@@ -15,7 +16,7 @@ import {TOOL_VERSION} from '../src/version.ts';
 
 export const COMMANDS = [
   DumpMapsCommand, SnapshotConnsCommand, SnapshotPidsCommand, ValidateCommand, RecheckCommand, ReportCommand, ScanCommand,
-  CaptureScriptCommand,
+  DiffCommand, CaptureScriptCommand,
 ];
 
 export function buildCli(options: {enableColors?: boolean} = {}): Cli<CliContext> {

@@ -5,7 +5,7 @@
 import {writeFileSync} from 'node:fs';
 import {fileURLToPath} from 'node:url';
 import type {Field, Fields, Kind, ObjectKind} from '../src/fieldKinds.ts';
-import {RECORDS, RECORD_TYPES, SCHEMA_VERSION, connTupleKey, match, owner, pidTgidKey, mapHolder} from '../src/schema.ts';
+import {RECORDS, RECORD_TYPES, SCHEMA_VERSION, connTupleKey, leakRow, match, owner, pidTgidKey, mapHolder} from '../src/schema.ts';
 
 export const WIRE_FORMAT_DOC = fileURLToPath(new URL(`../docs/wire-format.md`, import.meta.url));
 
@@ -28,7 +28,7 @@ separators (\`hex\`); \`u32\` and \`port\` are non-negative integers that fit; a
 `;
 
 /** Nested objects documented once each, after the records. */
-const OBJECTS: ReadonlyArray<ObjectKind<Fields>> = [mapHolder, connTupleKey, pidTgidKey, match, owner];
+const OBJECTS: ReadonlyArray<ObjectKind<Fields>> = [mapHolder, connTupleKey, pidTgidKey, match, owner, leakRow];
 
 function cell(text: string): string {
   return text.replace(/\|/g, `\\|`);

@@ -23,7 +23,7 @@ import {
 export const SCHEMA_VERSION = 1;
 export const TOOL_NAME = `usm-leak-detector`;
 
-export const STAGES = [`dump-maps`, `snapshot-conns`, `snapshot-pids`, `validate`, `recheck`, `report`, `scan`, `capture`] as const;
+export const STAGES = [`dump-maps`, `snapshot-conns`, `snapshot-pids`, `validate`, `recheck`, `report`, `scan`, `capture`, `diff`] as const;
 export type Stage = (typeof STAGES)[number];
 
 /** conn_tuple_t, u64 pid_tgid, pid_fd_t {pid, fd}, {pid, goroutine id}, a pointer (judged by the value's tuple). */
@@ -139,6 +139,23 @@ const ENTRY_FIELDS = {
   ageSeconds: opt(number, `seconds from the newest CLOCK_MONOTONIC timestamp in the value to the map's \`monotonicNs\` (dated maps only)`),
   ageField: opt(string, `the value field that gave \`ageSeconds\` (\`updated\`, \`request_started\`, \`response_last_seen\`)`),
 } as const satisfies Fields;
+
+/** One leaked entry as the report lists it (`leak` records, diff's persisting samples). */
+const LEAK_FIELDS = {
+  mapId: req(u32),
+  map: req(string, `catalogue name of the map`),
+  reason: req(oneOf(ALL_REASONS)),
+  keyHex: req(hex),
+  key: req(nullable(decodedKey)),
+  listener: req(boolean, `a listener tuple (no remote side): its destination prints as \`*:*\``),
+  pid: req(nullable(u32), `the process behind the entry (tuple pid, pid_tgid's tgid); null when the key has none`),
+  comm: req(nullable(string), `its command when known`),
+  processGone: req(nullable(boolean), `true when the process snapshot shows it exited; null without a process snapshot`),
+  checks: req(number, `2 when a recheck confirmed it`),
+  ageSeconds: req(nullable(number), `age of the entry when the dump knew it`),
+} as const satisfies Fields;
+
+export const leakRow = object(`leak row`, LEAK_FIELDS);
 
 /** What a record type is, who writes it, and its fields (`type` and `v` are implied). */
 interface RecordSpec<F extends Fields = Fields> {
@@ -267,6 +284,28 @@ export const RECORDS = {
     firstLookMs: opt(nullable(number), `recheck only: when the first look was taken (the earliest time of the input's headers and snapshot records), ms since the epoch; null when the input does not say`),
     secondLookMs: opt(nullable(number), `recheck only: when the second look was taken (the fresh snapshots, or the later capture's time); null when no second look was needed`),
     delayMs: opt(nullable(number), `recheck only: the delay asked for between the looks (\`--delay\`, or the capture script's \`-d\` from meta/delay); null when unknown`),
+  }),
+
+  leak: record(`report --list --format ndjson: one per leaked entry, after a header`, LEAK_FIELDS),
+
+  mapdiff: record(`diff --format ndjson: one per map (matched by name), after a header`, {
+    map: req(string),
+    leakedBefore: req(number),
+    leakedAfter: req(number),
+    new: req(number, `leaked in the later capture, not leaked (or absent) in the earlier one, by key`),
+    gone: req(number, `leaked in the earlier capture, absent or not leaked in the later one`),
+    persisting: req(number, `leaked in both: the permanent leaks`),
+    undetermined: req(number, `leaked in the earlier capture, not judged (unknown) in the later one`),
+    entriesBefore: req(nullable(number)),
+    entriesAfter: req(nullable(number)),
+    maxEntries: req(nullable(number)),
+    fillBefore: req(nullable(number)),
+    fillAfter: req(nullable(number)),
+    minutes: req(nullable(number), `between the captures' headers`),
+    leaksPerHour: req(nullable(number), `(leakedAfter - leakedBefore) per hour`),
+    entriesPerHour: req(nullable(number), `(entriesAfter - entriesBefore) per hour`),
+    hoursToFull: req(nullable(number), `hours until max_entries at leaksPerHour; null when not growing`),
+    persistingSamples: req(arrayOf(leakRow), `a few of the persisting leaks (\`--samples\`)`),
   }),
 } as const;
 

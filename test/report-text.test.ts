@@ -172,6 +172,18 @@ test(`a stream filtered down to leaked verdicts takes its counts from the summar
   assert.match(run.stdout, /races cleared by the recheck: 1/);
 });
 
+test(`the answer says how far apart the two looks were, from recheck's summaries`, async () => {
+  const records = [
+    mapRecord(60, `http_in_flight`),
+    verdict(60, `http_in_flight`, tupleKey({saddr: `10.0.0.1`, sport: 1, daddr: `10.0.0.2`, dport: 80, netns: NS}), `leaked`, `no_connection`, {checks: 2}),
+    {...summary(`recheck`, 60, `http_in_flight`, {total: 1, alive: 0, leaked: 1}), firstLookMs: 1_000_000, secondLookMs: 1_012_500, delayMs: 10_000},
+  ];
+  const run = await runCommand([`report`], {stdin: ndjson(records)});
+  assert.match(run.stdout, /^LEAKING: 1 leaked entry in 1 of 1 map, confirmed at two looks 12\.5 s apart;/);
+  const json = JSON.parse((await runCommand([`report`, `--format`, `json`], {stdin: ndjson(records)})).stdout);
+  assert.is(json.conclusion.looksApartSeconds, 12.5);
+});
+
 test(`colour only on a TTY and never with NO_COLOR`, async () => {
   const stdin = () => ndjson(world());
   const piped = await runCommand([`report`], {stdin: stdin()});

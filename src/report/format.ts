@@ -168,3 +168,8 @@ export function padRow(row: ReadonlyArray<string>, widths: ReadonlyArray<number>
     return rightAligned.has(i) ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0);
   }).join(`  `).trimEnd();
 }
+
+/** Text safe inside a markdown table cell (and in running text: `*` and `_` would start emphasis). */
+export function markdownCell(text: string): string {
+  return text.replace(/\|/g, `\\|`).replace(/\*/g, `\\*`).replace(/_/g, `\\_`).replace(/\n/g, ` `);
+}

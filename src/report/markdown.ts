@@ -1,6 +1,6 @@
 // Markdown, to paste into a support ticket: the answer first, one table of maps worst first,
 // the totals, each leaking map's samples as a table, leaks by cause, what to do next.
-import {leakColumns} from './format.ts';
+import {leakColumns, markdownCell as cell} from './format.ts';
 import {fillText, mapName, type MapReport, type ReportModel} from './model.ts';
 import {MAP_SECTIONS} from './sections.ts';
 import {answerLine, notApplicableWords, sourceLine} from './text.ts';
@@ -100,9 +100,4 @@ function mapSection(map: MapReport): Array<string> {
       out.push(...section.markdown(map.sections[section.name]), ``);
   });
   return out;
-}
-
-/** Text safe inside a table cell (and in running text: `*` and `_` would start emphasis). */
-function cell(text: string): string {
-  return text.replace(/\|/g, `\\|`).replace(/\*/g, `\\*`).replace(/_/g, `\\_`).replace(/\n/g, ` `);
 }

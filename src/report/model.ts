@@ -1,7 +1,7 @@
 // The report as data: built once from the aggregator, then printed as text, markdown, JSON or
 // NDJSON. Everything a renderer shows is decided here, so the formats cannot disagree: the
 // answer (LEAKING / CLEAN / INCONCLUSIVE), the maps worst first, one totals block, hints.
-import {SCHEMA_VERSION, type KeyKind, type VerdictRecord} from '../schema.ts';
+import {SCHEMA_VERSION, type HeaderRecord, type KeyKind, type VerdictRecord} from '../schema.ts';
 import {GROUP_CAP, NEAR_FULL, placeholderPid, type GroupField, type MapTally, type ReportAggregator} from './aggregate.ts';
 import {fraction, isListenerKey, ownerPid, type LeakRow} from './format.ts';
 import {hintsFor, mapNotes, ONE_LOOK, type Hint, type MapNote} from './hints.ts';
@@ -268,14 +268,18 @@ function conclude(maps: Array<MapReport>, summary: Totals, agg: ReportAggregator
 }
 
 /**
- * Seconds between the first and the second look: the first snapshot's time, and the time the
- * recheck recorded (a recheck header, or a second snapshot of the same kind).
+ * Seconds between the first and the second look: recheck's summaries record both times
+ * (`firstLookMs`, `secondLookMs`); without them, the first snapshot's time and a later one.
  */
 function looksApart(agg: ReportAggregator): number | null {
+  for (const tally of agg.maps.values()) {
+    const looks = tally.summary as {firstLookMs?: unknown, secondLookMs?: unknown} | null;
+    if (typeof looks?.firstLookMs === `number` && typeof looks.secondLookMs === `number` && looks.secondLookMs > looks.firstLookMs)
+      return (looks.secondLookMs - looks.firstLookMs) / 1000;
+  }
   const first = agg.snapshots.find(snapshot => snapshot.timeMs !== null);
-  const second = agg.snapshots.filter(snapshot => snapshot.of === first?.of && snapshot.timeMs !== null)[1]
-    ?? agg.headers.filter(header => header.stage === `recheck`).at(-1);
-  if (!first || !second || typeof second.timeMs !== `number` || first.timeMs === null)
+  const second = agg.snapshots.filter(snapshot => snapshot.of === first?.of && snapshot.timeMs !== null)[1];
+  if (!first || !second || first.timeMs === null || second.timeMs === null)
     return null;
   const seconds = (second.timeMs - first.timeMs) / 1000;
   return seconds > 0 ? seconds : null;
@@ -324,13 +328,16 @@ function warningsOf(maps: Array<MapReport>, namespaces: Array<NamespaceReport>, 
 }
 
 function sourceOf(agg: ReportAggregator): ReportModel[`source`] {
-  // The stage that looked at the host (scan, dump-maps, a capture) says where the data comes from.
-  const header = agg.headers.find(h => h.stage === `scan` || h.stage === `capture`)
-    ?? agg.headers.find(h => h.stage === `dump-maps`)
-    ?? agg.headers[0];
-  if (!header)
-    return null;
-  return {host: header.host, kernel: header.kernel, time: header.time, stage: header.stage};
+  const header = pickSource(agg.headers);
+  return header ? {host: header.host, kernel: header.kernel, time: header.time, stage: header.stage} : null;
+}
+
+/** The header that says where the data comes from: the stage that looked at the host (scan, a capture, dump-maps). */
+export function pickSource(headers: ReadonlyArray<HeaderRecord>): HeaderRecord | null {
+  return headers.find(h => h.stage === `scan` || h.stage === `capture`)
+    ?? headers.find(h => h.stage === `dump-maps`)
+    ?? headers[0]
+    ?? null;
 }
 
 function mapReport(agg: ReportAggregator, tally: MapTally, sharedName: boolean): MapReport {

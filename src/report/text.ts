@@ -56,7 +56,7 @@ function confirmation(c: Conclusion): string {
 }
 
 function formatSeconds(seconds: number): string {
-  return seconds < 10 ? `${Number(seconds.toFixed(1))} s` : formatAge(seconds);
+  return seconds < 120 ? `${Number(seconds.toFixed(1))} s` : formatAge(seconds);
 }
 
 export function renderText(model: ReportModel, options: TextOptions): string {

@@ -45,6 +45,8 @@ export interface ScanOptions {
   force?: boolean;
   samples: number;
   groupBy: ReadonlyArray<GroupField>;
+  /** Called with every record the report counts (the capture's records), in order: diff reads a capture this way. */
+  observe?: (record: AnyRecord) => void;
 }
 
 export interface ScanResult {
@@ -70,6 +72,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   const keep = (record: AnyRecord): Promise<void> | undefined => {
     records += 1;
     aggregator.add(record);
+    options.observe?.(record);
     return writer?.write(record);
   };
   // A capture is stamped with its own host, kernel and time (meta/), and marked replayed.
