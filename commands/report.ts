@@ -6,6 +6,7 @@ import {makeHeader} from '../src/header.ts';
 import {LeakFilter} from '../src/report/filter.ts';
 import {writeText, report, wantColour} from '../src/report/index.ts';
 import {listLeaks} from '../src/report/list.ts';
+import type {ReportModel} from '../src/report/model.ts';
 import {BaseCommand} from './BaseCommand.ts';
 import {WithReportFormat} from './options.ts';
 
@@ -51,9 +52,7 @@ export default class ReportCommand extends WithReportFormat(BaseCommand) {
         write: text => writeText(this.context.stdout, text),
         header: makeHeader(`report`, tool),
       });
-      if (listed.verdicts === 0 && listed.entries > 0)
-        throw new EnvironmentFault(notJudged(listed.entries));
-      return listed.leaks > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
+      return this.exitOf(listed.model, filter);
     }
     const result = await report(input, {
       format,
@@ -64,15 +63,22 @@ export default class ReportCommand extends WithReportFormat(BaseCommand) {
       header: makeHeader(`report`, tool),
       filter,
     });
-    const exit = judgedExit(result.model);
+    this.exitOf(result.model, filter, true);
+    await writeText(this.context.stdout, result.text);
+    return this.exitOf(result.model, filter);
+  }
+
+  /** The exit code policy of src/exitCodes.ts; `check` only throws when there is nothing to print. */
+  private exitOf(model: ReportModel, filter: LeakFilter, check = false): number {
+    if (filter.active && model.maps.length === 0 && model.summary.verdictsRead > 0)
+      throw new EnvironmentFault(`nothing to report: no entry of the input matches ${filter.describe()}`);
+    const exit = judgedExit(model);
     if (!exit.printReport)
       throw new EnvironmentFault(exit.message!);
-    await writeText(this.context.stdout, result.text);
+    if (check)
+      return exit.code;
     if (exit.message !== null)
       this.context.stderr.write(`usm-leak-detector report: ${exit.message}\n`);
     return exit.code;
   }
 }
-
-const notJudged = (entries: number) =>
-  `the input has ${entries} map entries but no verdicts: judge them first (usm-leak-detector dump-maps | usm-leak-detector validate | usm-leak-detector report)`;

@@ -41,8 +41,7 @@ test(`--list: a header row, then exactly one aligned row per leaked entry`, asyn
 test(`--list filters: --map (full or kernel name), --reason, --netns, --pid, repeatable, combined`, async () => {
   const count = async (...args: Array<string>) => {
     const run = await runCommand([`report`, `--list`, ...args, SAMPLE]);
-    assert.is(run.stderr, ``);
-    return {rows: rows(run.stdout).slice(1), code: run.code};
+    return {rows: rows(run.stdout).slice(1), code: run.code, stderr: run.stderr};
   };
   const expect = (pick: (verdict: Record<string, any>) => boolean) => leaked.filter(pick).length;
   const conn = await count(`--map`, `connection_protocol`);
@@ -59,10 +58,15 @@ test(`--list filters: --map (full or kernel name), --reason, --netns, --pid, rep
   assert.is(pid.rows.length, 2);
   assert.ok(pid.rows.every(row => row[6]!.startsWith(`4595/`)));
   assert.is((await count(`--pid`, `4564`, `--map`, `connection_protocol`)).rows.length, expect(v => v.map === `connection_protocol` && v.key?.pid === 4564));
-  // nothing matches: the header alone, exit 0 (no leak listed)
+  // nothing matches: the header alone, and nothing was judged: exit 3, never a clean 0
   const none = await count(`--pid`, `1`);
   assert.is(none.rows.length, 0);
-  assert.is(none.code, ExitCode.Ok);
+  assert.is(none.code, ExitCode.Environment);
+  assert.match(none.stderr, /nothing to report: no entry of the input matches --pid 1/);
+  // a filter that keeps only alive entries of a map: judged and clean, exit 0
+  const clean = await count(`--map`, `connection_protocol`, `--reason`, `established`);
+  assert.is(clean.rows.length, 0);
+  assert.is(clean.code, ExitCode.Ok, clean.stderr);
 });
 
 test(`--list --format ndjson: a header, then one leak record per leaked entry`, async () => {
@@ -102,6 +106,14 @@ test(`bad filter values are usage errors`, async () => {
   const format = await runCommand([`report`, `--list`, `--format`, `markdown`, SAMPLE]);
   assert.is(format.code, ExitCode.Usage);
   assert.is(format.stdout, ``);
+});
+
+test(`samples/outputs/list-and-diff.ndjson is what --list and diff print for the sample`, async () => {
+  const list = await runCommand([`report`, `--list`, `--format`, `ndjson`, SAMPLE]);
+  const diff = await runCommand([`diff`, `--format`, `ndjson`, `--samples`, `2`, SAMPLE, SAMPLE]);
+  const body = (text: string) => text.split(`\n`).slice(1).join(`\n`);
+  const golden = readFileSync(new URL(`../samples/outputs/list-and-diff.ndjson`, import.meta.url), `utf8`);
+  assert.ok(`${body(list.stdout)}${body(diff.stdout)}` === golden, `samples/outputs/list-and-diff.ndjson is stale: regenerate it as samples/outputs/README.md says`);
 });
 
 test(`the sample's first line gives the answer`, async () => {

@@ -13,7 +13,7 @@ import {mapRecord, mapStats, ndjson, netns, processRecord, summary, tupleKey, ve
 const samples = fileURLToPath(new URL(`../samples`, import.meta.url));
 
 function sampleRecords(): Array<Record<string, unknown>> {
-  const files = [`${samples}/capture.ndjson`];
+  const files = [`${samples}/capture.ndjson`, `${samples}/outputs/list-and-diff.ndjson`];
   for (const name of readdirSync(`${samples}/dump`, {withFileTypes: true})) {
     if (name.isDirectory())
       files.push(`${samples}/dump/${name.name}/golden.ndjson`);

@@ -5,7 +5,7 @@ import {SCHEMA_VERSION, type AnyRecord} from '../schema.ts';
 import {ReportAggregator} from './aggregate.ts';
 import type {LeakFilter} from './filter.ts';
 import {leakColumns, NONE, padRow, type LeakColumns, type LeakRow} from './format.ts';
-import {leakRow} from './model.ts';
+import {buildReport, leakRow, type ReportModel} from './model.ts';
 
 /** Rows held to compute the column widths before the first line is written. */
 export const LIST_ALIGN_ROWS = 10_000;
@@ -27,10 +27,8 @@ export interface ListOptions {
 
 export interface ListResult {
   leaks: number;
-  /** Verdicts read (any status, before the filters). */
-  verdicts: number;
-  /** Unjudged `entry` records seen. */
-  entries: number;
+  /** The report the listed records make (its answer and totals decide the exit code). */
+  model: ReportModel;
 }
 
 export async function listLeaks(input: AsyncIterable<AnyRecord>, options: ListOptions): Promise<ListResult> {
@@ -49,7 +47,7 @@ export async function listLeaks(input: AsyncIterable<AnyRecord>, options: ListOp
     await out.add(leakRow(agg, verdict));
   }
   await out.end();
-  return {leaks, verdicts: agg.verdictsRead, entries: agg.entries};
+  return {leaks, model: buildReport(agg)};
 }
 
 /** Output lines written in batches of 512. */
