@@ -55,6 +55,10 @@ if (requirePrivileges(`README jq recipes`, jq ? null : `jq is not installed (scr
   // A wrapper, not a symlink: bin/usm-leak-detector finds the repository from its own path.
   writeFileSync(join(box, `bin/usm-leak-detector`), `#!/bin/sh\nexec '${join(repo, `bin/usm-leak-detector`)}' "$@"\n`, {mode: 0o755});
 
+  // As a person's shell has it: the test runner's colour variables make node warn on stderr.
+  const {FORCE_COLOR: _force, NO_COLOR: _no, ...env} = process.env;
+  const recipeEnv = {...env, PATH: `${join(box, `bin`)}:${process.env.PATH}`};
+
   test(`the README has the jq recipes this test knows`, () => {
     const titles = recipes().map(recipe => recipe.title);
     assert.is(titles.length, EXPECT.length, titles.join(` | `));
@@ -66,7 +70,7 @@ if (requirePrivileges(`README jq recipes`, jq ? null : `jq is not installed (scr
     test(`README recipe runs on the sample: ${recipe.title}`, () => {
       const run = spawnSync(`bash`, [`-o`, `pipefail`, `-c`, recipe.command], {
         cwd: box, encoding: `utf8`, timeout: 60_000,
-        env: {...process.env, PATH: `${join(box, `bin`)}:${process.env.PATH}`},
+        env: recipeEnv,
       });
       // 1 is `report` saying "leaks found" (the sample has leaks); anything else is a broken recipe.
       assert.ok(run.status === 0 || run.status === 1, `exit ${run.status}: ${run.stderr}`);
