@@ -389,8 +389,45 @@ async function liveRows(config: Config, scratch: string, cleanups: Array<() => v
     ];
     await measureRows(sizeRows, config.runs, config.profile);
     rows.push(...sizeRows);
+    if (size === config.sizes[config.sizes.length - 1])
+      log(`records of dump-maps --backend kernel and --backend bpftool at ${fmtCount(entries)} entries: ${await compareBackends(select)}`);
   }
   return rows;
+}
+
+/**
+ * Issue 11: the kernel backend's records equal the bpftool backend's on the same maps (the
+ * backend's name and the read time aside). Both outputs are read in lockstep, line by line, as
+ * they are printed: nothing held but one line of each.
+ */
+async function compareBackends(select: ReadonlyArray<string>): Promise<string> {
+  const {createInterface} = await import(`node:readline`);
+  const children = [`kernel`, `bpftool`].map(backend => spawn(process.execPath, [BUNDLE, `dump-maps`, `-q`, `--backend`, backend, ...select], {stdio: [`ignore`, `pipe`, `inherit`]}));
+  const [kernel, bpftool] = children.map(child => createInterface({input: child.stdout!, crlfDelay: Infinity})[Symbol.asyncIterator]());
+  const comparable = (line: string) => line.replace(/"backend":"(?:kernel|bpftool)"/, `"backend":"-"`).replace(/,"monotonicNs":"\d+"/, ``);
+  let lines = 0;
+  let verdict: string | null = null;
+  try {
+    for (;;) {
+      const [a, b] = await Promise.all([kernel.next(), bpftool.next()]);
+      if (a.done || b.done) {
+        if (!a.done || !b.done)
+          verdict = `DIFFER: ${a.done ? `the kernel backend` : `the bpftool backend`} printed fewer lines (${lines})`;
+        break;
+      }
+      lines++;
+      if (lines === 1)
+        continue; // the header: time and stage facts
+      if (comparable(a.value) !== comparable(b.value)) {
+        verdict = `DIFFER at line ${lines}: ${a.value.slice(0, 160)} / ${b.value.slice(0, 160)}`;
+        break;
+      }
+    }
+  } finally {
+    for (const child of children)
+      child.kill();
+  }
+  return verdict ?? `equal (${fmtCount(lines - 1)} records)`;
 }
 
 function fdLimit(): number {
