@@ -390,7 +390,7 @@ async function liveRows(config: Config, scratch: string, cleanups: Array<() => v
     await measureRows(sizeRows, config.runs, config.profile);
     rows.push(...sizeRows);
     if (size === config.sizes[config.sizes.length - 1])
-      log(`records of dump-maps --backend kernel and --backend bpftool at ${fmtCount(entries)} entries: ${await compareBackends(select)}`);
+      log(`records of dump-maps --backend kernel and --backend bpftool at ${fmtCount(entries)} entries (holders and read time aside): ${await compareBackends(select)}`);
   }
   return rows;
 }
@@ -404,7 +404,8 @@ async function compareBackends(select: ReadonlyArray<string>): Promise<string> {
   const {createInterface} = await import(`node:readline`);
   const children = [`kernel`, `bpftool`].map(backend => spawn(process.execPath, [BUNDLE, `dump-maps`, `-q`, `--backend`, backend, ...select], {stdio: [`ignore`, `pipe`, `inherit`]}));
   const [kernel, bpftool] = children.map(child => createInterface({input: child.stdout!, crlfDelay: Infinity})[Symbol.asyncIterator]());
-  const comparable = (line: string) => line.replace(/"backend":"(?:kernel|bpftool)"/, `"backend":"-"`).replace(/,"monotonicNs":"\d+"/, ``);
+  // Holders aside too: each run sees the other one holding the maps it reads at that moment.
+  const comparable = (line: string) => line.replace(/"backend":"(?:kernel|bpftool)"/, `"backend":"-"`).replace(/,"monotonicNs":"\d+"/, ``).replace(/"holders":\[[^\]]*\]/, `"holders":-`);
   let lines = 0;
   let verdict: string | null = null;
   try {
@@ -418,8 +419,12 @@ async function compareBackends(select: ReadonlyArray<string>): Promise<string> {
       lines++;
       if (lines === 1)
         continue; // the header: time and stage facts
-      if (comparable(a.value) !== comparable(b.value)) {
-        verdict = `DIFFER at line ${lines}: ${a.value.slice(0, 160)} / ${b.value.slice(0, 160)}`;
+      const [x, y] = [comparable(a.value), comparable(b.value)];
+      if (x !== y) {
+        let at = 0;
+        while (x[at] === y[at])
+          at++;
+        verdict = `DIFFER at line ${lines}, column ${at}: …${x.slice(Math.max(0, at - 60), at + 60)}… / …${y.slice(Math.max(0, at - 60), at + 60)}…`;
         break;
       }
     }
