@@ -56,20 +56,18 @@ export function resolveTarget(listed: ListedMap, catalogue: CatalogueMap, order:
       case `conn_tuple`:
         layout.tupleOffset = findConnTuple(btf, types.key) ?? layout.tupleOffset;
         break;
-      case `pid_goroutine`: {
-        const fields = place([`pid`, `goroutine_id`]);
-        if (fields.get(`pid`)?.size === 4 && fields.get(`goroutine_id`)?.size === 8) {
-          layout.pidOffset = fields.get(`pid`)!.offset;
-          layout.goroutineOffset = fields.get(`goroutine_id`)!.offset;
-          assumption = undefined;
-        }
-        break;
-      }
+      case `pid_goroutine`:
       case `pid_fd`: {
-        const fields = place([`pid`, `fd`]);
-        if (fields.get(`pid`)?.size === 4 && fields.get(`fd`)?.size === 4) {
+        // u32 pid plus the s64 goroutine id or the u32 fd: BTF says where (older Go-TLS keys put the goroutine first).
+        const [second, size] = layout.keyKind === `pid_fd` ? [`fd`, 4] : [`goroutine_id`, 8];
+        const fields = place([`pid`, second]);
+        if (fields.get(`pid`)?.size === 4 && fields.get(second)?.size === size) {
           layout.pidOffset = fields.get(`pid`)!.offset;
-          layout.fdOffset = fields.get(`fd`)!.offset;
+          if (layout.keyKind === `pid_fd`)
+            layout.fdOffset = fields.get(second)!.offset;
+          else
+            layout.goroutineOffset = fields.get(second)!.offset;
+          assumption = undefined;
         }
         break;
       }
