@@ -21,6 +21,7 @@ import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
 import {cleanupNetns, startSocketHolder, type HeldConnection, type SocketHolder} from './helpers/netns.ts';
 import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {loadBtfMaps} from './fixtures/bpf/maps.ts';
+import {captureScript} from '../src/capture/script.ts';
 
 const runs = requirePrivileges(`coverage live`, bpfUnavailable());
 
@@ -232,6 +233,37 @@ test(`dump-maps --from a capture dates entries against the capture's clock, not 
     assert.ok(Math.abs(old.ageSeconds - (olderBy + 100)) < 0.001, `age ${old.ageSeconds}, expected ${olderBy + 100}`);
     const fresh = records.find(r => r.type === `entry` && r.keyHex === closed(2).toString(`hex`))!;
     assert.ok(Math.abs(fresh.ageSeconds - 100) < 0.001);
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
+});
+
+test(`the capture script saves the BTF and the maps sharing it: a replay discovers, dates and reads layouts as live`, async () => {
+  if (!runs)
+    return;
+  const dir = mkdtempSync(join(tmpdir(), `usmld-capture-`));
+  try {
+    const script = join(dir, `capture.sh`);
+    writeFileSync(script, captureScript());
+    const out = join(dir, `out`);
+    // -i: only this test's maps (other runs have maps of the same names); future_conn_map is not a
+    // catalogue name: the script dumps it because it shares the USM maps' BTF object.
+    const ids = mapIds().join(`,`);
+    const run = spawnSync(`dash`, [script, `-o`, out, `-d`, `0`, `-b`, `bpftool`, `-i`, ids], {encoding: `utf8`, timeout: 120_000});
+    assert.is(run.status, 0, run.stderr);
+    const saved = readdirSync(join(out, `maps`));
+    assert.ok(saved.some(name => /^btf-\d+\.json$/.test(name)), saved.join(` `));
+    assert.ok(saved.includes(`dump-${btf.get(`future_conn_map`)!.id}.json`), `the shared-BTF map is dumped`);
+    const replay = await runCommand([`dump-maps`, `--from`, out]);
+    assert.is(replay.code, 0, replay.stderr);
+    const records = withoutHeader(parseLines(replay.stdout));
+    const maps = new Map(records.filter(r => r.type === `map`).map(r => [r.mapId, r] as const));
+    assert.equal(maps.get(btf.get(`future_conn_map`)!.id)?.discovered, true);
+    assert.is(maps.get(btf.get(`future_conn_map`)!.id)?.tupleOffset, 8);
+    assert.is(maps.get(btf.get(`go_tls_read_args`)!.id)?.assumption, undefined);
+    const clock = BigInt(maps.get(btf.get(`connection_protocol`)!.id)!.monotonicNs);
+    const old = records.find(r => r.type === `entry` && r.keyHex === closed(1).toString(`hex`))!;
+    assert.ok(Math.abs(old.ageSeconds - (olderBy + Number(clock - filledAtNs) / 1e9)) < 0.001, `dated against the capture's clock`);
   } finally {
     rmSync(dir, {recursive: true, force: true});
   }

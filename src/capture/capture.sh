@@ -10,7 +10,9 @@
 #                                          "<ns> timer_list" (/proc/timer_list, root) or "<ns> uptime"
 #   meta/delay                             -d: the seconds asked for before later/ (first look only)
 #   maps/list.json                         bpftool -j map show   (system-probe: maps/list.txt)
-#   maps/dump-<ID>.json                    bpftool -j map dump id <ID>, for USM catalogue maps only
+#   maps/dump-<ID>.json                    bpftool -j map dump id <ID>, for USM catalogue maps (and, with
+#                                          bpftool and no -m, the maps sharing their BTF object)
+#   maps/btf-<ID>.json                     bpftool -j btf dump id <ID>, the BTF objects of the dumped maps
 #   proc/<pid>/{stat,comm}, proc/<pid>/ns/net (symlink), proc/<pid>/task/<tid>/stat
 #   proc/<pid>/fd.ls                       ls -l of its fd/ (socket inodes), only when a pid_fd map was dumped
 #   proc/<pid>/net/{tcp,tcp6,udp,udp6}     for one process per network namespace
@@ -198,14 +200,37 @@ capture_maps() {
     listed=
     selection=$maps/list.txt
   fi
+  # bpftool: each map's BTF object (`btf_id N` in the plain listing). The USM maps' BTF is saved
+  # (maps/btf-<ID>.json: exact layouts, and maps no catalogue knows, for the analysis) and, without
+  # -m, maps sharing it are dumped too: the analysis keeps those whose key holds a conn_tuple_t.
+  map_btf=' '
+  usm_btf=' '
+  if [ "$backend" = bpftool ]; then
+    cur=
+    while IFS= read -r line; do
+      case $line in
+        [0-9]*': '*) cur=${line%%:*} ;;
+        *btf_id\ [0-9]*) b=${line#*btf_id }; map_btf="$map_btf$cur:${b%% *} " ;;
+      esac
+    done < "$maps/.list"
+  fi
   dumped=0
+  for pass in usm shared; do
+  [ "$pass" = shared ] && { [ "$backend" = bpftool ] && [ -z "$only_names" ] && [ "$usm_btf" != ' ' ] || break; }
   while IFS= read -r line; do
     case $line in [0-9]*': '*'  name '*) ;; *) continue ;; esac
     id=${line%%:*}
     name=${line#*  name }
     name=${name%%  *}
-    [ -n "$name" ] || continue
-    case " $USM_MAPS " in *" $name "*) ;; *) continue ;; esac
+    btf=
+    case $map_btf in *" $id:"*) btf=${map_btf#*" $id:"}; btf=${btf%% *} ;; esac
+    if [ "$pass" = usm ]; then
+      [ -n "$name" ] || continue
+      case " $USM_MAPS " in *" $name "*) ;; *) continue ;; esac
+    else
+      case " $USM_MAPS " in *" $name "*) continue ;; esac
+      case $usm_btf in *" $btf "*) ;; *) continue ;; esac
+    fi
     if [ -n "$only_ids" ]; then
       case ",$only_ids," in *",$id,"*) ;; *) continue ;; esac
     fi
@@ -217,10 +242,16 @@ capture_maps() {
       $limit "$tool" ebpf map dump id "$id" > "$maps/dump-$id.json" 2> "$maps/.err" < /dev/null ||
         log "system-probe ebpf map dump id $id ($name) failed: $(cat "$maps/.err")"
     fi
+    if [ -n "$btf" ] && [ ! -e "$maps/btf-$btf.json" ]; then
+      $limit "$tool" -j btf dump id "$btf" > "$maps/btf-$btf.json" 2> /dev/null < /dev/null || rm -f "$maps/btf-$btf.json"
+      usm_btf="$usm_btf$btf "
+    fi
+    [ "$pass" = usm ] || continue
     dumped=$((dumped + 1))
     # pid_fd keys are judged by the processes' socket fds: capture_process lists them.
     case $name in tuple_by_pid_fd|sock_by_pid_fd) want_fds=1 ;; esac
   done < "$selection"
+  done
   rm -f "$maps/.err" "$maps/.list"
   mapcount=$dumped
   # No USM map at the first look: a capture without maps answers nothing, say so and stop.

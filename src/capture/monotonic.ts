@@ -3,8 +3,8 @@
 // script writes `<nanoseconds> <source>`: source `timer_list` is /proc/timer_list's `now at`
 // (CLOCK_MONOTONIC itself, root only), `uptime` is /proc/uptime (CLOCK_BOOTTIME to 10 ms: the
 // same clock unless the machine was suspended). A live run reads the clock itself (ToolContext).
-import {readFile} from 'node:fs/promises';
 import {join} from 'node:path';
+import {readBoundedText} from '../boundedRead.ts';
 import type {ToolContext} from '../context.ts';
 
 export const CLOCK_SOURCES = [`timer_list`, `uptime`] as const;
@@ -25,7 +25,7 @@ export function parseClockFile(text: string): CaptureClock | null {
 /** A capture directory's reading `name` (`monotonic` or `monotonic-snapshot`); null when absent or unreadable. */
 export async function readCaptureClock(dir: string, name: `monotonic` | `monotonic-snapshot`): Promise<CaptureClock | null> {
   try {
-    return parseClockFile(await readFile(join(dir, `meta`, name), `utf8`));
+    return parseClockFile(await readBoundedText(join(dir, `meta`, name), `utf8`, 4096));
   } catch {
     return null;
   }

@@ -15,21 +15,26 @@ import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, ToolError, UsageFault, errorMessage} from '../errors.ts';
 import type {BackendName} from '../schema.ts';
 import {firstCaptureClock} from '../capture/monotonic.ts';
+import {btfFromBpftoolJson} from '../btf.ts';
 import {parseLossless, toJsonText} from './json.ts';
 import {parseBpftoolList, parseSystemProbeList} from './formats.ts';
 import {streamReader, type DumpStream, type ListedMap, type MapSource} from './source.ts';
 
 const DUMP_NAME = /^dump-(\d+)(?:\.json)?$/;
+/** `bpftool -j btf dump id <ID>`, saved by the capture script beside the dumps. */
+const BTF_NAME = /^btf-(\d+)\.json$/;
 
 interface OfflineFiles {
   lists: Array<{path: string, maps: Array<ListedMap>, backend: BackendName}>;
   /** Map id → a dump file, or the dump's text cut out of a multi-map file. */
   dumps: Map<number, string | {text: string}>;
+  /** BTF object id → its saved `bpftool -j btf dump` file. */
+  btfs: Map<number, string>;
   backend: BackendName | null;
 }
 
 export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<string>, stdin?: Readable): Promise<MapSource> {
-  const files: OfflineFiles = {lists: [], dumps: new Map(), backend: null};
+  const files: OfflineFiles = {lists: [], dumps: new Map(), btfs: new Map(), backend: null};
   if (inputs.filter(input => input === `-`).length > 1)
     throw new UsageFault(`--from - is given more than once: standard input can be read only once`);
   for (const input of inputs) {
@@ -63,6 +68,17 @@ export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<stri
     },
     has(mapId) {
       return files.dumps.has(mapId);
+    },
+    async btf(btfId) {
+      const path = files.btfs.get(btfId);
+      if (path === undefined)
+        return null;
+      try {
+        return btfFromBpftoolJson(JSON.parse(await readBoundedText(path)));
+      } catch (err) {
+        ctx.log.warn(`--from ${path}: not a BTF dump (${errorMessage(err)}): maps of BTF ${btfId} are read by the catalogue's layouts`);
+        return null;
+      }
     },
     open(map, sink) {
       return streamReader(savedDump(files, map.id), sink, backend, map.id, 0);
@@ -146,6 +162,11 @@ async function classifyFile(ctx: ToolContext, files: OfflineFiles, path: string,
   const dumpName = DUMP_NAME.exec(basename(path));
   if (dumpName) {
     files.dumps.set(Number(dumpName[1]), path);
+    return;
+  }
+  const btfName = BTF_NAME.exec(basename(path));
+  if (btfName) {
+    files.btfs.set(Number(btfName[1]), path);
     return;
   }
   const head = await readHead(path);
