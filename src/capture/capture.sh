@@ -216,7 +216,7 @@ capture_maps() {
   fi
   dumped=0
   for pass in usm shared; do
-  [ "$pass" = shared ] && { [ "$backend" = bpftool ] && [ -z "$only_names" ] && [ "$usm_btf" != ' ' ] || break; }
+  [ "$pass" = shared ] && { [ "$backend" = bpftool ] && [ -z "$only_names" ] && [ "$usm_btf" != ' ' ] && command -v grep >/dev/null 2>&1 || break; }
   while IFS= read -r line; do
     case $line in [0-9]*': '*'  name '*) ;; *) continue ;; esac
     id=${line%%:*}
@@ -230,6 +230,8 @@ capture_maps() {
     else
       case " $USM_MAPS " in *" $name "*) continue ;; esac
       case $usm_btf in *" $btf "*) ;; *) continue ;; esac
+      # Declared in that BTF's .maps (a map of the same object), not merely listed with its id.
+      grep -q "\"kind\":\"VAR\",\"name\":\"$name" "$maps/btf-$btf.json" 2>/dev/null || continue
     fi
     if [ -n "$only_ids" ]; then
       case ",$only_ids," in *",$id,"*) ;; *) continue ;; esac

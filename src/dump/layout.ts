@@ -33,6 +33,9 @@ function mapTypes(btf: Btf, listed: ListedMap): {key: number, value: number, nam
     : mapTypesByName(btf, listed.name);
   if (found === null || found.key === 0 || sizeOfType(btf, found.key) !== listed.keySize)
     return null;
+  // A value type of another size is not this map's (a map listed with a BTF id it does not use).
+  if (found.value !== 0 && sizeOfType(btf, found.value) !== listed.valueSize)
+    found.value = 0;
   return found;
 }
 
