@@ -12,11 +12,10 @@ import * as assert from 'uvu/assert';
 import {captureMapNames, captureScript} from '../src/capture/script.ts';
 import {CATALOGUE, KERNEL_NAME_MAX, kernelName} from '../src/catalogue.ts';
 import {ExitCode} from '../src/exitCodes.ts';
-import {connTupleBytes} from './helpers/bpf.ts';
 import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
 import {makeProcessLessNetns, netnsInodeOfPid, type ProcessLessNetns} from './helpers/netns.ts';
 import {bpfUnavailable, netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
-import {buildUsmWorld, entryId, type UsmWorld} from './helpers/usmWorld.ts';
+import {addProcessLessEntry, buildUsmWorld, entryId, type UsmWorld} from './helpers/usmWorld.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), `usmld-capture-`));
 process.once(`exit`, () => rmSync(scratch, {recursive: true, force: true}));
@@ -159,11 +158,7 @@ if (canRun) {
     world = await buildUsmWorld(`capture`, {namespace: true});
     lonely = await makeProcessLessNetns(`capture-lonely`);
     // An entry only the process-less namespace can prove alive: the capture must read it via nsenter.
-    const c = lonely.connections[0];
-    const pidFd = world.maps.find(map => map.catalogName === `pid_fd_by_tuple`)!;
-    const key = connTupleBytes({saddr: c.client.address, sport: c.client.port, daddr: c.server.address, dport: c.server.port, netns: lonely.netns.inode});
-    world.bpf.fill(pidFd, [[key, Buffer.alloc(8)]]);
-    world.expected.set(entryId({map: `pid_fd_by_tuple`, keyHex: key.toString(`hex`)}), {map: `pid_fd_by_tuple`, status: `alive`, reason: `established`, note: `connection in a namespace no process is in`});
+    addProcessLessEntry(world, lonely, `connection in a namespace no process is in`);
     const decoy = world.bpf.createMap({name: `usmld_decoy`, keySize: 48, valueSize: 8});
     world.bpf.fill(decoy, [[Buffer.alloc(48, 1), Buffer.alloc(8)]]);
     const ids = [...world.maps.map(map => map.id), decoy.id];

@@ -10,12 +10,11 @@ import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {captureScript} from '../src/capture/script.ts';
 import {TOOL_VERSION} from '../src/version.ts';
-import {connTupleBytes} from './helpers/bpf.ts';
 import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
 import {runWithoutBpftool} from './helpers/hideBpftool.ts';
 import {makeProcessLessNetns} from './helpers/netns.ts';
 import {bpfUnavailable, netnsUnavailable} from './helpers/privileges.ts';
-import {buildUsmWorld, entryId} from './helpers/usmWorld.ts';
+import {addProcessLessEntry, assertArrangedVerdicts, buildUsmWorld} from './helpers/usmWorld.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 
 const repo = resolve(new URL(`..`, import.meta.url).pathname);
@@ -107,11 +106,7 @@ if (bpfUnavailable() === null && netnsUnavailable() === null) {
       const world = await buildUsmWorld(`dist-${label}`, {namespace: true});
       const lonely = await makeProcessLessNetns(`dist-${label}-lonely`);
       try {
-        const c = lonely.connections[0];
-        const pidFd = world.maps.find(map => map.catalogName === `pid_fd_by_tuple`)!;
-        const key = connTupleBytes({saddr: c.client.address, sport: c.client.port, daddr: c.server.address, dport: c.server.port, netns: lonely.netns.inode});
-        world.bpf.fill(pidFd, [[key, Buffer.alloc(8)]]);
-        world.expected.set(entryId({map: `pid_fd_by_tuple`, keyHex: key.toString(`hex`)}), {map: `pid_fd_by_tuple`, status: `alive`, reason: `established`, note: `connection in a namespace no process is in (setns)`});
+        addProcessLessEntry(world, lonely, `connection in a namespace no process is in (setns)`);
         const capture = join(box, `scan-${label}.ndjson`);
         const argv = file === bundle ? [process.execPath, bundle] : [exe];
         const run = runWithoutBpftool(argv[0], [...argv.slice(1), `scan`, ...world.mapIdArgs, `--no-download`, `--recheck-delay`, `0`, `--capture`, capture], {env, cwd: box});
@@ -119,15 +114,7 @@ if (bpfUnavailable() === null && netnsUnavailable() === null) {
         const records = parseLines(readFileSync(capture, `utf8`));
         assert.ok(records.filter(record => record.type === `map`).every(record => record.backend === `kernel`));
         assert.is(records.find(record => record.type === `netns` && record.netnsInode === lonely.netns.inode)?.readVia, `setns:${lonely.netns.path}`);
-        const incomplete = records.some(record => (record.type === `netns` || record.type === `snapshot`) && record.complete === false);
-        const verdicts = records.filter(record => record.type === `verdict` && world.expected.has(entryId(record as {map: string, keyHex: string})));
-        assert.is(verdicts.length, world.expected.size);
-        for (const verdict of verdicts) {
-          const want = world.expected.get(entryId(verdict as {map: string, keyHex: string}))!;
-          if (incomplete && (want.reason === `no_connection_any_namespace` || want.reason === `unknown_namespace`) && verdict.reason === `namespace_unreadable`)
-            continue;
-          assert.is(`${verdict.status}/${verdict.reason}`, `${want.status}/${want.reason}`, `${verdict.map}: ${want.note}`);
-        }
+        assertArrangedVerdicts(world, records);
         // The FFI module was written to a private temporary directory and removed at once.
         assert.equal(readdirSync(tmpdir()).filter(name => name.startsWith(`usmld-ffi-`) && statSync(join(tmpdir(), name)).mtimeMs > Date.now() - 60_000), []);
       } finally {

@@ -7,7 +7,8 @@ import {spawnSync} from 'node:child_process';
 import {readdirSync} from 'node:fs';
 import {kernelName} from '../../src/catalogue.ts';
 import {BpfTestSet, connTupleBytes, pidTgidBytes, type TestMap} from './bpf.ts';
-import {cleanupNetns, createNetns, startSocketHolder, type HeldConnection, type SocketHolder} from './netns.ts';
+import * as assert from 'uvu/assert';
+import {cleanupNetns, createNetns, startSocketHolder, type HeldConnection, type ProcessLessNetns, type SocketHolder} from './netns.ts';
 
 /** The key of `UsmWorld.expected` for a verdict or entry record: `map:keyHex` (one key can be in several maps). */
 export function entryId(record: {map: string, keyHex: string}): string {
@@ -175,4 +176,30 @@ export async function buildUsmWorld(label: string, options: WorldOptions = {}): 
 function reapedPid(): number {
   const child = spawnSync(`sh`, [`-c`, `echo $$`], {encoding: `utf8`});
   return Number(child.stdout.trim());
+}
+
+/** Adds an entry only `lonely` (a namespace no process is in) can prove alive: its connection's tuple. */
+export function addProcessLessEntry(world: UsmWorld, lonely: ProcessLessNetns, note: string): void {
+  const c = lonely.connections[0];
+  const pidFd = world.maps.find(map => map.catalogName === `pid_fd_by_tuple`)!;
+  const key = connTupleBytes({saddr: c.client.address, sport: c.client.port, daddr: c.server.address, dport: c.server.port, netns: lonely.netns.inode});
+  world.bpf.fill(pidFd, [[key, Buffer.alloc(8)]]);
+  world.expected.set(entryId({map: `pid_fd_by_tuple`, keyHex: key.toString(`hex`)}), {map: `pid_fd_by_tuple`, status: `alive`, reason: `established`, note});
+}
+
+/**
+ * Every arranged entry has one verdict, the arranged one. When the run saw a namespace it could
+ * not read completely (another run's namespace vanished mid-read), an entry that no known
+ * namespace holds is rightly `unknown` instead.
+ */
+export function assertArrangedVerdicts(world: UsmWorld, records: ReadonlyArray<Record<string, any>>): void {
+  const incomplete = records.some(record => (record.type === `netns` || record.type === `snapshot`) && record.complete === false);
+  const verdicts = records.filter(record => record.type === `verdict` && world.expected.has(entryId(record as {map: string, keyHex: string})));
+  assert.is(verdicts.length, world.expected.size, `one verdict per arranged entry`);
+  for (const verdict of verdicts) {
+    const want = world.expected.get(entryId(verdict as {map: string, keyHex: string}))!;
+    if (incomplete && (want.reason === `no_connection_any_namespace` || want.reason === `unknown_namespace`) && verdict.reason === `namespace_unreadable`)
+      continue;
+    assert.is(`${verdict.status}/${verdict.reason}`, `${want.status}/${want.reason}`, `${verdict.map}: ${want.note}`);
+  }
 }
