@@ -11,6 +11,7 @@ import * as t from 'typanion';
 import type {ToolContext} from '../src/context.ts';
 import type {DumpOptions} from '../src/dump/index.ts';
 import {UsageFault} from '../src/errors.ts';
+import {MAX_TIMEOUT_MS} from '../src/exec.ts';
 import {REPORT_FORMATS, parseGroupBy, type ReportFormat} from '../src/report/index.ts';
 import type {GroupField} from '../src/report/aggregate.ts';
 import {BACKENDS} from '../src/schema.ts';
@@ -24,8 +25,11 @@ import type {BaseCommand} from './BaseCommand.ts';
  * (exclusive when `above`). `nan` accepts the text NaN too (scan's --recheck-delay, as the
  * original tool did).
  */
+/** The longest wait a timer can take (2^31 - 1 ms); a longer one would fire after 1 ms. */
+export const MAX_SECONDS = Math.floor(MAX_TIMEOUT_MS / 1000);
+
 export function isSeconds(bound: {min: number, above?: boolean, nan?: boolean, expected?: string}) {
-  const expected = bound.expected ?? `${bound.above ? `a positive` : `a`} number of seconds${bound.above ? `` : `, ${bound.min} or more`}`;
+  const expected = `${bound.expected ?? `${bound.above ? `a positive` : `a`} number of seconds${bound.above ? `` : `, ${bound.min} or more`}`}, at most ${MAX_SECONDS}`;
   return t.makeValidator<unknown, number>({
     // A type predicate as typanion's own validators declare: with coercion the option becomes a number.
     test: (value, state): value is number => {
@@ -33,7 +37,7 @@ export function isSeconds(bound: {min: number, above?: boolean, nan?: boolean, e
       const seconds = typeof value === `number` ? value : text === `` ? Number.NaN : Number(text);
       const fine = Number.isNaN(seconds)
         ? bound.nan === true && text.toLowerCase() === `nan`
-        : Number.isFinite(seconds) && (bound.above ? seconds > bound.min : seconds >= bound.min);
+        : Number.isFinite(seconds) && (bound.above ? seconds > bound.min : seconds >= bound.min) && seconds <= MAX_SECONDS;
       if (!fine) {
         state?.errors?.push(`${state.p ?? `.`}: expected ${expected} (got ${JSON.stringify(value)})`);
         return false;

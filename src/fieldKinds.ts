@@ -67,7 +67,10 @@ export const hex: Kind<string> = leaf(`hex`, `lowercase hex bytes`, value => typ
 
 const U64_RE = /^(?:0|[1-9][0-9]{0,19})$/;
 /** A 64-bit unsigned integer as a decimal string (JSON numbers lose precision past 2^53). */
-export const u64: Kind<string> = leaf(`u64 (decimal string)`, `a u64 as a decimal string`, value => typeof value === `string` && U64_RE.test(value));
+const U64_MAX = `18446744073709551615`;
+/** Decimal digits of a value below 2^64 (20 digits may still be too big: compared as text). */
+const isU64Text = (value: string) => U64_RE.test(value) && (value.length < 20 || value <= U64_MAX);
+export const u64: Kind<string> = leaf(`u64 (decimal string)`, `a u64 as a decimal string`, value => typeof value === `string` && isU64Text(value));
 
 /** Any JSON value (documented by its field; readers that use it check it themselves). */
 export const json: Kind<unknown> = leaf(`JSON`, `a JSON value`, value => value !== undefined);

@@ -11,7 +11,7 @@ import {delimiter, dirname, join} from 'node:path';
 import type {ToolContext} from './context.ts';
 import {EnvironmentFault, errorMessage} from './errors.ts';
 
-const STICKY = 0o1000;
+export const STICKY = 0o1000;
 
 export const ownerName = (uid: number): string => uid === 0 ? `root` : `uid ${uid}`;
 

@@ -11,6 +11,9 @@ import * as assert from 'uvu/assert';
 import {defaultToolContext} from '../src/context.ts';
 import {createLogger} from '../src/context.ts';
 import {splitLines} from '../src/lines.ts';
+import {checkRecord} from '../src/schema.ts';
+import {parseNetTable, TABLES} from '../src/snapshot/nettable.ts';
+import {downloadBpftool} from '../src/dump/download.ts';
 import {trustedCommand} from '../src/trustedBinary.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {ndjson, pidKey, processRecord, verdict, mapRecord} from './helpers/records.ts';
@@ -213,6 +216,42 @@ test(`as root, a bpftool or nsenter planted in a world-writable PATH directory b
   assert.is(given.code, 3);
   assert.match(given.stderr, /--bpftool .*refusing to run it as root: .*writable by group or others and not sticky/);
   assert.not.ok(existsSync(marker));
+});
+
+test(`the bpftool download cache reached through a symlink to a 0777 non-sticky directory is refused`, async () => {
+  const shared = join(scratch, `shared-0777`);
+  mkdirSync(shared);
+  chmodSync(shared, 0o777);
+  const home = join(scratch, `home`);
+  mkdirSync(home, {mode: 0o700});
+  symlinkSync(shared, join(home, `link`));
+  const ctx = defaultToolContext(process.stderr, {log: createLogger(new (await import(`node:stream`)).PassThrough())});
+  let message = ``;
+  try {
+    await downloadBpftool(ctx, {baseUrl: `http://127.0.0.1:9/`, arch: `x64`, cacheDir: join(home, `link`, `cache`)});
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  assert.match(message, /refusing bpftool cache .*link\/cache \(really .*shared-0777\/cache\): directory .*shared-0777 is writable by group or others and not sticky/);
+});
+
+test(`loose numbers: pidTgid of 2^64, --map-id 1e20, --timeout beyond the timer, a socket inode past 2^53`, async () => {
+  const at = (pidTgid: string) => checkRecord({...verdict(1, `http_in_flight`, {...pidKey(1, 1), pidTgid}, `leaked`, `process_gone`)} as never);
+  assert.is(at(`18446744073709551615`), null);
+  assert.ok(at(`18446744073709551616`) !== null, `2^64 accepted`);
+  assert.ok(at(`99999999999999999999`) !== null, `20 nines accepted`);
+  const mapId = await runCommand([`dump-maps`, `--map-id`, `99999999999999999999`]);
+  assert.is(mapId.code, 2, mapId.stderr);
+  assert.not.match(mapId.stdout, /1e\+?20/);
+  for (const args of [[`dump-maps`, `--timeout`, `3000000`], [`recheck`, `--delay`, `3000000`], [`scan`, `--recheck-delay`, `3000000`]]) {
+    const run = await runCommand(args);
+    assert.is(run.code, 2, `${args.join(` `)}: ${run.stderr}`);
+    assert.match(run.stderr, /at most 2147483/);
+  }
+  const sockets: Array<Record<string, unknown>> = [];
+  const outcome = parseNetTable(`   1: 0100007F:0050 0200007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 99999999999999999999999 1\n`, TABLES[0], 7, socket => sockets.push(socket));
+  assert.equal(sockets, []);
+  assert.equal(outcome.bad.map(bad => bad.reason), [`uid or inode out of range`]);
 });
 
 test.run();

@@ -9,13 +9,16 @@
 //     never a fixed world-writable path; a cached binary that fails those checks is refused;
 //   - temporary files go under ctx.tmpDir and are removed on failure too.
 import {createHash, randomBytes} from 'node:crypto';
-import type {Stats} from 'node:fs';
-import {chmod, lstat, mkdir, mkdtemp, open, readFile, rename, rm, writeFile} from 'node:fs/promises';
+import {rmSync, type Stats} from 'node:fs';
+import {chmod, lstat, mkdir, open, readFile, realpath, rename, rm, writeFile} from 'node:fs/promises';
 import {homedir} from 'node:os';
 import {basename, dirname, join, resolve} from 'node:path';
 import {promisify} from 'node:util';
 import {gunzip} from 'node:zlib';
+import {atExit} from '../cleanup.ts';
 import type {ToolContext} from '../context.ts';
+import {makeTempDir} from '../outputFile.ts';
+import {STICKY, ownerName, unsafeAncestor} from '../trustedBinary.ts';
 import {EnvironmentFault, UsageFault, errorMessage} from '../errors.ts';
 
 export const DEFAULT_BPFTOOL_BASE_URL = `https://github.com/libbpf/bpftool/releases/download`;
@@ -103,8 +106,10 @@ export async function downloadBpftool(ctx: ToolContext, options: DownloadOptions
   }
 
   const url = `${baseUrl}/${version}/${archiveName}`;
-  const scratch = await mkdtemp(join(ctx.tmpDir, `usmld-bpftool-`));
+  const scratchDir = makeTempDir(ctx, `usmld-bpftool-`);
+  const scratch = scratchDir.path;
   const partPath = join(cacheDir, `.bpftool-${version}-${arch}.${process.pid}.${randomBytes(4).toString(`hex`)}.part`);
+  const forgetPart = atExit(() => rmSync(partPath, {force: true}));
   try {
     const timeoutMs = options.timeoutMs ?? 60_000;
     ctx.log.info(`downloading ${url}`);
@@ -134,7 +139,8 @@ export async function downloadBpftool(ctx: ToolContext, options: DownloadOptions
     return binaryPath;
   } finally {
     await rm(partPath, {force: true}).catch(() => {});
-    await rm(scratch, {recursive: true, force: true}).catch(() => {});
+    forgetPart();
+    scratchDir.remove();
   }
 }
 
@@ -167,8 +173,6 @@ async function lstatOrNull(path: string): Promise<Stats | null> {
   }
 }
 
-const STICKY = 0o1000;
-const ownerName = (uid: number) => uid === 0 ? `root` : `uid ${uid}`;
 
 /**
  * Creates the cache directory 0700 when missing, then checks it and every ancestor: owned by root
@@ -187,17 +191,28 @@ async function prepareCacheDir(ctx: ToolContext, cacheDir: string): Promise<void
     throw new EnvironmentFault(`refusing bpftool cache ${cacheDir}: owned by ${ownerName(own.uid)}, not ${ownerName(ctx.uid)}`);
   if (own.mode & 0o022)
     throw new EnvironmentFault(`refusing bpftool cache ${cacheDir}: writable by group or others (mode ${(own.mode & 0o7777).toString(8)}); chmod 700 it or remove it`);
+  // The path as given (a symlink on the way could be swapped by whoever owns its directory)...
   for (let dir = dirname(cacheDir); ; dir = dirname(dir)) {
     const stats = await lstat(dir);
-    if (stats.isSymbolicLink())
-      break; // the kernel resolved it when creating the directory; its target was checked through cacheDir itself
-    if (stats.uid !== 0 && stats.uid !== ctx.uid)
-      throw new EnvironmentFault(`refusing bpftool cache ${cacheDir}: its parent ${dir} is owned by ${ownerName(stats.uid)}`);
-    if ((stats.mode & 0o022) && !(stats.mode & STICKY))
-      throw new EnvironmentFault(`refusing bpftool cache ${cacheDir}: its parent ${dir} is writable by group or others and not sticky`);
+    if (!stats.isSymbolicLink()) {
+      if (stats.uid !== 0 && stats.uid !== ctx.uid)
+        throw new EnvironmentFault(`refusing bpftool cache ${cacheDir}: its parent ${dir} is owned by ${ownerName(stats.uid)}`);
+      if ((stats.mode & 0o022) && !(stats.mode & STICKY))
+        throw new EnvironmentFault(`refusing bpftool cache ${cacheDir}: its parent ${dir} is writable by group or others and not sticky`);
+    }
     if (dir === dirname(dir))
       break;
   }
+  // ...and the directories it really is in: a symlink to another user's 0777 directory is that directory.
+  let real: string;
+  try {
+    real = await realpath(cacheDir);
+  } catch (err) {
+    throw new EnvironmentFault(`cannot resolve the bpftool cache directory ${cacheDir}: ${errorMessage(err)}`);
+  }
+  const unsafe = await unsafeAncestor(dirname(real), ctx.uid);
+  if (unsafe !== null)
+    throw new EnvironmentFault(`refusing bpftool cache ${cacheDir}${real === cacheDir ? `` : ` (really ${real})`}: ${unsafe}`);
 }
 
 function checkSafeFile(ctx: ToolContext, path: string, stats: Stats): void {

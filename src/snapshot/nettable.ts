@@ -188,6 +188,9 @@ function parseRow(text: string, p: number, end: number, v6: boolean, emit: (sock
   const inode = decimalAt(text, q, end);
   if (uid < 0 || inode < 0)
     return `no uid or inode column`;
+  // Inodes are unsigned long; beyond 2^53 the number would print as 1e+23.
+  if (!Number.isSafeInteger(inode) || !Number.isSafeInteger(uid))
+    return `uid or inode out of range`;
   let family: `v4` | `v6` = table.listedFamily;
   let laddr: string;
   let raddr: string;
