@@ -218,6 +218,29 @@ test(`as root, a bpftool or nsenter planted in a world-writable PATH directory b
   assert.not.ok(existsSync(marker));
 });
 
+test(`the capture script (under dash) never runs ./bpftool, nor, as root, a bpftool planted in a world-writable PATH directory`, async () => {
+  if (!requirePrivileges(`capture script trust test`, spawnSync(`sh`, [`-c`, `command -v dash`]).status === 0 ? null : `dash is not installed`))
+    return;
+  const dir = join(scratch, `capture-cwd`);
+  mkdirSync(dir);
+  const marker = join(scratch, `capture-planted-ran`);
+  const fake = `#!/bin/sh\necho "$0 $*" >> ${marker}\nexit 0\n`;
+  writeFileSync(join(dir, `bpftool`), fake, {mode: 0o755});
+  writeFileSync(join(dir, `system-probe`), fake, {mode: 0o755});
+  const planted = join(scratch, `capture-planted-bin`);
+  mkdirSync(planted);
+  chmodSync(planted, 0o777);
+  writeFileSync(join(planted, `bpftool`), fake, {mode: 0o755});
+  if (process.geteuid?.() === 0)
+    chownSync(join(planted, `bpftool`), 65534, 65534);
+  const script = join(scratch, `capture.sh`);
+  writeFileSync(script, (await import(`../src/capture/script.ts`)).captureScript());
+  const result = spawnSync(`dash`, [script, `-o`, join(scratch, `capture-out`), `-d`, `0`, `-i`, `4294967295`], {
+    cwd: dir, encoding: `utf8`, timeout: 120_000, env: {...process.env, PATH: `.::${planted}:/usr/bin:/bin`},
+  });
+  assert.not.ok(existsSync(marker), `a planted binary ran: ${existsSync(marker) ? readFileSync(marker, `utf8`) : ``}\n${result.stderr}`);
+});
+
 test(`the bpftool download cache reached through a symlink to a 0777 non-sticky directory is refused`, async () => {
   const shared = join(scratch, `shared-0777`);
   mkdirSync(shared);

@@ -24,6 +24,21 @@
 set -u
 umask 077
 
+# Never run anything from the current directory: a relative PATH entry (`.`, an empty one) is
+# dropped, and the backend is never looked for as ./bpftool. As root, a binary another user could
+# have planted would run with root's privileges.
+safe_path=
+old_ifs=$IFS
+IFS=:
+set -f
+for entry in ${PATH:-}; do
+  case $entry in /*) safe_path=${safe_path:+$safe_path:}$entry ;; esac
+done
+set +f
+IFS=$old_ifs
+PATH=${safe_path:-/usr/sbin:/usr/bin:/sbin:/bin}
+export PATH
+
 VERSION='@VERSION@'
 # Kernel names (first 15 characters) of the catalogue maps, generated from src/catalogue.ts.
 USM_MAPS='@USM_MAPS@'
@@ -112,37 +127,63 @@ if command -v timeout >/dev/null 2>&1; then limit='timeout 300'; fi
 
 # --- backend -----------------------------------------------------------------------------------
 
+# As root, run only binaries nobody else could have planted or changed: the file and every
+# directory above it (of its real path and of the path it was found at) owned by root and not
+# writable by group or others; a sticky directory (like /tmp) may be. Not root: no check.
+owned_chain() {
+  p=$1
+  while :; do
+    if [ -L "$p" ]; then
+      [ -n "$(find "$p" -prune -user 0 2>/dev/null)" ] || return 1
+    elif [ -z "$(find "$p" -prune -user 0 ! -perm -020 ! -perm -002 2>/dev/null)" ]; then
+      [ -d "$p" ] && [ -n "$(find "$p" -prune -user 0 -perm -1000 2>/dev/null)" ] || return 1
+    fi
+    [ "$p" = / ] && return 0
+    p=$(dirname "$p")
+  done
+}
+
+trusted() {
+  [ "$(id -u 2>/dev/null)" = 0 ] || return 0
+  case $1 in /*) ;; *) return 1 ;; esac
+  real=$(readlink -f "$1" 2>/dev/null) || real=$1
+  if owned_chain "$real" && owned_chain "$(dirname "$1")"; then return 0; fi
+  log "not running $1 as root: it or a directory above it is not owned by root or is writable by others"
+  return 1
+}
+
 use_bpftool() {
   # Ubuntu's /usr/sbin/bpftool wrapper fails without linux-tools for this kernel: ask it to run.
-  [ -n "$1" ] && [ -f "$1" ] && [ -x "$1" ] && "$1" version >/dev/null 2>&1 </dev/null || return 1
+  [ -n "$1" ] && [ -f "$1" ] && [ -x "$1" ] && trusted "$1" && "$1" version >/dev/null 2>&1 </dev/null || return 1
   tool=$1
   backend=bpftool
 }
 
 use_system_probe() {
-  [ -n "$1" ] && [ -f "$1" ] && [ -x "$1" ] || return 1
+  [ -n "$1" ] && [ -f "$1" ] && [ -x "$1" ] && trusted "$1" || return 1
   tool=$1
   backend=system-probe
 }
 
 if [ -n "$tool" ]; then
+  case $tool in /*) ;; *) tool=$(pwd)/$tool ;; esac
   if [ -z "$backend" ]; then
     case ${tool##*/} in *system-probe*) backend=system-probe ;; *) backend=bpftool ;; esac
   fi
   if [ "$backend" = bpftool ]; then
-    use_bpftool "$tool" || die 3 "$tool does not run 'bpftool version'"
+    use_bpftool "$tool" || die 3 "$tool does not run 'bpftool version' (or may not run as root, see above)"
   else
-    use_system_probe "$tool" || die 3 "$tool is not an executable file"
+    use_system_probe "$tool" || die 3 "$tool is not an executable file (or may not run as root, see above)"
   fi
 else
   wanted=$backend
   if [ "$wanted" != system-probe ]; then
     use_bpftool "${BPFTOOL:-}" || use_bpftool "$(command -v bpftool 2>/dev/null)" ||
-      use_bpftool /usr/sbin/bpftool || use_bpftool /usr/local/sbin/bpftool || use_bpftool ./bpftool || true
+      use_bpftool /usr/sbin/bpftool || use_bpftool /usr/local/sbin/bpftool || true
   fi
   if [ -z "$tool" ] && [ "$wanted" != bpftool ]; then
     use_system_probe /opt/datadog-agent/embedded/bin/system-probe || use_system_probe /usr/bin/system-probe ||
-      use_system_probe "$(command -v system-probe 2>/dev/null)" || use_system_probe ./system-probe || true
+      use_system_probe "$(command -v system-probe 2>/dev/null)" || true
   fi
   [ -n "$tool" ] || die 3 "no usable ${wanted:-bpftool or system-probe} found (give one with -B PATH)"
 fi
@@ -364,7 +405,7 @@ capture_proc() {
 # Reads the tables of the namespace at $1 into $dir, when it is the namespace $root mountinfo
 # named (checked inside, before the tables are trusted).
 enter_netns() {
-  inside=$(nsenter --net="$1" sh -c 'readlink /proc/self/ns/net; for t in tcp tcp6 udp udp6; do cat "/proc/self/net/$t" > "$1/$t" 2>/dev/null || rm -f "$1/$t"; done' sh "$dir" 2>/dev/null < /dev/null)
+  inside=$("$nsenter_bin" --net="$1" sh -c 'readlink /proc/self/ns/net; for t in tcp tcp6 udp udp6; do cat "/proc/self/net/$t" > "$1/$t" 2>/dev/null || rm -f "$1/$t"; done' sh "$dir" 2>/dev/null < /dev/null)
   [ "$inside" = "$root" ] && return 0
   rm -f "$dir/tcp" "$dir/tcp6" "$dir/udp" "$dir/udp6"
   return 1
@@ -375,7 +416,7 @@ capture_netns() {
   extra=0
   mounts=' '
   have_nsenter=1
-  command -v nsenter >/dev/null 2>&1 || have_nsenter=0
+  nsenter_bin=$(command -v nsenter 2>/dev/null) && trusted "$nsenter_bin" || have_nsenter=0
   for table in "$proc/1/mountinfo" /proc/self/mountinfo; do
     [ -r "$table" ] || continue
     while read -r _id _parent _dev root mnt rest; do
