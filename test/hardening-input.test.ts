@@ -131,6 +131,25 @@ test(`splitLines: pieces across chunks, CRLF, a split UTF-8 character, a last li
   assert.equal(await collect([`1234567\nabc`], 5), [7, `abc`]);
 });
 
+test(`dump-maps --from: an element over the limit and one nested 20,000 deep are reported and skipped, the entries around them kept`, async () => {
+  const dir = join(scratch, `hostile-dump`);
+  mkdirSync(dir, {recursive: true});
+  writeFileSync(join(dir, `list.json`), JSON.stringify([{id: 7, type: `hash`, name: `http_in_flight`, flags: 0, bytes_key: 48, bytes_value: 8, max_entries: 16}]));
+  const element = (first: string, extra = ``) => `{"key":[${[first, ...Array(47).fill(`"0x01"`)].join(`,`)}],"value":[${Array(8).fill(`"0x00"`).join(`,`)}]${extra}}`;
+  const big = element(`"0x02"`, `,"pad":"${`a`.repeat(17 * 1024 * 1024)}"`);
+  const deepElement = element(`"0x03"`, `,"x":${`[`.repeat(20_000)}${`]`.repeat(20_000)}`);
+  writeFileSync(join(dir, `dump-7.json`), `[${[element(`"0x01"`), big, deepElement, element(`"0x04"`)].join(`,`)}]`);
+  const run = await runCommand([`dump-maps`, `--from`, dir]);
+  const records = parseLines(run.stdout);
+  assert.equal(records.filter(r => r.type === `entry`).map(r => r.keyHex.slice(0, 2)), [`01`, `04`]);
+  assert.match(run.stderr, /element 2 is \d+ bytes, longer than the limit of 16777216 \(--max-line-length\); skipped/);
+  assert.match(run.stderr, /element 3 is nested too deeply to read/);
+  const stats = records.find(r => r.type === `mapstats`)!;
+  assert.equal([stats.entries, stats.errors], [2, 2]);
+  const raised = await runCommand([`dump-maps`, `--from`, dir, `--max-line-length`, `32M`]);
+  assert.equal(parseLines(raised.stdout).filter(r => r.type === `entry`).map(r => r.keyHex.slice(0, 2)), [`01`, `02`, `04`]);
+});
+
 test(`a line over --max-line-length is a bad line (named, skipped), the records after it flow, and the flag raises the limit`, async () => {
   const long = JSON.stringify({type: `note`, v: 1, x: `a`.repeat(17 * 1024 * 1024)});
   const input = `${long}\n${ndjson([{type: `note`, v: 1, x: `after`}])}`;

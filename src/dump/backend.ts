@@ -45,7 +45,7 @@ export function bpftoolSource(ctx: ToolContext, path: string, timeoutMs: number)
       return parseBpftoolList(result.stdout, `${path} -j map show`);
     },
     open(map, sink) {
-      return streamReader(ctx.runner.stream(path, [`-j`, `map`, `dump`, `id`, String(map.id)], {timeoutMs}), sink, `bpftool`, map.id, timeoutMs);
+      return streamReader(ctx.runner.stream(path, [`-j`, `map`, `dump`, `id`, String(map.id)], {timeoutMs}), sink, `bpftool`, map.id, timeoutMs, ctx.maxLineLength);
     },
     async btf(btfId) {
       const result = await ctx.runner.run(path, [`-j`, `btf`, `dump`, `id`, String(btfId)], {timeoutMs});
@@ -74,7 +74,7 @@ export function systemProbeSource(ctx: ToolContext, path: string, timeoutMs: num
       return parseSystemProbeList(result.stdout, `${path} ebpf map list`);
     },
     open(map, sink) {
-      return streamReader(ctx.runner.stream(path, [`ebpf`, `map`, `dump`, `id`, String(map.id)], {timeoutMs}), sink, `system-probe`, map.id, timeoutMs);
+      return streamReader(ctx.runner.stream(path, [`ebpf`, `map`, `dump`, `id`, String(map.id)], {timeoutMs}), sink, `system-probe`, map.id, timeoutMs, ctx.maxLineLength);
     },
   };
 }

@@ -81,7 +81,7 @@ export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<stri
       }
     },
     open(map, sink) {
-      return streamReader(savedDump(files, map.id), sink, backend, map.id, 0);
+      return streamReader(savedDump(files, map.id), sink, backend, map.id, 0, ctx.maxLineLength);
     },
   };
 }

@@ -85,7 +85,7 @@ function track(stream: DumpStream): void {
  * A dump printed as text (bpftool's or system-probe's JSON array), read chunk by chunk through
  * the tokenizer. `producer` names the program in messages; `timeoutMs` is what it was given.
  */
-export function streamReader(stream: DumpStream, sink: EntrySink, producer: string, mapId: number, timeoutMs: number): MapReader {
+export function streamReader(stream: DumpStream, sink: EntrySink, producer: string, mapId: number, timeoutMs: number, maxElementBytes?: number): MapReader {
   let outputError: string | null = null;
   let fatalProblem: string | null = null;
   let readError: string | null = null;
@@ -98,7 +98,7 @@ export function streamReader(stream: DumpStream, sink: EntrySink, producer: stri
       else
         sink.skipped(message);
     },
-  });
+  }, maxElementBytes);
   track(stream);
   const chunks = stream.stdout[Symbol.asyncIterator]();
   let ended = false;

@@ -40,8 +40,8 @@ const CPU_OPEN = Buffer.from(`{"cpu":`, `latin1`);
 const CPU_VALUE_OPEN = Buffer.from(`,"value":[`, `latin1`);
 const FORMATTED_OPEN = Buffer.from(`,"formatted":`, `latin1`);
 
-/** An element bigger than this is not a map entry: report it instead of buffering without end. */
-const MAX_ELEMENT_BYTES = 64 * 1024 * 1024;
+/** An element bigger than this is not a map entry: reported and skipped, never buffered without end. */
+export const MAX_ELEMENT_BYTES = 16 * 1024 * 1024;
 /** A non-array output (an error object, `null`) is small. */
 const MAX_TOP_TEXT = 1024 * 1024;
 
@@ -61,7 +61,13 @@ function isSpace(c: number): boolean {
 
 export class DumpTokenizer {
   private state = State.Start;
-  private pending: Buffer | null = null;
+  /**
+   * The unfinished element, as the chunks it spans (joined once, when its end is found: joining
+   * at every chunk made a 70 MB element cost a minute), or `skipping` once it is over the bound.
+   */
+  private pending: Array<Buffer> | null = null;
+  private pendingBytes = 0;
+  private skipping = false;
   /** Boundary scan of the pending element: where it stopped and what it was inside. */
   private scanPos = 0;
   private scanDepth = 0;
@@ -76,7 +82,7 @@ export class DumpTokenizer {
 
   private readonly element: RawEntry = emptyRawEntry();
 
-  constructor(private readonly sink: DumpSink) {}
+  constructor(private readonly sink: DumpSink, private readonly maxElementBytes = MAX_ELEMENT_BYTES) {}
 
   /** Elements parsed so far (including error elements). */
   get count(): number {
@@ -93,14 +99,25 @@ export class DumpTokenizer {
     let buf = chunk;
     let pos = 0;
     if (this.pending !== null) {
-      buf = Buffer.concat([this.pending, chunk]);
-      this.pending = null;
-      const end = this.scanEnd(buf, this.scanPos);
+      // Resume the boundary scan over this chunk alone (scanPos is 1 past its start when the
+      // last chunk ended on a backslash inside a string).
+      const end = this.scanEnd(chunk, this.scanPos);
       if (end < 0) {
-        this.keepPending(buf, 0, true);
+        this.scanPos -= chunk.length;
+        this.addPending(chunk);
         return;
       }
-      this.elementAt(buf, 0, end);
+      if (this.skipping) {
+        this.skipTooLarge(this.pendingBytes + end);
+      } else {
+        const whole = Buffer.concat([...this.pending, chunk.subarray(0, end)], this.pendingBytes + end);
+        this.pending = null;
+        this.pendingBytes = 0;
+        this.elementAt(whole, 0, whole.length);
+      }
+      this.pending = null;
+      this.pendingBytes = 0;
+      this.skipping = false;
       pos = end;
     }
     const length = buf.length;
@@ -118,7 +135,7 @@ export class DumpTokenizer {
           this.scanInString = false;
           const scanned = this.scanEnd(buf, pos);
           if (scanned < 0) {
-            this.keepPending(buf, pos, false);
+            this.keepPending(buf, pos);
             return;
           }
           this.slowElement(buf, pos, scanned);
@@ -168,6 +185,7 @@ export class DumpTokenizer {
   end(): void {
     if (this.pending !== null) {
       this.pending = null;
+      this.pendingBytes = 0;
       this.broken(`output ended inside an element (truncated after ${this.elementsSeen} elements)`);
       return;
     }
@@ -226,15 +244,31 @@ export class DumpTokenizer {
     this.sink.problem(`expected a JSON array of map elements, got ${clip(text)}`, true);
   }
 
-  /** Keeps the unfinished element that starts at `start`; `owned`: buf is ours already (a concat). */
-  private keepPending(buf: Buffer, start: number, owned: boolean): void {
-    if (buf.length - start > MAX_ELEMENT_BYTES) {
-      this.broken(`an element is larger than ${MAX_ELEMENT_BYTES} bytes`);
+  /** Keeps the unfinished element that starts at `start` (copied: the chunk must not stay pinned). */
+  private keepPending(buf: Buffer, start: number): void {
+    this.scanPos -= buf.length;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.skipping = false;
+    this.addPending(Buffer.from(buf.subarray(start)));
+  }
+
+  private addPending(piece: Buffer): void {
+    this.pendingBytes += piece.length;
+    if (this.skipping)
+      return;
+    if (this.pendingBytes > this.maxElementBytes) {
+      // Too big to be a map entry: count it through to its end, then report it and go on.
+      this.skipping = true;
+      this.pending = [];
       return;
     }
-    this.scanPos -= start;
-    // Copy a chunk's tail: the chunk's memory must not stay pinned by a small view.
-    this.pending = owned && start === 0 ? buf : Buffer.from(buf.subarray(start));
+    this.pending!.push(piece);
+  }
+
+  private skipTooLarge(bytes: number): void {
+    this.elementsSeen++;
+    this.sink.problem(`element ${this.elementsSeen} is ${bytes} bytes, longer than the limit of ${this.maxElementBytes} (--max-line-length); skipped`, false);
   }
 
   /**
@@ -383,7 +417,8 @@ export class DumpTokenizer {
     try {
       value = parseLossless(text);
     } catch (err) {
-      this.sink.problem(`element ${this.elementsSeen + 1} is not JSON (${(err as Error).message}): ${clip(text)}`, false);
+      const why = err instanceof RangeError ? `nested too deeply to read` : `not JSON (${(err as Error).message})`;
+      this.sink.problem(`element ${this.elementsSeen + 1} is ${why}: ${clip(text)}`, false);
       return;
     }
     if (!isObject(value)) {
