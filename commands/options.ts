@@ -29,7 +29,7 @@ import type {BaseCommand} from './BaseCommand.ts';
 export const MAX_SECONDS = Math.floor(MAX_TIMEOUT_MS / 1000);
 
 export function isSeconds(bound: {min: number, above?: boolean, nan?: boolean, expected?: string}) {
-  const expected = `${bound.expected ?? `${bound.above ? `a positive` : `a`} number of seconds${bound.above ? `` : `, ${bound.min} or more`}`}, at most ${MAX_SECONDS}`;
+  const expected = bound.expected ?? `${bound.above ? `a positive` : `a`} number of seconds${bound.above ? `` : `, ${bound.min} or more`}`;
   return t.makeValidator<unknown, number>({
     // A type predicate as typanion's own validators declare: with coercion the option becomes a number.
     test: (value, state): value is number => {
@@ -37,7 +37,11 @@ export function isSeconds(bound: {min: number, above?: boolean, nan?: boolean, e
       const seconds = typeof value === `number` ? value : text === `` ? Number.NaN : Number(text);
       const fine = Number.isNaN(seconds)
         ? bound.nan === true && text.toLowerCase() === `nan`
-        : Number.isFinite(seconds) && (bound.above ? seconds > bound.min : seconds >= bound.min) && seconds <= MAX_SECONDS;
+        : Number.isFinite(seconds) && (bound.above ? seconds > bound.min : seconds >= bound.min);
+      if (fine && seconds > MAX_SECONDS) {
+        state?.errors?.push(`${state.p ?? `.`}: expected at most ${MAX_SECONDS} seconds, the longest wait a timer can take (got ${JSON.stringify(value)})`);
+        return false;
+      }
       if (!fine) {
         state?.errors?.push(`${state.p ?? `.`}: expected ${expected} (got ${JSON.stringify(value)})`);
         return false;
