@@ -7,6 +7,7 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
+import {runCommand} from './helpers/cli.ts';
 import {requirePrivileges} from './helpers/privileges.ts';
 
 const repo = new URL(`..`, import.meta.url).pathname;
@@ -80,5 +81,14 @@ if (requirePrivileges(`README jq recipes`, jq ? null : `jq is not installed (scr
     });
   }
 }
+
+test(`the README's excerpt of the text report is what report prints for the sample`, async () => {
+  const start = readme.indexOf(`What it looks like, on the recorded sample`);
+  const excerpt = /```\n([^]*?)```/.exec(readme.slice(start))![1]!;
+  const [head, tail] = excerpt.split(`    [...]\n`);
+  const run = await runCommand([`report`, join(repo, `samples/capture.ndjson`)]);
+  assert.ok(run.stdout.startsWith(head!), `the README's excerpt starts as the report does`);
+  assert.ok(run.stdout.includes(tail!), `the README's excerpt ends with lines of the report`);
+});
 
 test.run();

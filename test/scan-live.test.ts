@@ -92,7 +92,7 @@ if (canRun) {
       assert.match(out, /\n  connection_protocol +conn_tuple +27\/28 \(96\.4%\) +1 +0 +28\/30 \(93\.3%\) NEARLY FULL\n/);
       assert.match(out, /\n  ssl_read_args +pid_tgid +3\/6 \(50\.0%\) /);
       assert.match(out, /\n  ssl_ctx_by_pid_tgid +pid_tgid +0\/0 /);
-      assert.match(out, /\nconnection_protocol \(id \d+, kernel name connection_prot\)\n  leaked 27\/28 \(96\.4%\), all confirmed at two looks; fill 28\/30 \(93\.3%\) \(nearly full\)\n/);
+      assert.match(out, /\nconnection_protocol \(id \d+, kernel name connection_prot\)\n  leaked 27\/28 \(96\.4%\), all confirmed at two looks; fill 28\/30 \(93\.3%\), nearly full\n/);
       assert.match(out, /    \.\.\. and 17 more/);
       assert.match(out, /  races cleared by the recheck: 1\n/);
       assert.match(out, /  removed from the map before the recheck \(not leaks\): 1\n/);

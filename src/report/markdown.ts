@@ -34,7 +34,7 @@ export function renderMarkdown(model: ReportModel): string {
     out.push(`| maps | ${t.mapsChecked} checked, ${t.mapsWithLeaks} with leaks${t.nearFullMaps ? `, ${t.nearFullMaps} nearly full` : ``} |`);
     out.push(`| entries judged | ${t.judged} |`);
     out.push(`| leaked | ${fraction(t.leaked, t.judged)}${t.leaked ? `, ${t.confirmed === t.leaked ? `all` : t.confirmed} confirmed at two looks` : ``} |`);
-    out.push(`| alive | ${t.alive}${t.raceFiltered ? ` (${t.raceFiltered} races cleared by the recheck)` : ``} |`);
+    out.push(`| alive | ${t.alive}${t.raceFiltered ? ` (${t.raceFiltered} of them looked leaked at the first look: ${t.raceFiltered === 1 ? `a race` : `races`} the recheck cleared)` : ``} |`);
     if (t.resolved)
       out.push(`| removed before the recheck | ${t.resolved} |`);
     out.push(`| not judged | ${t.unknown} |`, ``);

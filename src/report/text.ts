@@ -134,7 +134,7 @@ function totalsLines(model: ReportModel, s: Style): Array<string> {
     [`maps`, `${t.mapsChecked} checked, ${t.mapsWithLeaks} with leaks${t.nearFullMaps ? `, ${t.nearFullMaps} nearly full` : ``}`],
     [`entries judged`, `${t.judged}${t.entries > t.judged ? ` (of ${t.entries} map entries read)` : ``}`],
     [`leaked`, `${fraction(t.leaked, t.judged)}${t.leaked ? `, ${t.confirmed === t.leaked ? `all` : t.confirmed} confirmed at two looks` : ``}`],
-    [`alive`, `${t.alive}${t.raceFiltered ? ` (${t.raceFiltered} looked leaked at the first look: races the recheck cleared)` : ``}`],
+    [`alive`, `${t.alive}${t.raceFiltered ? ` (${t.raceFiltered} of them looked leaked at the first look: ${t.raceFiltered === 1 ? `a race` : `races`} the recheck cleared)` : ``}`],
   ];
   if (t.resolved)
     rows.push([`removed`, `${t.resolved} (gone from their map before the recheck: not leaks)`]);
@@ -157,7 +157,7 @@ function mapDetail(map: MapReport, s: Style): Array<string> {
     ids.push(`kernel name ${map.kernelName}`);
   const out = [s.bold(`${map.map} (${ids.join(`, `)})`)];
   const confirmed = !map.leaked ? `` : map.confirmed === map.leaked ? `, all confirmed at two looks` : map.confirmed ? `, ${map.confirmed} confirmed at two looks` : `, seen at one look only`;
-  const leakLine = `  leaked ${fraction(map.leaked, map.total)}${confirmed}; fill ${fillText(map)}${map.nearFull ? ` (nearly full)` : ``}`;
+  const leakLine = `  leaked ${fraction(map.leaked, map.total)}${confirmed}; fill ${fillText(map)}${map.nearFull ? `, nearly full` : ``}`;
   out.push(map.leaked ? s.red(leakLine) : leakLine);
   const reasons = Object.entries(map.reasons.leaked ?? {});
   if (reasons.length)
