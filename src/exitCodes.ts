@@ -5,9 +5,9 @@ import type {ReportModel} from './report/model.ts';
 export const ExitCode = {
   /** Ran to the end, judged entries, and none is leaked (or the stage does not judge leaks). */
   Ok: 0,
-  /** Ran to the end and found leaked entries: scripts and CI gate on this. */
+  /** Ran to the end and found leaked entries (diff: the later capture has new or persisting ones): scripts and CI gate on this. */
   LeaksFound: 1,
-  /** The command line was wrong, or the input must not be used that way (a capture judged live). */
+  /** The command line was wrong, or the input must not be used that way (a capture judged live; diff of two hosts' captures without --force). */
   Usage: 2,
   /**
    * The environment stopped us: no permission, no backend, no USM maps, unreadable input file,
