@@ -92,6 +92,8 @@ test(`scan --from CAPTURE says "data from" the capture's time; the capture recor
     assert.equal([header.host, header.time, header.replayed], [`fixture-host`, CAPTURE_TIME, true]);
     const text = await runCommand([`scan`, `--from`, capture]);
     assert.match(text.stdout, /Host fixture-host \(kernel 6\.1\.0-fixture\), data from 2026-01-01T00:00:00\.000Z/);
+    // The looks' times come from the capture (meta/time of each look), not from the replay.
+    assert.match(text.stdout, /confirmed at two looks 5 s apart/);
     const file = join(capture, `..`, `scan.ndjson`);
     await runCommand([`scan`, `--from`, capture, `--capture`, file]);
     const summaries = parseLines(readFileSync(file, `utf8`)).filter(record => record.type === `summary` && record.stage === `recheck`);
