@@ -5,7 +5,7 @@
 // capture whose `proc/1/stat` is a symlink to /etc/passwd is refused instead of printed (procfs
 // itself has no symlinks at those names).
 import {closeSync, constants, fstatSync, openSync, readSync, type ReadStream} from 'node:fs';
-import {open} from 'node:fs/promises';
+import {open, type FileHandle} from 'node:fs/promises';
 
 /** Default bound: far above any real proc file (a net/tcp of 1M sockets is ~150 MB). */
 export const DEFAULT_MAX_READ_BYTES = 512 * 1024 * 1024;
@@ -81,6 +81,12 @@ export function readBoundedSync(path: string, maxBytes = DEFAULT_MAX_READ_BYTES)
  * large dumps of a capture, which the stream's consumer bounds itself).
  */
 export async function openRegularStream(path: string): Promise<ReadStream> {
+  const {handle} = await openRegularFile(path);
+  return handle.createReadStream();
+}
+
+/** Opens a regular file with the refusals of readBoundedSync; the handle is closed when it is not one. */
+async function openRegularFile(path: string): Promise<{handle: FileHandle, size: number}> {
   let handle;
   try {
     handle = await open(path, FLAGS);
@@ -92,21 +98,13 @@ export async function openRegularStream(path: string): Promise<ReadStream> {
     await handle.close();
     throw new UnreadableFile(path, `EFTYPE`, `is ${describeKind(info.mode)}, not a regular file`);
   }
-  return handle.createReadStream();
+  return {handle, size: info.size};
 }
 
 /** At most the first `bytes` bytes of a regular file (same refusals, no error when it is longer). */
 export async function readPrefix(path: string, bytes: number): Promise<Buffer> {
-  let handle;
+  const {handle} = await openRegularFile(path);
   try {
-    handle = await open(path, FLAGS);
-  } catch (err) {
-    symlinkRefusal(path, err);
-  }
-  try {
-    const info = await handle.stat();
-    if (!info.isFile())
-      throw new UnreadableFile(path, `EFTYPE`, `is ${describeKind(info.mode)}, not a regular file`);
     const buffer = Buffer.alloc(bytes);
     const {bytesRead} = await handle.read(buffer, 0, bytes, 0);
     return buffer.subarray(0, bytesRead);
@@ -117,21 +115,13 @@ export async function readPrefix(path: string, bytes: number): Promise<Buffer> {
 
 /** readBoundedSync, through the thread pool. */
 export async function readBounded(path: string, maxBytes = DEFAULT_MAX_READ_BYTES): Promise<Buffer> {
-  let handle;
+  const {handle, size} = await openRegularFile(path);
   try {
-    handle = await open(path, FLAGS);
-  } catch (err) {
-    symlinkRefusal(path, err);
-  }
-  try {
-    const info = await handle.stat();
-    if (!info.isFile())
-      throw new UnreadableFile(path, `EFTYPE`, `is ${describeKind(info.mode)}, not a regular file`);
     const chunks: Array<Buffer> = [];
     let total = 0;
     for (;;) {
       // procfs reports size 0: read until EOF, never trusting st_size.
-      const buffer = Buffer.allocUnsafe(Math.min(Math.max(CHUNK, Math.min(info.size + 1, 16 * CHUNK)), maxBytes - total + 1));
+      const buffer = Buffer.allocUnsafe(Math.min(Math.max(CHUNK, Math.min(size + 1, 16 * CHUNK)), maxBytes - total + 1));
       const {bytesRead} = await handle.read(buffer, 0, buffer.length, null);
       if (bytesRead === 0)
         break;

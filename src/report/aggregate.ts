@@ -33,7 +33,20 @@ export interface ReportOptions {
   filter?: LeakFilter;
 }
 
-export interface MapTally {
+/** Verdicts of one map by status, as the tally keeps them and the report shows them. */
+export interface StatusCounts {
+  total: number;
+  alive: number;
+  leaked: number;
+  unknown: number;
+  resolved: number;
+  /** Leaked at the first look, alive at the second. */
+  raceFiltered: number;
+  /** Leaked verdicts confirmed by a second look (checks ≥ 2). */
+  confirmed: number;
+}
+
+export interface MapTally extends StatusCounts {
   mapId: number;
   /** Catalogue name (full C name). */
   map: string;
@@ -42,14 +55,6 @@ export interface MapTally {
   keyKind: KeyKind | null;
   info: MapRecord | null;
   stats: MapStatsRecord | null;
-  total: number;
-  alive: number;
-  leaked: number;
-  unknown: number;
-  resolved: number;
-  raceFiltered: number;
-  /** Leaked verdicts confirmed by a second look (checks ≥ 2). */
-  confirmed: number;
   /** Count per `status:reason`. */
   reasons: Map<string, number>;
   samples: Array<VerdictRecord>;

@@ -2,7 +2,7 @@
 // NDJSON. Everything a renderer shows is decided here, so the formats cannot disagree: the
 // answer (LEAKING / CLEAN / INCONCLUSIVE), the maps worst first, one totals block, hints.
 import {SCHEMA_VERSION, type HeaderRecord, type KeyKind, type VerdictRecord} from '../schema.ts';
-import {GROUP_CAP, NEAR_FULL, placeholderPid, type GroupField, type MapTally, type ReportAggregator} from './aggregate.ts';
+import {GROUP_CAP, NEAR_FULL, placeholderPid, type GroupField, type MapTally, type ReportAggregator, type StatusCounts} from './aggregate.ts';
 import {fraction, isListenerKey, ownerPid, type LeakRow} from './format.ts';
 import {hintsFor, mapNotes, ONE_LOOK, type Hint, type MapNote} from './hints.ts';
 import {MAP_SECTIONS} from './sections.ts';
@@ -30,7 +30,7 @@ export interface Conclusion {
   why: Array<InconclusiveWhy>;
 }
 
-export interface MapReport {
+export interface MapReport extends StatusCounts {
   mapId: number;
   /** Catalogue (full) name. */
   map: string;
@@ -50,16 +50,8 @@ export interface MapReport {
   dumpComplete: boolean | null;
   dumpError: string | null;
   problem: string | null;
-  total: number;
   /** Judged fine: alive, or removed from the map by the time of the recheck. */
   valid: number;
-  alive: number;
-  leaked: number;
-  unknown: number;
-  resolved: number;
-  raceFiltered: number;
-  /** Leaked entries seen leaked at two looks. */
-  confirmed: number;
   /** Where the counts came from: the verdicts seen, or the stage's summary record. */
   countsFrom: `verdicts` | `summary`;
   reasons: {[status: string]: {[reason: string]: number}};
