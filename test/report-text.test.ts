@@ -94,7 +94,7 @@ test(`text: leaks grouped by cause, processes named or gone, pid 0 apart, namesp
   assert.match(out, /By reason \(5 distinct\)\n  3  process_gone\n  1  no_connection\n  1  no_listener\n  1  thread_gone\n  1  unknown_namespace\n/);
   // a tuple without a pid is not a process: counted apart, not as gone
   assert.match(out, /By process \(pid\) \(4 distinct\)\n  2  100 \(curl\)\n  2  999 \(gone\)\n  1  0 \(gone\)\n  1  555 \(gone\)\n  \(1 leaked entry has no pid in its key\)\n/);
-  assert.match(out, /By network namespace \(2 distinct\)\n  2  4026531840 \(pid 1, 100\)\n  1  4026532999 \(not found on the host\)\n  \(4 leaked entries have no netns: pid_tgid keys\)\n/);
+  assert.match(out, /By network namespace \(2 distinct\)\n  2  4026531840 \(pid 1, 100\)\n  1  4026532999 \(not found on the host\)\n  \(4 leaked entries have no netns: keys without a tuple \(pid_tgid, pid_fd, goroutine, pointer\)\)\n/);
   assert.match(out, /By map \(2 distinct\)\n  4  ssl_read_args \(id 11\)\n  3  pid_fd_by_tuple \(id 20\)\n/);
 });
 

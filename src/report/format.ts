@@ -84,7 +84,7 @@ export function leakColumns(row: LeakRow): LeakColumns {
   } else if (key?.kind === `pid_goroutine`) {
     src = `goroutine ${key.goroutineId}`;
   } else if (key?.kind === `pointer`) {
-    src = `pointer ${key.pointer}`;
+    src = key.pointer;
   } else {
     src = `key ${row.keyHex}`;
   }

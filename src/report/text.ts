@@ -209,7 +209,7 @@ function groupLines(group: GroupReport): Array<string> {
 }
 
 export function notApplicableWords(group: GroupReport, count: number): string {
-  return group.field === `pid` || group.field === `comm` ? `no pid in ${count === 1 ? `its` : `their`} key` : `no ${group.field}: pid_tgid key${count === 1 ? `` : `s`}`;
+  return group.field === `pid` || group.field === `comm` ? `no pid in ${count === 1 ? `its` : `their`} key` : `no ${group.field}: ${count === 1 ? `a key` : `keys`} without a tuple (pid_tgid, pid_fd, goroutine, pointer)`;
 }
 
 
