@@ -116,6 +116,23 @@ test(`samples/outputs/list-and-diff.ndjson is what --list and diff print for the
   assert.ok(`${body(list.stdout)}${body(diff.stdout)}` === golden, `samples/outputs/list-and-diff.ndjson is stale: regenerate it as samples/outputs/README.md says`);
 });
 
+test(`--list shows an AGE column when the entries carry their age, and the samples say it too`, async () => {
+  const key = (sport: number) => ({kind: `conn_tuple`, family: `v4`, proto: `tcp`, saddr: `10.0.0.1`, sport, daddr: `10.0.0.2`, dport: 80, src: `10.0.0.1:${sport}`, dst: `10.0.0.2:80`, netns: 1, pid: 0, metadata: 1});
+  const verdict = (sport: number, ageSeconds?: number) => JSON.stringify({
+    type: `verdict`, v: 1, mapId: 3, map: `http_in_flight`, keyHex: sport.toString(16).padStart(4, `0`), key: key(sport),
+    status: `leaked`, reason: `no_connection`, checks: 2, ...(ageSeconds === undefined ? {} : {ageSeconds, ageField: `request_started`}),
+  });
+  const stdin = `${[verdict(1, 7200), verdict(2, 45), verdict(3)].join(`\n`)}\n`;
+  const run = await runCommand([`report`, `--list`], {stdin});
+  const table = rows(run.stdout);
+  assert.equal(table[0]!.at(-1), `AGE`);
+  assert.equal(table.slice(1).map(row => row.at(-1)), [`2.0 h`, `45 s`, `-`]);
+  const text = await runCommand([`report`], {stdin});
+  assert.match(text.stdout, /no_connection  age 2\.0 h\n/);
+  const without = await runCommand([`report`, `--list`], {stdin: `${verdict(4)}\n`});
+  assert.not.match(without.stdout, /AGE/);
+});
+
 test(`the sample's first line gives the answer`, async () => {
   const run = await runCommand([`report`, SAMPLE]);
   assert.is(run.stdout.split(`\n`)[0], `LEAKING: 36 leaked entries in 5 of 6 maps, confirmed at two looks; connection_protocol is nearly full: 28/30 (93.3%)`);
