@@ -100,6 +100,8 @@ export function isForeign(header: HeaderRecord, ctx: ToolContext): boolean {
 export class Provenance {
   /** Headers seen on the input. */
   headers = 0;
+  /** Of those, headers of data read live on this machine. */
+  liveHeaders = 0;
   /** The data's origin when it is not this machine, live. */
   origin: Origin | null = null;
   /** Another foreign origin that disagrees with the first (data of two hosts mixed). */
@@ -120,13 +122,24 @@ export class Provenance {
     const header = record;
     this.headers += 1;
     this.earliest(header.timeMs);
-    if (!isForeign(header, this.ctx))
+    if (!isForeign(header, this.ctx)) {
+      this.liveHeaders += 1;
       return;
+    }
     const origin: Origin = {host: header.host, kernel: header.kernel, time: header.time, timeMs: header.timeMs};
     if (this.origin === null)
       this.origin = origin;
     else if (this.conflict === null && origin.host !== this.origin.host)
       this.conflict = origin;
+  }
+
+  /** What is wrong with judging this input's records together, or null: two hosts, or live data with a capture's. */
+  get mixture(): string | null {
+    if (this.origin !== null && this.conflict !== null)
+      return `the input mixes data of host ${this.origin.host} and host ${this.conflict.host}`;
+    if (this.origin !== null && this.liveHeaders > 0)
+      return `the input mixes data read live on this host (${this.ctx.host.hostname}) with data of ${this.origin.host === this.ctx.host.hostname ? `a capture` : `host ${this.origin.host}`} (data from ${this.origin.time})`;
+    return null;
   }
 
   /** The input's data was read live on this machine: a header said so and none said otherwise. */

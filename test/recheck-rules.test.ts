@@ -1,6 +1,6 @@
 // recheck on hand-made records: the second look is injected (a fresh snapshot and a re-read
 // written by the test), so what is resolved, raced or still leaked is known in advance.
-import {mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs';
+import {mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {PassThrough} from 'node:stream';
@@ -154,6 +154,15 @@ test(`CLI: --later FILE looks at a later capture (no wait); exit 1 while somethi
     const records = parseLines(run.stdout);
     assert.is(records[0].stage, `recheck`);
     assert.equal(records.filter(r => r.type === `verdict`).map(v => `${v.status}/${v.reason}`), [`alive/race`, `leaked/no_connection_any_namespace`, `resolved/removed_from_map`]);
+
+    // `--later -`: the later capture on stdin, the verdicts as a file.
+    const verdicts = join(dir, `verdicts.ndjson`);
+    writeFileSync(verdicts, ndjson([race, still, gone]));
+    const fromStdin = await runCommand([`recheck`, `--later`, `-`, verdicts], {stdin: readFileSync(later, `utf8`)});
+    assert.is(fromStdin.code, ExitCode.LeaksFound, fromStdin.stderr);
+    assert.equal(parseLines(fromStdin.stdout).filter(r => r.type === `verdict`).map(v => `${v.status}/${v.reason}`), [`alive/race`, `leaked/no_connection_any_namespace`, `resolved/removed_from_map`]);
+    const bothStdin = await runCommand([`recheck`, `--later`, `-`], {stdin: ``});
+    assert.is(bothStdin.code, ExitCode.Usage);
 
     writeFileSync(later, ndjson([netns(NS, [1]), closer(`conns`), mapStats(10, `http_in_flight`, 0)]));
     const clean = await runCommand([`recheck`, `--later`, later], {stdin: ndjson([gone])});

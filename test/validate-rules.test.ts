@@ -393,6 +393,16 @@ test(`provenance: validate takes no live snapshot for a capture's entries, anoth
   const mixed = await runCommand([`validate`], {stdin: ndjson([foreign, ...snapshots, {...foreign, host: `other-box`}, entry]), tool: {host: ctx.host}});
   assert.is(mixed.code, ExitCode.Usage);
   assert.match(mixed.stderr, /mixes data of host customer-box-17 and host other-box/);
+  // This host's live snapshot (a snapshot-conns file) with a capture's entries: refused too.
+  const liveAndCapture = await runCommand([`validate`], {stdin: ndjson([header, ...snapshots, replayed, entry]), tool: {host: ctx.host}});
+  assert.is(liveAndCapture.code, ExitCode.Usage);
+  assert.match(liveAndCapture.stderr, /mixes data read live on this host .* with data of a capture/);
+  const snapshotFile = join(mkdtempSync(join(tmpdir(), `usmld-mix-`)), `conns.ndjson`);
+  writeFileSync(snapshotFile, ndjson([header, ...snapshots]));
+  const viaSnapshot = await runCommand([`validate`, `--snapshot`, snapshotFile], {stdin: ndjson([foreign, entry]), tool: {host: ctx.host}});
+  rmSync(join(snapshotFile, `..`), {recursive: true, force: true});
+  assert.is(viaSnapshot.code, ExitCode.Usage);
+  assert.match(viaSnapshot.stderr, /mixes data read live on this host .* with data of host customer-box-17/);
 });
 
 function ndjson(records: Array<object>): string {

@@ -165,6 +165,8 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
     let others = 0;
     let passed: Array<AnyRecord> = [];
     for await (const record of records) {
+      if (record.type === `header` || record.type === `snapshot`)
+        provenance.observe(record);
       if (index.add(record)) {
         if (PASSED_SNAPSHOT_TYPES.has(record.type))
           passed.push(record);
@@ -295,8 +297,8 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
           case `header`:
             if (record !== seenFirst)
               provenance.observe(record);
-            if (provenance.conflict !== null)
-              throw new UsageFault(`the input mixes data of host ${provenance.origin!.host} and host ${provenance.conflict.host}: entries are judged only against snapshots of the host (and time) they were dumped on`);
+            if (provenance.mixture !== null)
+              throw new UsageFault(`${provenance.mixture}: entries are judged only against snapshots of the host (and time) they were dumped on`);
             if (ready && live === `always` && provenance.origin !== null)
               throw new UsageFault(`the input has data from host ${provenance.origin.host} (data from ${provenance.origin.time}) after entries were judged against this host's live snapshots (--live): leave --live out and judge it against its own snapshots`);
             pass(record);
