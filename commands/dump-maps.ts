@@ -1,7 +1,6 @@
 import {Command, Option} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
-import {dumpMapBatches, type DumpOptions} from '../src/dump/index.ts';
-import {recordLine} from '../src/dump/serialize.ts';
+import {dumpMapText, type DumpOptions} from '../src/dump/index.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
@@ -37,18 +36,15 @@ export default class DumpMapsCommand extends WithMapSelection(WithBackend(BaseCo
     const options: DumpOptions = {...this.backendOptions(), ...this.selectionOptions(), from: this.from, stdin: this.context.stdin};
     if (options.from && this.backendFlagsGiven().length > 0)
       throw new UsageFault(`--from reads saved files: ${this.backendFlagsGiven().join(`, `)} do${this.backendFlagsGiven().length === 1 ? `es` : ``} not apply`);
-    const records = dumpMapBatches(tool, options);
-    // Whole batches as text: one await per chunk of dump output, not per entry.
+    const records = dumpMapText(tool, options);
+    // Whole chunks of text: one await per chunk of dump output, not per entry.
     // The first batch comes before the header: no backend, no maps → nothing on stdout, exit 3.
     let next = await records.next();
     const writer = new RecordWriter(this.context.stdout);
     try {
       await writer.write(makeHeader(`dump-maps`, tool, options.from && options.from.length > 0 ? await capturesOrigin(options.from, tool.clock.now()) : null));
       while (!next.done) {
-        let text = ``;
-        for (const record of next.value)
-          text += recordLine(record);
-        await writer.writeText(text);
+        await writer.writeText(next.value);
         next = await records.next();
       }
       await writer.end();

@@ -11,7 +11,8 @@ export function formatIPv4(bytes: Uint8Array, offset: number): string {
  * zero groups compressed to `::`, and ::ffff:a.b.c.d for IPv4-mapped addresses.
  */
 export function formatIPv6(bytes: Uint8Array, offset: number): string {
-  const groups = new Array<number>(8);
+  // Every key of a v6 map passes here: no arrays, one scratch for the groups.
+  const groups = GROUPS;
   for (let i = 0; i < 8; i++)
     groups[i] = (bytes[offset + 2 * i] << 8) | bytes[offset + 2 * i + 1];
   if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff)
@@ -33,10 +34,18 @@ export function formatIPv6(bytes: Uint8Array, offset: number): string {
     i = j;
   }
   if (bestStart < 0)
-    return groups.map(group => group.toString(16)).join(`:`);
-  const head = groups.slice(0, bestStart).map(group => group.toString(16)).join(`:`);
-  const tail = groups.slice(bestStart + bestLen).map(group => group.toString(16)).join(`:`);
-  return `${head}::${tail}`;
+    return hexGroups(groups, 0, 8);
+  return `${hexGroups(groups, 0, bestStart)}::${hexGroups(groups, bestStart + bestLen, 8)}`;
+}
+
+const GROUPS = new Uint16Array(8);
+
+/** Groups [from, to) in hex, colon-separated. */
+function hexGroups(groups: Uint16Array, from: number, to: number): string {
+  let text = ``;
+  for (let i = from; i < to; i++)
+    text += i === from ? groups[i].toString(16) : `:${groups[i].toString(16)}`;
+  return text;
 }
 
 /** `ip:port`, with brackets around IPv6. */

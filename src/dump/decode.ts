@@ -7,8 +7,8 @@ import {CONN_TUPLE_SIZE, type CatalogueMap, type ExtraFields, type KeyLayout} fr
 import type {ConnTupleKey, DecodedKey, PidTgidKey} from '../schema.ts';
 import type {LosslessValue} from './json.ts';
 
-const u16 = (b: Uint8Array, o: number) => b[o] | (b[o + 1] << 8);
-const u32 = (b: Uint8Array, o: number) => (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16)) + b[o + 3] * 0x1000000;
+export const u16 = (b: Uint8Array, o: number) => b[o] | (b[o + 1] << 8);
+export const u32 = (b: Uint8Array, o: number) => (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16)) + b[o + 3] * 0x1000000;
 
 /** u64 LE as a decimal string, exact. */
 export function u64String(b: Uint8Array, o: number): string {

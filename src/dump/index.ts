@@ -11,7 +11,9 @@ import {ageFromBtf, ageFromBytes, decodeKey, encodeBtfKey, KeySet, valueTupleFro
 import {planTargets, type Target} from './layout.ts';
 import {keyHexOf, valueHexOf, type EntrySink, type RawEntry} from './entry.ts';
 import {toWireJson} from './json.ts';
+import {entryLine, linePlan} from './entryLine.ts';
 import {offlineSource} from './offline.ts';
+import {recordLine} from './serialize.ts';
 import type {ListedMap, MapSource} from './source.ts';
 
 export interface DumpOptions {
@@ -50,6 +52,29 @@ export async function* dumpMaps(ctx: ToolContext, options: DumpOptions = {}): As
  * an await per record. dumpMaps is this, flattened.
  */
 export async function* dumpMapBatches(ctx: ToolContext, options: DumpOptions = {}): AsyncGenerator<Array<DumpRecord>> {
+  for await (const chunk of dumpChunks(ctx, options, false))
+    yield chunk as Array<DumpRecord>;
+}
+
+/**
+ * The same records as NDJSON text, one chunk per batch: dump-maps' output. Entry lines are built
+ * straight from the raw bytes (./entryLine.ts), without the record objects.
+ */
+export async function* dumpMapText(ctx: ToolContext, options: DumpOptions = {}): AsyncGenerator<string> {
+  for await (const chunk of dumpChunks(ctx, options, true)) {
+    if (typeof chunk === `string`) {
+      yield chunk;
+    } else {
+      let text = ``;
+      for (const record of chunk)
+        text += recordLine(record);
+      yield text;
+    }
+  }
+}
+
+/** Records in batches; with `text`, entries come as NDJSON text instead (map and mapstats records stay records). */
+async function* dumpChunks(ctx: ToolContext, options: DumpOptions, text: boolean): AsyncGenerator<Array<DumpRecord> | string> {
   const selected = selectCatalogue(options.selection ?? {});
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const source = await openSource(ctx, options, timeoutMs);
@@ -74,7 +99,7 @@ export async function* dumpMapBatches(ctx: ToolContext, options: DumpOptions = {
   }
 
   for (const target of targets)
-    yield* dumpOne(ctx, source, target, timeoutMs);
+    yield* dumpOne(ctx, source, target, text);
 }
 
 /** Saved files when --from is given, else the live host's maps the best way allowed. */
@@ -117,7 +142,7 @@ function mapRecord(target: Target, backend: BackendName, readNs: bigint | null):
   return record;
 }
 
-async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, timeoutMs: number): AsyncGenerator<Array<DumpRecord>> {
+async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, text: boolean): AsyncGenerator<Array<DumpRecord> | string> {
   const {listed, catalogue} = target;
   const mapId = listed.id;
   const mapName = catalogue.name;
@@ -143,6 +168,9 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
 
   const keys = new KeySet();
   let batch: Array<DumpRecord> = [];
+  // Text mode: entry lines straight from the bytes when the map's entries have the usual shape.
+  const plan = text ? linePlan(mapId, mapName, target.layout, problem, dating) : null;
+  let lines = ``;
   const problems: Array<string> = [];
   let problemCount = 0;
   const sink: EntrySink = {
@@ -159,7 +187,12 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
         return;
       }
       stats.entries++;
-      batch.push(toEntry(entry, raw, target, mapName, problem, dating));
+      if (!text) {
+        batch.push(toEntry(entry, raw, target, mapName, problem, dating));
+        return;
+      }
+      const line = plan !== null ? entryLine(plan, entry) : null;
+      lines += line ?? recordLine(toEntry(entry, raw, target, mapName, problem, dating));
     },
     skipped(message) {
       // One unreadable element: counted with the failed lookups, the rest goes on.
@@ -177,6 +210,11 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
         batch = [];
         yield out;
       }
+      if (lines !== ``) {
+        const out = lines;
+        lines = ``;
+        yield out;
+      }
     }
     const {failures, gone} = await reader.finish();
     if (problemCount > 0)
@@ -190,6 +228,11 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tim
     }
     if (stats.errors > problemCount)
       ctx.log.info(`map ${mapId} (${listed.name}): ${stats.errors - problemCount} failed lookup(s) inside the dump`);
+    if (lines !== ``) {
+      const out = lines;
+      lines = ``;
+      yield out;
+    }
     batch.push(stats);
     const out = batch;
     batch = [];
@@ -234,13 +277,14 @@ function rawKey(entry: RawEntry, target: Target): RawKey {
   return raw;
 }
 
-interface Dating {
+export interface Dating {
   readNs: number;
   ages: ReadonlyArray<readonly [string, number]>;
   names: ReadonlyArray<string>;
 }
 
-function toEntry(entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined, dating: Dating | null): EntryRecord {
+/** The entry record of one raw entry (exported for the test that holds entryLine to it). */
+export function toEntry(entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined, dating: Dating | null): EntryRecord {
   let keyError = raw.error;
   let key: EntryRecord[`key`] = null;
   const layout = target.layout;
