@@ -12,9 +12,18 @@ import {parseLines, runCommand} from './helpers/cli.ts';
 const scratch = mkdtempSync(join(tmpdir(), `usmld-exec-`));
 const grandchildren = join(scratch, `grandchildren`);
 
+/** Marks our grandchildren's environment, so cleanup never kills a process that reused a pid. */
+const MARK = `USMLD_EXEC_TEST=${process.pid}-${Math.random().toString(36).slice(2)}`;
+
 test.after(() => {
-  for (const pid of livePids())
-    process.kill(pid, `SIGKILL`);
+  for (const pid of livePids()) {
+    try {
+      if (readFileSync(`/proc/${pid}/environ`, `latin1`).split(`\0`).includes(MARK))
+        process.kill(pid, `SIGKILL`);
+    } catch {
+      // gone meanwhile
+    }
+  }
   rmSync(scratch, {recursive: true, force: true});
 });
 
@@ -44,11 +53,11 @@ function fakeBpftool(name: string, mode: {hangList: boolean, exitEarly: boolean}
 case "$*" in
   version) echo "bpftool v7.4.0"; exit 0 ;;
   *"map show"*)
-    ${mode.hangList ? `sleep 600 & echo $! >> ${grandchildren}` : ``}
+    ${mode.hangList ? `env ${MARK} sleep 600 & echo $! >> ${grandchildren}` : ``}
     echo '${LIST}'
     ${mode.hangList ? (mode.exitEarly ? `exit 0` : `wait`) : `exit 0`} ;;
   *"map dump"*)
-    sleep 600 & echo $! >> ${grandchildren}
+    env ${MARK} sleep 600 & echo $! >> ${grandchildren}
     printf '[{"key":["0x01"'
     ${mode.exitEarly ? `exit 0` : `wait`} ;;
 esac
