@@ -94,10 +94,20 @@ export class HexKeySet {
       const index = this.slots[slot];
       if (index === EMPTY)
         return -1;
-      const start = this.starts[index];
-      if (this.lengths[index] === length && this.probe.compare(this.arena, start, start + length, 0, length) === 0)
+      if (this.lengths[index] === length && this.sameBytes(this.starts[index], length))
         return index;
     }
+  }
+
+  /** Whether the arena holds the probe's bytes at `start` (a loop: keys are short, a native compare per call costs more). */
+  private sameBytes(start: number, length: number): boolean {
+    const arena = this.arena;
+    const probe = this.probe;
+    for (let i = 0; i < length; i++) {
+      if (arena[start + i] !== probe[i])
+        return false;
+    }
+    return true;
   }
 
   private freeSlot(hash: number): number {
