@@ -37,11 +37,17 @@ function jsonOf(value: unknown): string {
   return cached[JSON_TEXT] ??= JSON.stringify(value);
 }
 
+/** Whether a verdict can be written from its entry's line: makeVerdict asks, verdictLine trusts it. */
+export function lineCarriesEntry(entryLine: string): boolean {
+  return entryLine.startsWith(ENTRY_LINE_PREFIX) && entryLine.charCodeAt(entryLine.length - 1) === Ascii.CloseBrace
+    && !VERDICT_FIELDS_RE.test(entryLine);
+}
+
+/** A verdict as NDJSON: from its entry's line when makeVerdict kept it (SOURCE_LINE), else stringified. */
 export function verdictLine(record: object): string {
   const verdict = record as {type?: unknown, [SOURCE_LINE]?: string} & Record<string, unknown>;
   const entryLine = verdict[SOURCE_LINE];
-  if (verdict.type !== `verdict` || entryLine === undefined || !entryLine.startsWith(ENTRY_LINE_PREFIX)
-    || entryLine.charCodeAt(entryLine.length - 1) !== Ascii.CloseBrace || VERDICT_FIELDS_RE.test(entryLine))
+  if (verdict.type !== `verdict` || entryLine === undefined)
     return JSON.stringify(record);
   let line = `${VERDICT_LINE_PREFIX}${entryLine.slice(ENTRY_LINE_PREFIX.length, -1)}`;
   for (const name of VERDICT_ONLY_FIELD_NAMES) {
