@@ -81,7 +81,7 @@ test(`with no usable backend the script exits 3 and says why`, () => {
   assert.not.ok(existsSync(join(scratch, `nothing`)));
 });
 
-test(`through a system-probe that replays recorded output: list.txt, dumps of catalogue maps only, -m narrows`, () => {
+test(`through a system-probe that replays recorded output: list.txt, dumps of catalogue maps only, -m narrows`, async () => {
   // Recorded `system-probe ebpf map list` lines (two lines per map, double spaces), a decoy included.
   const bin = join(scratch, `sp-bin`);
   mkdirSync(bin, {recursive: true});
@@ -113,6 +113,16 @@ test(`through a system-probe that replays recorded output: list.txt, dumps of ca
   const byId = join(scratch, `sp-by-id`);
   assert.is(runScript(`dash`, [`-B`, fake, `-o`, byId, `-d`, `0`, `-i`, `12,13`]).code, 0);
   assert.equal(readdirSync(join(byId, `maps`)).sort(), [`dump-12.json`, `list.txt`], `-i never dumps a map outside the catalogue`);
+  // The selection is recorded, so a replay leaves the maps out instead of calling them failed dumps.
+  assert.is(readFileSync(join(narrowed, `meta/selection`), `utf8`), `names ssl_read_args\n`);
+  assert.is(readFileSync(join(byId, `meta/selection`), `utf8`), `ids 12,13\n`);
+  assert.not.ok(existsSync(join(out, `meta/selection`)), `no selection, no file`);
+  const replay = await runCommand([`dump-maps`, `--from`, narrowed]);
+  const records = withoutHeader(parseLines(replay.stdout));
+  assert.equal(records.filter(record => record.type === `map`).map(record => record.mapId), [14], replay.stderr);
+  assert.not.match(replay.stderr, /no saved dump/);
+  const whole = await runCommand([`dump-maps`, `--from`, out]);
+  assert.equal(withoutHeader(parseLines(whole.stdout)).filter(record => record.type === `map`).map(record => record.mapId), [12, 14]);
   const again = runScript(`dash`, [`-B`, fake, `-o`, out]);
   assert.is(again.code, 2, `an existing capture is never overwritten`);
   assert.is(readFileSync(join(out, `meta/delay`), `utf8`), `0\n`, `the delay asked for is recorded`);

@@ -9,6 +9,7 @@
 #   meta/monotonic, meta/monotonic-snapshot  CLOCK_MONOTONIC before the dumps / before proc/, as
 #                                          "<ns> timer_list" (/proc/timer_list, root) or "<ns> uptime"
 #   meta/delay                             -d: the seconds asked for before later/ (first look only)
+#   meta/selection                         -m/-i: `names N1 N2 ...` (kernel names), `ids 1,2,...`
 #   maps/list.json                         bpftool -j map show   (system-probe: maps/list.txt)
 #   maps/dump-<ID>.json                    bpftool -j map dump id <ID>, for USM catalogue maps (and, with
 #                                          bpftool and no -m, the maps sharing their BTF object)
@@ -218,6 +219,10 @@ capture_meta() {
   printf '%s\n' "$backend" > "$1/meta/backend"
   # The delay asked for before the second look (later/), with the first look.
   if [ "$look" = first ]; then printf '%s\n' "$delay" > "$1/meta/delay"; fi
+  # -m/-i: the maps left out on purpose, so a replay does not count them as failed dumps.
+  if [ -n "$only_names$only_ids" ]; then
+    { [ -z "$only_names" ] || printf 'names%s\n' "${USM_MAPS% }"; [ -z "$only_ids" ] || printf 'ids %s\n' "$only_ids"; } > "$1/meta/selection"
+  fi
 }
 
 # Lists the maps, then dumps those whose kernel name is a catalogue name. Selection reads the

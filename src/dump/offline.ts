@@ -31,10 +31,12 @@ interface OfflineFiles {
   /** BTF object id → its saved `bpftool -j btf dump` file. */
   btfs: Map<number, string>;
   backend: BackendName | null;
+  /** A capture taken with -m/-i (its meta/selection): only these maps were dumped on purpose. */
+  selection: {names: Set<string> | null, ids: Set<number> | null} | null;
 }
 
 export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<string>, stdin?: Readable): Promise<MapSource> {
-  const files: OfflineFiles = {lists: [], dumps: new Map(), btfs: new Map(), backend: null};
+  const files: OfflineFiles = {lists: [], dumps: new Map(), btfs: new Map(), backend: null, selection: null};
   if (inputs.filter(input => input === `-`).length > 1)
     throw new UsageFault(`--from - is given more than once: standard input can be read only once`);
   for (const input of inputs) {
@@ -64,7 +66,12 @@ export async function offlineSource(ctx: ToolContext, inputs: ReadonlyArray<stri
         if (!byId.has(id))
           ctx.log.warn(`${files.dumps.get(id)}: map ${id} is not in the saved listing; its dump is ignored`);
       }
-      return [...byId.values()];
+      const selection = files.selection;
+      if (selection === null)
+        return [...byId.values()];
+      // Maps the capture left out on purpose are not failed dumps: they are not part of it.
+      return [...byId.values()].filter(map => (selection.names === null || selection.names.has(map.name))
+        && (selection.ids === null || selection.ids.has(map.id)));
     },
     has(mapId) {
       return files.dumps.has(mapId);
@@ -135,6 +142,7 @@ async function addInput(ctx: ToolContext, files: OfflineFiles, input: string): P
   } catch {
     // no meta: tell the backend from the listing's format
   }
+  files.selection = await readSelection(join(input, `meta`, `selection`)) ?? files.selection;
   const names = (await readdir(mapsDir)).sort();
   for (const name of names) {
     const path = join(mapsDir, name);
@@ -143,6 +151,25 @@ async function addInput(ctx: ToolContext, files: OfflineFiles, input: string): P
     else
       ctx.log.debug(`--from: ignoring ${path}`);
   }
+}
+
+/** meta/selection of a capture taken with -m/-i (`names N1 N2 ...`, `ids 1,2,...`); null without one. */
+async function readSelection(path: string): Promise<OfflineFiles[`selection`]> {
+  let text: string;
+  try {
+    text = await readBoundedText(path, `utf8`, 65536);
+  } catch {
+    return null;
+  }
+  const selection: NonNullable<OfflineFiles[`selection`]> = {names: null, ids: null};
+  for (const line of text.split(`\n`)) {
+    const [what, ...rest] = line.trim().split(/[\s,]+/);
+    if (what === `names`)
+      selection.names = new Set(rest.filter(name => name !== ``));
+    else if (what === `ids`)
+      selection.ids = new Set(rest.filter(id => /^\d+$/.test(id)).map(Number));
+  }
+  return selection.names === null && selection.ids === null ? null : selection;
 }
 
 /** Classifies one file by name, then by content. In a directory, files of no known kind are skipped. */
