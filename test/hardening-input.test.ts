@@ -237,7 +237,7 @@ test(`as root, a bpftool or nsenter planted in a world-writable PATH directory b
   assert.not.ok(existsSync(marker));
 });
 
-test(`the capture script (under dash) never runs ./bpftool, nor, as root, a bpftool planted in a world-writable PATH directory`, async () => {
+test(`the capture script (under dash) never runs ./bpftool, nor, as root, a bpftool or any tool (cat, find, id, ...) planted in a world-writable PATH directory`, async () => {
   if (!requirePrivileges(`capture script trust test`, spawnSync(`sh`, [`-c`, `command -v dash`]).status === 0 ? null : `dash is not installed`))
     return;
   const dir = join(scratch, `capture-cwd`);
@@ -249,9 +249,12 @@ test(`the capture script (under dash) never runs ./bpftool, nor, as root, a bpft
   const planted = join(scratch, `capture-planted-bin`);
   mkdirSync(planted);
   chmodSync(planted, 0o777);
-  writeFileSync(join(planted, `bpftool`), fake, {mode: 0o755});
-  if (process.geteuid?.() === 0)
-    chownSync(join(planted, `bpftool`), 65534, 65534);
+  // The tools the script itself runs, planted too: as root they must come from trusted directories only.
+  for (const name of [`bpftool`, `cat`, `mkdir`, `date`, `ls`, `find`, `grep`, `sed`, `readlink`, `dirname`, `id`, `tar`, `rm`, `tr`, `head`]) {
+    writeFileSync(join(planted, name), fake, {mode: 0o755});
+    if (process.geteuid?.() === 0)
+      chownSync(join(planted, name), 65534, 65534);
+  }
   const script = join(scratch, `capture.sh`);
   writeFileSync(script, (await import(`../src/capture/script.ts`)).captureScript());
   const result = spawnSync(`dash`, [script, `-o`, join(scratch, `capture-out`), `-d`, `0`, `-i`, `4294967295`], {

@@ -153,6 +153,30 @@ trusted() {
   return 1
 }
 
+# As root, the tools this script runs (cat, find, tar, ...) come only from PATH directories that
+# pass the same rule: a directory another user can write could hold a planted `cat`. The check
+# itself runs with the system directories only.
+user_path=$PATH
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+if [ "$(id -u 2>/dev/null)" = 0 ]; then
+  safe_path=
+  IFS=:
+  set -f
+  for entry in $user_path; do
+    if owned_chain "$entry"; then
+      safe_path=${safe_path:+$safe_path:}$entry
+    else
+      log "PATH: not using $entry as root: it or a directory above it is not owned by root or is writable by others"
+    fi
+  done
+  set +f
+  IFS=$old_ifs
+  PATH=${safe_path:-/usr/sbin:/usr/bin:/sbin:/bin}
+else
+  PATH=$user_path
+fi
+export PATH
+
 use_bpftool() {
   # Ubuntu's /usr/sbin/bpftool wrapper fails without linux-tools for this kernel: ask it to run.
   [ -n "$1" ] && [ -f "$1" ] && [ -x "$1" ] && trusted "$1" && "$1" version >/dev/null 2>&1 </dev/null || return 1
