@@ -58,21 +58,41 @@ export function readBoundedSync(path: string, maxBytes = DEFAULT_MAX_READ_BYTES)
     const info = fstatSync(fd);
     if (!info.isFile())
       throw new UnreadableFile(path, `EFTYPE`, `is ${describeKind(info.mode)}, not a regular file`);
-    const chunks: Array<Buffer> = [];
-    let total = 0;
+    const chunks = new BoundedChunks(path, maxBytes);
     for (;;) {
-      const buffer = Buffer.allocUnsafe(Math.min(CHUNK, maxBytes - total + 1));
+      const buffer = Buffer.allocUnsafe(Math.min(CHUNK, chunks.room()));
       const n = readSync(fd, buffer, 0, buffer.length, null);
       if (n === 0)
         break;
-      total += n;
-      if (total > maxBytes)
-        throw tooLarge(path, maxBytes);
-      chunks.push(n === buffer.length ? buffer : buffer.subarray(0, n));
+      chunks.add(buffer, n);
     }
-    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
+    return chunks.joined();
   } finally {
     closeSync(fd);
+  }
+}
+
+/** What the sync and async readers have read so far, refusing more than maxBytes: the bound in one place. */
+class BoundedChunks {
+  private readonly chunks: Array<Buffer> = [];
+  private total = 0;
+
+  constructor(private readonly path: string, private readonly maxBytes: number) {}
+
+  /** The most the next read may ask for: one byte past the bound, so a longer file is noticed. */
+  room(): number {
+    return this.maxBytes - this.total + 1;
+  }
+
+  add(buffer: Buffer, bytesRead: number): void {
+    this.total += bytesRead;
+    if (this.total > this.maxBytes)
+      throw tooLarge(this.path, this.maxBytes);
+    this.chunks.push(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead));
+  }
+
+  joined(): Buffer {
+    return this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.total);
   }
 }
 
@@ -117,20 +137,16 @@ export async function readPrefix(path: string, bytes: number): Promise<Buffer> {
 export async function readBounded(path: string, maxBytes = DEFAULT_MAX_READ_BYTES): Promise<Buffer> {
   const {handle, size} = await openRegularFile(path);
   try {
-    const chunks: Array<Buffer> = [];
-    let total = 0;
+    const chunks = new BoundedChunks(path, maxBytes);
     for (;;) {
       // procfs reports size 0: read until EOF, never trusting st_size.
-      const buffer = Buffer.allocUnsafe(Math.min(Math.max(CHUNK, Math.min(size + 1, 16 * CHUNK)), maxBytes - total + 1));
+      const buffer = Buffer.allocUnsafe(Math.min(Math.max(CHUNK, Math.min(size + 1, 16 * CHUNK)), chunks.room()));
       const {bytesRead} = await handle.read(buffer, 0, buffer.length, null);
       if (bytesRead === 0)
         break;
-      total += bytesRead;
-      if (total > maxBytes)
-        throw tooLarge(path, maxBytes);
-      chunks.push(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead));
+      chunks.add(buffer, bytesRead);
     }
-    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
+    return chunks.joined();
   } finally {
     await handle.close();
   }
