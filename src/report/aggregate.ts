@@ -8,6 +8,7 @@ import type {
   SnapshotRecord, SummaryRecord, VerdictRecord,
 } from '../schema.ts';
 import {LeakFilter} from './filter.ts';
+import {isWildcard} from '../addr.ts';
 import {isListenerKey, ownerPid, LISTENER_DST} from './format.ts';
 import {MAP_SECTIONS} from './sections.ts';
 
@@ -69,14 +70,110 @@ export interface MapTally extends StatusCounts {
   sections: Array<unknown>;
 }
 
-export interface GroupTable {
-  field: GroupField;
-  counts: Map<string, number>;
+/**
+ * One `--group-by` table: leaks counted per value of one field, GROUP_CAP distinct values at most
+ * (values first seen after that count as `other`). Numeric fields (ports, netns, pid) are counted
+ * under the number itself and the map under its id, so the hot path makes and hashes no string
+ * per leak; `counts` gives the values as text, in the order they were first seen.
+ */
+export class GroupTable {
   /** Leaks whose value arrived after the table was full. */
-  other: number;
+  other = 0;
   /** Leaks the field does not apply to (dport of a pid_tgid entry, no pid in the key, ...). */
-  notApplicable: number;
+  notApplicable = 0;
+  /** Counts of numeric values (the listener's `*` port as -1), or of the text values. */
+  private readonly byNumber = new Map<number, number>();
+  private readonly byText = new Map<string, number>();
+  /** The `map` field's text (`name#id`) of each map id. */
+  private readonly mapTexts = new Map<number, {name: string, text: string}>();
+
+  constructor(readonly field: GroupField) {}
+
+  /** Counts one leaked verdict. */
+  add(verdict: VerdictRecord): void {
+    const key = verdict.key;
+    switch (this.field) {
+      case `reason`: this.countText(verdict.reason); return;
+      case `map`: this.countText(this.mapText(verdict)); return;
+      case `dport`:
+        if (key?.kind !== `conn_tuple`)
+          break;
+        this.countNumber(key.dport === 0 && isWildcard(key.daddr) ? LISTENER_PORT : key.dport);
+        return;
+      case `sport`:
+        if (key?.kind !== `conn_tuple`)
+          break;
+        this.countNumber(key.sport);
+        return;
+      case `netns`:
+        if (key?.kind !== `conn_tuple`)
+          break;
+        this.countNumber(key.netns);
+        return;
+      case `pid`: {
+        const pid = ownerPid(verdict);
+        if (pid === null)
+          break;
+        this.countNumber(pid);
+        return;
+      }
+      default: {
+        const value = groupValue(this.field, verdict);
+        if (value === null)
+          break;
+        this.countText(value);
+        return;
+      }
+    }
+    this.notApplicable += 1;
+  }
+
+  /** Values (as groupValue gives them) and their counts, in the order first seen. */
+  get counts(): Map<string, number> {
+    if (!NUMERIC_FIELDS.has(this.field))
+      return this.byText;
+    const counts = new Map<string, number>();
+    for (const [value, count] of this.byNumber)
+      counts.set(value === LISTENER_PORT ? LISTENER_DST.slice(2) : String(value), count);
+    return counts;
+  }
+
+  private countNumber(value: number): void {
+    const table = this.byNumber;
+    const seen = table.get(value);
+    if (seen !== undefined)
+      table.set(value, seen + 1);
+    else if (table.size < GROUP_CAP)
+      table.set(value, 1);
+    else
+      this.other += 1;
+  }
+
+  private countText(value: string): void {
+    const table = this.byText;
+    const seen = table.get(value);
+    if (seen !== undefined)
+      table.set(value, seen + 1);
+    else if (table.size < GROUP_CAP)
+      table.set(value, 1);
+    else
+      this.other += 1;
+  }
+
+  /** `name#id`, one string per map (the same string object each time: hashed once). */
+  private mapText(verdict: VerdictRecord): string {
+    const known = this.mapTexts.get(verdict.mapId);
+    if (known !== undefined && known.name === verdict.map)
+      return known.text;
+    const text = `${verdict.map}#${verdict.mapId}`;
+    this.mapTexts.set(verdict.mapId, {name: verdict.map, text});
+    return text;
+  }
 }
+
+/** Fields counted by number; `dport`'s listener `*` is this. */
+const NUMERIC_FIELDS: ReadonlySet<GroupField> = new Set([`dport`, `sport`, `netns`, `pid`]);
+const LISTENER_PORT = -1;
 
 /** Placeholder of a `comm` group value resolved when the report is built. */
 const PID_PREFIX = `pid:`;
@@ -100,7 +197,7 @@ export class ReportAggregator {
 
   constructor(readonly options: ReportOptions) {
     this.filter = options.filter ?? new LeakFilter();
-    this.groups = options.groupBy.map(field => ({field, counts: new Map(), other: 0, notApplicable: 0}));
+    this.groups = options.groupBy.map(field => new GroupTable(field));
   }
 
   add(record: AnyRecord): void {
@@ -155,11 +252,16 @@ export class ReportAggregator {
     if (tally.keyKind === null && verdict.key)
       tally.keyKind = verdict.key.kind;
     tally.total += 1;
-    tally[verdict.status] += 1;
+    switch (verdict.status) {
+      case `alive`: tally.alive += 1; break;
+      case `leaked`: tally.leaked += 1; break;
+      case `unknown`: tally.unknown += 1; break;
+      default: tally[verdict.status] += 1;
+    }
     if (verdict.status === `alive` && verdict.reason === `race`)
       tally.raceFiltered += 1;
-    const reasonKey = `${verdict.status}:${verdict.reason}`;
-    tally.reasons.set(reasonKey, (tally.reasons.get(reasonKey) ?? 0) + 1);
+    const key = reasonKey(verdict.status, verdict.reason);
+    tally.reasons.set(key, (tally.reasons.get(key) ?? 0) + 1);
     for (let i = 0; i < MAP_SECTIONS.length; i++)
       MAP_SECTIONS[i]!.addVerdict(tally.sections[i], verdict);
     if (verdict.status !== `leaked`)
@@ -168,35 +270,22 @@ export class ReportAggregator {
       tally.confirmed += 1;
     if (tally.samples.length < this.options.samples)
       tally.samples.push(verdict);
-    const key = verdict.key;
-    if (key?.kind === `pid_tgid`) {
+    const entryKey = verdict.key;
+    if (entryKey?.kind === `pid_tgid`) {
       if (verdict.reason === `thread_gone`) {
         tally.threadsGone += 1;
       } else if (tally.deadPids.size < GROUP_CAP) {
-        tally.deadPids.add(key.tgid);
-      } else if (!tally.deadPids.has(key.tgid)) {
+        tally.deadPids.add(entryKey.tgid);
+      } else if (!tally.deadPids.has(entryKey.tgid)) {
         tally.deadPidsCapped = true;
       }
     }
     const owner = verdict.owner;
     if (owner && typeof owner.comm === `string` && this.owners.size < GROUP_CAP && !this.owners.has(owner.pid))
       this.owners.set(owner.pid, owner.comm);
-    for (const group of this.groups)
-      this.count(group, groupValue(group.field, verdict));
-  }
-
-  private count(group: GroupTable, value: string | null): void {
-    if (value === null) {
-      group.notApplicable += 1;
-      return;
-    }
-    const seen = group.counts.get(value);
-    if (seen !== undefined)
-      group.counts.set(value, seen + 1);
-    else if (group.counts.size < GROUP_CAP)
-      group.counts.set(value, 1);
-    else
-      group.other += 1;
+    const groups = this.groups;
+    for (let i = 0; i < groups.length; i++)
+      groups[i].add(verdict);
   }
 
   private addMapStats(stats: MapStatsRecord): void {
@@ -261,6 +350,25 @@ export class ReportAggregator {
     return this.sawProcessSnapshot ? true : null;
   }
 }
+
+/**
+ * `status:reason`, the key of MapTally.reasons: one string per pair, made once (a fresh string per
+ * verdict was hashed anew at every count).
+ */
+function reasonKey(status: string, reason: string): string {
+  let byReason = REASON_KEYS.get(status);
+  if (byReason === undefined) {
+    byReason = new Map();
+    REASON_KEYS.set(status, byReason);
+  }
+  let key = byReason.get(reason);
+  if (key === undefined) {
+    key = `${status}:${reason}`;
+    byReason.set(reason, key);
+  }
+  return key;
+}
+const REASON_KEYS = new Map<string, Map<string, string>>();
 
 /** The value a leaked verdict has for a group field; null when the field does not apply. */
 export function groupValue(field: GroupField, verdict: VerdictRecord): string | null {
