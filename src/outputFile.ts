@@ -75,11 +75,14 @@ export function makeTempDir(ctx: ToolContext, prefix: string): TempDir {
 
 /** A new file in a private temporary directory (the directory was made by us, 0700). */
 export function createTempFile(path: string): WriteStream {
-  let fd: number;
+  return createWriteStream(path, {fd: openTempFile(path)});
+}
+
+/** The same, as a descriptor for synchronous writes (the caller closes it). */
+export function openTempFile(path: string): number {
   try {
-    fd = openSync(path, CREATE, 0o600);
+    return openSync(path, CREATE, 0o600);
   } catch (err) {
     throw new EnvironmentFault(`cannot create ${path}: ${code(err)}`);
   }
-  return createWriteStream(path, {fd});
 }

@@ -203,7 +203,8 @@ test(`SIGTERM during recheck's wait removes the held candidates`, async () => {
   const run = startWaiting([`recheck`, `--delay`, `600`], input, tmp, /looking again in 600 s/);
   run.child.stdin!.end();
   await run.isReady;
-  assert.is(usmldLeftovers(tmp).length, 1, `spilled while waiting`);
+  // The candidates (usmld-validate-*) and their keys (usmld-recheck-*).
+  assert.is(usmldLeftovers(tmp).length, 2, `spilled while waiting`);
   run.child.kill(`SIGTERM`);
   const exit = await run.exited;
   assert.is(exit.code, 143, run.stderr());

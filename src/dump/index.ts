@@ -73,8 +73,20 @@ export async function* dumpMapText(ctx: ToolContext, options: DumpOptions = {}):
   }
 }
 
-/** Records in batches; with `text`, entries come as NDJSON text instead (map and mapstats records stay records). */
-async function* dumpChunks(ctx: ToolContext, options: DumpOptions, text: boolean): AsyncGenerator<Array<DumpRecord> | string> {
+/**
+ * Each entry's key only, for recheck's re-read: the raw key bytes go to `onKey` (valid during
+ * the call only; the key an entry record's keyHex is the hex of), and no entry record is made;
+ * the map and mapstats records come as records.
+ */
+export async function* dumpMapKeys(ctx: ToolContext, options: DumpOptions, onKey: KeyVisitor): AsyncGenerator<Array<MapRecord | MapStatsRecord>> {
+  for await (const chunk of dumpChunks(ctx, options, false, onKey))
+    yield chunk as Array<MapRecord | MapStatsRecord>;
+}
+
+export type KeyVisitor = (mapId: number, bytes: Uint8Array, length: number) => void;
+
+/** Records in batches; with `text`, entries come as NDJSON text instead (map and mapstats records stay records); with `onKey`, only their keys, to it. */
+async function* dumpChunks(ctx: ToolContext, options: DumpOptions, text: boolean, onKey: KeyVisitor | null = null): AsyncGenerator<Array<DumpRecord> | string> {
   const selected = selectCatalogue(options.selection ?? {});
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const source = await openSource(ctx, options, timeoutMs);
@@ -99,7 +111,7 @@ async function* dumpChunks(ctx: ToolContext, options: DumpOptions, text: boolean
   }
 
   for (const target of targets)
-    yield* dumpOne(ctx, source, target, text);
+    yield* dumpOne(ctx, source, target, text, onKey);
 }
 
 /** Saved files when --from is given, else the live host's maps the best way allowed. */
@@ -142,7 +154,7 @@ function mapRecord(target: Target, backend: BackendName, readNs: bigint | null):
   return record;
 }
 
-async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, text: boolean): AsyncGenerator<Array<DumpRecord> | string> {
+async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, text: boolean, onKey: KeyVisitor | null): AsyncGenerator<Array<DumpRecord> | string> {
   const {listed, catalogue} = target;
   const mapId = listed.id;
   const mapName = catalogue.name;
@@ -187,6 +199,10 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tex
         return;
       }
       stats.entries++;
+      if (onKey !== null) {
+        onKey(mapId, raw.bytes, raw.length);
+        return;
+      }
       if (!text) {
         batch.push(toEntry(entry, raw, target, mapName, problem, dating));
         return;

@@ -1,11 +1,33 @@
 // A set of map keys given as hex (`keyHex`), stored as their raw bytes in one growing arena with
 // an open-addressing table of indexes: ~60 bytes per 48-byte key where a Set of hex strings took
 // ~200, and no object per key for the collector to walk. recheck keeps every leaked candidate's
-// key until the second look (hundreds of thousands at a million entries) and marks the ones the
-// re-read still has.
+// key until the second look (hundreds of thousands at a million entries: CandidateKeys, below,
+// keeps them on disk past a limit) and marks the ones the re-read still has, one map at a time.
+
+import {closeSync, readFileSync, writeSync} from 'node:fs';
+import {join} from 'node:path';
+import type {ToolContext} from '../context.ts';
+import {EnvironmentFault, errorMessage} from '../errors.ts';
+import {makeTempDir, openTempFile, type TempDir} from '../outputFile.ts';
 
 const EMPTY = -1;
 const LOWER_HEX = /^[0-9a-f]*$/;
+const HEX_TAG = 0;
+const TEXT_TAG = 1;
+
+/**
+ * Writes the stored form of a key at out[at] (room for keyHex.length * 3 + 1 bytes); returns its
+ * length. Lowercase hex (what every stage writes) is stored as its bytes after a 0 tag; any other
+ * text (never equal to lowercase hex) as UTF-8 after a 1 tag, so two different strings never meet.
+ */
+export function storeKey(keyHex: string, out: Buffer, at: number): number {
+  if ((keyHex.length & 1) === 0 && LOWER_HEX.test(keyHex)) {
+    out[at] = HEX_TAG;
+    return 1 + out.write(keyHex, at + 1, `hex`);
+  }
+  out[at] = TEXT_TAG;
+  return 1 + out.write(keyHex, at + 1, `utf8`);
+}
 
 export class HexKeySet {
   private arena: Buffer = Buffer.allocUnsafe(1 << 16);
@@ -27,7 +49,18 @@ export class HexKeySet {
 
   /** Adds a key; returns its index (the existing one when already present). */
   add(keyHex: string): number {
-    const length = this.load(keyHex);
+    return this.addProbe(this.load(keyHex));
+  }
+
+  /** add() for a key in its stored form (storeKey), at source[start, start + length). */
+  addStored(source: Uint8Array, start: number, length: number): number {
+    if (length > this.probe.length)
+      this.probe = Buffer.allocUnsafe(length);
+    this.probe.set(source.subarray(start, start + length));
+    return this.addProbe(length);
+  }
+
+  private addProbe(length: number): number {
     const found = this.find(length);
     if (found >= 0)
       return found;
@@ -65,26 +98,35 @@ export class HexKeySet {
     return true;
   }
 
+  /** mark() for a key given as its raw bytes (what its keyHex is the hex of). */
+  markBytes(bytes: Uint8Array, length: number): boolean {
+    if (length + 1 > this.probe.length)
+      this.probe = Buffer.allocUnsafe(length + 1);
+    this.probe[0] = HEX_TAG;
+    this.probe.set(length === bytes.length ? bytes : bytes.subarray(0, length), 1);
+    const index = this.find(length + 1);
+    if (index < 0)
+      return false;
+    this.marks[index] = 1;
+    return true;
+  }
+
   isMarked(keyHex: string): boolean {
     const index = this.find(this.load(keyHex));
     return index >= 0 && this.marks[index] === 1;
   }
 
-  /**
-   * Puts the stored form of a key in the probe buffer; returns its length. Lowercase hex (what
-   * every stage writes) is stored as its bytes after a 0 tag; any other text (never equal to
-   * lowercase hex) as UTF-8 after a 1 tag, so two different strings never meet.
-   */
+  /** Whether the key of this index (from add) was marked. */
+  isMarkedAt(index: number): boolean {
+    return this.marks[index] === 1;
+  }
+
+  /** Puts the stored form of a key (storeKey) in the probe buffer; returns its length. */
   private load(keyHex: string): number {
     const needed = keyHex.length * 3 + 1;
     if (needed > this.probe.length)
       this.probe = Buffer.allocUnsafe(needed);
-    if ((keyHex.length & 1) === 0 && LOWER_HEX.test(keyHex)) {
-      this.probe[0] = 0;
-      return 1 + this.probe.write(keyHex, 1, `hex`);
-    }
-    this.probe[0] = 1;
-    return 1 + this.probe.write(keyHex, 1, `utf8`);
+    return storeKey(keyHex, this.probe, 0);
   }
 
   /** Index of the key in the probe buffer, or -1. */
@@ -147,4 +189,180 @@ function growInt32(array: Int32Array): Int32Array {
   const next = new Int32Array(array.length * 2);
   next.set(array);
   return next;
+}
+
+/** Keys kept in memory before they go to disk, and the size of each map's write buffer after. */
+const SPILL_BUFFER = 64 * 1024;
+
+/** One map's candidate keys: stored forms, each after its length (u32 LE), in arrival order. */
+interface MapKeys {
+  count: number;
+  buffer: Buffer;
+  used: number;
+  /** The file its keys go to past the memory limit (the buffer then holds what is not written yet). */
+  file: {path: string, fd: number} | null;
+  /** While the re-read looks at this map: its keys, and each candidate's index among them. */
+  loaded: {set: HexKeySet, indexOf: Int32Array} | null;
+  /** After: one byte per candidate, 1 when the re-read had its key. */
+  marked: Uint8Array | null;
+  /** Candidates already asked about by nextMarked(). */
+  asked: number;
+}
+
+/**
+ * recheck's candidate keys, per map, kept out of the heap until the re-read needs them: the first
+ * `limit` in memory, then appended to one file per map in a private temporary directory (a
+ * million candidates are ~50 MB of keys). The re-read loads one map's keys at a time into a
+ * HexKeySet and marks the ones it still has; what it marked stays as one byte per candidate, asked
+ * for in arrival order when the candidates come back (nextMarked).
+ */
+export class CandidateKeys {
+  private readonly maps = new Map<number, MapKeys>();
+  private dir: TempDir | null = null;
+  private total = 0;
+  /** The map whose keys are loaded for marking by bytes (the re-read gives one map at a time). */
+  private current: MapKeys | null = null;
+
+  constructor(private readonly ctx: ToolContext, private readonly limit: number) {}
+
+  get mapIds(): Array<number> {
+    return [...this.maps.keys()];
+  }
+
+  /** Adds one candidate's key (in arrival order). */
+  add(mapId: number, keyHex: string): void {
+    let keys = this.maps.get(mapId);
+    if (keys === undefined) {
+      keys = {count: 0, buffer: Buffer.allocUnsafe(1024), used: 0, file: null, loaded: null, marked: null, asked: 0};
+      this.maps.set(mapId, keys);
+    }
+    const needed = 4 + keyHex.length * 3 + 1;
+    if (keys.used + needed > keys.buffer.length) {
+      if (keys.file !== null && keys.used > 0)
+        this.flush(mapId, keys);
+      if (keys.used + needed > keys.buffer.length) {
+        const grown = Buffer.allocUnsafe(Math.max(keys.buffer.length * 2, keys.used + needed));
+        keys.buffer.copy(grown, 0, 0, keys.used);
+        keys.buffer = grown;
+      }
+    }
+    const length = storeKey(keyHex, keys.buffer, keys.used + 4);
+    keys.buffer.writeUInt32LE(length, keys.used);
+    keys.used += 4 + length;
+    keys.count += 1;
+    this.total += 1;
+    if (this.total === this.limit + 1) {
+      this.ctx.log.info(`holding more than ${this.limit} leaked candidates' keys in ${this.spillDir()}`);
+      for (const [id, held] of this.maps)
+        this.flush(id, held);
+    }
+  }
+
+  /** Marks a key of the re-read given as raw bytes; the maps come one after another. */
+  markBytes(mapId: number, bytes: Uint8Array, length: number): void {
+    if (this.current === null || this.maps.get(mapId) !== this.current) {
+      if (this.current !== null)
+        this.settle(this.current);
+      this.current = this.maps.get(mapId) ?? null;
+      if (this.current === null)
+        return;
+      this.load(mapId, this.current);
+    }
+    this.current.loaded!.set.markBytes(bytes, length);
+  }
+
+  /** Marks a key of the re-read given as keyHex (entry records: maps may come in any order). */
+  markHex(mapId: number, keyHex: string): void {
+    const keys = this.maps.get(mapId);
+    if (keys === undefined)
+      return;
+    if (keys.loaded === null)
+      this.load(mapId, keys);
+    keys.loaded!.set.mark(keyHex);
+  }
+
+  /** Ends the re-read: every loaded map's marks are kept, its keys let go. */
+  settleAll(): void {
+    for (const keys of this.maps.values())
+      this.settle(keys);
+    this.current = null;
+  }
+
+  /** Whether the re-read had the key of the next candidate of this map (in arrival order). */
+  nextMarked(mapId: number): boolean {
+    const keys = this.maps.get(mapId);
+    if (keys === undefined)
+      return false;
+    const at = keys.asked++;
+    return keys.marked !== null && keys.marked[at] === 1;
+  }
+
+  /** Closes and removes the files (idempotent). */
+  discard(): void {
+    for (const keys of this.maps.values()) {
+      if (keys.file !== null) {
+        closeSync(keys.file.fd);
+        keys.file = null;
+      }
+    }
+    this.dir?.remove();
+    this.dir = null;
+  }
+
+  private spillDir(): string {
+    this.dir ??= makeTempDir(this.ctx, `usmld-recheck-`);
+    return this.dir.path;
+  }
+
+  private flush(mapId: number, keys: MapKeys): void {
+    if (keys.file === null) {
+      const path = join(this.spillDir(), `keys-${mapId}.bin`);
+      keys.file = {path, fd: openTempFile(path)};
+    }
+    try {
+      for (let at = 0; at < keys.used;)
+        at += writeSync(keys.file.fd, keys.buffer, at, keys.used - at);
+    } catch (err) {
+      throw new EnvironmentFault(`cannot write the leaked candidates' keys to ${keys.file.path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+    }
+    keys.used = 0;
+    if (keys.buffer.length > SPILL_BUFFER)
+      keys.buffer = Buffer.allocUnsafe(SPILL_BUFFER);
+  }
+
+  private load(mapId: number, keys: MapKeys): void {
+    let stored = keys.buffer.subarray(0, keys.used);
+    if (keys.file !== null) {
+      this.flush(mapId, keys);
+      try {
+        stored = readFileSync(keys.file.path);
+      } catch (err) {
+        throw new EnvironmentFault(`cannot read the leaked candidates' keys back from ${keys.file.path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+      }
+    }
+    const set = new HexKeySet();
+    const indexOf = new Int32Array(keys.count);
+    let at = 0;
+    for (let n = 0; n < keys.count; n++) {
+      const length = stored.readUInt32LE(at);
+      indexOf[n] = set.addStored(stored, at + 4, length);
+      at += 4 + length;
+    }
+    if (at !== stored.length)
+      throw new Error(`the leaked candidates' keys of map ${mapId} did not read back (${stored.length} bytes, ${at} expected)`);
+    keys.loaded = {set, indexOf};
+  }
+
+  /** Keeps what the re-read marked (added to earlier marks, if the map came twice) and lets the keys go. */
+  private settle(keys: MapKeys): void {
+    if (keys.loaded === null)
+      return;
+    const {set, indexOf} = keys.loaded;
+    keys.marked ??= new Uint8Array(keys.count);
+    for (let n = 0; n < keys.count; n++) {
+      if (set.isMarkedAt(indexOf[n]))
+        keys.marked[n] = 1;
+    }
+    keys.loaded = null;
+  }
 }

@@ -1,11 +1,12 @@
 // recheck: a second look at the leaked verdicts, to drop the races a single snapshot cannot
 // avoid (a connection opened after the snapshot, an entry deleted just after the dump).
 //
-// Everything that is not a leaked verdict streams straight through. The leaked ones are held;
-// when the input ends the stage waits ONE delay for the whole run (the original tool waited once
+// Everything that is not a leaked verdict streams straight through. The leaked ones are held
+// (past a limit, the verdicts in a spill file and their keys in one file per map); when the input ends the stage waits ONE delay for the whole run (the original tool waited once
 // per leaky map, one after another: B16), then looks again at both sides:
 //   1. fresh snapshots of sockets and processes (first: see below);
-//   2. a re-read of only the maps that had leaked candidates (one dump per map, not per key).
+//   2. a re-read of only the maps that had leaked candidates (one dump per map, not per key; only
+//      the keys are taken from it, marked against that map's candidate keys).
 // An entry gone from its map is `resolved`; one that now matches a socket/process is `alive`
 // (`race`); the rest stay `leaked`, confirmed twice (checks: 2).
 //
@@ -18,13 +19,13 @@ import {join} from 'node:path';
 import {Readable} from 'node:stream';
 import {singly, unbatched, type Batches} from '../batch.ts';
 import type {ToolContext} from '../context.ts';
-import {dumpMaps, type DumpOptions} from '../dump/index.ts';
+import {dumpMapKeys, type DumpOptions, type KeyVisitor} from '../dump/index.ts';
 import {EnvironmentFault, ToolError, UsageFault, errorMessage} from '../errors.ts';
 import {offlineSource} from '../dump/offline.ts';
 import {readInputs} from '../ndjson.ts';
 import {Provenance, UNKNOWN_HOST, captureOrigin, type CaptureMeta, type Origin} from '../provenance.ts';
-import {RecordHolding} from './holding.ts';
-import {HexKeySet} from './keySet.ts';
+import {HOLD_IN_MEMORY, RecordHolding} from './holding.ts';
+import {CandidateKeys} from './keySet.ts';
 import type {AnyRecord, VerdictRecord} from '../schema.ts';
 import {Tallies, liveSnapshots} from './index.ts';
 import {judgeEntry} from './rules.ts';
@@ -131,19 +132,21 @@ async function laterDir(later: string): Promise<{dir: string, meta: CaptureMeta,
   return {dir, meta, delaySeconds};
 }
 
-/** Snapshots first, then the maps that had candidates. */
-export async function* liveLook(ctx: ToolContext, mapIds: ReadonlyArray<number>, dump: RecheckOptions[`dump`] = {}, socketFds = false): AsyncGenerator<AnyRecord> {
+/** Snapshots first, then the maps that had candidates (their entries' keys to `onKey`, no entry records). */
+export async function* liveLook(ctx: ToolContext, mapIds: ReadonlyArray<number>, onKey: KeyVisitor, dump: RecheckOptions[`dump`] = {}, socketFds = false): AsyncGenerator<AnyRecord> {
   yield* liveSnapshots(ctx, undefined, socketFds);
-  yield* dumpMaps(ctx, {...dump, mapIds}) as AsyncIterable<AnyRecord>;
+  for await (const batch of dumpMapKeys(ctx, {...dump, mapIds}, onKey))
+    yield* batch;
 }
 
 /** A later capture: an NDJSON file read as is, or a capture directory (its later/ when it has one). */
-export async function* laterLook(ctx: ToolContext, mapIds: ReadonlyArray<number>, later: string, stdin: Readable = Readable.from([]), socketFds = false): AsyncGenerator<AnyRecord> {
+export async function* laterLook(ctx: ToolContext, mapIds: ReadonlyArray<number>, onKey: KeyVisitor, later: string, stdin: Readable = Readable.from([]), socketFds = false): AsyncGenerator<AnyRecord> {
   // A missing file: readInputs gives the usual "cannot read" environment error.
   const dir = later === `-` ? null : await laterDir(later);
   if (dir !== null) {
     yield* liveSnapshots(ctx, dir.dir, socketFds);
-    yield* dumpMaps(ctx, {from: [dir.dir], mapIds}) as AsyncIterable<AnyRecord>;
+    for await (const batch of dumpMapKeys(ctx, {from: [dir.dir], mapIds}, onKey))
+      yield* batch;
     return;
   }
   yield* readInputs([later], stdin, {onProblem: message => ctx.log.warn(message), maxLineLength: ctx.maxLineLength});
@@ -158,7 +161,12 @@ class SecondLook {
   earliestMs: number | null = null;
 
   /** Candidate keys per map; the re-read marks the ones it still has (only candidates are kept, not whole maps). */
-  constructor(private readonly candidateKeys: ReadonlyMap<number, HexKeySet>) {}
+  constructor(private readonly candidateKeys: CandidateKeys) {}
+
+  /** An entry of the re-read given by its key alone (dumpMapKeys). */
+  readonly sawKey: KeyVisitor = (mapId, bytes, length) => {
+    this.candidateKeys.markBytes(mapId, bytes, length);
+  };
 
   add(record: AnyRecord): void {
     if ((record.type === `snapshot` || record.type === `header`) && typeof record.timeMs === `number`
@@ -167,18 +175,13 @@ class SecondLook {
     if (this.index.add(record))
       return;
     if (record.type === `entry`) {
-      this.candidateKeys.get(record.mapId)?.mark(record.keyHex);
+      this.candidateKeys.markHex(record.mapId, record.keyHex);
     } else if (record.type === `mapstats`) {
       const stats = record;
       // A map that is gone took its entries with it; a dump that stopped early proves nothing.
       if (stats.complete || stats.gone === true)
         this.conclusive.add(stats.mapId);
     }
-  }
-
-  /** True when the re-read of its map finished and did not have the key. */
-  removed(verdict: VerdictRecord): boolean {
-    return this.conclusive.has(verdict.mapId) && !(this.candidateKeys.get(verdict.mapId)?.isMarked(verdict.keyHex) ?? false);
   }
 
   isConclusive(mapId: number): boolean {
@@ -192,7 +195,7 @@ export async function* recheckBatches(ctx: ToolContext, input: Batches<AnyRecord
   // Leaked verdicts wait for the second look: in memory up to a limit, then in a temp file.
   const candidates = new RecordHolding<VerdictRecord>(ctx, `leaked candidates`, options.holdInMemory);
   // Their keys, per map: what the re-read of each map is compared against.
-  const candidateKeys = new Map<number, HexKeySet>();
+  const candidateKeys = new CandidateKeys(ctx, options.holdInMemory ?? HOLD_IN_MEMORY);
   const provenance = options.provenance ?? new Provenance(ctx);
   const liveSecondLook = options.later === undefined && options.lookAgain === undefined;
   // `--later -`: a later NDJSON capture on stdin (read once, at the second look).
@@ -209,6 +212,7 @@ export async function* recheckBatches(ctx: ToolContext, input: Batches<AnyRecord
     yield* secondPass();
   } finally {
     candidates.discard();
+    candidateKeys.discard();
   }
 
   async function* firstPass(): AsyncGenerator<Array<AnyRecord>> {
@@ -230,12 +234,7 @@ export async function* recheckBatches(ctx: ToolContext, input: Batches<AnyRecord
             const stored = candidates.add(verdict);
             if (stored !== undefined)
               await stored;
-            let keys = candidateKeys.get(verdict.mapId);
-            if (keys === undefined) {
-              keys = new HexKeySet();
-              candidateKeys.set(verdict.mapId, keys);
-            }
-            keys.add(verdict.keyHex);
+            candidateKeys.add(verdict.mapId, verdict.keyHex);
             if (verdict.key?.kind === `pid_fd`)
               sawPidFd = true;
             held += 1;
@@ -279,7 +278,7 @@ export async function* recheckBatches(ctx: ToolContext, input: Batches<AnyRecord
     const delayMs = options.later === undefined ? options.delayMs ?? DEFAULT_RECHECK_DELAY_MS
       : await laterDir(options.later).then(dir => dir?.delaySeconds != null ? dir.delaySeconds * 1000 : null);
     if (held > 0) {
-      const mapIds = [...candidateKeys.keys()];
+      const mapIds = candidateKeys.mapIds;
       // A later capture was taken later already: no wait for it.
       if (options.later === undefined && delayMs! > 0) {
         ctx.log.info(`recheck: ${held} leaked candidate(s) in ${mapIds.length} map(s); looking again in ${delayMs! / 1000} s`);
@@ -288,8 +287,8 @@ export async function* recheckBatches(ctx: ToolContext, input: Batches<AnyRecord
       const look = new SecondLook(candidateKeys);
       const startedMs = ctx.clock.now();
       const records = options.lookAgain !== undefined ? options.lookAgain(ctx, mapIds)
-        : options.later !== undefined ? laterLook(ctx, mapIds, options.later, options.stdin, sawPidFd)
-          : liveLook(ctx, mapIds, options.dump, sawPidFd);
+        : options.later !== undefined ? laterLook(ctx, mapIds, look.sawKey, options.later, options.stdin, sawPidFd)
+          : liveLook(ctx, mapIds, look.sawKey, options.dump, sawPidFd);
       try {
         for await (const record of records)
           look.add(record);
@@ -298,6 +297,7 @@ export async function* recheckBatches(ctx: ToolContext, input: Batches<AnyRecord
           throw new ToolError(`--later ${options.later}: ${err.message.replace(/^--from \S+: /, ``)}`, err.exitCode);
         throw err;
       }
+      candidateKeys.settleAll();
       secondLookMs = liveSecondLook ? startedMs : look.earliestMs ?? (options.later === undefined ? startedMs : null);
       for (const mapId of mapIds) {
         if (!look.isConclusive(mapId))
@@ -308,7 +308,7 @@ export async function* recheckBatches(ctx: ToolContext, input: Batches<AnyRecord
         const out: Array<AnyRecord> = new Array(verdicts.length);
         for (let i = 0; i < verdicts.length; i++) {
           const verdict = verdicts[i];
-          const after = second(verdict, look);
+          const after = second(verdict, look, candidateKeys.nextMarked(verdict.mapId));
           if (after.checks === verdict.checks)
             unconfirmed += 1;
           const tally = tallies.get(after.mapId, after.map);
@@ -332,10 +332,11 @@ export function recheck(ctx: ToolContext, input: AsyncIterable<AnyRecord>, optio
   return unbatched(recheckBatches(ctx, singly(input), options));
 }
 
-/** The verdict after the second look. */
-function second(verdict: VerdictRecord, look: SecondLook): VerdictRecord {
+/** The verdict after the second look; `reread` says whether the re-read of its map had its key. */
+function second(verdict: VerdictRecord, look: SecondLook, reread: boolean): VerdictRecord {
   const checks = verdict.checks + 1;
-  if (look.removed(verdict))
+  // Removed: the re-read of its map finished without the key.
+  if (look.isConclusive(verdict.mapId) && !reread)
     return {...verdict, status: `resolved`, reason: `removed_from_map`, checks};
   const judgement = judgeEntry(verdict, look.index);
   switch (judgement.status) {
