@@ -2,8 +2,9 @@
 // avoid (a connection opened after the snapshot, an entry deleted just after the dump).
 //
 // Everything that is not a leaked verdict streams straight through. The leaked ones are held
-// (past a limit, the verdicts in a spill file and their keys in one file per map); when the input ends the stage waits ONE delay for the whole run (the original tool waited once
-// per leaky map, one after another: B16), then looks again at both sides:
+// (past a limit, the verdicts in a spill file and their keys in one file per map); when the
+// input ends the stage waits ONE delay for the whole run (the original tool waited once per
+// leaky map, one after another: B16), then looks again at both sides:
 //   1. fresh snapshots of sockets and processes (first: see below);
 //   2. a re-read of only the maps that had leaked candidates (one dump per map, not per key; only
 //      the keys are taken from it, marked against that map's candidate keys).
