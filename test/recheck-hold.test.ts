@@ -137,7 +137,7 @@ test(`recheck --later CAPTURE_DIR (keys only) gives the same bytes as the same l
     const candidates: Array<Record<string, any>> = [];
     entries.forEach((entry, n) => {
       candidates.push({type: `verdict`, v: SCHEMA_VERSION, mapId: entry.mapId, map: entry.map, keyHex: entry.keyHex, key: entry.key, status: `leaked`, reason: `no_connection_any_namespace`, checks: 1});
-      candidates.push({...candidates[candidates.length - 1], keyHex: n % 2 === 0 ? `00`.repeat(48) : entry.keyHex.replace(/.$/, c => (c === `0` ? `1` : `0`))});
+      candidates.push({...candidates[candidates.length - 1], keyHex: n % 2 === 0 ? `00`.repeat(48) : entry.keyHex.replace(/.$/, (c: string) => (c === `0` ? `1` : `0`))});
     });
     candidates.push({...candidates[0]}, {...candidates[1], mapId: 4242});
     const mapIds = [...new Set(candidates.map(c => c.mapId))];
