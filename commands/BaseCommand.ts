@@ -9,8 +9,11 @@ import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
 import type {Origin} from '../src/provenance.ts';
 import {singly, type Batches} from '../src/batch.ts';
-import {OutputClosed, RecordWriter, readInputBatches, readInputs} from '../src/ndjson.ts';
+import {OutputClosed, RecordWriter, batchBytes, readInputBatches, readInputs, type LineBytes} from '../src/ndjson.ts';
 import type {AnyRecord, Stage} from '../src/schema.ts';
+
+/** Batches at least this long go out as bytes, one write each (batchBytes); smaller ones are queued as text. */
+const BYTES_FROM = 64;
 
 export type CliContext = BaseContext & {
   /** Overrides of the tool context (tests inject proc roots, runners, clocks). */
@@ -98,8 +101,11 @@ export abstract class BaseCommand extends Command<CliContext> {
     await this.emitBatches(stage, tool, singly(records), lineOf, origin);
   }
 
-  /** emit() for a stage that yields batches of records (src/batch.ts): one write per batch. */
-  protected async emitBatches(stage: Stage, tool: ToolContext, batches: Batches<object>, lineOf?: (record: object) => string, origin?: () => Origin | null): Promise<void> {
+  /**
+   * emit() for a stage that yields batches of records (src/batch.ts): one write per batch.
+   * `lineBytes` writes the lines it can as bytes (src/ndjson.ts batchBytes), `lineOf` the others.
+   */
+  protected async emitBatches(stage: Stage, tool: ToolContext, batches: Batches<object>, lineOf?: (record: object) => string, origin?: () => Origin | null, lineBytes?: LineBytes): Promise<void> {
     const writer = new RecordWriter(this.context.stdout, lineOf);
     let headed = false;
     try {
@@ -108,9 +114,13 @@ export abstract class BaseCommand extends Command<CliContext> {
           headed = true;
           await writer.write(makeHeader(stage, tool, origin?.()));
         }
-        const pending = writer.writeBatch(batch);
-        if (pending !== undefined)
-          await pending;
+        if (batch.length >= BYTES_FROM) {
+          await writer.writeBytes(batchBytes(batch, lineOf, lineBytes));
+        } else {
+          const pending = writer.writeBatch(batch);
+          if (pending !== undefined)
+            await pending;
+        }
       }
       if (!headed)
         await writer.write(makeHeader(stage, tool, origin?.()));

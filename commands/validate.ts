@@ -5,7 +5,7 @@ import {ExitCode} from '../src/exitCodes.ts';
 import {readInputBatches, readInputs} from '../src/ndjson.ts';
 import {Provenance} from '../src/provenance.ts';
 import {validateBatches} from '../src/validate/index.ts';
-import {verdictLine} from '../src/validate/serialize.ts';
+import {verdictBytes, verdictLine} from '../src/validate/serialize.ts';
 import {BaseCommand} from './BaseCommand.ts';
 import {WithProcRoot} from './options.ts';
 
@@ -41,7 +41,7 @@ export default class ValidateCommand extends WithProcRoot(BaseCommand) {
     const live = this.live === undefined ? `auto` : this.live ? `always` : `never`;
     const counts = {leaked: 0};
     const provenance = new Provenance(tool);
-    await this.emitBatches(`validate`, tool, validateBatches(tool, input, {snapshots, live, counts, provenance}), verdictLine, () => provenance.origin);
+    await this.emitBatches(`validate`, tool, validateBatches(tool, input, {snapshots, live, counts, provenance}), verdictLine, () => provenance.origin, verdictBytes);
     return counts.leaked > 0 ? ExitCode.LeaksFound : ExitCode.Ok;
   }
 }

@@ -2,6 +2,7 @@
 // buffer for every chunk, so one 50 MB line cost 25 s and 545 MB; here each chunk is searched
 // once from where the last search stopped, a partial line is kept as a list of pieces, and a
 // line longer than the bound is counted, not kept, until its newline.
+import {isAscii} from 'node:buffer';
 import type {Readable} from 'node:stream';
 import {StringDecoder} from 'node:string_decoder';
 import {Ascii} from './ascii.ts';
@@ -58,8 +59,20 @@ export async function* splitLines(input: AsyncIterable<Buffer | string>, maxLeng
     }
   };
 
+  // Whether the decoder holds no bytes of a character cut at the end of the last chunk.
+  let decoderEmpty = true;
   for await (const chunk of input) {
-    const text = typeof chunk === `string` ? chunk : decoder.write(chunk);
+    let text;
+    if (typeof chunk === `string`) {
+      text = chunk;
+    } else if (decoderEmpty && isAscii(chunk)) {
+      // ASCII (every record the tool writes): its latin1 text is its UTF-8 text, made by a copy.
+      text = chunk.toString(`latin1`);
+    } else {
+      text = decoder.write(chunk);
+      // A chunk that ends in an ASCII byte leaves nothing behind in the decoder.
+      decoderEmpty = chunk.length === 0 || chunk[chunk.length - 1] < 0x80;
+    }
     const batch: LineBatch = [];
     let start = 0;
     for (let newline = text.indexOf(`\n`); newline >= 0; newline = text.indexOf(`\n`, start)) {

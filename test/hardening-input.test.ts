@@ -6,6 +6,7 @@ import {chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, 
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {Readable} from 'node:stream';
+import {StringDecoder} from 'node:string_decoder';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {defaultToolContext} from '../src/context.ts';
@@ -129,6 +130,23 @@ test(`splitLines: pieces across chunks, CRLF, a split UTF-8 character, a last li
   assert.equal(await collect([Buffer.concat([Buffer.from(`x`), euro.subarray(0, 1)]), Buffer.concat([euro.subarray(1), Buffer.from(`\n`)])], 100), [`x€`]);
   assert.equal(await collect([`12345`, `678\nok\n`, `123456789`, `0`], 5), [8, `ok`, 10]);
   assert.equal(await collect([`1234567\nabc`], 5), [7, `abc`]);
+});
+
+test(`splitLines: ASCII chunks (decoded as latin1) give the lines the UTF-8 decoder gives, around characters split between chunks and invalid bytes`, async () => {
+  const text = Buffer.concat([
+    Buffer.from(`{"a":"plain"}\n{"b":"€uro ünïcode 𝄞"}\r\n`), Buffer.from([0xff, 0x41, 0x0a, 0xe2, 0x82]), Buffer.from(`x\nascii after a cut\n\nlast`),
+  ]);
+  // The general path: one decoder over every chunk.
+  const reference = (chunks: Array<Buffer>) => {
+    const decoder = new StringDecoder(`utf8`);
+    return (chunks.map(chunk => decoder.write(chunk)).join(``) + decoder.end()).split(`\n`).map(line => line.replace(/\r$/, ``));
+  };
+  for (let size = 1; size <= 9; size++) {
+    const chunks: Array<Buffer> = [];
+    for (let at = 0; at < text.length; at += size)
+      chunks.push(text.subarray(at, at + size));
+    assert.equal(await collect(chunks, 1000), reference(chunks), `chunks of ${size}`);
+  }
 });
 
 test(`dump-maps --from: an element over the limit and one nested 20,000 deep are reported and skipped, the entries around them kept`, async () => {

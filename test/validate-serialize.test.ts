@@ -1,13 +1,13 @@
 import {Readable} from 'node:stream';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
-import {SOURCE_LINE, readRecords} from '../src/ndjson.ts';
+import {SOURCE_LINE, batchBytes, readRecords} from '../src/ndjson.ts';
 import {SCHEMA_VERSION, type AnyRecord, type EntryRecord} from '../src/schema.ts';
 import {makeVerdict, validate} from '../src/validate/index.ts';
 import {defaultToolContext} from '../src/context.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {SnapshotIndex} from '../src/validate/snapshotIndex.ts';
-import {verdictLine} from '../src/validate/serialize.ts';
+import {verdictBytes, verdictLine} from '../src/validate/serialize.ts';
 
 const entries = [
   {type: `entry`, v: SCHEMA_VERSION, mapId: 3, map: `http_in_flight`, keyHex: `00`.repeat(48), valueHex: `0102`,
@@ -93,6 +93,37 @@ test(`an entry's unknown fields reach its verdict in every key order: validate, 
   assert.is(inProcess.length, 2);
   for (const verdict of inProcess)
     assert.equal(strip(JSON.parse(JSON.stringify(verdict))), expected);
+});
+
+test(`verdicts written as bytes (verdictBytes) are byte for byte verdictLine's text: non-ASCII lines and owners, matches, judgedBy, checks 2, a batch past the scratch buffer`, async () => {
+  const snapshot = await index();
+  snapshot.add({type: `process`, v: 1, pid: 9, tids: [9], state: `S`, startTime: 1, comm: `wörker 𝄞`, netnsInode: 9} as never);
+  const lines = [
+    ...entries.map(entry => JSON.stringify(entry)),
+    // Non-ASCII in a field this tool does not know, and an owner whose comm is not ASCII.
+    JSON.stringify({...entries[1], note: `ünïcode € 𝄞`, key: {kind: `pid_tgid`, pidTgid: `38654705673`, tgid: 9, tid: 9}}),
+    // A pointer key: judged by the value's tuple (judgedBy).
+    JSON.stringify({type: `entry`, v: SCHEMA_VERSION, mapId: 6, map: `ssl_sock_by_ctx`, keyHex: `00`.repeat(8), key: {kind: `pointer`, pointer: `0x0`},
+      valueTuple: entries[0].key}),
+  ];
+  const verdicts: Array<Record<string | symbol, unknown>> = [];
+  for await (const record of readRecords(Readable.from([lines.join(`\n`)]), `t`, {onProblem: p => assert.unreachable(p), keepSourceLine: new Set([`entry`])}))
+    verdicts.push(makeVerdict(record as unknown as EntryRecord, snapshot, undefined) as never);
+  assert.ok(verdicts.every(verdict => verdict[SOURCE_LINE] !== undefined));
+  assert.ok(verdicts.some(verdict => verdict.judgedBy === `value`) && verdicts.some(verdict => verdict.match !== undefined));
+  // Judged again (checks 2), and a reason the prebuilt texts do not have: verdictLine's way.
+  verdicts.push({...verdicts[0], checks: 2, [SOURCE_LINE]: verdicts[0][SOURCE_LINE]});
+  verdicts.push({...verdicts[1], reason: `made_up`, [SOURCE_LINE]: verdicts[1][SOURCE_LINE]});
+  const text = (records: ReadonlyArray<object>) => records.map(record => `${verdictLine(record)}\n`).join(``);
+  assert.is(batchBytes(verdicts, verdictLine, verdictBytes).toString(), text(verdicts));
+  // Each one alone, so a verdict the bytes way declines is seen as such.
+  const written = verdicts.map(verdict => verdictBytes(verdict, Buffer.alloc(4096), 0) >= 0);
+  assert.equal(written, [true, true, true, true, true, false, false]);
+  // Too little room: left to verdictLine.
+  assert.is(verdictBytes(verdicts[0], Buffer.alloc(64), 0), -1);
+  // Many more bytes than the scratch buffer holds, in one batch.
+  const many = Array.from({length: 6000}, (_, i) => verdicts[i % verdicts.length]);
+  assert.is(batchBytes(many, verdictLine, verdictBytes).toString(), text(many));
 });
 
 test.run();

@@ -118,7 +118,7 @@ export function makeVerdict(entry: EntryRecord, index: SnapshotIndex, mapProblem
   };
   const fields = entry as Record<string | symbol, unknown>;
   const line = fields[SOURCE_LINE] as string | undefined;
-  if (line !== undefined && lineCarriesEntry(line)) {
+  if (line !== undefined && lineCarriesEntry(line, entry)) {
     // Written from the line, which holds every field of the entry: the object needs only those
     // code reads (copying the rest cost validate ~4% CPU).
     verdict[SOURCE_LINE] = line;

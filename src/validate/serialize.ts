@@ -11,12 +11,10 @@
 // computes for a verdict must therefore be a verdict-only field of the spec, never an entry field.
 import {Ascii} from '../ascii.ts';
 import {SOURCE_LINE} from '../ndjson.ts';
-import {SCHEMA_VERSION, VERDICT_ONLY_FIELD_NAMES} from '../schema.ts';
+import {REASONS, SCHEMA_VERSION, VERDICT_ONLY_FIELD_NAMES, type VerdictStatus} from '../schema.ts';
 
 export const ENTRY_LINE_PREFIX = `{"type":"entry","v":${SCHEMA_VERSION},`;
 const VERDICT_LINE_PREFIX = `{"type":"verdict","v":${SCHEMA_VERSION},`;
-/** An entry line that already has one of the verdict's own fields is not ours: fall back. */
-const VERDICT_FIELDS_RE = new RegExp(`"(?:${VERDICT_ONLY_FIELD_NAMES.join(`|`)})":`);
 const SAFE_STRING = /^[0-9A-Za-z_.:[\]-]*$/;
 
 /**
@@ -37,10 +35,66 @@ function jsonOf(value: unknown): string {
   return cached[JSON_TEXT] ??= JSON.stringify(value);
 }
 
-/** Whether a verdict can be written from its entry's line: makeVerdict asks, verdictLine trusts it. */
-export function lineCarriesEntry(entryLine: string): boolean {
-  return entryLine.startsWith(ENTRY_LINE_PREFIX) && entryLine.charCodeAt(entryLine.length - 1) === Ascii.CloseBrace
-    && !VERDICT_FIELDS_RE.test(entryLine);
+/**
+ * Whether a verdict can be written from its entry's line: makeVerdict asks, verdictLine trusts it.
+ * An entry that has one of the verdict's own fields is not ours (its line would then carry the
+ * field twice): asked of the parsed entry, not by searching the line.
+ */
+export function lineCarriesEntry(entryLine: string, entry: object): boolean {
+  if (!entryLine.startsWith(ENTRY_LINE_PREFIX) || entryLine.charCodeAt(entryLine.length - 1) !== Ascii.CloseBrace)
+    return false;
+  const fields = entry as Record<string, unknown>;
+  for (let i = 0; i < VERDICT_ONLY_FIELD_NAMES.length; i++) {
+    if (fields[VERDICT_ONLY_FIELD_NAMES[i]] !== undefined)
+      return false;
+  }
+  return true;
+}
+
+/**
+ * `,"status":…,"reason":…,"checks":1` for every status and reason a verdict can have, built once:
+ * what every verdict line of validate appends first (the fields in the spec's order).
+ */
+const [STATUS, REASON, CHECKS, ...LATER_FIELDS] = VERDICT_ONLY_FIELD_NAMES;
+const FIRST_FIELDS = [STATUS, REASON, CHECKS];
+const JUDGEMENT_TEXT: ReadonlyMap<unknown, ReadonlyMap<unknown, string>> = new Map(
+  (Object.keys(REASONS) as Array<VerdictStatus>).map(status => [status, new Map(
+    Object.values(REASONS).flat().map(reason => [reason, `,"${STATUS}":"${status}","${REASON}":"${reason}","${CHECKS}":1`]),
+  )]),
+);
+
+/** VERDICT_LINE_PREFIX is this much longer than ENTRY_LINE_PREFIX. */
+const PREFIX_GROWTH = VERDICT_LINE_PREFIX.length - ENTRY_LINE_PREFIX.length;
+
+/**
+ * verdictLine's text (and the newline) written as UTF-8 straight into `buffer` at `at`, for the
+ * verdicts it writes from their entry's line with a prebuilt judgement; returns where the bytes
+ * end, or -1 when it leaves the record to verdictLine (another verdict, or too little room). No
+ * verdict string is built: the entry's line (a slice of the chunk it was read from) is copied
+ * once, and the verdict's prefix written over the entry's. Building and then encoding a string
+ * per verdict cost several times that.
+ */
+export function verdictBytes(record: object, buffer: Buffer, at: number): number {
+  const verdict = record as {type?: unknown, [SOURCE_LINE]?: string} & Record<string, unknown>;
+  const entryLine = verdict[SOURCE_LINE];
+  if (verdict.type !== `verdict` || entryLine === undefined || verdict[CHECKS] !== 1)
+    return -1;
+  const judgement = JUDGEMENT_TEXT.get(verdict[STATUS])?.get(verdict[REASON]);
+  if (judgement === undefined)
+    return -1;
+  const later = fieldsText(verdict, LATER_FIELDS);
+  // At most 3 bytes per UTF-16 unit; the closing brace and the newline.
+  if (at + PREFIX_GROWTH + 3 * (entryLine.length + later.length) + judgement.length + 2 > buffer.length)
+    return -1;
+  // The line without its closing brace, then the verdict's prefix over the entry's.
+  let end = at + PREFIX_GROWTH + buffer.write(entryLine, at + PREFIX_GROWTH) - 1;
+  buffer.write(VERDICT_LINE_PREFIX, at, `latin1`);
+  end += buffer.write(judgement, end, `latin1`);
+  if (later.length > 0)
+    end += buffer.write(later, end);
+  buffer[end++] = Ascii.CloseBrace;
+  buffer[end++] = Ascii.LineFeed;
+  return end;
 }
 
 /** A verdict as NDJSON: from its entry's line when makeVerdict kept it (SOURCE_LINE), else stringified. */
@@ -49,11 +103,19 @@ export function verdictLine(record: object): string {
   const entryLine = verdict[SOURCE_LINE];
   if (verdict.type !== `verdict` || entryLine === undefined)
     return JSON.stringify(record);
-  let line = `${VERDICT_LINE_PREFIX}${entryLine.slice(ENTRY_LINE_PREFIX.length, -1)}`;
-  for (const name of VERDICT_ONLY_FIELD_NAMES) {
+  const judgement = (verdict[CHECKS] === 1 ? JUDGEMENT_TEXT.get(verdict[STATUS])?.get(verdict[REASON]) : undefined)
+    ?? fieldsText(verdict, FIRST_FIELDS);
+  const tail = `${judgement}${fieldsText(verdict, LATER_FIELDS)}`;
+  return `${VERDICT_LINE_PREFIX}${entryLine.slice(ENTRY_LINE_PREFIX.length, -1)}${tail}}`;
+}
+
+function fieldsText(verdict: Record<string, unknown>, names: ReadonlyArray<string>): string {
+  let text = ``;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
     const value = verdict[name];
     if (value !== undefined)
-      line += `,"${name}":${jsonOf(value)}`;
+      text += `,"${name}":${jsonOf(value)}`;
   }
-  return `${line}}`;
+  return text;
 }
