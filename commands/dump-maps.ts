@@ -1,6 +1,7 @@
 import {Command, Option} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
 import {dumpMapText, type DumpOptions} from '../src/dump/index.ts';
+import {LineChunks} from '../src/dump/lineChunks.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
@@ -36,15 +37,17 @@ export default class DumpMapsCommand extends WithMapSelection(WithBackend(BaseCo
     const options: DumpOptions = {...this.backendOptions(), ...this.selectionOptions(), from: this.from, stdin: this.context.stdin};
     if (options.from && this.backendFlagsGiven().length > 0)
       throw new UsageFault(`--from reads saved files: ${this.backendFlagsGiven().join(`, `)} do${this.backendFlagsGiven().length === 1 ? `es` : ``} not apply`);
-    const records = dumpMapText(tool, options);
-    // Whole chunks of text: one await per chunk of dump output, not per entry.
+    const chunks = new LineChunks();
+    const records = dumpMapText(tool, options, chunks);
+    // Whole chunks of bytes: one await per chunk of dump output, not per entry.
     // The first batch comes before the header: no backend, no maps → nothing on stdout, exit 3.
     let next = await records.next();
     const writer = new RecordWriter(this.context.stdout);
     try {
       await writer.write(makeHeader(`dump-maps`, tool, options.from && options.from.length > 0 ? await capturesOrigin(options.from, tool.clock.now()) : null));
       while (!next.done) {
-        await writer.writeText(next.value);
+        const chunk = next.value;
+        await writer.writeBytes(chunk, () => chunks.recycle(chunk));
         next = await records.next();
       }
       await writer.end();

@@ -310,11 +310,44 @@ export class RecordWriter {
 
   /**
    * Writes NDJSON bytes already serialized (complete lines), after the queued text, with the same
-   * backpressure and errors as flush(). The chunk is the stream's from then on: never reuse it.
+   * backpressure and errors as flush(). The chunk is the stream's from then on. With `done`, on a
+   * stream onto a file descriptor (process.stdout, fs and net streams: their write callback runs
+   * once the bytes went out), this waits for that callback and then calls `done`: the chunk's
+   * memory may be filled again. Other streams may hold on to a chunk: `done` never runs for them.
    */
-  async writeBytes(chunk: Uint8Array): Promise<void> {
+  async writeBytes(chunk: Uint8Array, done?: () => void): Promise<void> {
     await this.flush();
-    await this.send(chunk);
+    if (done === undefined || typeof (this.out as {fd?: unknown}).fd !== `number`) {
+      await this.send(chunk);
+      return;
+    }
+    if (this.isClosed)
+      throw this.failure();
+    // Not the `drain` event: a synchronous stream (a file) says nothing, and its callbacks would
+    // wait for the end of the dump, each holding its chunk.
+    const settled = new AbortController();
+    let written = false;
+    try {
+      await Promise.race([
+        new Promise<void>(resolve => this.out.write(chunk, err => {
+          if (err)
+            this.onError(err as NodeJS.ErrnoException);
+          else
+            written = true;
+          resolve();
+        })),
+        once(this.out, `close`, {signal: settled.signal}),
+      ]);
+    } catch (err) {
+      // `once` rejects on an `error` event.
+      this.onError(err as NodeJS.ErrnoException);
+    } finally {
+      settled.abort();
+    }
+    if (this.isClosed)
+      throw this.failure();
+    if (written)
+      done();
   }
 
   async flush(): Promise<void> {

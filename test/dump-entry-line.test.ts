@@ -1,12 +1,14 @@
-// dump-maps builds entry lines straight from the bytes (src/dump/entryLine.ts): each must be
-// exactly the text of the record toEntry builds, JSON.stringify'd, for every layout of the
-// catalogue, v4 and v6 tuples (zero runs, v4-mapped), per-CPU values, dated values, and keys that
-// do not decode (those must go the record way: null).
+// dump-maps writes entry lines as bytes straight from the raw bytes (src/dump/entryLine.ts): each
+// must be exactly the text of the record toEntry builds, JSON.stringify'd, for every layout of the
+// catalogue, v4 and v6 tuples (zero runs, v4-mapped), per-CPU values, dated values (older and
+// newer than the read), extras (signed, u64), pid keys with high halves past 2^53, and keys that do
+// not decode (those must go the record way: -1). Lines are written at odd offsets of a dirty
+// buffer, so a byte the writer forgets shows.
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {CATALOGUE, CONN_TUPLE_SIZE, type CatalogueMap, type KeyLayout} from '../src/catalogue.ts';
 import {emptyRawEntry, type RawEntry} from '../src/dump/entry.ts';
-import {entryLine, linePlan} from '../src/dump/entryLine.ts';
+import {lineBound, linePlan, putEntryLine, type LinePlan} from '../src/dump/entryLine.ts';
 import {toEntry, type Dating} from '../src/dump/index.ts';
 import type {Target} from '../src/dump/layout.ts';
 
@@ -61,7 +63,22 @@ function raw(key: Buffer, value: Buffer | null, perCpu: boolean, cpus: number, v
   return entry;
 }
 
-test(`entryLine equals the record's JSON for every layout of the catalogue`, () => {
+const buffer = Buffer.alloc(64 * 1024);
+const out = {buffer, view: new DataView(buffer.buffer, buffer.byteOffset, buffer.length)};
+
+/** The line putEntryLine writes for `entry`, or null when it declines; checks it kept to lineBound. */
+function entryLine(plan: LinePlan, entry: RawEntry, random: () => number = Math.random): string | null {
+  buffer.fill(0xa5);
+  const at = Math.floor(random() * 1000);
+  const end = putEntryLine(out, at, plan, entry);
+  if (end < 0)
+    return null;
+  assert.ok(end - at <= lineBound(plan, entry), `line of ${end - at} bytes, bound ${lineBound(plan, entry)}`);
+  assert.is(buffer[at - 1] ?? 0xa5, 0xa5);
+  return buffer.toString(`utf8`, at, end);
+}
+
+test(`entry lines equal the record's JSON for every layout of the catalogue`, () => {
   const random = rng(20261127);
   let lines = 0;
   for (const map of CATALOGUE) {
@@ -76,17 +93,20 @@ test(`entryLine equals the record's JSON for every layout of the catalogue`, () 
             const key = keyBytes(random, keySize, layout);
             const valueLength = [0, 8, 16, 20][n % 4];
             const perCpu = n % 5 === 0;
-            const cpus = perCpu ? 1 + (n % 3) : 0;
+            const cpus = perCpu ? [1, 2, 64, 0, 3][(n / 5) % 5] : 0;
             const value = n % 7 === 0 ? null : Buffer.alloc(perCpu ? cpus * ((valueLength + 7) & ~7) : valueLength);
             if (value !== null) {
               for (let i = 0; i < value.length; i++)
                 value[i] = Math.floor(random() * 256);
+              // Dated fields: older than the read, newer (age 0), or unset (no age).
               if (n % 3 === 0 && value.length >= 8)
-                value.writeBigUInt64LE(BigInt(Math.floor(random() * 5e12)), 0);
+                value.writeBigUInt64LE(BigInt(Math.floor(random() * 6e12)), 0);
+              if (n % 3 === 1 && value.length >= 16)
+                value.fill(0, 0, 16);
             }
             const entry = raw(key, value, perCpu, cpus, valueLength);
             const expected = `${JSON.stringify(toEntry(entry, {bytes: key, length: key.length, error: undefined}, t, map.name, undefined, dating))}\n`;
-            const line = plan === null ? null : entryLine(plan, entry);
+            const line = plan === null ? null : entryLine(plan, entry, random);
             if (line !== null) {
               assert.is(line, expected, `${map.name} key ${key.toString(`hex`)}`);
               lines++;

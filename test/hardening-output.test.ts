@@ -64,8 +64,8 @@ function usmldLeftovers(dir: string): Array<string> {
   return readdirSync(dir).filter(name => name.startsWith(`usmld-`));
 }
 
-test(`stdout on /dev/full: snapshot-pids and report exit 3 naming the error (was 0 silently, and 4 with a stack)`, async () => {
-  for (const args of [[`snapshot-pids`], [`report`, `samples/capture.ndjson`]]) {
+test(`stdout on /dev/full: snapshot-pids, report and dump-maps exit 3 naming the error (was 0 silently, and 4 with a stack)`, async () => {
+  for (const args of [[`snapshot-pids`], [`report`, `samples/capture.ndjson`], [`dump-maps`, `--from`, `samples/dump/bpftool`]]) {
     const fd = openSync(`/dev/full`, `w`);
     try {
       const run = await runBin(args, {stdout: fd});

@@ -11,7 +11,8 @@ import {ageFromBtf, ageFromBytes, decodeKey, encodeBtfKey, KeySet, valueTupleFro
 import {planTargets, type Target} from './layout.ts';
 import {keyHexOf, valueHexOf, type EntrySink, type RawEntry} from './entry.ts';
 import {toWireJson} from './json.ts';
-import {entryLine, linePlan} from './entryLine.ts';
+import {lineBound, linePlan, putEntryLine} from './entryLine.ts';
+import {LineChunks} from './lineChunks.ts';
 import {offlineSource} from './offline.ts';
 import {recordLine} from './serialize.ts';
 import type {ListedMap, MapSource} from './source.ts';
@@ -52,25 +53,27 @@ export async function* dumpMaps(ctx: ToolContext, options: DumpOptions = {}): As
  * an await per record. dumpMaps is this, flattened.
  */
 export async function* dumpMapBatches(ctx: ToolContext, options: DumpOptions = {}): AsyncGenerator<Array<DumpRecord>> {
-  for await (const chunk of dumpChunks(ctx, options, false))
-    yield chunk as Array<DumpRecord>;
+  yield* dumpChunks(ctx, options, null);
 }
 
 /**
- * The same records as NDJSON text, one chunk per batch: dump-maps' output. Entry lines are built
- * straight from the raw bytes (./entryLine.ts), without the record objects.
+ * The same records as NDJSON bytes, in chunks of about CHUNK_BYTES: dump-maps' output. Entry
+ * lines are written straight from the raw bytes into the chunks (./entryLine.ts), without record
+ * objects or strings. Each chunk is the taker's until it gives it back to `out` (recycle).
  */
-export async function* dumpMapText(ctx: ToolContext, options: DumpOptions = {}): AsyncGenerator<string> {
-  for await (const chunk of dumpChunks(ctx, options, true)) {
-    if (typeof chunk === `string`) {
-      yield chunk;
-    } else {
-      let text = ``;
-      for (const record of chunk)
-        text += recordLine(record);
-      yield text;
+export async function* dumpMapText(ctx: ToolContext, options: DumpOptions = {}, out = new LineChunks()): AsyncGenerator<Buffer> {
+  try {
+    for await (const records of dumpChunks(ctx, options, out)) {
+      for (const record of records)
+        out.text(recordLine(record));
+      yield* out.takeFull();
     }
+  } catch (err) {
+    // What was read before the failure still goes out, as it did line by line.
+    yield* out.takeAll();
+    throw err;
   }
+  yield* out.takeAll();
 }
 
 /**
@@ -79,14 +82,20 @@ export async function* dumpMapText(ctx: ToolContext, options: DumpOptions = {}):
  * the map and mapstats records come as records.
  */
 export async function* dumpMapKeys(ctx: ToolContext, options: DumpOptions, onKey: KeyVisitor): AsyncGenerator<Array<MapRecord | MapStatsRecord>> {
-  for await (const chunk of dumpChunks(ctx, options, false, onKey))
+  for await (const chunk of dumpChunks(ctx, options, null, onKey))
     yield chunk as Array<MapRecord | MapStatsRecord>;
 }
 
 export type KeyVisitor = (mapId: number, bytes: Uint8Array, length: number) => void;
 
-/** Records in batches; with `text`, entries come as NDJSON text instead (map and mapstats records stay records); with `onKey`, only their keys, to it. */
-async function* dumpChunks(ctx: ToolContext, options: DumpOptions, text: boolean, onKey: KeyVisitor | null = null): AsyncGenerator<Array<DumpRecord> | string> {
+const NO_RECORDS: Array<DumpRecord> = [];
+
+/**
+ * Records in batches; with `out`, entries are written there as NDJSON bytes instead (map and
+ * mapstats records stay records), and an empty batch says full chunks are waiting in `out`; with
+ * `onKey`, only their keys, to it.
+ */
+async function* dumpChunks(ctx: ToolContext, options: DumpOptions, out: LineChunks | null, onKey: KeyVisitor | null = null): AsyncGenerator<Array<DumpRecord>> {
   const selected = selectCatalogue(options.selection ?? {});
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const source = await openSource(ctx, options, timeoutMs);
@@ -111,7 +120,7 @@ async function* dumpChunks(ctx: ToolContext, options: DumpOptions, text: boolean
   }
 
   for (const target of targets)
-    yield* dumpOne(ctx, source, target, text, onKey);
+    yield* dumpOne(ctx, source, target, out, onKey);
 }
 
 /** Saved files when --from is given, else the live host's maps the best way allowed. */
@@ -154,7 +163,7 @@ function mapRecord(target: Target, backend: BackendName, readNs: bigint | null):
   return record;
 }
 
-async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, text: boolean, onKey: KeyVisitor | null): AsyncGenerator<Array<DumpRecord> | string> {
+async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, out: LineChunks | null, onKey: KeyVisitor | null): AsyncGenerator<Array<DumpRecord>> {
   const {listed, catalogue} = target;
   const mapId = listed.id;
   const mapName = catalogue.name;
@@ -180,9 +189,8 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tex
 
   const keys = new KeySet();
   let batch: Array<DumpRecord> = [];
-  // Text mode: entry lines straight from the bytes when the map's entries have the usual shape.
-  const plan = text ? linePlan(mapId, mapName, target.layout, problem, dating) : null;
-  let lines = ``;
+  // Bytes out: entry lines straight from the bytes when the map's entries have the usual shape.
+  const plan = out !== null ? linePlan(mapId, mapName, target.layout, problem, dating) : null;
   const problems: Array<string> = [];
   let problemCount = 0;
   const sink: EntrySink = {
@@ -203,12 +211,19 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tex
         onKey(mapId, raw.bytes, raw.length);
         return;
       }
-      if (!text) {
+      if (out === null) {
         batch.push(toEntry(entry, raw, target, mapName, problem, dating));
         return;
       }
-      const line = plan !== null ? entryLine(plan, entry) : null;
-      lines += line ?? recordLine(toEntry(entry, raw, target, mapName, problem, dating));
+      if (plan !== null) {
+        out.room(lineBound(plan, entry));
+        const end = putEntryLine(out, out.at, plan, entry);
+        if (end >= 0) {
+          out.at = end;
+          return;
+        }
+      }
+      out.text(recordLine(toEntry(entry, raw, target, mapName, problem, dating)));
     },
     skipped(message) {
       // One unreadable element: counted with the failed lookups, the rest goes on.
@@ -222,14 +237,11 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tex
   try {
     while (await reader.next()) {
       if (batch.length > 0) {
-        const out = batch;
+        const records = batch;
         batch = [];
-        yield out;
-      }
-      if (lines !== ``) {
-        const out = lines;
-        lines = ``;
-        yield out;
+        yield records;
+      } else if (out?.hasFull) {
+        yield NO_RECORDS;
       }
     }
     const {failures, gone} = await reader.finish();
@@ -244,15 +256,10 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, tex
     }
     if (stats.errors > problemCount)
       ctx.log.info(`map ${mapId} (${listed.name}): ${stats.errors - problemCount} failed lookup(s) inside the dump`);
-    if (lines !== ``) {
-      const out = lines;
-      lines = ``;
-      yield out;
-    }
     batch.push(stats);
-    const out = batch;
+    const records = batch;
     batch = [];
-    yield out;
+    yield records;
   } finally {
     reader.close();
   }
