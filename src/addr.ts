@@ -13,10 +13,28 @@ export function formatIPv4(bytes: Uint8Array, offset: number): string {
 export function formatIPv6(bytes: Uint8Array, offset: number): string {
   // Every key of a v6 map passes here: no arrays, one scratch for the groups.
   const groups = GROUPS;
+  const run = ipv6Groups(bytes, offset, groups);
+  if (run === V4_MAPPED)
+    return `::ffff:${formatIPv4(bytes, offset + 12)}`;
+  if (run === NO_RUN)
+    return hexGroups(groups, 0, 8);
+  return `${hexGroups(groups, 0, run >>> 4)}::${hexGroups(groups, (run >>> 4) + (run & 15), 8)}`;
+}
+
+const GROUPS = new Uint16Array(8);
+export const V4_MAPPED = -2;
+export const NO_RUN = -1;
+
+/**
+ * Reads the 8 groups of 16 network-order bytes at `offset` into `groups`; returns V4_MAPPED for
+ * ::ffff:a.b.c.d, NO_RUN when no two zero groups follow each other, else the longest (first)
+ * run of zero groups RFC 5952 compresses to `::`, as start << 4 | length.
+ */
+export function ipv6Groups(bytes: Uint8Array, offset: number, groups: Uint16Array): number {
   for (let i = 0; i < 8; i++)
     groups[i] = (bytes[offset + 2 * i] << 8) | bytes[offset + 2 * i + 1];
   if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff)
-    return `::ffff:${formatIPv4(bytes, offset + 12)}`;
+    return V4_MAPPED;
   let bestStart = -1;
   let bestLen = 1;
   for (let i = 0; i < 8;) {
@@ -33,12 +51,8 @@ export function formatIPv6(bytes: Uint8Array, offset: number): string {
     }
     i = j;
   }
-  if (bestStart < 0)
-    return hexGroups(groups, 0, 8);
-  return `${hexGroups(groups, 0, bestStart)}::${hexGroups(groups, bestStart + bestLen, 8)}`;
+  return bestStart < 0 ? NO_RUN : (bestStart << 4) | bestLen;
 }
-
-const GROUPS = new Uint16Array(8);
 
 /** Groups [from, to) in hex, colon-separated. */
 function hexGroups(groups: Uint16Array, from: number, to: number): string {

@@ -325,25 +325,14 @@ export class RecordWriter {
       throw this.failure();
     // Not the `drain` event: a synchronous stream (a file) says nothing, and its callbacks would
     // wait for the end of the dump, each holding its chunk.
-    const settled = new AbortController();
     let written = false;
-    try {
-      await Promise.race([
-        new Promise<void>(resolve => this.out.write(chunk, err => {
-          if (err)
-            this.onError(err as NodeJS.ErrnoException);
-          else
-            written = true;
-          resolve();
-        })),
-        once(this.out, `close`, {signal: settled.signal}),
-      ]);
-    } catch (err) {
-      // `once` rejects on an `error` event.
-      this.onError(err as NodeJS.ErrnoException);
-    } finally {
-      settled.abort();
-    }
+    await this.until(() => new Promise<void>(resolve => this.out.write(chunk, err => {
+      if (err)
+        this.onError(err as NodeJS.ErrnoException);
+      else
+        written = true;
+      resolve();
+    })));
     if (this.isClosed)
       throw this.failure();
     if (written)
@@ -363,20 +352,24 @@ export class RecordWriter {
   private async send(chunk: string | Uint8Array): Promise<void> {
     if (this.isClosed)
       throw this.failure();
-    if (!this.out.write(chunk)) {
-      // The listeners of the `once` that lost the race are removed (abort), or they pile up.
-      const settled = new AbortController();
-      try {
-        await Promise.race([once(this.out, `drain`, {signal: settled.signal}), once(this.out, `close`, {signal: settled.signal})]);
-      } catch (err) {
-        // `once` rejects on an `error` event.
-        this.onError(err as NodeJS.ErrnoException);
-      } finally {
-        settled.abort();
-      }
-    }
+    if (!this.out.write(chunk))
+      await this.until(signal => once(this.out, `drain`, {signal}));
     if (this.isClosed)
       throw this.failure();
+  }
+
+  /** Waits for `event` or the stream's close, whichever comes first; an `error` event is recorded. */
+  private async until(event: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
+    // The listeners of the `once` that lost the race are removed (abort), or they pile up.
+    const settled = new AbortController();
+    try {
+      await Promise.race([event(settled.signal), once(this.out, `close`, {signal: settled.signal})]);
+    } catch (err) {
+      // `once` rejects on an `error` event.
+      this.onError(err as NodeJS.ErrnoException);
+    } finally {
+      settled.abort();
+    }
   }
 
   /**

@@ -5,6 +5,7 @@
 // layout of the catalogue on random bytes); whatever is off the usual shapes (BTF-only keys or
 // values, keys that do not decode, value tuples, names that would need escaping) is declined and
 // goes the record way.
+import {ipv6Groups, NO_RUN, V4_MAPPED} from '../addr.ts';
 import {CONN_TUPLE_SIZE, type ExtraFields, type KeyLayout} from '../catalogue.ts';
 import {SCHEMA_VERSION} from '../schema.ts';
 import {ageFromBytes, u16, u32} from './decode.ts';
@@ -144,7 +145,7 @@ const VALUES_HEX = literal(`,"valuesHex":[`);
 const EXTRA = literal(`,"extra":{`);
 const EMPTY_EXTRA = literal(`,"extra":{}`);
 const AGE_SECONDS = literal(`,"ageSeconds":`);
-const V4_MAPPED = literal(`::ffff:`);
+const V4_MAPPED_TEXT = literal(`::ffff:`);
 /** `00` to `99`: two digits per value. */
 const DIGIT_PAIRS = ascii(Array.from({length: 100}, (_, i) => String(i).padStart(2, `0`)).join(``));
 
@@ -249,33 +250,15 @@ const GROUPS = new Uint16Array(8);
 
 /** The address formatIPv6 (src/addr.ts) prints, as bytes: RFC 5952, ::ffff:a.b.c.d for v4-mapped. */
 function putIPv6(out: LineOut, at: number, bytes: Uint8Array, offset: number): number {
-  const groups = GROUPS;
-  for (let i = 0; i < 8; i++)
-    groups[i] = (bytes[offset + 2 * i] << 8) | bytes[offset + 2 * i + 1];
-  if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff)
-    return putIPv4(out.buffer, put(out.view, at, V4_MAPPED), bytes, offset + 12);
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0)
-      j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  if (bestStart < 0)
+  const run = ipv6Groups(bytes, offset, GROUPS);
+  if (run === V4_MAPPED)
+    return putIPv4(out.buffer, put(out.view, at, V4_MAPPED_TEXT), bytes, offset + 12);
+  if (run === NO_RUN)
     return putGroups(out.buffer, at, 0, 8);
-  at = putGroups(out.buffer, at, 0, bestStart);
+  at = putGroups(out.buffer, at, 0, run >>> 4);
   out.buffer[at] = Ch.Colon;
   out.buffer[at + 1] = Ch.Colon;
-  return putGroups(out.buffer, at + 2, bestStart + bestLength, 8);
+  return putGroups(out.buffer, at + 2, (run >>> 4) + (run & 15), 8);
 }
 
 /** GROUPS [from, to) in hex without leading zeros, colon-separated. */
