@@ -1,7 +1,6 @@
 // NDJSON in and out, with a pipe tool's manners: records only on stdout, a bad line is a
 // message naming its source and line (the rest of the stream still flows), empty lines are
 // skipped, and a reader that goes away (`| head -1`) ends the run quietly.
-import {once} from 'node:events';
 import {open} from 'node:fs/promises';
 import type {Readable, Writable} from 'node:stream';
 import {Ascii} from './ascii.ts';
@@ -325,14 +324,7 @@ export class RecordWriter {
       throw this.failure();
     // Not the `drain` event: a synchronous stream (a file) says nothing, and its callbacks would
     // wait for the end of the dump, each holding its chunk.
-    let written = false;
-    await this.until(() => new Promise<void>(resolve => this.out.write(chunk, err => {
-      if (err)
-        this.onError(err as NodeJS.ErrnoException);
-      else
-        written = true;
-      resolve();
-    })));
+    const written = await this.until(chunk);
     if (this.isClosed)
       throw this.failure();
     if (written)
@@ -353,23 +345,44 @@ export class RecordWriter {
     if (this.isClosed)
       throw this.failure();
     if (!this.out.write(chunk))
-      await this.until(signal => once(this.out, `drain`, {signal}));
+      await this.until();
     if (this.isClosed)
       throw this.failure();
   }
 
-  /** Waits for `event` or the stream's close, whichever comes first; an `error` event is recorded. */
-  private async until(event: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
-    // The listeners of the `once` that lost the race are removed (abort), or they pile up.
-    const settled = new AbortController();
-    try {
-      await Promise.race([event(settled.signal), once(this.out, `close`, {signal: settled.signal})]);
-    } catch (err) {
-      // `once` rejects on an `error` event.
-      this.onError(err as NodeJS.ErrnoException);
-    } finally {
-      settled.abort();
-    }
+  /**
+   * Waits for the stream's `drain`, or with a chunk writes it and waits for its callback (true
+   * when it was written); a close or an error (recorded) ends the wait too. Plain listeners, not
+   * events.once with an AbortSignal: that made an AbortError with a stack per wait.
+   */
+  private until(chunk?: Uint8Array): Promise<boolean> {
+    const out = this.out;
+    return new Promise(resolve => {
+      let written = false;
+      const finish = () => {
+        out.off(`drain`, finish);
+        out.off(`close`, finish);
+        out.off(`error`, failed);
+        resolve(written);
+      };
+      const failed = (err: NodeJS.ErrnoException) => {
+        this.onError(err);
+        finish();
+      };
+      out.on(`close`, finish);
+      out.on(`error`, failed);
+      if (chunk === undefined) {
+        out.on(`drain`, finish);
+      } else {
+        out.write(chunk, err => {
+          written = !err;
+          if (err)
+            failed(err as NodeJS.ErrnoException);
+          else
+            finish();
+        });
+      }
+    });
   }
 
   /**

@@ -321,10 +321,19 @@ export class KeySet {
 
   /** Adds the key; false when it was already there. */
   add(bytes: Uint8Array, length: number): boolean {
-    // Two independent 32-bit hashes (FNV-1a and a multiplicative mix), never both zero.
+    // Two independent 32-bit hashes (FNV-1a and a multiplicative mix), never both zero, four key
+    // bytes per step (a byte per step was a seventh of dump-maps' CPU). Every step is a bijection
+    // of the hash for a given word, so keys differing in one word never share either hash.
     let h1 = 0x811c9dc5 | 0;
     let h2 = 0x9747b28c ^ length;
-    for (let i = 0; i < length; i++) {
+    let i = 0;
+    for (; i + 4 <= length; i += 4) {
+      const w = bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+      h1 = Math.imul(h1 ^ w, 0x01000193);
+      h2 = Math.imul(h2 ^ w, 0x5bd1e995);
+      h2 ^= h2 >>> 15;
+    }
+    for (; i < length; i++) {
       const b = bytes[i];
       h1 = Math.imul(h1 ^ b, 0x01000193);
       h2 = Math.imul(h2 ^ b, 0x5bd1e995);
