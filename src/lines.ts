@@ -7,6 +7,9 @@ import type {Readable} from 'node:stream';
 import {StringDecoder} from 'node:string_decoder';
 import {Ascii} from './ascii.ts';
 
+/** Most bytes decoded into one string (see splitLines). */
+const DECODE_PIECE = 64 * 1024;
+
 /** Default longest line (in UTF-16 units, = bytes for the ASCII records the tool writes): 16 MiB. */
 export const DEFAULT_MAX_LINE_LENGTH = 16 * 1024 * 1024;
 
@@ -59,27 +62,37 @@ export async function* splitLines(input: AsyncIterable<Buffer | string>, maxLeng
     }
   };
 
-  // Whether the decoder holds no bytes of a character cut at the end of the last chunk.
-  let decoderEmpty = true;
-  for await (const chunk of input) {
-    let text;
-    if (typeof chunk === `string`) {
-      text = chunk;
-    } else if (decoderEmpty && isAscii(chunk)) {
-      // ASCII (every record the tool writes): its latin1 text is its UTF-8 text, made by a copy.
-      text = chunk.toString(`latin1`);
-    } else {
-      text = decoder.write(chunk);
-      // A chunk that ends in an ASCII byte leaves nothing behind in the decoder.
-      decoderEmpty = chunk.length === 0 || chunk[chunk.length - 1] < 0x80;
-    }
-    const batch: LineBatch = [];
+  const split = (batch: LineBatch, text: string) => {
     let start = 0;
     for (let newline = text.indexOf(`\n`); newline >= 0; newline = text.indexOf(`\n`, start)) {
       finish(batch, text, start, newline);
       start = newline + 1;
     }
     keep(text, start);
+  };
+
+  // Whether the decoder holds no bytes of a character cut at the end of the last piece.
+  let decoderEmpty = true;
+  for await (const chunk of input) {
+    const batch: LineBatch = [];
+    if (typeof chunk === `string`) {
+      split(batch, chunk);
+    } else {
+      const ascii = isAscii(chunk);
+      // Decoded in pieces of at most DECODE_PIECE bytes: V8 makes a longer string in its
+      // large-object space (a mapping of its own each time), which cost several times the copy.
+      for (let at = 0; at < chunk.length; at += DECODE_PIECE) {
+        const end = Math.min(chunk.length, at + DECODE_PIECE);
+        if (ascii && decoderEmpty) {
+          // ASCII (every record the tool writes): its latin1 text is its UTF-8 text, made by a copy.
+          split(batch, chunk.toString(`latin1`, at, end));
+        } else {
+          split(batch, decoder.write(chunk.subarray(at, end)));
+          // A piece that ends in an ASCII byte leaves nothing behind in the decoder.
+          decoderEmpty = chunk[end - 1] < 0x80;
+        }
+      }
+    }
     if (batch.length > 0)
       yield batch;
   }

@@ -147,6 +147,15 @@ test(`splitLines: ASCII chunks (decoded as latin1) give the lines the UTF-8 deco
       chunks.push(text.subarray(at, at + size));
     assert.equal(await collect(chunks, 1000), reference(chunks), `chunks of ${size}`);
   }
+  // Chunks longer than the 64 KiB decoded at once: a character cut there, a line across it.
+  const long = Buffer.concat([Buffer.from(`${`a`.repeat(65535)}€\n${`b`.repeat(70000)}\n`), text, Buffer.from(`\n${`c`.repeat(65536)}\nend`)]);
+  for (const size of [long.length, 100_000, 65_537]) {
+    const chunks: Array<Buffer> = [];
+    for (let at = 0; at < long.length; at += size)
+      chunks.push(long.subarray(at, at + size));
+    // Compared as one text: a difference in lines this long would print megabytes.
+    assert.ok(JSON.stringify(await collect(chunks, 1_000_000)) === JSON.stringify(reference(chunks)), `chunks of ${size}`);
+  }
 });
 
 test(`dump-maps --from: an element over the limit and one nested 20,000 deep are reported and skipped, the entries around them kept`, async () => {
