@@ -157,22 +157,19 @@ function compile(fields: Fields): Compiled {
   return {names, tests: names.map(name => fields[name].kind.test), optional: names.map(name => fields[name].optional)};
 }
 
-/** Tests the fields of an object (fields it does not list are allowed: forward compatibility). */
+/**
+ * Tests the fields of an object (fields it does not list are allowed: forward compatibility).
+ * The test is generated from the table, one statement per field: each field's load and test is
+ * then a site of its own, which V8 specialises (a named load, the kind's test inlined), where one
+ * loop over the table made every load and call megamorphic (an entry's check took ~0.75 µs).
+ */
 export function fieldsTest(fields: Fields): (value: Record<string, unknown>) => boolean {
   const {names, tests, optional} = compile(fields);
-  const count = names.length;
-  return record => {
-    for (let i = 0; i < count; i++) {
-      const value = record[names[i]];
-      if (value === undefined) {
-        if (!optional[i])
-          return false;
-      } else if (!tests[i](value)) {
-        return false;
-      }
-    }
-    return true;
-  };
+  const statements = names.map((name, i) => optional[i]
+    ? `value = record[${JSON.stringify(name)}]; if (value !== undefined && !test${i}(value)) return false;`
+    : `value = record[${JSON.stringify(name)}]; if (value === undefined || !test${i}(value)) return false;`);
+  const make = new Function(...names.map((_, i) => `test${i}`), `return function fieldsTest(record) {\n  let value;\n  ${statements.join(`\n  `)}\n  return true;\n};`);
+  return make(...tests) as (value: Record<string, unknown>) => boolean;
 }
 
 /** The first problem with an object's fields, or null. */
