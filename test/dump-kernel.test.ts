@@ -8,8 +8,8 @@ import {closeSync, readdirSync, readlinkSync} from 'node:fs';
 import {PassThrough} from 'node:stream';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
-import {defaultToolContext, type ToolContext} from '../src/context.ts';
-import {dumpMaps} from '../src/dump/index.ts';
+import {createLogger, defaultToolContext, type ToolContext} from '../src/context.ts';
+import {dumpMaps, type DumpOptions} from '../src/dump/index.ts';
 import {openMapReadOnly} from '../src/dump/kernel.ts';
 import {lazySyscalls, EINVAL, ENOENT, EPERM, type Syscalls} from '../src/sys/syscalls.ts';
 import {BpfTestSet, connTupleBytes, type TestMap} from './helpers/bpf.ts';
@@ -195,6 +195,47 @@ if (runs) {
         break;
     }
     assert.is(seen, 3);
+    assert.is(ourBpfFds(), before);
+  });
+
+  test(`read ahead in a worker thread: the same records as read on this thread (chunks of one and seven growing on ENOSPC); an early stop closes every fd`, async () => {
+    const mapIds = [...fixture.map(f => f.map.id), big.id, wide.id];
+    const read = async (options: Partial<DumpOptions>) => {
+      let said = ``;
+      const stderr = new PassThrough();
+      stderr.on(`data`, chunk => (said += chunk));
+      const ctx = defaultToolContext(stderr, {log: createLogger(stderr, {verbosity: 2})});
+      const records: Array<string> = [];
+      for await (const record of dumpMaps(ctx, {backend: `kernel`, mapIds, ...options}))
+        records.push(JSON.stringify({...record, monotonicNs: undefined, ageSeconds: undefined}));
+      return {records, worker: /chunk\(s\) read ahead in a worker thread/.test(said)};
+    };
+    const here = await read({});
+    assert.not.ok(here.worker);
+    assert.ok(here.records.length > 8_000);
+    for (const batchEntries of [undefined, 1, 7]) {
+      const ahead = await read({readAhead: true, batchEntries});
+      assert.ok(ahead.worker, `read in the worker (batchEntries ${batchEntries})`);
+      assert.equal(ahead.records, here.records, `batchEntries ${batchEntries}`);
+    }
+    // A wrapped bpf() (refusing batch lookup here) sees every call: no worker, the walk's records.
+    const stderr = new PassThrough();
+    const walked: Array<string> = [];
+    const ctx = defaultToolContext(stderr, {syscalls: refusing(24, EINVAL)});
+    for await (const record of dumpMaps(ctx, {backend: `kernel`, mapIds, readAhead: true}))
+      walked.push(JSON.stringify({...record, monotonicNs: undefined, ageSeconds: undefined}));
+    assert.equal(walked, here.records);
+
+    const before = ourBpfFds();
+    let seen = 0;
+    for await (const record of dumpMaps(defaultToolContext(new PassThrough()), {backend: `kernel`, mapIds: [big.id], batchEntries: 64, readAhead: true})) {
+      if (record.type === `entry` && ++seen === 3)
+        break;
+    }
+    assert.is(seen, 3);
+    // The worker gives the fd back once it has stopped reading.
+    for (let i = 0; i < 50 && ourBpfFds() !== before; i++)
+      await new Promise(resolve => setTimeout(resolve, 20));
     assert.is(ourBpfFds(), before);
   });
 

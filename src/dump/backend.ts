@@ -99,6 +99,8 @@ export interface BackendChoice {
   bpftoolSha256?: string;
   /** Kernel backend: entries per batch lookup (default 4096; grown when a hash bucket needs more). */
   batchEntries?: number;
+  /** Kernel backend: batch lookups in a worker thread (src/dump/readAhead.ts). */
+  readAhead?: boolean;
 }
 
 /** Where system-probe lives in agent packages and dev trees (the original's list, minus `./system-probe`). */
@@ -207,7 +209,7 @@ async function chooseSource(ctx: ToolContext, choice: BackendChoice): Promise<Ma
     const access = kernelAccess(ctx);
     if (typeof access === `string`)
       throw new EnvironmentFault(`--backend kernel: ${access}`);
-    return kernelSource(ctx, access, {batchEntries: choice.batchEntries});
+    return kernelSource(ctx, access, {batchEntries: choice.batchEntries, readAhead: choice.readAhead});
   }
   if (wanted === `system-probe`) {
     const path = choice.systemProbePath ?? await findSystemProbe(ctx);
@@ -223,7 +225,7 @@ async function chooseSource(ctx: ToolContext, choice: BackendChoice): Promise<Ma
   }
   const access = kernelAccess(ctx);
   if (typeof access !== `string`)
-    return kernelSource(ctx, access, {batchEntries: choice.batchEntries});
+    return kernelSource(ctx, access, {batchEntries: choice.batchEntries, readAhead: choice.readAhead});
   const fallback = await childSource(ctx, choice);
   ctx.log.warn(`the kernel backend cannot be used (${access}); falling back to ${fallback.backend} (${fallback.label})`);
   return fallback;

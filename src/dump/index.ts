@@ -37,6 +37,8 @@ export interface DumpOptions {
   bpftoolSha256?: string;
   /** Kernel backend: entries per batch lookup (default 4096; grown when a hash bucket needs more). */
   batchEntries?: number;
+  /** Kernel backend: make the batch lookups in a worker thread, ahead of the entries being judged (scan). */
+  readAhead?: boolean;
 }
 
 export type DumpRecord = MapRecord | EntryRecord | MapStatsRecord;
@@ -119,8 +121,12 @@ async function* dumpChunks(ctx: ToolContext, options: DumpOptions, out: LineChun
     throw new EnvironmentFault(`${listed.length === 0 ? `no eBPF maps listed at all` : `none of the ${listed.length} listed eBPF maps is a USM map${kind}`}: ${NO_USM_MAPS}`);
   }
 
-  for (const target of targets)
-    yield* dumpOne(ctx, source, target, out, onKey);
+  try {
+    for (const target of targets)
+      yield* dumpOne(ctx, source, target, out, onKey);
+  } finally {
+    source.close?.();
+  }
 }
 
 /** Saved files when --from is given, else the live host's maps the best way allowed. */

@@ -9,10 +9,11 @@ import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
 import {parseBtf} from '../btf.ts';
 import {
-  EACCES, EINVAL, ENOENT, ENOSPC, ENOSYS, ENOTSUPP, EOPNOTSUPP, EPERM, errnoName, type Syscalls,
+  callsKernelDirectly, EACCES, EINVAL, ENOENT, ENOSPC, ENOSYS, ENOTSUPP, EOPNOTSUPP, EPERM, errnoName, type Syscalls,
 } from '../sys/syscalls.ts';
 import {emptyRawEntry, type EntrySink, type RawEntry} from './entry.ts';
 import {mapHolders} from './holders.ts';
+import {ReadAhead, type ChunkStream, type ReadChunk} from './readAhead.ts';
 import {mapGone, type ListedMap, type MapReader, type MapSource, type ReadOutcome} from './source.ts';
 
 const BPF_MAP_LOOKUP_ELEM = 1;
@@ -226,6 +227,8 @@ export interface KernelSourceOptions {
   batchEntries?: number;
   /** The possible CPUs file (sysfs). */
   possibleCpusFile?: string;
+  /** Make the batch lookups in a worker thread, ahead of the chunk being processed (./readAhead.ts). */
+  readAhead?: boolean;
 }
 
 /**
@@ -248,10 +251,13 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
   const calls = new BpfCalls(sys);
   let cpus: number | null = null;
   const cpuCount = () => (cpus ??= possibleCpus(readFileSync(options.possibleCpusFile ?? `/sys/devices/system/cpu/possible`, `latin1`)));
+  const ahead = options.readAhead === true && callsKernelDirectly(sys) ? new ReadAhead(sys, ctx.tmpDir, options.batchEntries) : null;
   return {
     backend: `kernel`,
     label: `bpf()`,
     async list() {
+      // The worker starts while the maps are listed and their BTF read.
+      ahead?.start();
       const maps: Array<ListedMap> = [];
       let id = 0;
       for (;;) {
@@ -282,7 +288,12 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
       return maps;
     },
     open(map, sink) {
-      return new KernelReader(calls, map.id, sink, options.batchEntries ?? DEFAULT_BATCH_ENTRIES, cpuCount);
+      return new KernelReader(calls, map.id, sink, options.batchEntries ?? DEFAULT_BATCH_ENTRIES, cpuCount, ahead);
+    },
+    close() {
+      if (ahead !== null && ahead.chunks > 0)
+        ctx.log.debug(`kernel backend: ${ahead.chunks} chunk(s) read ahead in a worker thread`);
+      ahead?.close();
     },
     async btf(btfId) {
       const blob = calls.btfBlob(btfId);
@@ -332,8 +343,15 @@ class KernelReader implements MapReader {
   private outBatch = Buffer.alloc(8);
   private walkKey: Buffer | null = null;
   private walkNext: Buffer = Buffer.alloc(0);
+  /** Slots of keys/values (room, or a bigger chunk from the worker). */
+  private capacity = 0;
+  /** The worker's chunks of this map, when it reads ahead; the chunk being handed on, and where. */
+  private stream: ChunkStream | null = null;
+  private chunk: ReadChunk | null = null;
+  private chunkAt = 0;
+  private chunksReceived = 0;
 
-  constructor(private readonly calls: BpfCalls, private readonly mapId: number, private readonly sink: EntrySink, batchEntries: number, private readonly cpuCount: () => number) {
+  constructor(private readonly calls: BpfCalls, private readonly mapId: number, private readonly sink: EntrySink, batchEntries: number, private readonly cpuCount: () => number, private readonly ahead: ReadAhead | null = null) {
     this.room = Math.max(1, batchEntries);
   }
 
@@ -343,7 +361,10 @@ class KernelReader implements MapReader {
         this.openMap();
         return (this.mode as Mode) !== Mode.Done;
       case Mode.Batch:
-        this.batch();
+        if (this.stream !== null)
+          await this.remoteBatch();
+        else
+          this.batch();
         return true;
       case Mode.Walk:
         this.walk();
@@ -360,9 +381,21 @@ class KernelReader implements MapReader {
   close(): void {
     this.mode = Mode.Done;
     if (this.fd >= 0) {
-      closeFd(this.fd);
+      const fd = this.fd;
       this.fd = -1;
+      this.releaseStream(() => closeFd(fd));
     }
+  }
+
+  /** No more chunks from the worker; `after` runs once the worker no longer uses the fd. */
+  private releaseStream(after: () => void = () => {}): void {
+    const stream = this.stream;
+    this.stream = null;
+    this.chunk = null;
+    if (stream !== null)
+      stream.release(after);
+    else
+      after();
   }
 
   private fail(message: string): void {
@@ -401,21 +434,23 @@ class KernelReader implements MapReader {
       this.mode = Mode.Batch;
       // The batch token: a bucket index for hash maps, an index for arrays; sized like libbpf's.
       this.outBatch = Buffer.alloc(Math.max(info.keySize, 8));
-      this.sizeBatch();
+      this.sizeBatch(this.room);
+      this.stream = this.ahead?.read(fd, info.keySize, this.valueBytes, this.outBatch.length) ?? null;
     } else {
       this.startWalk();
     }
   }
 
-  private sizeBatch(): void {
+  private sizeBatch(capacity: number): void {
     const keySize = Math.max(this.keySize, 1);
     const valueBytes = Math.max(this.valueBytes, 1);
-    this.keys = Buffer.alloc(this.room * keySize);
-    this.values = Buffer.alloc(this.room * valueBytes);
+    this.capacity = capacity;
+    this.keys = Buffer.alloc(capacity * keySize);
+    this.values = Buffer.alloc(capacity * valueBytes);
     // One view per slot, made once: entries are handed on without a copy or an allocation each.
     this.keyViews = [];
     this.valueViews = [];
-    for (let i = 0; i < this.room; i++) {
+    for (let i = 0; i < capacity; i++) {
       this.keyViews.push(this.keys.subarray(i * keySize, (i + 1) * keySize));
       this.valueViews.push(this.values.subarray(i * valueBytes, (i + 1) * valueBytes));
     }
@@ -439,11 +474,62 @@ class KernelReader implements MapReader {
       if (count > 0)
         this.advance();
       this.room *= 2;
-      this.sizeBatch();
+      this.sizeBatch(this.room);
       return;
     }
     if ((result === -EINVAL || result === -ENOTSUPP || result === -EOPNOTSUPP) && this.inBatch === null) {
       // No batch lookup in this kernel (before 5.6) or for this map: walk key by key.
+      this.startWalk();
+      return;
+    }
+    this.fail(bpfFailure(-result, `BPF_MAP_LOOKUP_BATCH on map ${this.mapId}`));
+  }
+
+  /**
+   * The same as batch(), from the worker's chunks: up to `room` entries per call (a chunk is
+   * copied into this reader's slots once, then handed on in steps), then the chunk's result.
+   */
+  private async remoteBatch(): Promise<void> {
+    let chunk = this.chunk;
+    if (chunk === null) {
+      chunk = await this.stream!.next();
+      if (chunk === null) {
+        // The worker could not start: read here instead, from the start (nothing was read yet).
+        if (this.chunksReceived === 0) {
+          this.releaseStream();
+          this.batch();
+        } else {
+          this.fail(`reading map ${this.mapId}: the read-ahead worker stopped`);
+        }
+        return;
+      }
+      this.chunksReceived += 1;
+      if (chunk.count > this.capacity)
+        this.sizeBatch(chunk.count);
+      const keySize = Math.max(this.keySize, 1);
+      const valueBytes = Math.max(this.valueBytes, 1);
+      this.keys.set(new Uint8Array(chunk.keys, 0, chunk.count * keySize));
+      this.values.set(new Uint8Array(chunk.values, 0, chunk.count * valueBytes));
+      this.chunk = chunk;
+      this.chunkAt = 0;
+    }
+    const from = this.chunkAt;
+    const to = Math.min(chunk.count, from + this.room);
+    this.emitSlots(from, to);
+    this.chunkAt = to;
+    if (to < chunk.count)
+      return;
+    this.chunk = null;
+    const result = chunk.result;
+    if (result === 0 || result === -ENOSPC)
+      return; // more to come (the worker grows its room itself)
+    if (result === -ENOENT) {
+      this.close(); // that was the last of them
+      return;
+    }
+    if ((result === -EINVAL || result === -ENOTSUPP || result === -EOPNOTSUPP) && chunk.first) {
+      // No batch lookup in this kernel (before 5.6) or for this map: walk key by key.
+      this.releaseStream();
       this.startWalk();
       return;
     }
@@ -457,9 +543,13 @@ class KernelReader implements MapReader {
   }
 
   private emitBatch(count: number): void {
+    this.emitSlots(0, count);
+  }
+
+  private emitSlots(from: number, to: number): void {
     const entry = this.entry;
     const {keyViews, valueViews, sink} = this;
-    for (let i = 0; i < count; i++) {
+    for (let i = from; i < to; i++) {
       entry.key = keyViews[i];
       entry.value = valueViews[i];
       sink.entry(entry);

@@ -57,6 +57,8 @@ export interface MapSource {
   btf?(btfId: number): Promise<Btf | null>;
   /** CLOCK_MONOTONIC ns when the dumps were taken, for sources not read now (a capture); null when unknown. */
   readMonotonicNs?(): bigint | null;
+  /** Releases what the source holds once every map is read (the kernel's read-ahead worker). */
+  close?(): void;
 }
 
 /** The output of a child (bpftool, system-probe) or of a saved file. */

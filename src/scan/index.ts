@@ -130,7 +130,8 @@ async function* stages(ctx: ToolContext, options: ScanOptions): AsyncGenerator<R
   yield* batched(snapshotConns(ctx, {from}) as AsyncIterable<AnyRecord>);
   ctx.log.progress(`snapshotting processes...`);
   yield* batched(snapshotPids(ctx, {from, socketFds: selectionNeedsSocketFds(options.dump.selection ?? {})}) as AsyncIterable<AnyRecord>);
-  const dump: DumpOptions = from !== undefined ? {...options.dump, from: [from]} : options.dump;
+  // Live: the kernel backend's batch lookups run in a worker, ahead of the entries being judged.
+  const dump: DumpOptions = from !== undefined ? {...options.dump, from: [from]} : {...options.dump, readAhead: true};
   let map = ``;
   let entries = 0;
   let mapEntries = 0;

@@ -51,14 +51,23 @@ function loadSyscalls(tmpDir: string): Syscalls | SyscallsUnavailable {
   if (syscall === null)
     return {unavailable: `libc cannot be opened through the FFI (${errors.join(`; `)})`};
   const call = syscall;
-  return {
-    bpf(cmd, attr, size) {
-      const result = Number(call(sysBpf, `int`, cmd, `void *`, attr, `uint32_t`, size));
-      return result < 0 ? -koffi.errno() : result;
-    },
-    address: buffer => koffi.address(buffer),
-    native: spec,
+  const bpf = (cmd: number, attr: Buffer, size: number) => {
+    const result = Number(call(sysBpf, `int`, cmd, `void *`, attr, `uint32_t`, size));
+    return result < 0 ? -koffi.errno() : result;
   };
+  DIRECT_BPF.add(bpf);
+  return {bpf, address: buffer => koffi.address(buffer), native: spec};
+}
+
+/** The bpf() functions that call the kernel directly (not a test's wrapper). */
+const DIRECT_BPF = new WeakSet<Syscalls[`bpf`]>();
+
+/**
+ * Whether `sys.bpf` is the kernel itself: a worker thread may then make the same calls with its
+ * own FFI. A wrapped one (a test refusing a command) must see every call, on this thread.
+ */
+export function callsKernelDirectly(sys: Syscalls): boolean {
+  return DIRECT_BPF.has(sys.bpf);
 }
 
 /** The real syscall layer, loaded once, on first use (most commands never need it). */

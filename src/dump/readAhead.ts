@@ -1,0 +1,315 @@
+// Batch lookups in a worker thread: while the main thread decodes and judges one chunk of a map,
+// the worker is already in the kernel for the next ones (scan's 2nd core). The worker makes only
+// the BPF_MAP_LOOKUP_BATCH calls, on the map's read-only fd the main thread opened (fds are the
+// process's), and transfers each chunk's raw key and value bytes (ArrayBuffers, never records).
+// It keeps at most AHEAD chunks unread per map, counted in shared memory (a message per chunk
+// read cost the main thread more than the lookups it saved); the main thread decides everything
+// else (errors, the key-by-key walk where the kernel has no batch lookup) as when it reads itself.
+import {Worker} from 'node:worker_threads';
+import {dlopenBytes} from '../sys/native.ts';
+import {ENOSPC, libcNames, SYS_BPF, type Syscalls} from '../sys/syscalls.ts';
+
+/** Chunks read ahead of the one being judged, per map. */
+const AHEAD = 2;
+/** Entries per batch lookup in the worker: fewer messages than the main thread's chunk. */
+export const READ_AHEAD_ENTRIES = 4096;
+
+/** One chunk as the worker read it: the lookup's result (0 or -errno) and its entries. */
+export interface ReadChunk {
+  result: number;
+  count: number;
+  /** The lookup was the map's first (no batch token yet): EINVAL there means no batch lookup. */
+  first: boolean;
+  keys: ArrayBuffer;
+  values: ArrayBuffer;
+}
+
+interface ReadRequest {
+  op: `read`;
+  id: number;
+  fd: number;
+  keySize: number;
+  valueBytes: number;
+  tokenSize: number;
+  room: number;
+  ahead: number;
+  /** [chunks the main thread has taken, stop flag]: the worker waits on the first. */
+  control: Int32Array;
+}
+
+/** The worker's body: plain JavaScript run with `eval` (see src/sys/netns.ts), given its data. */
+function workerBody(): void {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const {parentPort, workerData} = require(`node:worker_threads`);
+  const data = workerData as {native: {kind: string, path?: string, bytes?: Uint8Array, sha256?: string}, tmpDir: string, libc: Array<string>, loader: string, sysBpf: number};
+  const ENOENT = 2;
+  const ENOSPC = 28;
+  const BPF_MAP_LOOKUP_BATCH = 24;
+  let koffi: {address(buffer: Buffer): bigint, errno(): number, load(name: string): {func(decl: string): (...args: Array<unknown>) => unknown}};
+  let syscall: ((...args: Array<unknown>) => unknown) | null = null;
+  try {
+    koffi = data.native.kind === `require`
+      ? require(data.native.path!)
+      // eslint-disable-next-line no-new-func
+      : new Function(`return (${data.loader})`)()(require(`node:fs`), require(`node:path`), require(`node:crypto`), data.tmpDir, data.native.bytes, data.native.sha256);
+    for (const name of data.libc) {
+      try {
+        syscall = koffi.load(name).func(`long syscall(long number, ...)`);
+        break;
+      } catch {
+        // the next libc name
+      }
+    }
+    if (syscall === null)
+      throw new Error(`libc cannot be opened through the FFI`);
+  } catch (err) {
+    parentPort.postMessage({type: `failed`, error: (err as Error).message});
+    return;
+  }
+  const call = syscall;
+  const attr = Buffer.alloc(64);
+  interface Stream {
+    id: number;
+    fd: number;
+    keySize: number;
+    valueBytes: number;
+    room: number;
+    ahead: number;
+    sent: number;
+    control: Int32Array;
+    inBatch: Buffer | null;
+    outBatch: Buffer;
+  }
+  // No named inner functions here: a bundler's name-keeping helper would not exist in the worker.
+  parentPort.on(`message`, (request: ReadRequest) => {
+    const stream: Stream = {
+      id: request.id, fd: request.fd, keySize: request.keySize, valueBytes: request.valueBytes, room: request.room,
+      ahead: request.ahead, sent: 0, control: request.control, inBatch: null, outBatch: Buffer.alloc(request.tokenSize),
+    };
+    const control = stream.control;
+    for (;;) {
+      if (Atomics.load(control, 1) !== 0) {
+        parentPort.postMessage({type: `stopped`, id: stream.id});
+        return;
+      }
+      const taken = Atomics.load(control, 0);
+      if (stream.sent - taken >= stream.ahead) {
+        // Polled, not woken: a wake-up per chunk costs the main thread a syscall (and, on a busy
+        // host, its time slice); a chunk takes the main thread far longer than this to judge.
+        Atomics.wait(control, 0, taken, 1);
+        continue;
+      }
+      const keys = new ArrayBuffer(stream.room * Math.max(stream.keySize, 1));
+      const values = new ArrayBuffer(stream.room * Math.max(stream.valueBytes, 1));
+      attr.fill(0);
+      if (stream.inBatch !== null)
+        attr.writeBigUInt64LE(koffi.address(stream.inBatch), 0);
+      attr.writeBigUInt64LE(koffi.address(stream.outBatch), 8);
+      attr.writeBigUInt64LE(koffi.address(Buffer.from(keys)), 16);
+      attr.writeBigUInt64LE(koffi.address(Buffer.from(values)), 24);
+      attr.writeUInt32LE(stream.room, 32);
+      attr.writeUInt32LE(stream.fd, 36);
+      const returned = Number(call(data.sysBpf, `int`, BPF_MAP_LOOKUP_BATCH, `void *`, attr, `uint32_t`, 56));
+      const result = returned < 0 ? -koffi.errno() : returned;
+      const count = result < 0 && result !== -ENOENT && result !== -ENOSPC ? 0 : attr.readUInt32LE(32);
+      const first = stream.inBatch === null;
+      if (result === 0 || (result === -ENOSPC && count > 0)) {
+        stream.inBatch ??= Buffer.alloc(stream.outBatch.length);
+        stream.outBatch.copy(stream.inBatch);
+      }
+      // One hash bucket holds more entries than there was room for: ask again with more room.
+      if (result === -ENOSPC)
+        stream.room *= 2;
+      stream.sent += 1;
+      parentPort.postMessage({type: `chunk`, id: stream.id, result, count, first, keys, values}, [keys, values]);
+      if (result !== 0 && result !== -ENOSPC)
+        return;
+    }
+  });
+  parentPort.postMessage({type: `ready`});
+}
+
+/** The chunks of one map, in order, as the worker reads them. */
+export interface ChunkStream {
+  /** The next chunk; null when the worker failed (read on the main thread then). */
+  next(): Promise<ReadChunk | null>;
+  /** Stops the reading; `closeFd` runs once the worker is done with the fd (at once when it is). */
+  release(closeFd: () => void): void;
+}
+
+interface StreamState {
+  chunks: Array<ReadChunk>;
+  waiting: ((chunk: ReadChunk | null) => void) | null;
+  /** The worker sent the last chunk, or acknowledged the stop: the fd is free. */
+  finished: boolean;
+  onFinished: (() => void) | null;
+}
+
+/**
+ * The worker that reads ahead, started on first use and ended by close(). A worker that cannot
+ * start or load the FFI answers null to every read: the caller then reads on its own thread.
+ */
+export class ReadAhead {
+  private worker: Worker | null = null;
+  private failed = false;
+  private nextId = 1;
+  private readonly streams = new Map<number, StreamState>();
+  /** Chunks received from the worker (said at debug level). */
+  chunks = 0;
+
+  /** `room`: entries per lookup (tests make it small, to make hash buckets overflow it). */
+  constructor(private readonly sys: Syscalls, private readonly tmpDir: string, private readonly room = READ_AHEAD_ENTRIES) {}
+
+  /** Starts the worker now (its start-up overlaps with listing the maps). */
+  start(): void {
+    if (this.worker !== null || this.failed)
+      return;
+    const sysBpf = SYS_BPF[process.arch];
+    if (sysBpf === undefined) {
+      this.failed = true;
+      return;
+    }
+    try {
+      this.worker = new Worker(`(${workerBody.toString()})()`, {
+        eval: true,
+        workerData: {native: this.sys.native, tmpDir: this.tmpDir, libc: libcNames(), loader: dlopenBytes.toString(), sysBpf},
+        env: {},
+        stdout: false,
+        stderr: false,
+      });
+    } catch {
+      this.failed = true;
+      return;
+    }
+    this.worker.unref();
+    this.worker.on(`message`, (message: {type: string, id?: number} & Partial<ReadChunk>) => this.receive(message));
+    this.worker.on(`error`, () => this.fail());
+    this.worker.on(`exit`, () => this.fail());
+  }
+
+  /** Reads the map behind `fd` in the worker; null when the worker is not available. */
+  read(fd: number, keySize: number, valueBytes: number, tokenSize: number): ChunkStream | null {
+    this.start();
+    if (this.failed || this.worker === null)
+      return null;
+    const id = this.nextId++;
+    const state: StreamState = {chunks: [], waiting: null, finished: false, onFinished: null};
+    this.streams.set(id, state);
+    this.worker.ref();
+    const control = new Int32Array(new SharedArrayBuffer(8));
+    const request: ReadRequest = {op: `read`, id, fd, keySize, valueBytes, tokenSize, room: this.room, ahead: AHEAD, control};
+    this.worker.postMessage(request);
+    /** One chunk taken: the worker may read one more (it looks every millisecond while it waits). */
+    const taken = () => {
+      Atomics.add(control, 0, 1);
+    };
+    return {
+      next: () => {
+        const chunk = state.chunks.shift();
+        if (chunk !== undefined) {
+          taken();
+          return Promise.resolve(chunk);
+        }
+        if (this.failed)
+          return Promise.resolve(null);
+        return new Promise(resolve => {
+          state.waiting = (next: ReadChunk | null) => {
+            if (next !== null)
+              taken();
+            resolve(next);
+          };
+        });
+      },
+      release: closeFd => {
+        if (state.finished || this.failed) {
+          this.forget(id);
+          closeFd();
+          return;
+        }
+        state.onFinished = closeFd;
+        Atomics.store(control, 1, 1);
+        Atomics.notify(control, 0);
+      },
+    };
+  }
+
+  /** Ends the worker. */
+  close(): void {
+    const worker = this.worker;
+    this.worker = null;
+    this.failed = true;
+    if (worker !== null)
+      void worker.terminate();
+    this.fail();
+  }
+
+  private receive(message: {type: string, id?: number} & Partial<ReadChunk>): void {
+    if (message.type === `failed`) {
+      this.close();
+      return;
+    }
+    const state = message.id === undefined ? undefined : this.streams.get(message.id);
+    if (state === undefined)
+      return;
+    if (message.type === `stopped`) {
+      this.finish(message.id!, state);
+      return;
+    }
+    if (message.type !== `chunk`)
+      return;
+    const chunk = message as ReadChunk;
+    this.chunks += 1;
+    // The last chunk of the map (end, or an error): the worker no longer uses the fd.
+    if (chunk.result !== 0 && chunk.result !== -ENOSPC)
+      state.finished = true;
+    const waiting = state.waiting;
+    if (waiting !== null) {
+      state.waiting = null;
+      waiting(chunk);
+    } else {
+      state.chunks.push(chunk);
+    }
+    if (state.finished)
+      this.finish(message.id!, state);
+  }
+
+  private finish(id: number, state: StreamState): void {
+    state.finished = true;
+    if (state.onFinished !== null) {
+      const closeFd = state.onFinished;
+      state.onFinished = null;
+      this.forget(id);
+      closeFd();
+    }
+    this.unrefWhenIdle();
+  }
+
+  private forget(id: number): void {
+    this.streams.delete(id);
+    this.unrefWhenIdle();
+  }
+
+  private unrefWhenIdle(): void {
+    for (const state of this.streams.values()) {
+      if (!state.finished)
+        return;
+    }
+    this.worker?.unref();
+  }
+
+  /** The worker is gone: waiting readers get null, deferred fds are closed. */
+  private fail(): void {
+    this.failed = true;
+    for (const [id, state] of this.streams) {
+      const waiting = state.waiting;
+      state.waiting = null;
+      waiting?.(null);
+      if (state.onFinished !== null) {
+        const closeFd = state.onFinished;
+        state.onFinished = null;
+        closeFd();
+      }
+      this.streams.delete(id);
+    }
+  }
+}
