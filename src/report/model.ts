@@ -428,7 +428,11 @@ function groupReport(agg: ReportAggregator, field: GroupField, counts: Map<strin
       merged.set(name, (merged.get(name) ?? 0) + count);
     }
   }
-  const sorted = [...merged].sort((a, b) => b[1] - a[1] || compareValues(a[0], b[0]));
+  // Each value's Number() worked out once (parsing both per comparison was ~14 parses per value
+  // of a full table of 10,000).
+  const sorted = [...merged].map(([value, count]) => ({value, count, number: Number(value)}))
+    .sort((a, b) => b.count - a.count || compareParsed(a.value, a.number, b.value, b.number))
+    .map(({value, count}) => [value, count] as const);
   const total = sorted.reduce((sum, [, count]) => sum + count, 0) + other;
   return {
     field,
@@ -446,9 +450,8 @@ function groupReport(agg: ReportAggregator, field: GroupField, counts: Map<strin
 export const GONE = `(gone)`;
 export const NOT_KNOWN = `(not known)`;
 
-function compareValues(a: string, b: string): number {
-  const na = Number(a);
-  const nb = Number(b);
+/** Group values in order: as numbers when both are, else as text. */
+function compareParsed(a: string, na: number, b: string, nb: number): number {
   if (Number.isFinite(na) && Number.isFinite(nb))
     return na - nb;
   return a < b ? -1 : a > b ? 1 : 0;

@@ -135,16 +135,10 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
   return {status: `leaked`, reason: listener ? `no_listener` : `no_connection`, owner};
 }
 
-// One owner object per pid and snapshot, shared by every verdict of that pid (a busy process
-// owns thousands of entries): less garbage on the hot path. Verdicts never modify it.
-const owners = new WeakMap<SnapshotIndex, Map<number, Owner>>();
-
+// One owner object per pid and snapshot (kept by the index), shared by every verdict of that pid
+// (a busy process owns thousands of entries): less garbage on the hot path. Verdicts never modify it.
 function ownerOf(index: SnapshotIndex, pid: number): Owner {
-  let byPid = owners.get(index);
-  if (byPid === undefined) {
-    byPid = new Map();
-    owners.set(index, byPid);
-  }
+  const byPid = index.owners;
   let owner = byPid.get(pid);
   if (owner === undefined) {
     owner = {pid, comm: index.processes.get(pid)?.comm ?? null};

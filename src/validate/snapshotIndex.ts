@@ -133,6 +133,8 @@ export class SnapshotIndex {
   sawConns = false;
   sawPids = false;
   socketCount = 0;
+  /** The verdicts' `owner` of each pid, made once (src/validate/rules.ts). */
+  readonly owners = new Map<number, {pid: number, comm: string | null}>();
 
   /** Takes one snapshot record; returns false for records of other types. */
   add(record: AnyRecord): boolean {
