@@ -125,6 +125,61 @@ if (runs) {
     assert.equal(stats.map(record => [record.mapId, record.entries, record.duplicates, record.complete]), [[big.id, 8_000, 0, true], [wide.id, 5, 0, true]]);
   });
 
+  test(`batch lookups give each key once while keys are deleted and re-added under the read (no duplicate check is made for them)`, async () => {
+    const sys = realSyscalls();
+    // A writable fd of the test's own map (the tool's are read-only), to change it between batches.
+    const attr = Buffer.alloc(32);
+    attr.writeUInt32LE(big.id, 0);
+    const fd = sys.bpf(14 /* BPF_MAP_GET_FD_BY_ID */, attr, 12);
+    assert.ok(fd >= 0, `opened map ${big.id} for writing`);
+    const keys = Array.from({length: 8_000}, (_, i) => connTupleBytes({saddr: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, sport: 1024 + (i % 50_000), daddr: `10.9.9.9`, dport: 443, netns: 4026531840, pid: i}));
+    const value = Buffer.alloc(16);
+    const change = (cmd: number, key: Buffer) => {
+      attr.fill(0);
+      attr.writeUInt32LE(fd, 0);
+      attr.writeBigUInt64LE(sys.address(key), 8);
+      if (cmd === 2)
+        attr.writeBigUInt64LE(sys.address(value), 16);
+      return sys.bpf(cmd, attr, 32);
+    };
+    let batches = 0;
+    let next = 0;
+    const churning: Syscalls = {...sys, bpf: (cmd, callAttr, size) => {
+      const result = sys.bpf(cmd, callAttr, size);
+      if (cmd === 24) {
+        batches++;
+        // Keys read already and keys still to come: each deleted and added back.
+        for (let i = 0; i < 40; i++, next = (next + 197) % keys.length) {
+          value.writeUInt32LE(next, 0);
+          change(3 /* BPF_MAP_DELETE_ELEM */, keys[next]);
+          assert.is(change(2 /* BPF_MAP_UPDATE_ELEM */, keys[next]), 0);
+        }
+      }
+      return result;
+    }};
+    try {
+      const ctx = defaultToolContext(new PassThrough(), {syscalls: () => churning});
+      const seen = new Set<string>();
+      let twice = 0;
+      let stats: Record<string, any> | undefined;
+      for await (const record of dumpMaps(ctx, {backend: `kernel`, mapIds: [big.id], batchEntries: 64})) {
+        if (record.type === `entry`) {
+          if (seen.has(record.keyHex))
+            twice++;
+          seen.add(record.keyHex);
+        } else if (record.type === `mapstats`) {
+          stats = record;
+        }
+      }
+      assert.ok(batches > 100, `${batches} batches`);
+      assert.is(twice, 0, `keys read twice`);
+      assert.equal([stats!.entries, stats!.duplicates, stats!.complete], [seen.size, 0, true]);
+      assert.ok(seen.size > 7_000, `${seen.size} keys read`);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   test(`kernel backend walks key by key when the kernel refuses batch lookup: same records`, async () => {
     const walked = await dump([`--backend`, `kernel`, ...ids], {syscalls: refusing(24, EINVAL)});
     const bpftool = await dump([`--backend`, `bpftool`, ...ids]);

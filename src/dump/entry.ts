@@ -23,12 +23,18 @@ export interface RawEntry {
   formatted: boolean;
   /** A failed lookup reported by the source (the element exists, its value could not be read). */
   error: string | null;
+  /**
+   * The source guarantees this key comes once in the dump, so it needs no duplicate check: the
+   * kernel's batch lookup walks a cursor over hash buckets (a key lives in one bucket, read whole
+   * under its lock) or array indexes. A key-by-key walk restarts when its key is deleted: false.
+   */
+  uniqueKey: boolean;
 }
 
 export function emptyRawEntry(): RawEntry {
   return {
     key: null, keyLength: 0, keyBtf: undefined, value: null, valueLength: 0, perCpu: false, cpus: 0, valueStride: 0,
-    valueBtf: undefined, formatted: false, error: null,
+    valueBtf: undefined, formatted: false, error: null, uniqueKey: false,
   };
 }
 
@@ -42,6 +48,7 @@ export function resetRawEntry(entry: RawEntry): RawEntry {
   entry.valueBtf = undefined;
   entry.formatted = false;
   entry.error = null;
+  entry.uniqueKey = false;
   return entry;
 }
 

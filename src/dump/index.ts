@@ -208,7 +208,7 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, out
         return;
       }
       const raw = rawKey(entry, target);
-      if (raw.length > 0 && !keys.add(raw.bytes, raw.length)) {
+      if (!entry.uniqueKey && raw.length > 0 && !keys.add(raw.bytes, raw.length)) {
         stats.duplicates++;
         return;
       }

@@ -432,6 +432,7 @@ class KernelReader implements MapReader {
     this.valueScratch = Buffer.alloc(Math.max(this.valueBytes, 1));
     if (BATCH_TYPES.has(info.type)) {
       this.mode = Mode.Batch;
+      entry.uniqueKey = true;
       // The batch token: a bucket index for hash maps, an index for arrays; sized like libbpf's.
       this.outBatch = Buffer.alloc(Math.max(info.keySize, 8));
       this.sizeBatch(this.room);
@@ -558,6 +559,7 @@ class KernelReader implements MapReader {
 
   private startWalk(): void {
     this.mode = Mode.Walk;
+    this.entry.uniqueKey = false;
     this.entry.key = this.keyScratch;
     this.entry.value = this.valueScratch;
     this.walkKey = null;
