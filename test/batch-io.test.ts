@@ -77,6 +77,14 @@ test(`HexKeySet: exact membership and marks across growth; non-hex and uppercase
   assert.not.ok(keys.has(`00ff`), `uppercase is a different key`);
   assert.ok(keys.has(``));
   assert.not.ok(keys.has(`00`));
+  // Emptied for the next map's keys: nothing left, marks included.
+  keys.clear();
+  assert.is(keys.size, 0);
+  assert.not.ok(keys.has(hex(0)));
+  assert.is(keys.add(hex(7)), 0);
+  assert.not.ok(keys.isMarked(hex(7)));
+  assert.ok(keys.mark(hex(7)));
+  assert.ok(keys.isMarkedAt(0));
 });
 
 test.run();

@@ -131,8 +131,14 @@ function tokenize(text: string, chunkSize: number) {
     problem: (message, fatal) => problems.push(`${fatal ? `fatal` : `skip`}: ${message}`),
   });
   const bytes = Buffer.from(text);
-  for (let i = 0; i < bytes.length; i += chunkSize)
-    tokenizer.feed(bytes.subarray(i, i + chunkSize));
+  // One buffer, refilled for each chunk and scribbled over after it (a capture's dump files are
+  // read that way): the tokenizer must keep nothing of a chunk once feed() returns.
+  const reused = Buffer.alloc(Math.max(1, Math.min(chunkSize, bytes.length)));
+  for (let i = 0; i < bytes.length; i += chunkSize) {
+    const length = bytes.copy(reused, 0, i, Math.min(i + chunkSize, bytes.length));
+    tokenizer.feed(reused.subarray(0, length));
+    reused.fill(`}`);
+  }
   tokenizer.end();
   return {out, problems, outputError};
 }

@@ -9,10 +9,11 @@
 //     carries the map id, which a dump's content does not).
 import {readdir, stat} from 'node:fs/promises';
 import {basename, join} from 'node:path';
-import {PassThrough, Readable} from 'node:stream';
-import {UnreadableFile, openRegularStream, readBoundedText, readPrefix} from '../boundedRead.ts';
+import {Readable} from 'node:stream';
+import {UnreadableFile, readBoundedText, readPrefix, regularFileChunks} from '../boundedRead.ts';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, ToolError, UsageFault, errorMessage} from '../errors.ts';
+import type {RunResult} from '../exec.ts';
 import type {BackendName} from '../schema.ts';
 import {firstCaptureClock} from '../capture/monotonic.ts';
 import {btfFromBpftoolJson} from '../btf.ts';
@@ -100,21 +101,26 @@ function savedDump(files: OfflineFiles, mapId: number): DumpStream {
         return {stdout, done: Promise.resolve({exitCode: 0, stdout: ``, stderr: ``, timedOut: false}), kill: () => stdout.destroy()};
       }
       const path = dump;
-      // A PassThrough stands in until the checked file is open (a FIFO there must not block).
-      const stdout = new PassThrough();
-      const done = new Promise<{exitCode: number | null, stdout: string, stderr: string, timedOut: boolean}>(resolve => {
-        const fail = (err: unknown) => {
-          stdout.end();
-          resolve({exitCode: 1, stdout: ``, stderr: `${path}: ${err instanceof UnreadableFile ? err.reason : errorMessage(err)}`, timedOut: false});
-        };
-        openRegularStream(path).then(file => {
-          file.once(`error`, fail);
-          file.once(`end`, () => resolve({exitCode: 0, stdout: ``, stderr: ``, timedOut: false}));
-          stdout.once(`close`, () => file.destroy());
-          file.pipe(stdout);
-        }, fail);
+      let settle: (result: RunResult) => void = () => {};
+      const done = new Promise<RunResult>(resolve => {
+        settle = resolve;
       });
-      return {stdout, done, kill: () => stdout.destroy()};
+      // The reader feeds each chunk to the tokenizer before it asks for the next: one buffer serves.
+      const chunks = regularFileChunks(path);
+      const stdout = (async function* () {
+        try {
+          yield* chunks;
+          settle({exitCode: 0, stdout: ``, stderr: ``, timedOut: false});
+        } catch (err) {
+          settle({exitCode: 1, stdout: ``, stderr: `${path}: ${err instanceof UnreadableFile ? err.reason : errorMessage(err)}`, timedOut: false});
+        }
+      })();
+      const kill = () => {
+        settle({exitCode: null, stdout: ``, stderr: ``, timedOut: false});
+        void stdout.return(undefined);
+        void chunks.return(undefined);
+      };
+      return {stdout, done, kill};
 }
 
 async function addInput(ctx: ToolContext, files: OfflineFiles, input: string): Promise<void> {

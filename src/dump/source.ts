@@ -2,7 +2,6 @@
 // reader of raw entries (src/dump/entry.ts). Sources: the kernel itself (kernel.ts), bpftool or
 // system-probe run live (backend.ts), their outputs saved earlier (offline.ts). Text formats are
 // apart from where the text comes from: formats.ts (listings) and tokenizer.ts (dumps).
-import type {Readable} from 'node:stream';
 import {errorMessage} from '../errors.ts';
 import type {RunResult} from '../exec.ts';
 import type {BackendName} from '../schema.ts';
@@ -63,7 +62,8 @@ export interface MapSource {
 
 /** The output of a child (bpftool, system-probe) or of a saved file. */
 export interface DumpStream {
-  stdout: Readable;
+  /** Its bytes, chunk by chunk (a child's stdout, or a file's chunks in a reused buffer: see streamReader). */
+  stdout: AsyncIterable<Buffer | string>;
   /** Settles when the producer is finished; never rejects. */
   done: Promise<RunResult>;
   kill(): void;
@@ -102,6 +102,7 @@ export function streamReader(stream: DumpStream, sink: EntrySink, producer: stri
     },
   }, maxElementBytes);
   track(stream);
+  // Each chunk is fed before the next is asked for: a source may refill one buffer (offline.ts).
   const chunks = stream.stdout[Symbol.asyncIterator]();
   let ended = false;
   return {

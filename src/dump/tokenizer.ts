@@ -89,6 +89,7 @@ export class DumpTokenizer {
     return this.elementsSeen;
   }
 
+  /** Takes the next chunk; keeps nothing of it once it returns (the caller may reuse its buffer). */
   feed(chunk: Buffer): void {
     if (this.state === State.Broken || chunk.length === 0)
       return;
@@ -104,7 +105,8 @@ export class DumpTokenizer {
       const end = this.scanEnd(chunk, this.scanPos);
       if (end < 0) {
         this.scanPos -= chunk.length;
-        this.addPending(chunk);
+        // Copied: the reader may refill the chunk's buffer once feed() returns.
+        this.addPending(this.skipping ? chunk : Buffer.from(chunk));
         return;
       }
       if (this.skipping) {

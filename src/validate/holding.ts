@@ -80,7 +80,7 @@ export class RecordHolding<T extends AnyRecord> {
         throw writeErrorOf(err as NodeJS.ErrnoException, path);
       }
       const problems: Array<string> = [];
-      const input = createReadStream(path, {highWaterMark: 256 * 1024});
+      const input = createReadStream(path, {highWaterMark: 64 * 1024});
       for await (const batch of readRecordBatches(input, path, {onProblem: p => problems.push(p), keepSourceLine: new Set([`entry`]), maxLineLength: this.ctx.maxLineLength}))
         yield batch as Array<T>;
       if (problems.length > 0)

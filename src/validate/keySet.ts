@@ -4,7 +4,7 @@
 // key until the second look (hundreds of thousands at a million entries: CandidateKeys, below,
 // keeps them on disk past a limit) and marks the ones the re-read still has, one map at a time.
 
-import {closeSync, readFileSync, writeSync} from 'node:fs';
+import {closeSync, fstatSync, openSync, readSync, writeSync} from 'node:fs';
 import {join} from 'node:path';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
@@ -45,6 +45,14 @@ export class HexKeySet {
 
   get size(): number {
     return this.count;
+  }
+
+  /** Empties the set, keeping its buffers for the next keys (no garbage per map re-read). */
+  clear(): void {
+    this.marks.fill(0, 0, this.count);
+    this.slots.fill(EMPTY);
+    this.count = 0;
+    this.used = 0;
   }
 
   /** Adds a key; returns its index (the existing one when already present). */
@@ -222,6 +230,9 @@ export class CandidateKeys {
   private total = 0;
   /** The map whose keys are loaded for marking by bytes (the re-read gives one map at a time). */
   private current: MapKeys | null = null;
+  /** A settled map's table, kept for the next map to load into, and the buffer key files are read into. */
+  private spare: {set: HexKeySet, indexOf: Int32Array} | null = null;
+  private readBuffer: Buffer | null = null;
 
   constructor(private readonly ctx: ToolContext, private readonly limit: number) {}
 
@@ -331,17 +342,11 @@ export class CandidateKeys {
   }
 
   private load(mapId: number, keys: MapKeys): void {
-    let stored = keys.buffer.subarray(0, keys.used);
-    if (keys.file !== null) {
-      this.flush(mapId, keys);
-      try {
-        stored = readFileSync(keys.file.path);
-      } catch (err) {
-        throw new EnvironmentFault(`cannot read the leaked candidates' keys back from ${keys.file.path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
-      }
-    }
-    const set = new HexKeySet();
-    const indexOf = new Int32Array(keys.count);
+    const stored = keys.file !== null ? this.readBack(mapId, keys) : keys.buffer.subarray(0, keys.used);
+    let {set, indexOf} = this.spare ?? {set: new HexKeySet(), indexOf: new Int32Array(0)};
+    this.spare = null;
+    if (indexOf.length < keys.count)
+      indexOf = new Int32Array(keys.count);
     let at = 0;
     for (let n = 0; n < keys.count; n++) {
       const length = stored.readUInt32LE(at);
@@ -351,6 +356,28 @@ export class CandidateKeys {
     if (at !== stored.length)
       throw new Error(`the leaked candidates' keys of map ${mapId} did not read back (${stored.length} bytes, ${at} expected)`);
     keys.loaded = {set, indexOf};
+  }
+
+  /** The keys of a map that went to disk, in a buffer reused from map to map. */
+  private readBack(mapId: number, keys: MapKeys): Buffer {
+    const file = keys.file!;
+    this.flush(mapId, keys);
+    let fd: number | null = null;
+    try {
+      fd = openSync(file.path, `r`);
+      const size = fstatSync(fd).size;
+      if (this.readBuffer === null || this.readBuffer.length < size)
+        this.readBuffer = Buffer.allocUnsafe(Math.max(size, 2 * (this.readBuffer?.length ?? 0)));
+      let at = 0;
+      for (let got = -1; at < size && got !== 0; at += got)
+        got = readSync(fd, this.readBuffer, at, size - at, at);
+      return this.readBuffer.subarray(0, at);
+    } catch (err) {
+      throw new EnvironmentFault(`cannot read the leaked candidates' keys back from ${file.path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+    } finally {
+      if (fd !== null)
+        closeSync(fd);
+    }
   }
 
   /** Keeps what the re-read marked (added to earlier marks, if the map came twice) and lets the keys go. */
@@ -364,5 +391,7 @@ export class CandidateKeys {
         keys.marked[n] = 1;
     }
     keys.loaded = null;
+    set.clear();
+    this.spare = {set, indexOf};
   }
 }
