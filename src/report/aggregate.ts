@@ -84,6 +84,9 @@ export class GroupTable {
   /** Counts of numeric values (the listener's `*` port as -1), or of the text values. */
   private readonly byNumber = new Map<number, number>();
   private readonly byText = new Map<string, number>();
+  /** Addresses in the order first seen (text, count, next slot of the same hash), and each hash's first slot. */
+  private readonly addresses = {texts: [] as Array<string>, tallies: [] as Array<number>, next: [] as Array<number>};
+  private readonly addressHeads = new Map<number, number>();
   /** The `map` field's text (`name#id`) of each map id. */
   private readonly mapTexts = new Map<number, {name: string, text: string}>();
 
@@ -110,6 +113,16 @@ export class GroupTable {
           break;
         this.countNumber(key.netns);
         return;
+      case `daddr`:
+        if (key?.kind !== `conn_tuple`)
+          break;
+        this.countAddress(key.dport === 0 && isWildcard(key.daddr) ? LISTENER_DST.slice(0, 1) : key.daddr);
+        return;
+      case `saddr`:
+        if (key?.kind !== `conn_tuple`)
+          break;
+        this.countAddress(key.saddr);
+        return;
       case `pid`: {
         const pid = ownerPid(verdict);
         if (pid === null)
@@ -130,6 +143,10 @@ export class GroupTable {
 
   /** Values (as groupValue gives them) and their counts, in the order first seen. */
   get counts(): Map<string, number> {
+    if (this.field === `daddr` || this.field === `saddr`) {
+      const {texts, tallies} = this.addresses;
+      return new Map(texts.map((text, i) => [text, tallies[i]]));
+    }
     if (!NUMERIC_FIELDS.has(this.field))
       return this.byText;
     const counts = new Map<string, number>();
@@ -158,6 +175,34 @@ export class GroupTable {
       table.set(value, 1);
     else
       this.other += 1;
+  }
+
+  /**
+   * Counts an address (a fresh string per leak, which a string-keyed Map hashes anew every time):
+   * filed under a hash of its text computed here, so the table compares small integers and reads a
+   * stored string only when the hash matches. Past GROUP_CAP most addresses miss.
+   */
+  private countAddress(value: string): void {
+    let hash = 0x811c9dc5;
+    for (let i = 0; i < value.length; i++)
+      hash = Math.imul(hash ^ value.charCodeAt(i), 0x01000193);
+    hash &= 0x3fffffff;
+    const {texts, tallies, next} = this.addresses;
+    const head = this.addressHeads.get(hash);
+    for (let slot = head ?? -1; slot >= 0; slot = next[slot]) {
+      if (texts[slot] === value) {
+        tallies[slot] += 1;
+        return;
+      }
+    }
+    if (texts.length >= GROUP_CAP) {
+      this.other += 1;
+      return;
+    }
+    next.push(head ?? -1);
+    this.addressHeads.set(hash, texts.length);
+    texts.push(value);
+    tallies.push(1);
   }
 
   /** `name#id`, one string per map (the same string object each time: hashed once). */
