@@ -64,8 +64,8 @@ export interface EntrySink {
  * entry (the wrapper cost about as much as the hex itself).
  */
 function hexOf(buffer: Buffer, start: number, end: number): string {
-  const direct = (buffer as Buffer & {hexSlice?: (start: number, end: number) => string}).hexSlice;
-  return direct !== undefined && end <= buffer.length ? direct.call(buffer, start, end) : buffer.toString(`hex`, start, end);
+  const sliced = buffer as Buffer & {hexSlice?(start: number, end: number): string};
+  return sliced.hexSlice !== undefined && end <= buffer.length ? sliced.hexSlice(start, end) : buffer.toString(`hex`, start, end);
 }
 
 /** The key as lowercase hex ('' when the entry has no key bytes). */
