@@ -73,7 +73,13 @@ export class MapTally {
 
   count(status: VerdictRecord[`status`]): void {
     this.total += 1;
-    this[status] += 1;
+    // Named stores: `this[status]` was a keyed store by a changing name, once per entry.
+    switch (status) {
+      case `alive`: this.alive += 1; break;
+      case `leaked`: this.leaked += 1; break;
+      case `unknown`: this.unknown += 1; break;
+      default: this.resolved += 1;
+    }
   }
 
   summary(stage: `validate` | `recheck`): SummaryRecord {
