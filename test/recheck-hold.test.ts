@@ -162,6 +162,26 @@ test(`recheck --later CAPTURE_DIR (keys only) gives the same bytes as the same l
   });
 });
 
+test(`past the memory limit, the keys of maps first seen after it go to disk as well`, async () => {
+  await withTmp(async tmp => {
+    const candidate = (mapId: number, n: number) => ({
+      type: `verdict`, v: SCHEMA_VERSION, mapId, map: `http_in_flight`, keyHex: n.toString(16).padStart(96, `0`), key: null,
+      status: `leaked`, reason: `no_connection_any_namespace`, checks: 1,
+    });
+    // Map 1 passes the limit; maps 2 and 3 come after, with more than a write buffer of keys each.
+    const candidates = [candidate(1, 0), candidate(1, 1), ...[2, 3].flatMap(mapId => Array.from({length: 3000}, (_, n) => candidate(mapId, n)))];
+    let keyFiles: Array<string> = [];
+    const lookAgain = async function* () {
+      const dir = readdirSync(tmp).find(name => name.startsWith(`usmld-recheck-`))!;
+      keyFiles = readdirSync(join(tmp, dir)).sort();
+      yield* [snapshotCloser(`conns`), snapshotCloser(`pids`)] as Array<AnyRecord>;
+    };
+    await lines(context(tmp), candidates, {delayMs: 0, lookAgain, holdInMemory: 1});
+    assert.equal(keyFiles, [`keys-1.bin`, `keys-2.bin`, `keys-3.bin`]);
+    assert.equal(readdirSync(tmp), []);
+  });
+});
+
 test(`a failure during the second look leaves no temporary file (verdicts and keys spilled)`, async () => {
   await withTmp(async tmp => {
     const candidates = awkwardCandidates();

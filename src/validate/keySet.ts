@@ -249,7 +249,8 @@ export class CandidateKeys {
     }
     const needed = 4 + keyHex.length * 3 + 1;
     if (keys.used + needed > keys.buffer.length) {
-      if (keys.file !== null && keys.used > 0)
+      // Past the limit, every map's keys go to disk a buffer at a time (maps first seen then too).
+      if (this.total > this.limit && keys.used > 0)
         this.flush(mapId, keys);
       if (keys.used + needed > keys.buffer.length) {
         const grown = Buffer.allocUnsafe(Math.max(keys.buffer.length * 2, keys.used + needed));
