@@ -7,9 +7,10 @@ import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {defaultToolContext, type ToolContext} from '../src/context.ts';
 import {ExitCode} from '../src/exitCodes.ts';
-import {SCHEMA_VERSION, checkRecord, type AnyRecord, type EntryRecord, type SocketState} from '../src/schema.ts';
+import {SCHEMA_VERSION, checkRecord, type AnyRecord, type EntryRecord, type Match, type SocketState} from '../src/schema.ts';
 import {makeHeader} from '../src/header.ts';
 import {validate} from '../src/validate/index.ts';
+import {SocketTable, type Found} from '../src/validate/snapshotIndex.ts';
 import {PassThrough} from 'node:stream';
 import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
 import {netns as netnsRecord, pidEntry, processRecord, snapshotCloser, socketRecord, tupleEntry} from './helpers/records.ts';
@@ -462,6 +463,36 @@ test(`entries before the snapshots spill to a temp file past the memory limit an
     assert.equal(readdirSync(tmp), [], `the spill file is removed`);
   } finally {
     rmSync(tmp, {recursive: true, force: true});
+  }
+});
+
+test(`SocketTable: every lookup finds what a list of all sockets gives, in filing order, past many bucket doublings`, () => {
+  const table = new SocketTable();
+  type Filed = {udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match};
+  const filed: Array<Filed> = [];
+  // Few distinct keys (each in several namespaces, filed first and last), many sockets.
+  const key = (i: number) => ({udp: i % 3 === 0, laddr: `10.0.${i % 7}.1`, lport: 1000 + (i % 50), raddr: i % 5 === 0 ? `::` : `fd00::${i % 11}`, rport: i % 4});
+  for (let i = 0; i < 6000; i++) {
+    const entry = {...key(i), match: {netnsInode: 4026531000 + (i % 9), socket: {proto: `tcp`, laddr: ``, lport: i, raddr: ``, rport: 0, state: `LISTEN`, inode: i}}};
+    if (i % 2 === 0) {
+      table.first(entry.udp, entry.laddr, entry.lport, entry.raddr, entry.rport, entry.match);
+      filed.unshift(entry);
+    } else {
+      table.last(entry.udp, entry.laddr, entry.lport, entry.raddr, entry.rport, entry.match);
+      filed.push(entry);
+    }
+  }
+  for (let i = 0; i < 600; i++) {
+    const k = key(i * 7 + 1);
+    for (const netns of [0, 4026531000 + (i % 9), 1]) {
+      const same = filed.filter(f => f.udp === k.udp && f.laddr === k.laddr && f.lport === k.lport && f.raddr === k.raddr && f.rport === k.rport);
+      const want = same.find(f => netns === 0 || f.match.netnsInode === netns);
+      const found = {match: null, elsewhere: null} as Found;
+      assert.is(table.search(found, k.udp, k.laddr, k.lport, k.raddr, k.rport, netns), want !== undefined);
+      assert.is(found.match, want?.match ?? null);
+      // The first one of the key in another namespace, met before the one taken.
+      assert.is(found.elsewhere, same[0] === want ? null : same[0]?.match ?? null);
+    }
   }
 });
 

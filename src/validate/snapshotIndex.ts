@@ -20,13 +20,16 @@ export function foldMapped(address: string): string {
 
 /** One socket filed under one key: the key's fields (addresses folded) and the socket's match. */
 interface Slot {
+  readonly hash: number;
   readonly udp: boolean;
   readonly laddr: string;
   readonly lport: number;
   readonly raddr: string;
   readonly rport: number;
+  /** The match's namespace, here so that a lookup does not read the match it does not take. */
+  readonly netns: number;
   readonly match: Match;
-  /** The next slot of the same hash: other keys (collisions) or the same key in other namespaces. */
+  /** The next slot of the same bucket: other keys, or the same key in other namespaces. */
   next: Slot | null;
 }
 
@@ -42,26 +45,34 @@ export interface Found {
  * Sockets by (proto, local address, local port, remote address, remote port). Keys are hashed to a
  * small integer from the fields themselves, so a lookup builds no string (the index keyed by
  * `proto|laddr|lport|raddr|rport` strings spent more time making and hashing the key than
- * anything else per entry); slots of one hash are chained and compared field by field. Sockets
- * of one key keep the order they were filed in (first(): ahead of the others, last(): after).
+ * anything else per entry), and the hash picks a bucket of an array (a Map keyed by the hash
+ * cost a lookup in its own tables on top); slots of one bucket are chained and compared field by
+ * field. Sockets of one key keep the order they were filed in (first(): ahead of the others,
+ * last(): after).
  */
 export class SocketTable {
-  private readonly heads = new Map<number, Slot>();
+  private buckets: Array<Slot | null> = new Array<Slot | null>(1024).fill(null);
+  private mask = 1023;
   size = 0;
 
   first(udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
     const hash = tupleHash(udp, laddr, lport, raddr, rport);
-    this.heads.set(hash, {udp, laddr, lport, raddr, rport, match, next: this.heads.get(hash) ?? null});
-    this.size += 1;
+    const bucket = hash & this.mask;
+    this.buckets[bucket] = {hash, udp, laddr, lport, raddr, rport, netns: match.netnsInode ?? 0, match, next: this.buckets[bucket]};
+    this.added();
   }
 
   last(udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
     const hash = tupleHash(udp, laddr, lport, raddr, rport);
-    const slot: Slot = {udp, laddr, lport, raddr, rport, match, next: null};
-    let tail = this.heads.get(hash);
-    this.size += 1;
-    if (tail === undefined) {
-      this.heads.set(hash, slot);
+    this.append({hash, udp, laddr, lport, raddr, rport, netns: match.netnsInode ?? 0, match, next: null});
+    this.added();
+  }
+
+  private append(slot: Slot): void {
+    const bucket = slot.hash & this.mask;
+    let tail = this.buckets[bucket];
+    if (tail === null) {
+      this.buckets[bucket] = slot;
       return;
     }
     while (tail.next !== null)
@@ -69,20 +80,38 @@ export class SocketTable {
     tail.next = slot;
   }
 
+  /** Twice the buckets when there are more sockets than buckets; every chain keeps its order. */
+  private added(): void {
+    this.size += 1;
+    if (this.size <= this.buckets.length)
+      return;
+    const old = this.buckets;
+    this.buckets = new Array<Slot | null>(2 * old.length).fill(null);
+    this.mask = this.buckets.length - 1;
+    for (let slot of old) {
+      while (slot !== null) {
+        const next = slot.next;
+        slot.next = null;
+        this.append(slot);
+        slot = next;
+      }
+    }
+  }
+
   /**
    * Looks the key up: the first socket in `netns` (any namespace when 0) goes to found.match and
    * gives true; else the first one elsewhere goes to found.elsewhere (when it is still empty).
    */
   search(found: Found, udp: boolean, laddr: string, lport: number, raddr: string, rport: number, netns: number): boolean {
-    for (let slot: Slot | null = this.heads.get(tupleHash(udp, laddr, lport, raddr, rport)) ?? null; slot !== null; slot = slot.next) {
-      if (slot.lport !== lport || slot.rport !== rport || slot.udp !== udp || slot.laddr !== laddr || slot.raddr !== raddr)
+    const hash = tupleHash(udp, laddr, lport, raddr, rport);
+    for (let slot = this.buckets[hash & this.mask]; slot !== null; slot = slot.next) {
+      if (slot.hash !== hash || slot.lport !== lport || slot.rport !== rport || slot.udp !== udp || slot.laddr !== laddr || slot.raddr !== raddr)
         continue;
-      const match = slot.match;
-      if (netns === 0 || match.netnsInode === netns) {
-        found.match = match;
+      if (netns === 0 || slot.netns === netns) {
+        found.match = slot.match;
         return true;
       }
-      found.elsewhere ??= match;
+      found.elsewhere ??= slot.match;
     }
     return false;
   }
