@@ -156,18 +156,14 @@ export class GroupTable {
   }
 
   private countNumber(value: number): void {
-    const table = this.byNumber;
-    const seen = table.get(value);
-    if (seen !== undefined)
-      table.set(value, seen + 1);
-    else if (table.size < GROUP_CAP)
-      table.set(value, 1);
-    else
-      this.other += 1;
+    this.countIn(this.byNumber, value);
   }
 
   private countText(value: string): void {
-    const table = this.byText;
+    this.countIn(this.byText, value);
+  }
+
+  private countIn<K>(table: Map<K, number>, value: K): void {
     const seen = table.get(value);
     if (seen !== undefined)
       table.set(value, seen + 1);
