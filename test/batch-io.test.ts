@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import {batched, unbatched} from '../src/batch.ts';
 import {readRecordBatches} from '../src/ndjson.ts';
 import {SCHEMA_VERSION} from '../src/schema.ts';
-import {HexKeySet} from '../src/validate/keySet.ts';
+import {HexKeySet, storeKey} from '../src/validate/keySet.ts';
 
 async function readChunks(chunks: ReadonlyArray<string | Buffer>) {
   const problems: Array<string> = [];
@@ -77,14 +77,33 @@ test(`HexKeySet: exact membership and marks across growth; non-hex and uppercase
   assert.not.ok(keys.has(`00ff`), `uppercase is a different key`);
   assert.ok(keys.has(``));
   assert.not.ok(keys.has(`00`));
-  // Emptied for the next map's keys: nothing left, marks included.
-  keys.clear();
-  assert.is(keys.size, 0);
-  assert.not.ok(keys.has(hex(0)));
-  assert.is(keys.add(hex(7)), 0);
-  assert.not.ok(keys.isMarked(hex(7)));
-  assert.ok(keys.mark(hex(7)));
-  assert.ok(keys.isMarkedAt(0));
+  // Made the set of keys already stored (length, then storeKey's form), where they are; then of other keys.
+  const stored = (texts: Array<string>) => {
+    const buffer = Buffer.alloc(texts.reduce((sum, text) => sum + 5 + 3 * text.length, 0));
+    let at = 0;
+    for (const text of texts) {
+      const length = storeKey(text, buffer, at + 4);
+      buffer.writeUInt32LE(length, at);
+      at += 4 + length;
+    }
+    return buffer.subarray(0, at);
+  };
+  const first = [hex(1), hex(2), hex(1), `abc`, ``];
+  const indexOf = new Int32Array(first.length);
+  assert.is(keys.adopt(stored(first), first.length, indexOf), stored(first).length);
+  assert.equal([...indexOf], [0, 1, 0, 2, 3], `a repeated key gets its first index`);
+  assert.is(keys.size, 4);
+  assert.ok(keys.mark(hex(2)));
+  assert.ok(keys.has(`abc`) && keys.has(``) && !keys.has(hex(3)) && !keys.has(`00FF`));
+  assert.equal([0, 1, 2, 3].map(index => keys.isMarkedAt(index)), [false, true, false, false]);
+  const second = Array.from({length: 3000}, (_, n) => hex(n + 10_000));
+  const more = new Int32Array(second.length);
+  keys.adopt(stored(second), second.length, more);
+  assert.equal([...more], second.map((_, n) => n));
+  assert.not.ok(keys.has(hex(2)), `the first keys are gone`);
+  assert.not.ok(keys.isMarkedAt(1), `and their marks`);
+  assert.ok(keys.markBytes(Buffer.from(hex(10_042), `hex`), 48));
+  assert.ok(keys.isMarked(hex(10_042)));
 });
 
 test.run();

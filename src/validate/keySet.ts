@@ -47,25 +47,56 @@ export class HexKeySet {
     return this.count;
   }
 
-  /** Empties the set, keeping its buffers for the next keys (no garbage per map re-read). */
-  clear(): void {
-    this.marks.fill(0, 0, this.count);
+  /**
+   * Makes this the set of the `count` keys in stored form (storeKey) in `stored`, each after its
+   * length (u32 LE), indexed where they are: no copy, so `stored` must not change while the set
+   * is in use, and nothing may be add()ed. Each key's index goes to indexOf (a repeated key gets
+   * the index of its first time). The set's own arrays are reused (one set serves map after map).
+   * Returns how many bytes of `stored` the keys took.
+   */
+  adopt(stored: Buffer, count: number, indexOf: Int32Array): number {
+    if (this.starts.length < count) {
+      this.starts = new Int32Array(count);
+      this.lengths = new Int32Array(count);
+      this.marks = new Uint8Array(count);
+    } else {
+      this.marks.fill(0, 0, count);
+    }
+    let capacity = 2048;
+    while (capacity < 2 * count + 2)
+      capacity *= 2;
+    if (this.slots.length < capacity)
+      this.slots = new Int32Array(capacity);
     this.slots.fill(EMPTY);
+    this.arena = stored;
+    this.used = stored.length;
     this.count = 0;
-    this.used = 0;
+    const mask = this.slots.length - 1;
+    let at = 0;
+    for (let n = 0; n < count; n++) {
+      const length = stored.readUInt32LE(at);
+      const start = at + 4;
+      at = start + length;
+      let slot = hashBytes(stored, start, length) & mask;
+      let index = this.slots[slot];
+      while (index !== EMPTY && !(this.lengths[index] === length && stored.compare(stored, start, at, this.starts[index], this.starts[index] + length) === 0)) {
+        slot = (slot + 1) & mask;
+        index = this.slots[slot];
+      }
+      if (index === EMPTY) {
+        index = this.count++;
+        this.starts[index] = start;
+        this.lengths[index] = length;
+        this.slots[slot] = index;
+      }
+      indexOf[n] = index;
+    }
+    return at;
   }
 
   /** Adds a key; returns its index (the existing one when already present). */
   add(keyHex: string): number {
     return this.addProbe(this.load(keyHex));
-  }
-
-  /** add() for a key in its stored form (storeKey), at source[start, start + length). */
-  addStored(source: Uint8Array, start: number, length: number): number {
-    if (length > this.probe.length)
-      this.probe = Buffer.allocUnsafe(length);
-    this.probe.set(source.subarray(start, start + length));
-    return this.addProbe(length);
   }
 
   private addProbe(length: number): number {
@@ -209,8 +240,8 @@ interface MapKeys {
   used: number;
   /** The file its keys go to past the memory limit (the buffer then holds what is not written yet). */
   file: {path: string, fd: number} | null;
-  /** While the re-read looks at this map: its keys, and each candidate's index among them. */
-  loaded: {set: HexKeySet, indexOf: Int32Array} | null;
+  /** While the re-read looks at this map: its keys, each candidate's index among them, and whether they are in the shared read buffer. */
+  loaded: {set: HexKeySet, indexOf: Int32Array, shared: boolean} | null;
   /** After: one byte per candidate, 1 when the re-read had its key. */
   marked: Uint8Array | null;
   /** Candidates already asked about by nextMarked(). */
@@ -233,6 +264,8 @@ export class CandidateKeys {
   /** A settled map's table, kept for the next map to load into, and the buffer key files are read into. */
   private spare: {set: HexKeySet, indexOf: Int32Array} | null = null;
   private readBuffer: Buffer | null = null;
+  /** A loaded map's keys are in readBuffer (entry records may load several maps at once: the others get their own). */
+  private readBufferInUse = false;
 
   constructor(private readonly ctx: ToolContext, private readonly limit: number) {}
 
@@ -343,36 +376,37 @@ export class CandidateKeys {
   }
 
   private load(mapId: number, keys: MapKeys): void {
-    const stored = keys.file !== null ? this.readBack(mapId, keys) : keys.buffer.subarray(0, keys.used);
+    const shared = keys.file !== null && !this.readBufferInUse;
+    const stored = keys.file !== null ? this.readBack(mapId, keys, shared) : keys.buffer.subarray(0, keys.used);
     let {set, indexOf} = this.spare ?? {set: new HexKeySet(), indexOf: new Int32Array(0)};
     this.spare = null;
     if (indexOf.length < keys.count)
       indexOf = new Int32Array(keys.count);
-    let at = 0;
-    for (let n = 0; n < keys.count; n++) {
-      const length = stored.readUInt32LE(at);
-      indexOf[n] = set.addStored(stored, at + 4, length);
-      at += 4 + length;
-    }
+    const at = keys.count * 4 <= stored.length ? set.adopt(stored, keys.count, indexOf) : -1;
     if (at !== stored.length)
       throw new Error(`the leaked candidates' keys of map ${mapId} did not read back (${stored.length} bytes, ${at} expected)`);
-    keys.loaded = {set, indexOf};
+    keys.loaded = {set, indexOf, shared};
+    if (shared)
+      this.readBufferInUse = true;
   }
 
-  /** The keys of a map that went to disk, in a buffer reused from map to map. */
-  private readBack(mapId: number, keys: MapKeys): Buffer {
+  /** The keys of a map that went to disk: in the buffer reused from map to map when `shared`. */
+  private readBack(mapId: number, keys: MapKeys, shared: boolean): Buffer {
     const file = keys.file!;
     this.flush(mapId, keys);
     let fd: number | null = null;
     try {
       fd = openSync(file.path, `r`);
       const size = fstatSync(fd).size;
-      if (this.readBuffer === null || this.readBuffer.length < size)
-        this.readBuffer = Buffer.allocUnsafe(Math.max(size, 2 * (this.readBuffer?.length ?? 0)));
+      let buffer = shared ? this.readBuffer : null;
+      if (buffer === null || buffer.length < size)
+        buffer = Buffer.allocUnsafe(shared ? Math.max(size, Math.floor(1.25 * (this.readBuffer?.length ?? 0))) : size);
+      if (shared)
+        this.readBuffer = buffer;
       let at = 0;
       for (let got = -1; at < size && got !== 0; at += got)
-        got = readSync(fd, this.readBuffer, at, size - at, at);
-      return this.readBuffer.subarray(0, at);
+        got = readSync(fd, buffer, at, size - at, at);
+      return buffer.subarray(0, at);
     } catch (err) {
       throw new EnvironmentFault(`cannot read the leaked candidates' keys back from ${file.path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
     } finally {
@@ -385,14 +419,15 @@ export class CandidateKeys {
   private settle(keys: MapKeys): void {
     if (keys.loaded === null)
       return;
-    const {set, indexOf} = keys.loaded;
+    const {set, indexOf, shared} = keys.loaded;
     keys.marked ??= new Uint8Array(keys.count);
     for (let n = 0; n < keys.count; n++) {
       if (set.isMarkedAt(indexOf[n]))
         keys.marked[n] = 1;
     }
     keys.loaded = null;
-    set.clear();
+    if (shared)
+      this.readBufferInUse = false;
     this.spare = {set, indexOf};
   }
 }
