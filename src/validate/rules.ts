@@ -120,6 +120,8 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
     // A miss counts only if every namespace could be read.
     if (index.incompleteNamespaces > 0 || index.conns?.complete === false)
       return {status: `unknown`, reason: `namespace_unreadable`, owner};
+    if (owner === undefined)
+      return listener ? LEAKED_NO_LISTENER : LEAKED_NO_CONNECTION_ANY_NAMESPACE;
     return {status: `leaked`, reason: listener ? `no_listener` : `no_connection_any_namespace`, owner};
   }
   const namespace = index.namespaces.get(netns);
@@ -132,8 +134,16 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
     return {status: `unknown`, reason: `namespace_unreadable`, match: elsewhere, owner};
   if (elsewhere !== undefined)
     return {status: `leaked`, reason: `wrong_namespace`, match: elsewhere, owner};
+  if (owner === undefined)
+    return listener ? LEAKED_NO_LISTENER : LEAKED_NO_CONNECTION;
   return {status: `leaked`, reason: listener ? `no_listener` : `no_connection`, owner};
 }
+
+// The commonest judgements of a tuple without a pid, one object each (not one per entry): a
+// judgement is only ever read.
+const LEAKED_NO_LISTENER: Judgement = Object.freeze({status: `leaked`, reason: `no_listener`});
+const LEAKED_NO_CONNECTION: Judgement = Object.freeze({status: `leaked`, reason: `no_connection`});
+const LEAKED_NO_CONNECTION_ANY_NAMESPACE: Judgement = Object.freeze({status: `leaked`, reason: `no_connection_any_namespace`});
 
 // One owner object per pid and snapshot (kept by the index), shared by every verdict of that pid
 // (a busy process owns thousands of entries): less garbage on the hot path. Verdicts never modify it.
