@@ -1,7 +1,7 @@
 // scan end to end on real maps, real sockets, real processes: verdicts for entries whose truth
 // the world arranged, the recheck settling a race and a deletion, exit codes, the capture
 // replayed through `report` and through `validate | report`, and the environment errors.
-import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {createServer, type Server} from 'node:net';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -9,6 +9,7 @@ import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import type {Clock} from '../src/context.ts';
 import {ExitCode} from '../src/exitCodes.ts';
+import {GROUP_FIELDS} from '../src/report/aggregate.ts';
 import {connTupleBytes} from './helpers/bpf.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {freePort} from './helpers/ports.ts';
@@ -157,6 +158,26 @@ if (canRun) {
     }
   });
 }
+
+test(`scan: the report is the same whether the entries carry their values (with --capture) or not (the report alone)`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), `usmld-scan-values-`));
+  try {
+    const from = join(dir, `capture`);
+    cpSync(`samples/proc/capture`, from, {recursive: true});
+    cpSync(`samples/dump/bpftool/maps`, join(from, `maps`), {recursive: true});
+    const args = [`scan`, `--from`, from, `--recheck-delay`, `0`, `--samples`, `1000`, `--group-by`, GROUP_FIELDS.join(`,`)];
+    for (const format of [`json`, `text`]) {
+      const alone = await runCommand([...args, `--format`, format]);
+      const captured = await runCommand([...args, `--format`, format, `--capture`, join(dir, `${format}.ndjson`), `--force`]);
+      assert.is(alone.code, ExitCode.LeaksFound, alone.stderr);
+      assert.is(captured.code, alone.code, captured.stderr);
+      assert.is(alone.stdout, captured.stdout, format);
+      assert.match(readFileSync(join(dir, `${format}.ndjson`), `utf8`), /"type":"verdict"[^\n]*"valueHex"/);
+    }
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
+});
 
 test(`scan: not root and not offline is a clear message and exit 3`, async () => {
   const run = await runCommand([`scan`], {tool: {uid: 1000}});

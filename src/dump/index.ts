@@ -39,6 +39,11 @@ export interface DumpOptions {
   batchEntries?: number;
   /** Kernel backend: make the batch lookups in a worker thread, ahead of the entries being judged (scan). */
   readAhead?: boolean;
+  /**
+   * Entry records carry their value as hex (`valueHex`, `valuesHex`, `valueBtf`); default true.
+   * False only when nothing downstream reads them: a scan that prints just its report.
+   */
+  withValues?: boolean;
 }
 
 export type DumpRecord = MapRecord | EntryRecord | MapStatsRecord;
@@ -123,7 +128,7 @@ async function* dumpChunks(ctx: ToolContext, options: DumpOptions, out: LineChun
 
   try {
     for (const target of targets)
-      yield* dumpOne(ctx, source, target, out, onKey);
+      yield* dumpOne(ctx, source, target, out, onKey, options.withValues !== false);
   } finally {
     source.close?.();
   }
@@ -169,7 +174,7 @@ function mapRecord(target: Target, backend: BackendName, readNs: bigint | null):
   return record;
 }
 
-async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, out: LineChunks | null, onKey: KeyVisitor | null): AsyncGenerator<Array<DumpRecord>> {
+async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, out: LineChunks | null, onKey: KeyVisitor | null, withValues: boolean): AsyncGenerator<Array<DumpRecord>> {
   const {listed, catalogue} = target;
   const mapId = listed.id;
   const mapName = catalogue.name;
@@ -218,7 +223,7 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, out
         return;
       }
       if (out === null) {
-        batch.push(toEntry(entry, raw, target, mapName, problem, dating));
+        batch.push(toEntry(entry, raw, target, mapName, problem, dating, withValues));
         return;
       }
       if (plan !== null) {
@@ -313,7 +318,7 @@ export interface Dating {
 }
 
 /** The entry record of one raw entry (exported for the test that holds entryLine to it). */
-export function toEntry(entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined, dating: Dating | null): EntryRecord {
+export function toEntry(entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined, dating: Dating | null, withValues = true): EntryRecord {
   let keyError = raw.error;
   let key: EntryRecord[`key`] = null;
   const layout = target.layout;
@@ -328,12 +333,12 @@ export function toEntry(entry: RawEntry, raw: RawKey, target: Target, mapName: s
   }
   const keyHex = entry.key !== null ? keyHexOf(entry) : Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.length).toString(`hex`);
   const record: EntryRecord & {valueBtf?: unknown} = {type: `entry`, v: SCHEMA_VERSION, mapId: target.listed.id, map: mapName, keyHex, key};
-  const value = valueHexOf(entry);
+  const value = withValues ? valueHexOf(entry) : null;
   if (typeof value === `string`)
     record.valueHex = value;
   else if (value !== null)
     record.valuesHex = value;
-  else if (entry.valueBtf !== undefined)
+  else if (withValues && entry.valueBtf !== undefined)
     record.valueBtf = toWireJson(entry.valueBtf);
   // One value's bytes (not per-CPU): the tuple and timestamps some values carry.
   const bytes = entry.value !== null && !entry.perCpu ? entry.value : null;

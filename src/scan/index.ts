@@ -131,7 +131,9 @@ async function* stages(ctx: ToolContext, options: ScanOptions): AsyncGenerator<R
   ctx.log.progress(`snapshotting processes...`);
   yield* batched(snapshotPids(ctx, {from, socketFds: selectionNeedsSocketFds(options.dump.selection ?? {})}) as AsyncIterable<AnyRecord>);
   // Live: the kernel backend's batch lookups run in a worker, ahead of the entries being judged.
-  const dump: DumpOptions = from !== undefined ? {...options.dump, from: [from]} : {...options.dump, readAhead: true};
+  // Values as hex only when a record can be seen whole: the report reads none of them.
+  const withValues = options.capture !== undefined || options.observe !== undefined || options.recheckDelaySeconds > 0;
+  const dump: DumpOptions = from !== undefined ? {...options.dump, from: [from], withValues} : {...options.dump, readAhead: true, withValues};
   let map = ``;
   let entries = 0;
   let mapEntries = 0;
