@@ -2,7 +2,7 @@ import {Command, Option} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
-import {readInputBatches, readInputs} from '../src/ndjson.ts';
+import {readInputBatches} from '../src/ndjson.ts';
 import {Provenance} from '../src/provenance.ts';
 import {validateBatches} from '../src/validate/index.ts';
 import {verdictBytes, verdictLine} from '../src/validate/serialize.ts';
@@ -36,7 +36,7 @@ export default class ValidateCommand extends WithProcRoot(BaseCommand) {
     if (this.live === true && this.snapshotFiles.length > 0)
       throw new UsageFault(`--live and --snapshot both say where the snapshots come from: give one`);
     const read = {onProblem: (message: string) => tool.log.warn(message), maxLineLength: tool.maxLineLength, keepSourceLine: new Set([`entry`])};
-    const snapshots = this.snapshotFiles.length > 0 ? readInputs(this.snapshotFiles, this.context.stdin, read) : undefined;
+    const snapshots = this.snapshotFiles.length > 0 ? readInputBatches(this.snapshotFiles, this.context.stdin, read) : undefined;
     const input = readInputBatches(this.files, this.context.stdin, read);
     const live = this.live === undefined ? `auto` : this.live ? `always` : `never`;
     const counts = {leaked: 0};

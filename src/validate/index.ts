@@ -19,8 +19,8 @@ import {lineCarriesEntry} from './serialize.ts';
 import {SNAPSHOT_RECORD_TYPES, SnapshotIndex} from './snapshotIndex.ts';
 
 export interface ValidateOptions {
-  /** Snapshot records read before the input (`--snapshot FILE`); other record types there are ignored. */
-  snapshots?: AsyncIterable<AnyRecord>;
+  /** Snapshot records (or batches of them) read before the input (`--snapshot FILE`); other record types there are ignored. */
+  snapshots?: AsyncIterable<AnyRecord> | Batches<AnyRecord>;
   /** `auto` (default): live snapshots only when no snapshot record arrives at all; `always`: take them first and ignore any in the input; `never`. */
   live?: `auto` | `always` | `never`;
   /** Where the live snapshots come from (tests, scan); defaults to snapshot-conns and snapshot-pids (with socket fds when pid_fd entries came). */
@@ -177,11 +177,11 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
   // pid_fd entries are judged by socket fds: a live snapshot taken here then lists them.
   let sawPidFd = false;
 
-  /** Feeds snapshot records to the index; yields the ones passed on. */
-  async function* load(records: AsyncIterable<AnyRecord>, source: string): AsyncGenerator<Array<AnyRecord>> {
+  /** Feeds snapshot records (one at a time, or in batches) to the index; yields the ones passed on. */
+  async function* load(records: AsyncIterable<AnyRecord> | Batches<AnyRecord>, source: string): AsyncGenerator<Array<AnyRecord>> {
     let others = 0;
     let passed: Array<AnyRecord> = [];
-    for await (const record of records) {
+    const take = (record: AnyRecord) => {
       if (record.type === `header` || record.type === `snapshot`)
         provenance.observe(record);
       if (index.add(record)) {
@@ -189,6 +189,14 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
           passed.push(record);
       } else if (record.type !== `header`) {
         others += 1;
+      }
+    };
+    for await (const item of records) {
+      if (Array.isArray(item)) {
+        for (let i = 0; i < item.length; i++)
+          take(item[i]);
+      } else {
+        take(item as AnyRecord);
       }
       if (passed.length >= BATCH_SIZE) {
         yield passed;
