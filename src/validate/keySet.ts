@@ -326,11 +326,13 @@ export class CandidateKeys {
     keys.loaded!.set.mark(keyHex);
   }
 
-  /** Ends the re-read: every loaded map's marks are kept, its keys let go. */
+  /** Ends the re-read: every loaded map's marks are kept, its keys let go (the shared table and buffer too). */
   settleAll(): void {
     for (const keys of this.maps.values())
       this.settle(keys);
     this.current = null;
+    this.spare = null;
+    this.readBuffer = null;
   }
 
   /** Whether the re-read had the key of the next candidate of this map (in arrival order). */
