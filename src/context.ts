@@ -8,6 +8,7 @@ import {escapeControl} from './escape.ts';
 import {ProcessGroupRunner, type CommandRunner} from './exec.ts';
 import {DEFAULT_MAX_LINE_LENGTH} from './lines.ts';
 import {lazySyscalls, type SyscallAccess} from './sys/syscalls.ts';
+import type {FdLinksCache} from './snapshot/fdLinks.ts';
 
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
@@ -110,6 +111,8 @@ export interface ToolContext {
   syscalls: SyscallAccess;
   /** Longest input line (NDJSON record, dump element) accepted; longer ones are reported and skipped. */
   maxLineLength: number;
+  /** The fd walks of one look at the host, shared by its stages (scan's first look); absent: each walks its own. */
+  fdLinks?: FdLinksCache;
 }
 
 export function defaultToolContext(stderr: Writable, overrides: Partial<ToolContext> = {}): ToolContext {

@@ -313,7 +313,7 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
 
 /** Fills in the holders of listed maps from /proc (every backend: bpftool's own list may lack them). */
 export async function addHolders(ctx: ToolContext, maps: Array<ListedMap>): Promise<Array<ListedMap>> {
-  const holders = await mapHolders(ctx.procRoot, process.pid);
+  const holders = await mapHolders(ctx.procRoot, process.pid, ctx.fdLinks);
   for (const map of maps)
     map.holders = holders.get(map.id) ?? [];
   return maps;

@@ -30,6 +30,7 @@ import {ReportAggregator, type GroupField} from '../report/aggregate.ts';
 import {buildReport, type ReportModel} from '../report/model.ts';
 import type {AnyRecord} from '../schema.ts';
 import {snapshotConns} from '../snapshot/conns.ts';
+import {FdLinksCache} from '../snapshot/fdLinks.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
 import {validateBatches} from '../validate/index.ts';
 import {recheckBatches, type RecheckOptions} from '../validate/recheck.ts';
@@ -84,8 +85,11 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
 
     // Batches from stage to stage (src/batch.ts): one await per batch, each entry judged inside
     // validate's batch loop.
+    // The first look's stages share one walk of each process's fd/ (socket fds, map holders);
+    // recheck's later look, with the plain context, walks afresh.
+    const firstLook: ToolContext = options.from === undefined ? {...ctx, fdLinks: new FdLinksCache()} : ctx;
     async function* observed(): AsyncGenerator<ReadonlyArray<AnyRecord>> {
-      for await (const batch of stages(ctx, options)) {
+      for await (const batch of stages(firstLook, options)) {
         for (let i = 0; i < batch.length; i++) {
           const pending = keep(batch[i]);
           if (pending)

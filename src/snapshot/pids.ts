@@ -1,7 +1,7 @@
 // snapshot-pids: one record per process with its threads, state, start time, command name and
 // network namespace. validate uses it to judge pid_tgid keys by thread, to notice zombies, and
 // (through the start time) to notice a pid reused by a newer process.
-import {readdirSync, readlinkSync} from 'node:fs';
+import {readdirSync} from 'node:fs';
 import {readBoundedTextSync} from '../boundedRead.ts';
 import {snapshotMonotonicNs} from '../capture/monotonic.ts';
 import type {ToolContext} from '../context.ts';
@@ -9,6 +9,7 @@ import {captureOrigin} from '../provenance.ts';
 import {SCHEMA_VERSION, type ProcessRecord, type SnapshotRecord} from '../schema.ts';
 import {errnoOf, isVanished, listPids, numericNames, readNetnsLinkSync, yieldToLoop} from './procfs.ts';
 import {Ascii} from '../ascii.ts';
+import {readFdLinks, type FdLinksCache} from './fdLinks.ts';
 
 export interface SnapshotPidsOptions {
   /** A capture directory: its proc/ is read instead of the live /proc. */
@@ -55,7 +56,7 @@ export function parseStat(text: string): ParsedStat | null {
 type ProcessRead = {record: ProcessRecord, refused?: string} | {vanished: true} | {problem: string};
 
 /** One process. Synchronous on purpose: see readNetnsLinkSync for the measured reason. */
-function readProcess(procRoot: string, pid: number, socketFds: boolean): ProcessRead {
+function readProcess(procRoot: string, pid: number, socketFds: boolean, cache: FdLinksCache | undefined): ProcessRead {
   const dir = `${procRoot}/${pid}`;
   let statText: string;
   let taskNames: Array<string>;
@@ -88,7 +89,7 @@ function readProcess(procRoot: string, pid: number, socketFds: boolean): Process
   if (`error` in link)
     read.refused = `ns/net: ${link.error}`;
   if (socketFds) {
-    const fds = readSocketFds(dir);
+    const fds = readSocketFds(dir, cache);
     if (fds !== undefined)
       read.record.socketFds = fds;
     else
@@ -102,32 +103,19 @@ function readProcess(procRoot: string, pid: number, socketFds: boolean): Process
  * the `ls -l` listing the capture script saved as fd.ls. Undefined when neither can be read: no
  * evidence, and pid_fd verdicts of the process say so (unknown), never "fd closed".
  */
-export function readSocketFds(dir: string): Array<[number, number]> | undefined {
-  const out: Array<[number, number]> = [];
-  let names: Array<string>;
+export function readSocketFds(dir: string, cache?: FdLinksCache): Array<[number, number]> | undefined {
+  const links = cache !== undefined ? cache.read(`${dir}/fd`) : readFdLinks(`${dir}/fd`);
+  if (links !== undefined)
+    return [...links.sockets].sort((a, b) => a[0] - b[0]);
+  let listing = ``;
   try {
-    names = readdirSync(`${dir}/fd`);
+    listing = readBoundedTextSync(`${dir}/fd.ls`, `utf8`);
   } catch {
-    let listing = ``;
-    try {
-      listing = readBoundedTextSync(`${dir}/fd.ls`, `utf8`);
-    } catch {
-      return undefined;
-    }
-    for (const match of listing.matchAll(/ (\d+) -> socket:\[(\d+)\]$/gm))
-      out.push([Number(match[1]), Number(match[2])]);
-    return out.sort((a, b) => a[0] - b[0]);
+    return undefined;
   }
-  for (const name of names) {
-    let target: string;
-    try {
-      target = readlinkSync(`${dir}/fd/${name}`);
-    } catch {
-      continue; // closed meanwhile
-    }
-    if (target.startsWith(`socket:[`))
-      out.push([Number(name), Number(target.slice(8, -1))]);
-  }
+  const out: Array<[number, number]> = [];
+  for (const match of listing.matchAll(/ (\d+) -> socket:\[(\d+)\]$/gm))
+    out.push([Number(match[1]), Number(match[2])]);
   return out.sort((a, b) => a[0] - b[0]);
 }
 
@@ -145,7 +133,7 @@ export async function* snapshotPids(ctx: ToolContext, options: SnapshotPidsOptio
   for (let i = 0; i < pids.length; i++) {
     if (i % BATCH === BATCH - 1)
       await yieldToLoop();
-    const read = readProcess(procRoot, pids[i], options.socketFds === true);
+    const read = readProcess(procRoot, pids[i], options.socketFds === true, options.from === undefined ? ctx.fdLinks : undefined);
     if (`record` in read) {
       count++;
       if (read.refused !== undefined && ++refusedCount <= 5)

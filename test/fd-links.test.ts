@@ -1,0 +1,89 @@
+// scan's first look walks each process's fd/ once (FdLinksCache in the context): snapshot-pids'
+// socket fds and the dump's map holders then come from the same walk. Against real processes
+// holding a real map and sockets, the records must be those of the unshared path (each stage
+// walking fd/ itself), and the sharing must really have happened.
+import {spawn, type ChildProcess} from 'node:child_process';
+import {closeSync, readlinkSync} from 'node:fs';
+import {PassThrough} from 'node:stream';
+import {test} from 'uvu';
+import * as assert from 'uvu/assert';
+import {defaultToolContext, type ToolContext} from '../src/context.ts';
+import {dumpMaps} from '../src/dump/index.ts';
+import {openMapReadOnly} from '../src/dump/kernel.ts';
+import type {AnyRecord, MapRecord, ProcessRecord} from '../src/schema.ts';
+import {FdLinksCache} from '../src/snapshot/fdLinks.ts';
+import {snapshotPids} from '../src/snapshot/pids.ts';
+import {lazySyscalls} from '../src/sys/syscalls.ts';
+import {BpfTestSet, type TestMap} from './helpers/bpf.ts';
+import {killChildren} from './helpers/children.ts';
+import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
+
+const runs = requirePrivileges(`shared fd walks (real maps and processes)`, bpfUnavailable());
+let set: BpfTestSet;
+let held: TestMap;
+let other: TestMap;
+const children = new Set<ChildProcess>();
+
+async function collect(records: AsyncIterable<AnyRecord>): Promise<Array<AnyRecord>> {
+  const out: Array<AnyRecord> = [];
+  for await (const record of records)
+    out.push(record);
+  return out;
+}
+
+/** snapshot-pids with socket fds, then a kernel dump of the maps: scan's first look, in its order. */
+async function look(ctx: ToolContext, mapIds: Array<number>) {
+  const processes = (await collect(snapshotPids(ctx, {socketFds: true}))).filter(record => record.type === `process`);
+  const maps = (await collect(dumpMaps(ctx, {backend: `kernel`, mapIds, download: false}))).filter(record => record.type === `map`);
+  return {processes, maps};
+}
+
+if (runs) {
+  test.before(() => {
+    set = new BpfTestSet(`fdlinks`);
+    held = set.createMap({name: `ssl_read_args`, keySize: 8, valueSize: 8});
+    other = set.createMap({name: `ssl_write_args`, keySize: 8, valueSize: 8});
+  });
+
+  test.after(() => {
+    killChildren(children);
+    set?.cleanup();
+  });
+
+  test(`the first look's shared fd walks give the records of the unshared path`, async () => {
+    const sys = lazySyscalls(process.env.TMPDIR ?? `/tmp`)();
+    if (`unavailable` in sys)
+      throw new Error(sys.unavailable);
+    const heldFd = openMapReadOnly(sys, held.id);
+    const otherFd = openMapReadOnly(sys, other.id);
+    // One child holds a map twice (fds 3 and 5) and another map (fd 4), with sockets on 0-2 (the
+    // stdio pipes are socket pairs); one holds sockets only.
+    const both = spawn(`sleep`, [`60`], {stdio: [`pipe`, `pipe`, `pipe`, heldFd, otherFd, heldFd]});
+    const socketsOnly = spawn(`sleep`, [`60`], {stdio: [`pipe`, `pipe`, `ignore`]});
+    children.add(both).add(socketsOnly);
+    closeSync(heldFd);
+    closeSync(otherFd);
+    await new Promise(resolve => setTimeout(resolve, 100));
+    assert.ok(readlinkSync(`/proc/${both.pid}/fd/0`).startsWith(`socket:[`), `stdio pipes are sockets`);
+
+    const mapIds = [held.id, other.id];
+    const plain = await look(defaultToolContext(new PassThrough()), mapIds);
+    const cache = new FdLinksCache();
+    const shared = await look({...defaultToolContext(new PassThrough()), fdLinks: cache}, mapIds);
+    assert.ok(cache.reused > 0, `the dump's holders came from snapshot-pids' walks`);
+
+    for (const child of [both, socketsOnly]) {
+      const mine = (records: Array<AnyRecord>) => records.find(record => record.type === `process` && record.pid === child.pid);
+      const record = mine(shared.processes) as ProcessRecord | undefined;
+      assert.ok(record?.socketFds !== undefined, `process ${child.pid} listed with its socket fds`);
+      assert.equal(record!.socketFds!.map(([fd]) => fd), child === both ? [0, 1, 2] : [0, 1]);
+      assert.equal(record, mine(plain.processes));
+    }
+    assert.equal(shared.maps, plain.maps);
+    const holders = (id: number) => (shared.maps.find(record => record.type === `map` && record.mapId === id) as MapRecord).holders;
+    assert.equal(holders(held.id), [{pid: both.pid, comm: `sleep`}]);
+    assert.equal(holders(other.id), [{pid: both.pid, comm: `sleep`}]);
+  });
+}
+
+test.run();
