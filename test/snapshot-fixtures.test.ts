@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import type {Clock} from '../src/context.ts';
 import {checkRecord} from '../src/schema.ts';
 import {parseStat} from '../src/snapshot/pids.ts';
-import {parseNetTable, TABLES} from '../src/snapshot/nettable.ts';
+import {netTableInodes, parseNetTable, TABLES} from '../src/snapshot/nettable.ts';
 import {parseNetnsMounts} from '../src/snapshot/mountinfo.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {writeProcTree} from '../scripts/gen-proc-fixture.ts';
@@ -177,6 +177,39 @@ test(`parseNetTable: every row of a table with odd widths and a missing header`,
     [`127.0.0.1`, 80, `0.0.0.0`, 0, `LISTEN`, 0, 77],
     [`127.0.0.1`, 80, `127.0.0.2`, 8080, `ESTABLISHED`, 123456, 78],
   ]);
+});
+
+test(`netTableInodes: the inodes of exactly the rows parseNetTable emits, on odd rows and the host's own tables`, () => {
+  const odd = [
+    `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode`,
+    `12345: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 77 1 0000000000000000 100 0 0 10 0`,
+    `   1: 0100007F:0050 0200007F:1F90 01 00000000:00000000 02:000000000000A1B2 00000000 123456        0 78`,
+    `   2: 0100007F:0050 0200007F:1F90 0G 00000000:00000000 00:00000000 00000000     0        0 79`,
+    `   3: 0100007F:0050 0200007F:1F90 01 00000000:00000000`,
+    `   4: 0100007F:0050 0200007F:1F90 06 00000000:00000000 00:00000000 00000000     0        0 0`,
+    `   5: 0100007F:0050 0200007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 99999999999999999999`,
+    `   6: 00000000000000000000000000000001:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 80`,
+    ``,
+  ].join(`\n`);
+  const cases: Array<[string, (typeof TABLES)[number]]> = [[odd, TABLES[0]], [odd, TABLES[1]]];
+  for (const table of TABLES) {
+    try {
+      cases.push([readFileSync(`/proc/net/${table.name}`, `latin1`), table]);
+    } catch {
+      // no such table on this kernel
+    }
+  }
+  for (const [text, table] of cases) {
+    const sockets: Array<number> = [];
+    const full = parseNetTable(text, table, 7, socket => sockets.push(socket.inode));
+    const inodes: Array<number> = [];
+    const bare = netTableInodes(text, table, inode => inodes.push(inode));
+    assert.equal(inodes, sockets, table.name);
+    assert.equal(bare, full, table.name);
+  }
+  const inodes: Array<number> = [];
+  netTableInodes(odd, TABLES[0], inode => inodes.push(inode));
+  assert.equal(inodes, [77, 78, 0]);
 });
 
 test(`parseNetnsMounts: nsfs net mounts only, escapes undone`, () => {

@@ -18,7 +18,7 @@ import {captureOrigin} from '../provenance.ts';
 import {errorMessage} from '../errors.ts';
 import {readInNetns} from '../sys/netns.ts';
 import {SCHEMA_VERSION, type NetnsRecord, type SnapshotRecord, type SocketRecord} from '../schema.ts';
-import {parseNetTable, TABLES, type TableSpec} from './nettable.ts';
+import {netTableInodes, parseNetTable, TABLES, type TableSpec} from './nettable.ts';
 import {mapOrdered} from './ordered.ts';
 import {parseNetnsMounts} from './mountinfo.ts';
 import {errnoOf, isVanished, listPids, numericNames, readNetnsLink, readNetnsLinkSync, yieldToLoop} from './procfs.ts';
@@ -285,15 +285,15 @@ async function socketInodesOf(procRoot: string, pids: Array<number>): Promise<Re
       const text = read.texts[i];
       if (text === null)
         return;
-      parseNetTable(text, table, 0, socket => {
+      netTableInodes(text, table, inode => {
         refused.toPlace.add(pid);
-        if (socket.inode === 0)
+        if (inode === 0)
           return;
-        const owners = refused.owners.get(socket.inode);
+        const owners = refused.owners.get(inode);
         if (owners)
           owners.push(pid);
         else
-          refused.owners.set(socket.inode, [pid]);
+          refused.owners.set(inode, [pid]);
       });
     });
   }

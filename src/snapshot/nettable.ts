@@ -110,9 +110,9 @@ function skipToken(text: string, at: number, end: number): number {
   return at;
 }
 
-// Scratch for one row's two addresses, shared by every call: safe because parseRow fills and
-// reads them without an await in between (the row's strings are made before it returns), so no
-// other row, of this table or a concurrently parsed one, can run in the middle.
+// Scratch for one row's two addresses, shared by every call: safe because parseRow fills them
+// and the row's record is made from them without an await in between, so no other row, of this
+// table or a concurrently parsed one, can run in the middle.
 const localBytes = new Uint8Array(16);
 const remoteBytes = new Uint8Array(16);
 
@@ -122,6 +122,19 @@ const remoteBytes = new Uint8Array(16);
  * IPv4-mapped rows of tcp6/udp6 come out as family `v4` with `listedFamily` `v6`.
  */
 export function parseNetTable(text: string, table: TableSpec, netnsInode: number, emit: (socket: SocketRecord) => void): ParseOutcome {
+  return scanRows(text, table, () => emit(socketOfRow(table, netnsInode)));
+}
+
+/**
+ * The socket inode of each row parseNetTable would emit a socket for, in the same order (the
+ * same rows are valid), without making the records: placing a process whose ns/net link is
+ * refused needs only its sockets' inodes.
+ */
+export function netTableInodes(text: string, table: TableSpec, onInode: (inode: number) => void): ParseOutcome {
+  return scanRows(text, table, () => onInode(row.inode));
+}
+
+function scanRows(text: string, table: TableSpec, onRow: () => void): ParseOutcome {
   const outcome: ParseOutcome = {rows: 0, bad: [], badCount: 0};
   const v6 = table.listedFamily === `v6`;
   let lineNo = 0;
@@ -140,8 +153,9 @@ export function parseNetTable(text: string, table: TableSpec, netnsInode: number
     // The header (`  sl  local_address ...`); kernels always print it first.
     if (lineNo === 1 && text.charCodeAt(p) === Ascii.LowerS)
       continue;
-    const reason = parseRow(text, p, end, v6, emit, table, netnsInode);
+    const reason = parseRow(text, p, end, v6, table);
     if (reason === null) {
+      onRow();
       outcome.rows++;
       continue;
     }
@@ -152,8 +166,11 @@ export function parseNetTable(text: string, table: TableSpec, netnsInode: number
   return outcome;
 }
 
-/** Parses the row at [p, end) and emits its socket; returns why it is malformed, or null. */
-function parseRow(text: string, p: number, end: number, v6: boolean, emit: (socket: SocketRecord) => void, table: TableSpec, netnsInode: number): string | null {
+/** The numeric columns of the row parseRow last accepted (its addresses are in localBytes/remoteBytes). */
+const row = {lport: 0, rport: 0, stateCode: 0, uid: 0, inode: 0};
+
+/** Parses the row at [p, end) into `row` and the address scratch; returns why it is malformed, or null. */
+function parseRow(text: string, p: number, end: number, v6: boolean, table: TableSpec): string | null {
   const addrLen = v6 ? 32 : 8;
   const words = v6 ? 4 : 1;
   // Slot number and colon.
@@ -191,10 +208,20 @@ function parseRow(text: string, p: number, end: number, v6: boolean, emit: (sock
   // Inodes are unsigned long; beyond 2^53 the number would print as 1e+23.
   if (!Number.isSafeInteger(inode) || !Number.isSafeInteger(uid))
     return `uid or inode out of range`;
+  row.lport = lport;
+  row.rport = rport;
+  row.stateCode = stateCode;
+  row.uid = uid;
+  row.inode = inode;
+  return null;
+}
+
+/** The socket record of the row parseRow just accepted. */
+function socketOfRow(table: TableSpec, netnsInode: number): SocketRecord {
   let family: `v4` | `v6` = table.listedFamily;
   let laddr: string;
   let raddr: string;
-  if (!v6) {
+  if (table.listedFamily === `v4`) {
     laddr = formatIPv4(localBytes, 0);
     raddr = formatIPv4(remoteBytes, 0);
   } else if (isMapped(localBytes) || isMapped(remoteBytes)) {
@@ -206,7 +233,7 @@ function parseRow(text: string, p: number, end: number, v6: boolean, emit: (sock
     laddr = formatIPv6(localBytes, 0);
     raddr = formatIPv6(remoteBytes, 0);
   }
-  emit({
+  return {
     type: `socket`,
     v: SCHEMA_VERSION,
     netnsInode,
@@ -214,12 +241,11 @@ function parseRow(text: string, p: number, end: number, v6: boolean, emit: (sock
     family,
     listedFamily: table.listedFamily,
     laddr,
-    lport,
+    lport: row.lport,
     raddr,
-    rport,
-    state: stateCode < STATE_NAMES.length ? STATE_NAMES[stateCode] : `UNKNOWN`,
-    inode,
-    uid,
-  });
-  return null;
+    rport: row.rport,
+    state: row.stateCode < STATE_NAMES.length ? STATE_NAMES[row.stateCode] : `UNKNOWN`,
+    inode: row.inode,
+    uid: row.uid,
+  };
 }
