@@ -9,6 +9,7 @@ export const enum Ascii {
   Quote = 0x22,
   Comma = 0x2c,
   Minus = 0x2d,
+  Dot = 0x2e,
   Digit0 = 0x30,
   Digit9 = 0x39,
   Colon = 0x3a,

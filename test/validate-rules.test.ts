@@ -471,7 +471,11 @@ test(`SocketTable: every lookup finds what a list of all sockets gives, in filin
   type Filed = {udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match};
   const filed: Array<Filed> = [];
   // Few distinct keys (each in several namespaces, filed first and last), many sockets.
-  const key = (i: number) => ({udp: i % 3 === 0, laddr: `10.0.${i % 7}.1`, lport: 1000 + (i % 50), raddr: i % 5 === 0 ? `::` : `fd00::${i % 11}`, rport: i % 4});
+  // Remote sides of every kind: IPv6 (the chained buckets), dotted quads and a bound socket's
+  // empty one (the flat table of numbers), and quads that are not canonical (leading zeros: the
+  // chains, and never equal to the canonical spelling of the same number).
+  const remotes = [`::`, `fd00::1`, `fd00::2`, `10.1.0.2`, `10.1.0.02`, `010.1.0.2`, ``, `0.0.0.0`, `255.255.255.255`, `10.1.0.20`, `1.2.3`];
+  const key = (i: number) => ({udp: i % 3 === 0, laddr: i % 13 === 0 ? `10.0.0.01` : `10.0.${i % 7}.1`, lport: 1000 + (i % 50), raddr: remotes[i % remotes.length], rport: i % 4});
   for (let i = 0; i < 6000; i++) {
     const entry = {...key(i), match: {netnsInode: 4026531000 + (i % 9), socket: {proto: `tcp`, laddr: ``, lport: i, raddr: ``, rport: 0, state: `LISTEN`, inode: i}}};
     if (i % 2 === 0) {
@@ -487,9 +491,12 @@ test(`SocketTable: every lookup finds what a list of all sockets gives, in filin
     for (const netns of [0, 4026531000 + (i % 9), 1]) {
       const same = filed.filter(f => f.udp === k.udp && f.laddr === k.laddr && f.lport === k.lport && f.raddr === k.raddr && f.rport === k.rport);
       const want = same.find(f => netns === 0 || f.match.netnsInode === netns);
-      const found = {match: null, elsewhere: null} as Found;
+      const found: Found = {match: null, elsewhere: null, matchText: null};
       assert.is(table.search(found, k.udp, k.laddr, k.lport, k.raddr, k.rport, netns), want !== undefined);
       assert.is(found.match, want?.match ?? null);
+      // A text handed over with the match is the match's own.
+      if (found.matchText !== null)
+        assert.is(found.matchText, JSON.stringify(found.match));
       // The first one of the key in another namespace, met before the one taken.
       assert.is(found.elsewhere, same[0] === want ? null : same[0]?.match ?? null);
     }

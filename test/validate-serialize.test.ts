@@ -7,7 +7,7 @@ import {makeVerdict, validate} from '../src/validate/index.ts';
 import {defaultToolContext} from '../src/context.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {SnapshotIndex} from '../src/validate/snapshotIndex.ts';
-import {verdictBytes, verdictLine} from '../src/validate/serialize.ts';
+import {MATCH_TEXT, verdictBytes, verdictLine} from '../src/validate/serialize.ts';
 
 const entries = [
   {type: `entry`, v: SCHEMA_VERSION, mapId: 3, map: `http_in_flight`, keyHex: `00`.repeat(48), valueHex: `0102`,
@@ -111,6 +111,12 @@ test(`verdicts written as bytes (verdictBytes) are byte for byte verdictLine's t
     verdicts.push(makeVerdict(record as unknown as EntryRecord, snapshot, undefined) as never);
   assert.ok(verdicts.every(verdict => verdict[SOURCE_LINE] !== undefined));
   assert.ok(verdicts.some(verdict => verdict.judgedBy === `value`) && verdicts.some(verdict => verdict.match !== undefined));
+  // A match's text the index handed over (MATCH_TEXT) is written only while the verdict's match is
+  // still that judgement's: a copy given another match (as recheck makes them) writes its own.
+  const withText = verdicts.find(verdict => verdict[MATCH_TEXT] !== undefined);
+  assert.ok(withText !== undefined, `the index handed a match's text over`);
+  verdicts.push({...withText, match: {...JSON.parse(JSON.stringify(withText.match)), netnsInode: 7}});
+  assert.is(verdicts.at(-1)![MATCH_TEXT], withText[MATCH_TEXT]);
   // Judged again (checks 2), and a reason the prebuilt texts do not have: verdictLine's way.
   verdicts.push({...verdicts[0], checks: 2, [SOURCE_LINE]: verdicts[0][SOURCE_LINE]});
   verdicts.push({...verdicts[1], reason: `made_up`, [SOURCE_LINE]: verdicts[1][SOURCE_LINE]});
@@ -118,7 +124,7 @@ test(`verdicts written as bytes (verdictBytes) are byte for byte verdictLine's t
   assert.is(batchBytes(verdicts, verdictLine, verdictBytes).toString(), text(verdicts));
   // Each one alone, so a verdict the bytes way declines is seen as such.
   const written = verdicts.map(verdict => verdictBytes(verdict, Buffer.alloc(4096), 0) >= 0);
-  assert.equal(written, [true, true, true, true, true, false, false]);
+  assert.equal(written, [true, true, true, true, true, true, false, false]);
   // Too little room: left to verdictLine.
   assert.is(verdictBytes(verdicts[0], Buffer.alloc(64), 0), -1);
   // Many more bytes than the scratch buffer holds, in one batch.

@@ -15,7 +15,7 @@ import {snapshotConns} from '../snapshot/conns.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
 import {judgeEntry} from './rules.ts';
 import {RecordHolding} from './holding.ts';
-import {lineCarriesEntry} from './serialize.ts';
+import {MATCH_TEXT, lineCarriesEntry} from './serialize.ts';
 import {SNAPSHOT_RECORD_TYPES, SnapshotIndex} from './snapshotIndex.ts';
 
 export interface ValidateOptions {
@@ -142,8 +142,11 @@ export function makeVerdict(entry: EntryRecord, index: SnapshotIndex, mapProblem
   }
   if (entry.key?.kind === `pointer`)
     verdict.judgedBy = `value`;
-  if (judgement.match !== undefined)
+  if (judgement.match !== undefined) {
     verdict.match = judgement.match;
+    if (judgement.matchText !== undefined)
+      verdict[MATCH_TEXT] = judgement;
+  }
   if (judgement.owner !== undefined)
     verdict.owner = judgement.owner;
   return verdict as VerdictRecord;

@@ -11,6 +11,8 @@ export interface Judgement {
   reason: Reason;
   match?: Match;
   owner?: Owner;
+  /** The JSON text of `match` when the index had it at hand (the verdict's writer uses it). */
+  matchText?: string;
 }
 
 /**
@@ -66,7 +68,7 @@ function judgeValueTuple(tuple: ConnTupleKey, index: SnapshotIndex): Judgement {
 
 // Scratch for the socket searches: one object reused across entries instead of one per lookup
 // (safe: judging is synchronous, and the results are read before the next search).
-const found: Found = {match: null, elsewhere: null};
+const found: Found = {match: null, elsewhere: null, matchText: null};
 
 /** Wildcard addresses a socket could listen on and still take traffic for `address`. */
 function wildcardsFor(address: string): ReadonlyArray<string> {
@@ -112,9 +114,10 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
   const netns = key.netns;
   found.match = null;
   found.elsewhere = null;
+  found.matchText = null;
   const alive = findSocket(index, key, saddr, daddr, netns, listener);
   if (alive !== null)
-    return {status: `alive`, reason: alive, match: found.match!, owner};
+    return {status: `alive`, reason: alive, match: found.match!, owner, matchText: found.matchText ?? undefined};
   const elsewhere = found.elsewhere ?? undefined;
   if (netns === 0) {
     // A miss counts only if every namespace could be read.

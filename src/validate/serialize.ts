@@ -24,7 +24,7 @@ const SAFE_STRING = /^[0-9A-Za-z_.:[\]-]*$/;
  */
 const JSON_TEXT: unique symbol = Symbol(`jsonText`);
 
-function jsonOf(value: unknown): string {
+export function jsonOf(value: unknown): string {
   if (typeof value === `number`)
     return String(value);
   if (typeof value === `string`)
@@ -34,6 +34,14 @@ function jsonOf(value: unknown): string {
   const cached = value as {[JSON_TEXT]?: string};
   return cached[JSON_TEXT] ??= JSON.stringify(value);
 }
+
+/**
+ * Where makeVerdict keeps the judgement of a verdict whose match's text the index handed over
+ * (Judgement.matchText): writing it from there spares a read of the match object, a cache miss
+ * per verdict in a large index. Trusted only while the verdict's match is still the judgement's
+ * (a copy of the verdict given another match falls back to jsonOf).
+ */
+export const MATCH_TEXT: unique symbol = Symbol(`matchText`);
 
 /**
  * Whether a verdict can be written from its entry's line: makeVerdict asks, verdictLine trusts it.
@@ -75,12 +83,13 @@ const LATER_NAME_BYTES = LATER_FIELDS.map(name => Buffer.from(`,"${name}":`));
  * fit. Generated from the spec's names like fieldsTest (src/fieldKinds.ts): a read by name per
  * field, where reading `verdict[name]` in a loop was a third of verdictBytes' time.
  */
-const writeLaterFields = new Function(`jsonOf`, `names`, `return function writeLaterFields(verdict, buffer, end) {
-  let value, name, text;
+const writeLaterFields = new Function(`jsonOf`, `names`, `matchText`, `return function writeLaterFields(verdict, buffer, end) {
+  let value, name, text, known;
   ${LATER_FIELDS.map((field, i) => `value = verdict[${JSON.stringify(field)}];
   if (value !== undefined) {
     name = names[${i}];
-    text = jsonOf(value);
+    ${field === `match` ? `known = verdict[matchText];
+    text = known !== undefined && known.match === value ? known.matchText : jsonOf(value);` : `text = jsonOf(value);`}
     if (end + name.length + 3 * text.length > buffer.length)
       return -1;
     buffer.set(name, end);
@@ -88,7 +97,7 @@ const writeLaterFields = new Function(`jsonOf`, `names`, `return function writeL
     end += buffer.utf8Write(text, end);
   }`).join(`\n  `)}
   return end;
-};`)(jsonOf, LATER_NAME_BYTES) as (verdict: object, buffer: Buffer, end: number) => number;
+};`)(jsonOf, LATER_NAME_BYTES, MATCH_TEXT) as (verdict: object, buffer: Buffer, end: number) => number;
 
 /** Buffer's own UTF-8 writer, without Buffer.write's argument handling (a sixth of the time here). */
 interface Utf8Writer {
