@@ -7,7 +7,7 @@ import {makeVerdict, validate} from '../src/validate/index.ts';
 import {defaultToolContext} from '../src/context.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {SnapshotIndex} from '../src/validate/snapshotIndex.ts';
-import {MATCH_TEXT, verdictBytes, verdictLine} from '../src/validate/serialize.ts';
+import {MATCH_TEXT, jsonOf, verdictBytes, verdictLine} from '../src/validate/serialize.ts';
 
 const entries = [
   {type: `entry`, v: SCHEMA_VERSION, mapId: 3, map: `http_in_flight`, keyHex: `00`.repeat(48), valueHex: `0102`,
@@ -130,6 +130,13 @@ test(`verdicts written as bytes (verdictBytes) are byte for byte verdictLine's t
   // Many more bytes than the scratch buffer holds, in one batch.
   const many = Array.from({length: 6000}, (_, i) => verdicts[i % verdicts.length]);
   assert.is(batchBytes(many, verdictLine, verdictBytes).toString(), text(many));
+});
+
+test(`a match's text, made once and kept on it, is not carried by a spread copy given other fields`, () => {
+  const match = {process: {pid: 1, comm: `a`, state: `S`}};
+  assert.is(jsonOf(match), JSON.stringify(match));
+  const copy = {...match, netnsInode: 5};
+  assert.is(jsonOf(copy), JSON.stringify(copy));
 });
 
 test.run();

@@ -148,6 +148,17 @@ const LEAKED_NO_LISTENER: Judgement = Object.freeze({status: `leaked`, reason: `
 const LEAKED_NO_CONNECTION: Judgement = Object.freeze({status: `leaked`, reason: `no_connection`});
 const LEAKED_NO_CONNECTION_ANY_NAMESPACE: Judgement = Object.freeze({status: `leaked`, reason: `no_connection_any_namespace`});
 
+// One process match per pid and snapshot (kept by the index), like owners below: made and
+// stringified once, not once per verdict. Verdicts never modify it.
+function processMatchOf(index: SnapshotIndex, process: ProcessRecord): Match {
+  let match = index.processMatches.get(process.pid);
+  if (match === undefined) {
+    match = {process: {pid: process.pid, comm: process.comm, state: process.state}};
+    index.processMatches.set(process.pid, match);
+  }
+  return match;
+}
+
 // One owner object per pid and snapshot (kept by the index), shared by every verdict of that pid
 // (a busy process owns thousands of entries): less garbage on the hot path. Verdicts never modify it.
 function ownerOf(index: SnapshotIndex, pid: number): Owner {
@@ -188,8 +199,8 @@ export function judgePidTgid(key: PidTgidKey, index: SnapshotIndex, processLevel
   // `X` (dead) is only ever seen mid-teardown: as gone as a missing pid.
   if (process === undefined || process.state === `X`)
     return {status: `leaked`, reason: `process_gone`, owner: {pid: key.tgid, comm: null}};
-  const owner = {pid: key.tgid, comm: process.comm};
-  const match: Match = {process: {pid: process.pid, comm: process.comm, state: process.state}};
+  const owner = ownerOf(index, key.tgid);
+  const match = processMatchOf(index, process);
   if (process.state === `Z`) {
     // The stat state is the leader's. A leader that called pthread_exit is `Z` while its other
     // threads run on: the process is alive then, only the leader's own thread is gone.
@@ -215,8 +226,8 @@ export function judgeProcess(pid: number, index: SnapshotIndex): Judgement {
   const process = index.processes.get(pid);
   if (process === undefined || process.state === `X`)
     return {status: `leaked`, reason: `process_gone`, owner: {pid, comm: null}};
-  const owner = {pid, comm: process.comm};
-  const match: Match = {process: {pid: process.pid, comm: process.comm, state: process.state}};
+  const owner = ownerOf(index, pid);
+  const match = processMatchOf(index, process);
   // A zombie leader with no other thread: the process has exited.
   if (process.state === `Z` && !process.tids.some(tid => tid !== process.pid))
     return {status: `leaked`, reason: `zombie`, match, owner};
@@ -248,9 +259,9 @@ export function judgePidFd(key: PidFdKey, tuple: ConnTupleKey | undefined, index
     const socket = bySocket.match?.socket;
     // The tuple's socket is listed with another inode, or not at all while the fd is a socket: reused.
     if (bySocket.status === `leaked` || (socket !== undefined && socket.inode !== 0 && socket.inode !== inode))
-      return {status: `leaked`, reason: `fd_reused`, match: {...alive.match, ...(socket === undefined ? {} : {socket, netnsInode: bySocket.match!.netnsInode})}, owner: alive.owner};
+      return {status: `leaked`, reason: `fd_reused`, match: socket === undefined ? alive.match : {process: alive.match!.process, socket, netnsInode: bySocket.match!.netnsInode}, owner: alive.owner};
     if (socket !== undefined)
-      return {status: `alive`, reason: `fd_socket`, match: {...alive.match, socket, netnsInode: bySocket.match!.netnsInode}, owner: alive.owner};
+      return {status: `alive`, reason: `fd_socket`, match: {process: alive.match!.process, socket, netnsInode: bySocket.match!.netnsInode}, owner: alive.owner};
   }
   return {status: `alive`, reason: `fd_socket`, match: alive.match, owner: alive.owner};
 }

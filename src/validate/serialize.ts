@@ -31,8 +31,13 @@ export function jsonOf(value: unknown): string {
     return SAFE_STRING.test(value) ? `"${value}"` : JSON.stringify(value);
   if (typeof value !== `object` || value === null)
     return JSON.stringify(value);
-  const cached = value as {[JSON_TEXT]?: string};
-  return cached[JSON_TEXT] ??= JSON.stringify(value);
+  let text = (value as {[JSON_TEXT]?: string})[JSON_TEXT];
+  if (text === undefined) {
+    text = JSON.stringify(value);
+    // Not enumerable: a copy made by spreading a match or owner (given other fields) must not carry its text.
+    Object.defineProperty(value, JSON_TEXT, {value: text});
+  }
+  return text;
 }
 
 /**
@@ -49,15 +54,11 @@ export const MATCH_TEXT: unique symbol = Symbol(`matchText`);
  * field twice): asked of the parsed entry, not by searching the line.
  */
 export function lineCarriesEntry(entryLine: string, entry: object): boolean {
-  if (!entryLine.startsWith(ENTRY_LINE_PREFIX) || entryLine.charCodeAt(entryLine.length - 1) !== Ascii.CloseBrace)
-    return false;
-  const fields = entry as Record<string, unknown>;
-  for (let i = 0; i < VERDICT_ONLY_FIELD_NAMES.length; i++) {
-    if (fields[VERDICT_ONLY_FIELD_NAMES[i]] !== undefined)
-      return false;
-  }
-  return true;
+  return entryLine.startsWith(ENTRY_LINE_PREFIX) && entryLine.charCodeAt(entryLine.length - 1) === Ascii.CloseBrace && !hasVerdictField(entry);
 }
+
+/** Whether an object has one of a verdict's own fields: a read by name per field (generated, as writeLaterFields). */
+const hasVerdictField = new Function(`entry`, `return ${VERDICT_ONLY_FIELD_NAMES.map(name => `entry[${JSON.stringify(name)}] !== undefined`).join(` || `)};`) as (entry: object) => boolean;
 
 /**
  * `,"status":…,"reason":…,"checks":1` for every status and reason a verdict can have, built once:

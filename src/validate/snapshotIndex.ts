@@ -156,12 +156,12 @@ class V4Keys {
   private cells = new Float64Array(CELL * 1024);
   /** Per cell, the first slot of its key (null: empty cell), and that slot's match (read without the slot). */
   private chains: Array<Slot | null> = new Array<Slot | null>(1024).fill(null);
-  private firstMatches: Array<Match | null> = new Array<Match | null>(1024).fill(null);
   /**
-   * The first match's JSON text, made on its first lookup: the verdict's writer takes it from
-   * here (the verdict carries it) instead of from the match, one cache miss fewer per verdict.
+   * Per cell, side by side (one cache line): the first slot's match, and its JSON text, made on
+   * its first lookup. The verdict's writer takes the text from here (the verdict carries it)
+   * instead of from the match, one cache miss fewer per verdict.
    */
-  private firstTexts: Array<string | null> = new Array<string | null>(1024).fill(null);
+  private firsts: Array<Match | string | null> = new Array<Match | string | null>(2 * 1024).fill(null);
   private mask = 1023;
   private keys = 0;
 
@@ -177,7 +177,7 @@ class V4Keys {
       this.cells[c + 2] = udp ? 3 : 2;
       this.cells[c + 3] = netns;
       this.chains[at] = slot;
-      this.firstMatches[at] = match;
+      this.firsts[2 * at] = match;
       this.keys += 1;
       // At most 3/4 full: two cells share a cache line, so a short probe costs little.
       if (4 * this.keys > 3 * this.chains.length)
@@ -187,8 +187,8 @@ class V4Keys {
     if (first) {
       slot.next = head;
       this.chains[at] = slot;
-      this.firstMatches[at] = match;
-      this.firstTexts[at] = null;
+      this.firsts[2 * at] = match;
+      this.firsts[2 * at + 1] = null;
       this.cells[at * CELL + 3] = netns;
       return;
     }
@@ -203,9 +203,10 @@ class V4Keys {
     if (this.cells[c + 2] === 0)
       return false;
     if (netns === 0 || this.cells[c + 3] === netns) {
-      const match = this.firstMatches[at]!;
+      const firsts = this.firsts;
+      const match = firsts[2 * at] as Match;
       found.match = match;
-      found.matchText = this.firstTexts[at] ??= jsonOf(match);
+      found.matchText = (firsts[2 * at + 1] ??= jsonOf(match)) as string;
       return true;
     }
     for (let slot = this.chains[at]; slot !== null; slot = slot.next) {
@@ -236,12 +237,10 @@ class V4Keys {
   private grow(): void {
     const oldCells = this.cells;
     const oldChains = this.chains;
-    const oldMatches = this.firstMatches;
+    const oldFirsts = this.firsts;
     this.cells = new Float64Array(2 * oldCells.length);
     this.chains = new Array<Slot | null>(2 * oldChains.length).fill(null);
-    this.firstMatches = new Array<Match | null>(2 * oldChains.length).fill(null);
-    const oldTexts = this.firstTexts;
-    this.firstTexts = new Array<string | null>(2 * oldChains.length).fill(null);
+    this.firsts = new Array<Match | string | null>(2 * oldFirsts.length).fill(null);
     this.mask = this.chains.length - 1;
     for (let i = 0; i < oldChains.length; i++) {
       const chain = oldChains[i];
@@ -251,8 +250,8 @@ class V4Keys {
       const at = this.cellOf(oldCells[c + 2] === 3, oldCells[c], oldCells[c + 1]);
       this.cells.set(oldCells.subarray(c, c + CELL), at * CELL);
       this.chains[at] = chain;
-      this.firstMatches[at] = oldMatches[i];
-      this.firstTexts[at] = oldTexts[i];
+      this.firsts[2 * at] = oldFirsts[2 * i];
+      this.firsts[2 * at + 1] = oldFirsts[2 * i + 1];
     }
   }
 }
@@ -357,6 +356,8 @@ export class SnapshotIndex {
   socketCount = 0;
   /** The verdicts' `owner` of each pid, made once (src/validate/rules.ts). */
   readonly owners = new Map<number, {pid: number, comm: string | null}>();
+  /** The verdicts' process `match` of each pid, made once (src/validate/rules.ts). */
+  readonly processMatches = new Map<number, Match>();
 
   /** Takes one snapshot record; returns false for records of other types. */
   add(record: AnyRecord): boolean {
