@@ -477,7 +477,7 @@ test(`SocketTable: every lookup finds what a list of all sockets gives, in filin
   const remotes = [`::`, `fd00::1`, `fd00::2`, `10.1.0.2`, `10.1.0.02`, `010.1.0.2`, ``, `0.0.0.0`, `255.255.255.255`, `10.1.0.20`, `1.2.3`];
   const key = (i: number) => ({udp: i % 3 === 0, laddr: i % 13 === 0 ? `10.0.0.01` : `10.0.${i % 7}.1`, lport: 1000 + (i % 50), raddr: remotes[i % remotes.length], rport: i % 4});
   for (let i = 0; i < 6000; i++) {
-    const entry = {...key(i), match: {netnsInode: 4026531000 + (i % 9), socket: {proto: `tcp`, laddr: ``, lport: i, raddr: ``, rport: 0, state: `LISTEN`, inode: i}}};
+    const entry = {...key(i), match: {netnsInode: (i % 17 === 0 ? 2 ** 40 : 4026531000) + (i % 9), socket: {proto: `tcp`, laddr: ``, lport: i, raddr: ``, rport: 0, state: `LISTEN`, inode: i}}};
     if (i % 2 === 0) {
       table.first(entry.udp, entry.laddr, entry.lport, entry.raddr, entry.rport, entry.match);
       filed.unshift(entry);
@@ -488,8 +488,10 @@ test(`SocketTable: every lookup finds what a list of all sockets gives, in filin
   }
   for (let i = 0; i < 600; i++) {
     const k = key(i * 7 + 1);
-    for (const netns of [0, 4026531000 + (i % 9), 1]) {
-      const same = filed.filter(f => f.udp === k.udp && f.laddr === k.laddr && f.lport === k.lport && f.raddr === k.raddr && f.rport === k.rport);
+    // Namespaces past 32 bits too (not kept in the flat table's cell: read from the match).
+    const same = filed.filter(f => f.udp === k.udp && f.laddr === k.laddr && f.lport === k.lport && f.raddr === k.raddr && f.rport === k.rport);
+    // Every namespace the key has a socket in, too: the first socket's and the later ones'.
+    for (const netns of [0, 4026531000 + (i % 9), 2 ** 40 + (i % 9), 1, ...same.map(f => f.match.netnsInode!)]) {
       const want = same.find(f => netns === 0 || f.match.netnsInode === netns);
       const found: Found = {match: null, elsewhere: null, matchText: null};
       assert.is(table.search(found, k.udp, k.laddr, k.lport, k.raddr, k.rport, netns), want !== undefined);
@@ -499,6 +501,11 @@ test(`SocketTable: every lookup finds what a list of all sockets gives, in filin
         assert.is(found.matchText, JSON.stringify(found.match));
       // The first one of the key in another namespace, met before the one taken.
       assert.is(found.elsewhere, same[0] === want ? null : same[0]?.match ?? null);
+      // A search that finds another key elsewhere keeps what an earlier search put there.
+      const earlier = {netnsInode: 5} as Match;
+      const kept: Found = {match: null, elsewhere: earlier, matchText: null};
+      table.search(kept, k.udp, k.laddr, k.lport, k.raddr, k.rport, netns);
+      assert.is(kept.elsewhere, earlier);
     }
   }
 });

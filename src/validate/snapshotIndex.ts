@@ -68,7 +68,7 @@ export class SocketTable {
   first(udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
     const local = v4Code(laddr);
     const remote = local < 0 ? -1 : v4Code(raddr);
-    if (remote >= 0) {
+    if (remote >= 0 && isPort(lport) && isPort(rport)) {
       this.v4.file(true, udp, local, lport, remote, rport, match);
       return;
     }
@@ -81,7 +81,7 @@ export class SocketTable {
   last(udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
     const local = v4Code(laddr);
     const remote = local < 0 ? -1 : v4Code(raddr);
-    if (remote >= 0) {
+    if (remote >= 0 && isPort(lport) && isPort(rport)) {
       this.v4.file(false, udp, local, lport, remote, rport, match);
       return;
     }
@@ -126,7 +126,7 @@ export class SocketTable {
   search(found: Found, udp: boolean, laddr: string, lport: number, raddr: string, rport: number, netns: number): boolean {
     const local = v4Code(laddr);
     const remote = local < 0 ? -1 : v4Code(raddr);
-    if (remote >= 0)
+    if (remote >= 0 && isPort(lport) && isPort(rport))
       return this.v4.search(found, udp, local, lport, remote, rport, netns);
     const hash = tupleHash(udp, laddr, lport, raddr, rport);
     for (let slot = this.buckets[hash & this.mask]; slot !== null; slot = slot.next) {
@@ -142,93 +142,118 @@ export class SocketTable {
   }
 }
 
-/** A V4Keys cell: [laddr * 2^16 + lport, raddr * 2^16 + rport, udp + 2 (0: empty), first socket's netns]. */
-const CELL = 4;
+/** A V4Keys cell: [laddr, raddr, lport * 65536 + rport, flags (0: an empty cell), netns of the key's first socket]. */
+const CELL = 5;
+const FILLED = 1;
+const UDP = 2;
+const LOCAL_EMPTY = 4;
+const REMOTE_EMPTY = 8;
+/** The first socket's namespace does not fit the cell (not a 32-bit count): read it from its match. */
+const NETNS_ELSEWHERE = 16;
+const KEY_FLAGS = FILLED | UDP | LOCAL_EMPTY | REMOTE_EMPTY;
+
+/** A socket of a V4Keys key after its first one, in filing order. */
+interface LaterSocket {
+  readonly netns: number;
+  readonly match: Match;
+  next: LaterSocket | null;
+}
 
 /**
- * The keys of SocketTable with two dotted-quad addresses, by open addressing (linear probing) in
- * one Float64Array: a key's four numbers sit in one cell (32 bytes), with the namespace of its
- * first socket, so the common lookup (one socket per key, in the namespace asked for or any)
- * touches that cell and the match it takes. Every socket of the key is a slot of the key's own
- * chain (in filing order), walked only when the first socket is not the answer.
+ * The keys of SocketTable with two dotted-quad (or empty) addresses and two ports, by open
+ * addressing (linear probing) in one Uint32Array: a key and the namespace of its first socket sit
+ * in one 20-byte cell, so the common lookup (one socket per key, in the namespace asked for or
+ * any) touches that cell and the cell's pair in `firsts` (the match and its text). The key's
+ * other sockets, when it has any, are a chain of their own in `laters`.
  */
 class V4Keys {
-  private cells = new Float64Array(CELL * 1024);
-  /** Per cell, the first slot of its key (null: empty cell), and that slot's match (read without the slot). */
-  private chains: Array<Slot | null> = new Array<Slot | null>(1024).fill(null);
+  private cells = new Uint32Array(CELL * 1024);
   /**
-   * Per cell, side by side (one cache line): the first slot's match, and its JSON text, made on
+   * Per cell, side by side (one cache line): the first socket's match, and its JSON text, made on
    * its first lookup. The verdict's writer takes the text from here (the verdict carries it)
    * instead of from the match, one cache miss fewer per verdict.
    */
   private firsts: Array<Match | string | null> = new Array<Match | string | null>(2 * 1024).fill(null);
+  private laters: Array<LaterSocket | null> = new Array<LaterSocket | null>(1024).fill(null);
   private mask = 1023;
   private keys = 0;
 
   file(first: boolean, udp: boolean, local: number, lport: number, remote: number, rport: number, match: Match): void {
     const netns = match.netnsInode ?? 0;
-    const slot: Slot = {hash: 0, udp, laddr: ``, lport, raddr: ``, rport, netns, match, next: null};
-    const at = this.cellOf(udp, local * 65536 + lport, remote * 65536 + rport);
-    let head = this.chains[at];
-    if (head === null) {
-      const c = at * CELL;
-      this.cells[c] = local * 65536 + lport;
-      this.cells[c + 1] = remote * 65536 + rport;
-      this.cells[c + 2] = udp ? 3 : 2;
-      this.cells[c + 3] = netns;
-      this.chains[at] = slot;
-      this.firsts[2 * at] = match;
+    const flags = keyFlags(udp, local, remote);
+    const at = this.cellOf(flags, local >>> 0, remote >>> 0, lport * 65536 + rport);
+    const c = at * CELL;
+    const cells = this.cells;
+    if (cells[c + 3] === 0) {
+      cells[c] = local >>> 0;
+      cells[c + 1] = remote >>> 0;
+      cells[c + 2] = lport * 65536 + rport;
+      this.setFirst(at, match, netns, flags);
       this.keys += 1;
-      // At most 3/4 full: two cells share a cache line, so a short probe costs little.
-      if (4 * this.keys > 3 * this.chains.length)
+      // At most 3/4 full: a short probe stays within a cache line or two.
+      if (4 * this.keys > 3 * this.laters.length)
         this.grow();
       return;
     }
     if (first) {
-      slot.next = head;
-      this.chains[at] = slot;
-      this.firsts[2 * at] = match;
-      this.firsts[2 * at + 1] = null;
-      this.cells[at * CELL + 3] = netns;
+      // Ahead of the others: the first one so far becomes the first of the later ones.
+      const before = this.firsts[2 * at] as Match;
+      this.laters[at] = {netns: before.netnsInode ?? 0, match: before, next: this.laters[at]};
+      this.setFirst(at, match, netns, flags);
       return;
     }
-    while (head.next !== null)
-      head = head.next;
-    head.next = slot;
+    const later: LaterSocket = {netns, match, next: null};
+    let tail = this.laters[at];
+    if (tail === null) {
+      this.laters[at] = later;
+      return;
+    }
+    while (tail.next !== null)
+      tail = tail.next;
+    tail.next = later;
+  }
+
+  private setFirst(at: number, match: Match, netns: number, flags: number): void {
+    const exact = Number.isInteger(netns) && netns >= 0 && netns <= 0xffffffff;
+    this.cells[at * CELL + 3] = flags | (exact ? 0 : NETNS_ELSEWHERE);
+    this.cells[at * CELL + 4] = exact ? netns : 0;
+    this.firsts[2 * at] = match;
+    this.firsts[2 * at + 1] = null;
   }
 
   search(found: Found, udp: boolean, local: number, lport: number, remote: number, rport: number, netns: number): boolean {
-    const at = this.cellOf(udp, local * 65536 + lport, remote * 65536 + rport);
+    const at = this.cellOf(keyFlags(udp, local, remote), local >>> 0, remote >>> 0, lport * 65536 + rport);
     const c = at * CELL;
-    if (this.cells[c + 2] === 0)
+    const cells = this.cells;
+    const flags = cells[c + 3];
+    if (flags === 0)
       return false;
-    if (netns === 0 || this.cells[c + 3] === netns) {
-      const firsts = this.firsts;
-      const match = firsts[2 * at] as Match;
+    const firsts = this.firsts;
+    const match = firsts[2 * at] as Match;
+    if (netns === 0 || ((flags & NETNS_ELSEWHERE) === 0 ? cells[c + 4] === netns : (match.netnsInode ?? 0) === netns)) {
       found.match = match;
       found.matchText = (firsts[2 * at + 1] ??= jsonOf(match)) as string;
       return true;
     }
-    for (let slot = this.chains[at]; slot !== null; slot = slot.next) {
-      if (slot.netns === netns) {
-        found.match = slot.match;
+    found.elsewhere ??= match;
+    for (let later = this.laters[at]; later !== null; later = later.next) {
+      if (later.netns === netns) {
+        found.match = later.match;
         return true;
       }
-      found.elsewhere ??= slot.match;
     }
     return false;
   }
 
   /** The key's cell, or the empty cell where it goes. */
-  private cellOf(udp: boolean, localSide: number, remoteSide: number): number {
+  private cellOf(flags: number, local: number, remote: number, ports: number): number {
     const cells = this.cells;
-    const tag = udp ? 3 : 2;
     const mask = this.mask;
-    let at = sidesHash(udp, localSide, remoteSide) & mask;
+    let at = cellHash(flags, local, remote, ports) & mask;
     for (;;) {
       const c = at * CELL;
-      const filled = cells[c + 2];
-      if (filled === 0 || (cells[c] === localSide && cells[c + 1] === remoteSide && filled === tag))
+      const filled = cells[c + 3];
+      if (filled === 0 || (cells[c] === local && cells[c + 1] === remote && cells[c + 2] === ports && (filled & KEY_FLAGS) === flags))
         return at;
       at = (at + 1) & mask;
     }
@@ -236,33 +261,42 @@ class V4Keys {
 
   private grow(): void {
     const oldCells = this.cells;
-    const oldChains = this.chains;
     const oldFirsts = this.firsts;
-    this.cells = new Float64Array(2 * oldCells.length);
-    this.chains = new Array<Slot | null>(2 * oldChains.length).fill(null);
+    const oldLaters = this.laters;
+    this.cells = new Uint32Array(2 * oldCells.length);
     this.firsts = new Array<Match | string | null>(2 * oldFirsts.length).fill(null);
-    this.mask = this.chains.length - 1;
-    for (let i = 0; i < oldChains.length; i++) {
-      const chain = oldChains[i];
-      if (chain === null)
-        continue;
+    this.laters = new Array<LaterSocket | null>(2 * oldLaters.length).fill(null);
+    this.mask = this.laters.length - 1;
+    for (let i = 0; i < oldLaters.length; i++) {
       const c = i * CELL;
-      const at = this.cellOf(oldCells[c + 2] === 3, oldCells[c], oldCells[c + 1]);
+      const flags = oldCells[c + 3];
+      if (flags === 0)
+        continue;
+      const at = this.cellOf(flags & KEY_FLAGS, oldCells[c], oldCells[c + 1], oldCells[c + 2]);
       this.cells.set(oldCells.subarray(c, c + CELL), at * CELL);
-      this.chains[at] = chain;
       this.firsts[2 * at] = oldFirsts[2 * i];
       this.firsts[2 * at + 1] = oldFirsts[2 * i + 1];
+      this.laters[at] = oldLaters[i];
     }
   }
 }
 
-/** Mixes a V4Keys key (each side up to 48 bits) to a small integer. */
-function sidesHash(udp: boolean, localSide: number, remoteSide: number): number {
-  let hash = Math.imul((localSide % 0x100000000) ^ (udp ? 0x050c5d1f : 0), 0x9e3779b1);
-  hash = Math.imul(hash ^ Math.floor(localSide / 0x100000000) ^ (hash >>> 15), 0x85ebca6b);
-  hash = Math.imul(hash ^ (remoteSide % 0x100000000), 0xc2b2ae35);
-  hash = Math.imul(hash ^ Math.floor(remoteSide / 0x100000000) ^ (hash >>> 13), 0x27d4eb2f);
+/** A V4Keys key's flags: its protocol, and which of its addresses are empty. */
+function keyFlags(udp: boolean, local: number, remote: number): number {
+  return FILLED | (udp ? UDP : 0) | (local === EMPTY_ADDRESS ? LOCAL_EMPTY : 0) | (remote === EMPTY_ADDRESS ? REMOTE_EMPTY : 0);
+}
+
+/** Mixes a V4Keys key to a small integer. */
+function cellHash(flags: number, local: number, remote: number, ports: number): number {
+  let hash = Math.imul(local ^ flags, 0x9e3779b1);
+  hash = Math.imul(hash ^ (hash >>> 15) ^ remote, 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13) ^ ports, 0xc2b2ae35);
   return (hash ^ (hash >>> 16)) & 0x3fffffff;
+}
+
+/** A port V4Keys can file (a 16-bit count): others go to the chains. */
+function isPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 0 && port <= 0xffff;
 }
 
 /** The empty address (a bound socket's remote side) as a V4Keys address: above every dotted quad. */
