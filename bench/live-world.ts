@@ -29,13 +29,16 @@ const cleanup = () => {
   if (done)
     return;
   done = true;
-  connections.close();
+  // The maps first: they are what outlives us (pinned) if a second signal cuts the rest short.
   maps.cleanup();
   rmSync(scratch, {recursive: true, force: true});
+  connections.close();
 };
 process.once(`exit`, cleanup);
+// `on`, not `once`: a runner such as tsx passes the signal on too, and a second one must not
+// kill the process before the pins are gone.
 for (const signal of [`SIGINT`, `SIGTERM`, `SIGHUP`] as const)
-  process.once(signal, () => { cleanup(); process.exit(0); });
+  process.on(signal, () => { cleanup(); process.exit(0); });
 
 await connections.open(2000);
 const {threads, deadPids} = liveThreads();

@@ -665,8 +665,14 @@ async function main(): Promise<number> {
       rmSync(scratch, {recursive: true, force: true});
   };
   process.once(`exit`, cleanup);
+  let stopping = false;
+  // `on`, not `once`: a runner such as tsx passes the signal on too, and a second one must not
+  // kill the harness before its maps and files are removed.
   for (const signal of [`SIGINT`, `SIGTERM`, `SIGHUP`] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      if (stopping)
+        return;
+      stopping = true;
       log(`${signal}: removing the benchmark's maps and files`);
       // Children first: a measured process still running could write into the scratch directory.
       void killMeasured().then(() => {
