@@ -1,9 +1,9 @@
 // Issue 12, part 3: inside the agent's container. Emulated exactly as the README's deployment is:
 // a mount namespace of its own (`unshare -m`), a tmpfs on /run (so no /run/netns), the host's
-// /proc bind-mounted on a "/host/proc" (a temp dir here, never a fixed path), and
+// /proc bind-mounted where the agent mounts it (a temp dir here, never a fixed path), and
 // `scan --proc-root <that>`. A namespace no process is in (`ip netns add`, bind-mounted on the
 // host) is then reachable neither at /run/netns/NAME (hidden) nor through
-// <proc-root>/1/root/run/netns/NAME when pid 1's root is refused (it is on this VM: pid 1 is not
+// <proc-root>/1/root + /run/netns/NAME when pid 1's root is refused (it is on this VM: pid 1 is not
 // dumpable, EACCES even for root). The tool must reach it through another process's root, and
 // judge the entries whose connection only that namespace holds, netns 0 keys included.
 import {spawnSync} from 'node:child_process';
@@ -42,7 +42,7 @@ if (canRun) {
       const hostProc = join(scratch, `host-proc`);
       mkdirSync(hostProc);
       // The emulation is what the issue describes: /run/netns hidden, pid 1's root refused.
-      const probe = inContainer(hostProc, [`sh`, `-c`, `test -e "$1" && echo visible; ls "$2/1/root/" > /dev/null 2>&1 && echo pid1-readable; echo checked`, `sh`, lonely.netns.path, hostProc]);
+      const probe = inContainer(hostProc, [`sh`, `-c`, `test -e "$1" && echo visible; ls "$2/1/root" > /dev/null 2>&1 && echo pid1-readable; echo checked`, `sh`, lonely.netns.path, hostProc]);
       assert.is(probe.code, 0, probe.stderr);
       assert.not.match(probe.stdout, /visible/, `/run/netns is hidden in the emulated container`);
       if (/pid1-readable/.test(probe.stdout)) {
