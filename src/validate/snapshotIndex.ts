@@ -65,30 +65,35 @@ export class SocketTable {
   private readonly v4 = new V4Keys();
   size = 0;
 
+  /** Files a socket ahead of the key's earlier ones (the one a search finds first). */
   first(udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
+    this.file(true, udp, laddr, lport, raddr, rport, match);
+  }
+
+  /** Files a socket after the key's earlier ones. */
+  last(udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
+    this.file(false, udp, laddr, lport, raddr, rport, match);
+  }
+
+  private file(first: boolean, udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
     const local = v4Code(laddr);
     const remote = local < 0 ? -1 : v4Code(raddr);
     if (remote >= 0 && isPort(lport) && isPort(rport)) {
-      this.v4.file(true, udp, local, lport, remote, rport, match);
+      this.v4.file(first, udp, local, lport, remote, rport, match);
       return;
     }
     const hash = tupleHash(udp, laddr, lport, raddr, rport);
-    const bucket = hash & this.mask;
-    this.buckets[bucket] = {hash, udp, laddr, lport, raddr, rport, netns: match.netnsInode ?? 0, match, next: this.buckets[bucket]};
+    const slot: Slot = {hash, udp, laddr, lport, raddr, rport, netns: match.netnsInode ?? 0, match, next: null};
+    if (first) {
+      const bucket = hash & this.mask;
+      slot.next = this.buckets[bucket];
+      this.buckets[bucket] = slot;
+    } else {
+      this.append(slot);
+    }
     this.added();
   }
 
-  last(udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
-    const local = v4Code(laddr);
-    const remote = local < 0 ? -1 : v4Code(raddr);
-    if (remote >= 0 && isPort(lport) && isPort(rport)) {
-      this.v4.file(false, udp, local, lport, remote, rport, match);
-      return;
-    }
-    const hash = tupleHash(udp, laddr, lport, raddr, rport);
-    this.append({hash, udp, laddr, lport, raddr, rport, netns: match.netnsInode ?? 0, match, next: null});
-    this.added();
-  }
   private append(slot: Slot): void {
     const bucket = slot.hash & this.mask;
     let tail = this.buckets[bucket];
