@@ -6,7 +6,7 @@
 // read cost the main thread more than the lookups it saved); the main thread decides everything
 // else (errors, the key-by-key walk where the kernel has no batch lookup) as when it reads itself.
 import {Worker} from 'node:worker_threads';
-import {dlopenBytes} from '../sys/native.ts';
+import {workerFfi} from '../sys/native.ts';
 import {ENOSPC, libcNames, SYS_BPF, type Syscalls} from '../sys/syscalls.ts';
 
 /** Chunks read ahead of the one being judged, per map. */
@@ -41,27 +41,15 @@ interface ReadRequest {
 function workerBody(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const {parentPort, workerData} = require(`node:worker_threads`);
-  const data = workerData as {native: {kind: string, path?: string, bytes?: Uint8Array, sha256?: string}, tmpDir: string, libc: Array<string>, loader: string, sysBpf: number};
+  const data = workerData as {ffi: {libcFunction: string}, sysBpf: number};
   const ENOENT = 2;
   const ENOSPC = 28;
   const BPF_MAP_LOOKUP_BATCH = 24;
-  let koffi: {address(buffer: Buffer): bigint, errno(): number, load(name: string): {func(decl: string): (...args: Array<unknown>) => unknown}};
-  let syscall: ((...args: Array<unknown>) => unknown) | null = null;
+  let koffi: {address(buffer: Buffer): bigint, errno(): number};
+  let syscall: (...args: Array<unknown>) => unknown;
   try {
-    koffi = data.native.kind === `require`
-      ? require(data.native.path!)
-      // eslint-disable-next-line no-new-func
-      : new Function(`return (${data.loader})`)()(require(`node:fs`), require(`node:path`), require(`node:crypto`), data.tmpDir, data.native.bytes, data.native.sha256);
-    for (const name of data.libc) {
-      try {
-        syscall = koffi.load(name).func(`long syscall(long number, ...)`);
-        break;
-      } catch {
-        // the next libc name
-      }
-    }
-    if (syscall === null)
-      throw new Error(`libc cannot be opened through the FFI`);
+    // eslint-disable-next-line no-new-func
+    ({koffi, fn: syscall} = new Function(`return (${data.ffi.libcFunction})`)()(require, data.ffi, `long syscall(long number, ...)`));
   } catch (err) {
     parentPort.postMessage({type: `failed`, error: (err as Error).message});
     return;
@@ -172,7 +160,7 @@ export class ReadAhead {
     try {
       this.worker = new Worker(`(${workerBody.toString()})()`, {
         eval: true,
-        workerData: {native: this.sys.native, tmpDir: this.tmpDir, libc: libcNames(), loader: dlopenBytes.toString(), sysBpf},
+        workerData: {ffi: workerFfi(this.sys.native, this.tmpDir, libcNames()), sysBpf},
         env: {},
         stdout: false,
         stderr: false,

@@ -68,6 +68,41 @@ export function dlopenBytes(fsModule: typeof fs, pathModule: typeof path, crypto
   }
 }
 
+/** What a worker thread needs to load koffi as this thread did and open libc through it. */
+export interface WorkerFfi {
+  native: NativeSpec;
+  tmpDir: string;
+  /** libc names to try, in order. */
+  libc: Array<string>;
+  /** Texts of dlopenBytes and workerLibcFunction: code a worker evaluates cannot import. */
+  loader: string;
+  libcFunction: string;
+}
+
+export function workerFfi(native: NativeSpec, tmpDir: string, libc: Array<string>): WorkerFfi {
+  return {native, tmpDir, libc, loader: dlopenBytes.toString(), libcFunction: workerLibcFunction.toString()};
+}
+
+/**
+ * In a worker: koffi loaded as `ffi` says, and one libc function declared through it (the first
+ * libc name that opens); throws when none does. Self-contained (its text runs in worker threads,
+ * see workerFfi), so it takes the worker's `require`.
+ */
+export function workerLibcFunction(load: (id: string) => unknown, ffi: WorkerFfi, declaration: string): {koffi: Koffi, fn: (...args: Array<unknown>) => unknown} {
+  const koffi = (ffi.native.kind === `require`
+    ? load(ffi.native.path)
+    // eslint-disable-next-line no-new-func
+    : new Function(`return (${ffi.loader})`)()(load(`node:fs`), load(`node:path`), load(`node:crypto`), ffi.tmpDir, ffi.native.bytes, ffi.native.sha256)) as Koffi;
+  for (const name of ffi.libc) {
+    try {
+      return {koffi, fn: koffi.load(name).func(declaration)};
+    } catch {
+      // the next libc name
+    }
+  }
+  throw new Error(`libc cannot be opened through the FFI`);
+}
+
 function platformTriplets(): Array<string> {
   const arch = process.arch === `x64` ? `x64` : process.arch === `arm64` ? `arm64` : process.arch;
   return [`linux_${arch}`, `musl_${arch}`];

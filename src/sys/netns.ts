@@ -4,7 +4,7 @@
 // pool threads, which stay in our namespace), posts the texts back and ends. setns() changes only
 // the calling thread's namespace: the main thread's never changes.
 import {Worker} from 'node:worker_threads';
-import {dlopenBytes} from './native.ts';
+import {workerFfi} from './native.ts';
 import {libcNames, type Syscalls} from './syscalls.ts';
 
 const CLONE_NEWNET = 0x40000000;
@@ -21,24 +21,12 @@ function workerBody(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const {parentPort, workerData} = require(`node:worker_threads`);
   const fsModule = require(`node:fs`);
-  const data = workerData as {native: {kind: string, path?: string, bytes?: Uint8Array, sha256?: string}, tmpDir: string, libc: Array<string>, nsPath: string, netnsInode: number | null, tables: Array<string>, loader: string, cloneNewnet: number};
+  const data = workerData as {ffi: {libcFunction: string}, nsPath: string, netnsInode: number | null, tables: Array<string>, cloneNewnet: number};
   try {
-    const koffi = data.native.kind === `require`
-      ? require(data.native.path!)
-      // eslint-disable-next-line no-new-func
-      : new Function(`return (${data.loader})`)()(fsModule, require(`node:path`), require(`node:crypto`), data.tmpDir, data.native.bytes, data.native.sha256);
+    // eslint-disable-next-line no-new-func
+    const {koffi, fn} = new Function(`return (${data.ffi.libcFunction})`)()(require, data.ffi, `int setns(int fd, int nstype)`);
+    const setns = fn as (fd: number, nstype: number) => number;
     const cloneNewnet = data.cloneNewnet;
-    let setns: ((fd: number, nstype: number) => number) | null = null;
-    for (const name of data.libc) {
-      try {
-        setns = koffi.load(name).func(`int setns(int fd, int nstype)`);
-        break;
-      } catch {
-        // the next libc name
-      }
-    }
-    if (setns === null)
-      throw new Error(`libc cannot be opened through the FFI`);
     const fd = fsModule.openSync(data.nsPath, `r`);
     let result: number;
     let errno = 0;
@@ -79,7 +67,7 @@ export function readInNetns(sys: Syscalls, tmpDir: string, nsPath: string, netns
   return new Promise(resolve => {
     const worker = new Worker(`(${workerBody.toString()})()`, {
       eval: true,
-      workerData: {native: sys.native, tmpDir, libc: libcNames(), nsPath, netnsInode, tables: [...tables], loader: dlopenBytes.toString(), cloneNewnet: CLONE_NEWNET},
+      workerData: {ffi: workerFfi(sys.native, tmpDir, libcNames()), nsPath, netnsInode, tables: [...tables], cloneNewnet: CLONE_NEWNET},
       // Workers get their own copy of process.env otherwise; nothing here needs it.
       env: {},
       stdout: false,
