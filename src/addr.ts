@@ -7,6 +7,11 @@ export function formatIPv4(bytes: Uint8Array, offset: number): string {
   return BYTE_DOT[bytes[offset]] + BYTE_DOT[bytes[offset + 1]] + BYTE_DOT[bytes[offset + 2]] + BYTE_TEXT[bytes[offset + 3]];
 }
 
+/** The same from the address as an int32 (first byte highest), as src/dump/decode.ts's LeanTuple keeps it. */
+export function formatIPv4Number(address: number): string {
+  return BYTE_DOT[address >>> 24] + BYTE_DOT[(address >>> 16) & 255] + BYTE_DOT[(address >>> 8) & 255] + BYTE_TEXT[address & 255];
+}
+
 /** `0`..`255`, and the same followed by a dot. */
 const BYTE_TEXT = Array.from({length: 256}, (_, byte) => String(byte));
 const BYTE_DOT = BYTE_TEXT.map(text => `${text}.`);

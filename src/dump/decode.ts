@@ -2,7 +2,7 @@
 // back into key bytes; reads the conn_tuple_t and the timestamps some values carry. Layouts:
 // ../shared/reference/usm-maps-and-formats.md §1 (conn_tuple_t, little-endian host) and
 // src/catalogue.ts (where the tuple, pid, fd, goroutine id and timestamps sit in each map).
-import {formatEndpoint, formatIPv4, formatIPv6} from '../addr.ts';
+import {formatEndpoint, formatIPv4, formatIPv4Number, formatIPv6} from '../addr.ts';
 import {CONN_TUPLE_SIZE, type CatalogueMap, type ExtraFields, type KeyLayout} from '../catalogue.ts';
 import type {ConnTupleKey, DecodedKey, PidTgidKey} from '../schema.ts';
 import type {LosslessValue} from './json.ts';
@@ -48,6 +48,76 @@ export function decodeTuple(bytes: Uint8Array, off: number): ConnTupleKey {
   };
 }
 
+/**
+ * A conn_tuple_t key as scan decodes it when nothing sees its records whole (no capture, no
+ * recheck): IPv4 addresses kept as numbers, every text field made only when read. Most entries
+ * are then judged and counted by number alone (src/validate/rules.ts, src/report/aggregate.ts),
+ * a million of them without four strings each. Reads as the ConnTupleKey decodeTuple makes, and
+ * JSON.stringify gives that object (toJSON), field for field.
+ */
+export class LeanTuple implements ConnTupleKey {
+  readonly kind = `conn_tuple` as const;
+  readonly family: `v4` | `v6`;
+  readonly proto: `tcp` | `udp`;
+  readonly sport: number;
+  readonly dport: number;
+  readonly netns: number;
+  readonly pid: number;
+  readonly metadata: number;
+  /** IPv4: the addresses as int32 (a.b.c.d is a << 24 | b << 16 | c << 8 | d); 0 for IPv6. */
+  readonly saddrV4: number;
+  readonly daddrV4: number;
+  /** The addresses' text, once made (IPv6: from the start). */
+  private saddrText: string | null;
+  private daddrText: string | null;
+  declare extra?: {[name: string]: number | string};
+
+  constructor(bytes: Uint8Array, off: number) {
+    const metadata = u32(bytes, off + 44);
+    const v6 = (metadata & 2) !== 0;
+    this.family = v6 ? `v6` : `v4`;
+    this.proto = (metadata & 1) !== 0 ? `tcp` : `udp`;
+    this.sport = u16(bytes, off + 32);
+    this.dport = u16(bytes, off + 34);
+    this.netns = u32(bytes, off + 36);
+    this.pid = u32(bytes, off + 40);
+    this.metadata = metadata;
+    this.saddrV4 = v6 ? 0 : i32BigEndian(bytes, off + 8);
+    this.daddrV4 = v6 ? 0 : i32BigEndian(bytes, off + 24);
+    this.saddrText = v6 ? formatIPv6(bytes, off) : null;
+    this.daddrText = v6 ? formatIPv6(bytes, off + 16) : null;
+  }
+
+  get saddr(): string {
+    return this.saddrText ??= formatIPv4Number(this.saddrV4);
+  }
+
+  get daddr(): string {
+    return this.daddrText ??= formatIPv4Number(this.daddrV4);
+  }
+
+  get src(): string {
+    return formatEndpoint(this.saddr, this.sport);
+  }
+
+  get dst(): string {
+    return formatEndpoint(this.daddr, this.dport);
+  }
+
+  toJSON(): ConnTupleKey {
+    const key: ConnTupleKey = {
+      kind: `conn_tuple`, family: this.family, proto: this.proto, saddr: this.saddr, sport: this.sport, daddr: this.daddr, dport: this.dport,
+      src: this.src, dst: this.dst, netns: this.netns, pid: this.pid, metadata: this.metadata,
+    };
+    if (this.extra !== undefined)
+      key.extra = this.extra;
+    return key;
+  }
+}
+
+/** 4 network-order bytes as an int32, first byte highest. */
+const i32BigEndian = (b: Uint8Array, o: number) => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+
 function decodeExtra(fields: ExtraFields, bytes: Uint8Array, length: number): {[name: string]: number | string} {
   const extra: {[name: string]: number | string} = {};
   for (const [name, offset, size, signed] of fields) {
@@ -61,8 +131,11 @@ function decodeExtra(fields: ExtraFields, bytes: Uint8Array, length: number): {[
   return extra;
 }
 
-/** Decodes a key of `length` bytes per its layout; a string is the reason it cannot be. */
-export function decodeKey(layout: KeyLayout, bytes: Uint8Array, length: number): DecodedKey | string {
+/**
+ * Decodes a key of `length` bytes per its layout; a string is the reason it cannot be. `lean`:
+ * a conn_tuple_t as a LeanTuple (nothing will see the record whole).
+ */
+export function decodeKey(layout: KeyLayout, bytes: Uint8Array, length: number, lean = false): DecodedKey | string {
   switch (layout.keyKind) {
     case `pid_tgid`: {
       const at = layout.pidOffset ?? 0;
@@ -91,7 +164,7 @@ export function decodeKey(layout: KeyLayout, bytes: Uint8Array, length: number):
       const off = layout.tupleOffset ?? 0;
       if (length < off + CONN_TUPLE_SIZE)
         return `key is ${length} bytes, too short for a conn_tuple_t at offset ${off}`;
-      const key = decodeTuple(bytes, off);
+      const key = lean ? new LeanTuple(bytes, off) : decodeTuple(bytes, off);
       if (layout.extra !== undefined)
         key.extra = decodeExtra(layout.extra, bytes, length);
       return key;

@@ -41,9 +41,16 @@ export interface DumpOptions {
   readAhead?: boolean;
   /**
    * Entry records carry their value as hex (`valueHex`, `valuesHex`, `valueBtf`); default true.
-   * False only when nothing downstream reads them: a scan that prints just its report.
+   * False only when nothing downstream reads them: a scan that prints just its report. Then
+   * nothing sees a record whole either, and conn_tuple keys are LeanTuples (src/dump/decode.ts).
    */
   withValues?: boolean;
+  /**
+   * With withValues false: whether an entry of this map may still be shown whole (a report keeps
+   * the first leaked ones as samples). Asked once per batch; once false for a map it must stay
+   * false, and that map's entries then carry an empty keyHex (nothing reads it).
+   */
+  keyHexWanted?: (mapId: number) => boolean;
 }
 
 export type DumpRecord = MapRecord | EntryRecord | MapStatsRecord;
@@ -128,7 +135,7 @@ async function* dumpChunks(ctx: ToolContext, options: DumpOptions, out: LineChun
 
   try {
     for (const target of targets)
-      yield* dumpOne(ctx, source, target, out, onKey, options.withValues !== false);
+      yield* dumpOne(ctx, source, target, out, onKey, options.withValues !== false, options.withValues === false ? options.keyHexWanted : undefined);
   } finally {
     source.close?.();
   }
@@ -174,7 +181,10 @@ function mapRecord(target: Target, backend: BackendName, readNs: bigint | null):
   return record;
 }
 
-async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, out: LineChunks | null, onKey: KeyVisitor | null, withValues: boolean): AsyncGenerator<Array<DumpRecord>> {
+async function* dumpOne(
+  ctx: ToolContext, source: MapSource, target: Target, out: LineChunks | null, onKey: KeyVisitor | null, withValues: boolean,
+  keyHexWanted: ((mapId: number) => boolean) | undefined,
+): AsyncGenerator<Array<DumpRecord>> {
   const {listed, catalogue} = target;
   const mapId = listed.id;
   const mapName = catalogue.name;
@@ -204,6 +214,8 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, out
   const plan = out !== null ? linePlan(mapId, mapName, target.layout, problem, dating) : null;
   const problems: Array<string> = [];
   let problemCount = 0;
+  // Asked before each read: the entries of one read are all judged and counted before the next.
+  let withKeyHex = true;
   const sink: EntrySink = {
     entry(entry) {
       if (entry.formatted || entry.keyBtf !== undefined)
@@ -223,7 +235,7 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, out
         return;
       }
       if (out === null) {
-        batch.push(toEntry(entry, raw, target, mapName, problem, dating, withValues));
+        batch.push(toEntry(entry, raw, target, mapName, problem, dating, withValues, withKeyHex));
         return;
       }
       if (plan !== null) {
@@ -246,7 +258,11 @@ async function* dumpOne(ctx: ToolContext, source: MapSource, target: Target, out
   };
   const reader = source.open(listed, sink);
   try {
-    while (await reader.next()) {
+    for (;;) {
+      if (keyHexWanted !== undefined && withKeyHex)
+        withKeyHex = keyHexWanted(mapId);
+      if (!await reader.next())
+        break;
       if (batch.length > 0) {
         const records = batch;
         batch = [];
@@ -318,20 +334,23 @@ export interface Dating {
 }
 
 /** The entry record of one raw entry (exported for the test that holds entryLine to it). */
-export function toEntry(entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined, dating: Dating | null, withValues = true): EntryRecord {
+export function toEntry(
+  entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined, dating: Dating | null, withValues = true, withKeyHex = true,
+): EntryRecord {
   let keyError = raw.error;
   let key: EntryRecord[`key`] = null;
   const layout = target.layout;
   if (problem !== undefined || layout === null) {
     keyError ??= problem;
   } else if (keyError === undefined) {
-    const decoded = decodeKey(layout, raw.bytes, raw.length);
+    // Without the values nothing sees the record whole: its tuple's text is made only if read.
+    const decoded = decodeKey(layout, raw.bytes, raw.length, !withValues);
     if (typeof decoded === `string`)
       keyError = decoded;
     else
       key = decoded;
   }
-  const keyHex = entry.key !== null ? keyHexOf(entry) : Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.length).toString(`hex`);
+  const keyHex = !withKeyHex ? `` : entry.key !== null ? keyHexOf(entry) : Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.length).toString(`hex`);
   const record: EntryRecord & {valueBtf?: unknown} = {type: `entry`, v: SCHEMA_VERSION, mapId: target.listed.id, map: mapName, keyHex, key};
   const value = withValues ? valueHexOf(entry) : null;
   if (typeof value === `string`)

@@ -8,7 +8,9 @@ import type {
   SnapshotRecord, SummaryRecord, VerdictRecord,
 } from '../schema.ts';
 import {LeakFilter} from './filter.ts';
-import {isWildcard} from '../addr.ts';
+import {formatIPv4Number, isWildcard} from '../addr.ts';
+import {LeanTuple} from '../dump/decode.ts';
+import {v4Code} from '../validate/snapshotIndex.ts';
 import {isListenerKey, ownerPid, LISTENER_DST} from './format.ts';
 import {MAP_SECTIONS} from './sections.ts';
 
@@ -84,9 +86,13 @@ export class GroupTable {
   /** Counts of numeric values (the listener's `*` port as -1), or of the text values. */
   private readonly byNumber = new Map<number, number>();
   private readonly byText = new Map<string, number>();
-  /** Addresses in the order first seen (text, count, next slot of the same hash), and each hash's first slot. */
-  private readonly addresses = {texts: [] as Array<string>, tallies: [] as Array<number>, next: [] as Array<number>};
+  /**
+   * Addresses in the order first seen (text, or an IPv4 address as an int32; count; next slot of
+   * the same hash), and each hash's first slot, and each IPv4 address's slot.
+   */
+  private readonly addresses = {texts: [] as Array<string | number>, tallies: [] as Array<number>, next: [] as Array<number>};
   private readonly addressHeads = new Map<number, number>();
+  private readonly v4Slots = new Map<number, number>();
   /** The `map` field's text (`name#id`) of each map id. */
   private readonly mapTexts = new Map<number, {name: string, text: string}>();
 
@@ -116,12 +122,20 @@ export class GroupTable {
       case `daddr`:
         if (key?.kind !== `conn_tuple`)
           break;
-        this.countAddress(key.dport === 0 && isWildcard(key.daddr) ? LISTENER_DST.slice(0, 1) : key.daddr);
+        if (key.dport === 0 && isWildcard(key.daddr))
+          this.countAddress(LISTENER_DST.slice(0, 1));
+        else if (key instanceof LeanTuple && key.family === `v4`)
+          this.countV4(key.daddrV4);
+        else
+          this.countAddress(key.daddr);
         return;
       case `saddr`:
         if (key?.kind !== `conn_tuple`)
           break;
-        this.countAddress(key.saddr);
+        if (key instanceof LeanTuple && key.family === `v4`)
+          this.countV4(key.saddrV4);
+        else
+          this.countAddress(key.saddr);
         return;
       case `pid`: {
         const pid = ownerPid(verdict);
@@ -145,7 +159,7 @@ export class GroupTable {
   get counts(): Map<string, number> {
     if (this.field === `daddr` || this.field === `saddr`) {
       const {texts, tallies} = this.addresses;
-      return new Map(texts.map((text, i) => [text, tallies[i]]));
+      return new Map(texts.map((text, i) => [typeof text === `number` ? formatIPv4Number(text) : text, tallies[i]]));
     }
     if (!NUMERIC_FIELDS.has(this.field))
       return this.byText;
@@ -179,6 +193,12 @@ export class GroupTable {
    * stored string only when the hash matches. Past GROUP_CAP most addresses miss.
    */
   private countAddress(value: string): void {
+    // A dotted quad is counted by its number, as a LeanTuple's IPv4 address is: one slot per address.
+    const code = v4Code(value);
+    if (code >= 0 && code <= 0xffffffff) {
+      this.countV4(code | 0);
+      return;
+    }
     let hash = 0x811c9dc5;
     for (let i = 0; i < value.length; i++)
       hash = Math.imul(hash ^ value.charCodeAt(i), 0x01000193);
@@ -199,6 +219,24 @@ export class GroupTable {
     this.addressHeads.set(hash, texts.length);
     texts.push(value);
     tallies.push(1);
+  }
+
+  /** Counts an IPv4 address given as an int32 (a.b.c.d is a << 24 | b << 16 | c << 8 | d). */
+  private countV4(address: number): void {
+    const {texts, tallies, next} = this.addresses;
+    const slot = this.v4Slots.get(address);
+    if (slot !== undefined) {
+      tallies[slot] += 1;
+      return;
+    }
+    if (texts.length >= GROUP_CAP) {
+      this.other += 1;
+      return;
+    }
+    this.v4Slots.set(address, texts.length);
+    texts.push(address);
+    tallies.push(1);
+    next.push(-1);
   }
 
   /** `name#id`, one string per map (the same string object each time: hashed once). */
@@ -254,6 +292,15 @@ export class ReportAggregator {
       case `entry`: this.entries += 1; break;
       default: break;
     }
+  }
+
+  /**
+   * Whether a verdict of this map could still be kept as a sample (whole). Once false it stays
+   * false: samples are the first leaked verdicts of each map.
+   */
+  samplesWanted(mapId: number): boolean {
+    const tally = this.maps.get(mapId);
+    return tally === undefined || tally.samples.length < this.options.samples;
   }
 
   /** A process snapshot was part of the input: a pid absent from it is a gone process. */

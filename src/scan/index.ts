@@ -89,7 +89,10 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     // recheck's later look, with the plain context, walks afresh.
     const firstLook: ToolContext = options.from === undefined ? {...ctx, fdLinks: new FdLinksCache()} : ctx;
     async function* observed(): AsyncGenerator<ReadonlyArray<AnyRecord>> {
-      for await (const batch of stages(firstLook, options)) {
+      // Without a capture the entries are seen only here: an entry's keyHex is made only while
+      // its map's samples are not all taken (the report reads no other).
+      const dump: DumpOptions = {...options.dump, keyHexWanted: mapId => aggregator.samplesWanted(mapId)};
+      for await (const batch of stages(firstLook, {...options, dump})) {
         for (let i = 0; i < batch.length; i++) {
           const pending = keep(batch[i]);
           if (pending)

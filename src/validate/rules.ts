@@ -1,6 +1,7 @@
 // The rules that turn one map entry plus a snapshot into a verdict. README "Verdict reasons"
 // documents each outcome; the tests in test/validate-rules.test.ts pin every rule down.
 import {isWildcard} from '../addr.ts';
+import {LeanTuple} from '../dump/decode.ts';
 import type {ConnTupleKey, EntryFields, Match, PidFdKey, PidTgidKey, ProcessRecord, Reason, VerdictStatus} from '../schema.ts';
 import {foldMapped, type Found, type SnapshotIndex} from './snapshotIndex.ts';
 
@@ -104,18 +105,47 @@ function findSocket(index: SnapshotIndex, key: ConnTupleKey, saddr: string, dadd
   return null;
 }
 
+/** searchBound() for an IPv4 address as an int32: the same searches (the address, `0.0.0.0`, `::`), by number. */
+function searchBoundV4(index: SnapshotIndex, proto: string, address: number, port: number, netns: number): Reason | null {
+  const udp = proto === `udp`;
+  if (index.bound.searchBoundV4(found, udp, address, port, netns))
+    return proto === `tcp` ? `listening` : `bound`;
+  if ((address !== 0 && index.bound.searchBoundV4(found, udp, 0, port, netns)) || index.bound.search(found, udp, `::`, port, ``, 0, netns))
+    return proto === `tcp` ? `listening_wildcard` : `bound`;
+  return null;
+}
+
+/** findSocket() for an IPv4 LeanTuple, by its addresses' numbers (no text made). */
+function findSocketV4(index: SnapshotIndex, key: LeanTuple, netns: number, listener: boolean): Reason | null {
+  const proto = key.proto;
+  if (listener)
+    return searchBoundV4(index, proto, key.saddrV4, key.sport, netns);
+  if (index.connections.searchV4(found, proto === `udp`, key.saddrV4, key.sport, key.daddrV4, key.dport, netns))
+    return `established`;
+  if (proto === `udp`)
+    return searchBoundV4(index, proto, key.saddrV4, key.sport, netns) ?? searchBoundV4(index, proto, key.daddrV4, key.dport, netns);
+  return null;
+}
+
 export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
   const owner = key.pid === 0 ? undefined : ownerOf(index, key.pid);
   if (!index.hasConns)
     return {status: `unknown`, reason: `no_snapshot`, owner};
-  const saddr = foldMapped(key.saddr);
-  const daddr = foldMapped(key.daddr);
-  const listener = key.dport === 0 && isWildcard(daddr);
   const netns = key.netns;
   found.match = null;
   found.elsewhere = null;
   found.matchText = null;
-  const alive = findSocket(index, key, saddr, daddr, netns, listener);
+  let listener: boolean;
+  let alive: Reason | null;
+  if (key instanceof LeanTuple && key.family === `v4`) {
+    listener = key.dport === 0 && key.daddrV4 === 0;
+    alive = findSocketV4(index, key, netns, listener);
+  } else {
+    const saddr = foldMapped(key.saddr);
+    const daddr = foldMapped(key.daddr);
+    listener = key.dport === 0 && isWildcard(daddr);
+    alive = findSocket(index, key, saddr, daddr, netns, listener);
+  }
   if (alive !== null)
     return {status: `alive`, reason: alive, match: found.match!, owner, matchText: found.matchText ?? undefined};
   const elsewhere = found.elsewhere ?? undefined;

@@ -145,6 +145,19 @@ export class SocketTable {
     }
     return false;
   }
+
+  /**
+   * search() for two IPv4 addresses given as int32 (as LeanTuple keeps them; a dotted quad's
+   * number): the same cell search() reaches from their text.
+   */
+  searchV4(found: Found, udp: boolean, laddr: number, lport: number, raddr: number, rport: number, netns: number): boolean {
+    return this.v4.search(found, udp, laddr, lport, raddr, rport, netns);
+  }
+
+  /** searchV4() of a bound socket: the remote side empty (`` and 0). */
+  searchBoundV4(found: Found, udp: boolean, laddr: number, lport: number, netns: number): boolean {
+    return this.v4.search(found, udp, laddr, lport, EMPTY_ADDRESS, 0, netns);
+  }
 }
 
 /** A V4Keys cell: [laddr, raddr, lport * 65536 + rport, flags (0: an empty cell), netns of the key's first socket]. */
@@ -312,7 +325,7 @@ const EMPTY_ADDRESS = 0x100000000;
  * empty string as EMPTY_ADDRESS, anything else -1. Two addresses that give the same number are
  * the same string, so V4Keys compares numbers where the chains compare strings.
  */
-function v4Code(address: string): number {
+export function v4Code(address: string): number {
   const length = address.length;
   if (length === 0)
     return EMPTY_ADDRESS;

@@ -1,0 +1,172 @@
+// LeanTuple (scan's conn_tuple_t key when nothing sees its records whole) against decodeTuple's
+// plain key of the same bytes: the same JSON, the same judgement of every rule (its IPv4 lookups go
+// by number: listeners on 0.0.0.0 and ::, bound UDP on either end, namespaces, mapped addresses),
+// and the same group tables (IPv4 counted by number, first-seen order and the GROUP_CAP overflow
+// shared with text addresses, the listener's `*`).
+import {test} from 'uvu';
+import * as assert from 'uvu/assert';
+import {decodeTuple, LeanTuple} from '../src/dump/decode.ts';
+import {GROUP_CAP, GroupTable} from '../src/report/aggregate.ts';
+import type {ConnTupleKey, VerdictRecord} from '../src/schema.ts';
+import {judgeEntry} from '../src/validate/rules.ts';
+import {SnapshotIndex} from '../src/validate/snapshotIndex.ts';
+import {netns, processRecord, snapshotCloser, socketRecord} from './helpers/records.ts';
+
+const NS_A = 4026531840;
+const NS_B = 4026532001;
+
+function v6Bytes(address: string): Buffer {
+  const [head, tail = ``] = address.split(`::`);
+  const parts = (text: string) => (text === `` ? [] : text.split(`:`));
+  const left = parts(head);
+  const right = parts(tail);
+  const groups = address.includes(`::`) ? [...left, ...Array(8 - left.length - right.length).fill(`0`), ...right] : left;
+  const out = Buffer.alloc(16);
+  groups.forEach((group, i) => out.writeUInt16BE(parseInt(group, 16), 2 * i));
+  return out;
+}
+
+interface Spec {
+  saddr: string;
+  sport: number;
+  daddr: string;
+  dport: number;
+  udp?: boolean;
+  netns?: number;
+  pid?: number;
+}
+
+/** The key bytes of a tuple (IPv4 when both addresses are dotted quads), with `pad` after it. */
+function tupleBytes(spec: Spec, pad = 0): Buffer {
+  const v6 = spec.saddr.includes(`:`) || spec.daddr.includes(`:`);
+  const bytes = Buffer.alloc(48 + pad, 0xee);
+  bytes.fill(0, 0, 48);
+  const put = (address: string, at: number) => {
+    if (v6)
+      v6Bytes(address).copy(bytes, at);
+    else
+      Buffer.from(address.split(`.`).map(Number)).copy(bytes, at + 8);
+  };
+  put(spec.saddr, 0);
+  put(spec.daddr, 16);
+  bytes.writeUInt16LE(spec.sport, 32);
+  bytes.writeUInt16LE(spec.dport, 34);
+  bytes.writeUInt32LE(spec.netns ?? 0, 36);
+  bytes.writeUInt32LE(spec.pid ?? 0, 40);
+  bytes.writeUInt32LE((spec.udp ? 0 : 1) | (v6 ? 2 : 0), 44);
+  return bytes;
+}
+
+const SPECS: Array<Spec> = [
+  {saddr: `10.0.0.1`, sport: 40000, daddr: `10.0.0.2`, dport: 80},
+  {saddr: `10.0.0.2`, sport: 80, daddr: `10.0.0.1`, dport: 40000},
+  {saddr: `10.0.0.1`, sport: 40000, daddr: `10.0.0.2`, dport: 80, netns: NS_A, pid: 100},
+  {saddr: `10.0.0.1`, sport: 40000, daddr: `10.0.0.2`, dport: 80, netns: NS_B, pid: 100},
+  {saddr: `10.0.0.1`, sport: 40000, daddr: `10.0.0.2`, dport: 80, netns: 77, pid: 4242},
+  {saddr: `10.0.0.9`, sport: 40001, daddr: `10.0.0.2`, dport: 81},
+  {saddr: `10.0.0.9`, sport: 40001, daddr: `10.0.0.2`, dport: 81, netns: NS_A},
+  // Listener keys: the socket's own address, 0.0.0.0, dual-stack ::, nothing.
+  {saddr: `10.0.0.2`, sport: 80, daddr: `0.0.0.0`, dport: 0},
+  {saddr: `10.0.0.3`, sport: 8080, daddr: `0.0.0.0`, dport: 0},
+  {saddr: `10.0.0.3`, sport: 443, daddr: `0.0.0.0`, dport: 0},
+  {saddr: `0.0.0.0`, sport: 8080, daddr: `0.0.0.0`, dport: 0},
+  {saddr: `10.0.0.3`, sport: 9999, daddr: `0.0.0.0`, dport: 0, netns: NS_A},
+  {saddr: `10.0.0.3`, sport: 9999, daddr: `10.0.0.4`, dport: 0},
+  // UDP: connected, bound on either end, bound on a wildcard, nothing.
+  {saddr: `10.0.0.5`, sport: 5353, daddr: `10.0.0.6`, dport: 53, udp: true},
+  {saddr: `10.0.0.6`, sport: 53, daddr: `10.0.0.5`, dport: 5353, udp: true},
+  {saddr: `10.0.0.7`, sport: 5000, daddr: `10.0.0.8`, dport: 6000, udp: true},
+  {saddr: `10.0.0.7`, sport: 7000, daddr: `10.0.0.8`, dport: 123, udp: true},
+  {saddr: `10.0.0.7`, sport: 7001, daddr: `10.0.0.8`, dport: 124, udp: true},
+  // High addresses (negative as int32), the mapped socket's v4 side, IPv6 and IPv4-mapped keys.
+  {saddr: `192.168.1.1`, sport: 50000, daddr: `255.255.255.255`, dport: 443},
+  {saddr: `203.0.113.5`, sport: 443, daddr: `10.1.2.3`, dport: 50001},
+  {saddr: `::ffff:203.0.113.5`, sport: 443, daddr: `::ffff:10.1.2.3`, dport: 50001},
+  {saddr: `fd00::1`, sport: 44000, daddr: `fd00::2`, dport: 443},
+  {saddr: `fd00::2`, sport: 443, daddr: `::`, dport: 0},
+  {saddr: `fd00::9`, sport: 443, daddr: `::`, dport: 0},
+];
+
+function index(): SnapshotIndex {
+  const index = new SnapshotIndex();
+  const records = [
+    netns(NS_A, [1]), netns(NS_B, [2]),
+    socketRecord({laddr: `10.0.0.1`, lport: 40000, raddr: `10.0.0.2`, rport: 80, netns: NS_A}),
+    socketRecord({laddr: `10.0.0.2`, lport: 80, netns: NS_A}),
+    socketRecord({laddr: `0.0.0.0`, lport: 8080, netns: NS_A}),
+    socketRecord({laddr: `::`, lport: 443, netns: NS_B}),
+    socketRecord({laddr: `10.0.0.5`, lport: 5353, raddr: `10.0.0.6`, rport: 53, proto: `udp`, state: `ESTABLISHED`, netns: NS_A}),
+    socketRecord({laddr: `10.0.0.8`, lport: 6000, raddr: `0.0.0.0`, rport: 0, proto: `udp`, state: `CLOSE`, netns: NS_A}),
+    socketRecord({laddr: `0.0.0.0`, lport: 123, raddr: `0.0.0.0`, rport: 0, proto: `udp`, state: `CLOSE`, netns: NS_A}),
+    socketRecord({laddr: `::`, lport: 124, raddr: `::`, rport: 0, proto: `udp`, state: `CLOSE`, netns: NS_B}),
+    socketRecord({laddr: `::ffff:203.0.113.5`, lport: 443, raddr: `::ffff:10.1.2.3`, rport: 50001, netns: NS_A}),
+    socketRecord({laddr: `fd00::1`, lport: 44000, raddr: `fd00::2`, rport: 443, netns: NS_B}),
+    socketRecord({laddr: `fd00::2`, lport: 443, netns: NS_B}),
+    processRecord(100, `curl`),
+    snapshotCloser(`conns`), snapshotCloser(`pids`),
+  ];
+  for (const record of records)
+    index.add(record);
+  return index;
+}
+
+test(`a LeanTuple reads and serialises as decodeTuple's key of the same bytes`, () => {
+  for (const spec of SPECS) {
+    for (const offset of [0, 8]) {
+      const bytes = Buffer.concat([Buffer.alloc(offset, 0xaa), tupleBytes(spec, 8)]);
+      const plain = decodeTuple(bytes, offset);
+      const lean = new LeanTuple(bytes, offset);
+      assert.is(JSON.stringify(lean), JSON.stringify(plain), `${spec.saddr} ${spec.daddr}`);
+      for (const field of Object.keys(plain) as Array<keyof ConnTupleKey>)
+        assert.equal(lean[field], plain[field], `${field} of ${spec.saddr} → ${spec.daddr}`);
+      lean.extra = plain.extra = {stream_id: 3};
+      assert.is(JSON.stringify(lean), JSON.stringify(plain));
+    }
+  }
+});
+
+test(`judging a LeanTuple (IPv4 by number) gives the plain key's judgement, rule by rule`, () => {
+  const snapshot = index();
+  const judgements = new Set<string>();
+  for (const spec of SPECS) {
+    const bytes = tupleBytes(spec);
+    const plain = judgeEntry({key: decodeTuple(bytes, 0)} as never, snapshot);
+    const lean = judgeEntry({key: new LeanTuple(bytes, 0)} as never, snapshot);
+    assert.equal(lean, plain, `${JSON.stringify(spec)}`);
+    assert.ok(lean.match === plain.match, `the same match object`);
+    judgements.add(`${plain.status}:${plain.reason}`);
+  }
+  // The specs reach every outcome of a tuple the rules have.
+  for (const outcome of [`alive:established`, `alive:listening`, `alive:listening_wildcard`, `alive:bound`, `leaked:no_connection`,
+    `leaked:no_listener`, `leaked:no_connection_any_namespace`, `leaked:wrong_namespace`, `leaked:unknown_namespace`])
+    assert.ok(judgements.has(outcome), `${outcome} among ${[...judgements].join(`, `)}`);
+});
+
+test(`group tables count LeanTuples as they count plain keys: order first seen, the listener's *, past GROUP_CAP`, () => {
+  const specs: Array<Spec> = [...SPECS];
+  // Enough distinct addresses to fill the tables, IPv4 and IPv6 interleaved, and some repeated after.
+  for (let i = 0; i < GROUP_CAP + 500; i++) {
+    const v6 = i % 5 === 0;
+    const a = (i * 7919) & 0xffffff;
+    specs.push(v6
+      ? {saddr: `fd00::${(a & 0xffff).toString(16)}:${(a >> 16).toString(16)}`, sport: 40000, daddr: `fd00::${i.toString(16)}`, dport: 443}
+      : {saddr: `10.${a >> 16}.${(a >> 8) & 255}.${a & 255}`, sport: 40000, daddr: `${128 + (i & 127)}.${i >> 8 & 255}.${i & 255}.1`, dport: i % 7 === 0 ? 0 : 443});
+  }
+  specs.push(...SPECS, ...specs.slice(0, 300));
+  const fields = [`daddr`, `saddr`, `dport`] as const;
+  const count = (lean: boolean) => fields.map(field => {
+    const table = new GroupTable(field);
+    for (const spec of specs) {
+      const bytes = tupleBytes(spec);
+      table.add({type: `verdict`, key: lean ? new LeanTuple(bytes, 0) : decodeTuple(bytes, 0), reason: `no_connection`} as VerdictRecord);
+    }
+    return {counts: [...table.counts], other: table.other};
+  });
+  const plain = count(false);
+  const lean = count(true);
+  assert.ok(plain[0].other > 0 && plain[1].other > 0, `the address tables overflow`);
+  assert.ok(plain[0].counts.some(([value]) => value === `*`) && plain[0].counts.some(([value]) => value.includes(`:`)));
+  assert.equal(lean, plain);
+});
+
+test.run();
