@@ -10,21 +10,11 @@ import {GROUP_CAP, GroupTable} from '../src/report/aggregate.ts';
 import type {ConnTupleKey, VerdictRecord} from '../src/schema.ts';
 import {judgeEntry} from '../src/validate/rules.ts';
 import {SnapshotIndex} from '../src/validate/snapshotIndex.ts';
+import {connTupleBytes} from './helpers/bpf.ts';
 import {netns, processRecord, snapshotCloser, socketRecord} from './helpers/records.ts';
 
 const NS_A = 4026531840;
 const NS_B = 4026532001;
-
-function v6Bytes(address: string): Buffer {
-  const [head, tail = ``] = address.split(`::`);
-  const parts = (text: string) => (text === `` ? [] : text.split(`:`));
-  const left = parts(head);
-  const right = parts(tail);
-  const groups = address.includes(`::`) ? [...left, ...Array(8 - left.length - right.length).fill(`0`), ...right] : left;
-  const out = Buffer.alloc(16);
-  groups.forEach((group, i) => out.writeUInt16BE(parseInt(group, 16), 2 * i));
-  return out;
-}
 
 interface Spec {
   saddr: string;
@@ -36,26 +26,8 @@ interface Spec {
   pid?: number;
 }
 
-/** The key bytes of a tuple (IPv4 when both addresses are dotted quads), with `pad` after it. */
-function tupleBytes(spec: Spec, pad = 0): Buffer {
-  const v6 = spec.saddr.includes(`:`) || spec.daddr.includes(`:`);
-  const bytes = Buffer.alloc(48 + pad, 0xee);
-  bytes.fill(0, 0, 48);
-  const put = (address: string, at: number) => {
-    if (v6)
-      v6Bytes(address).copy(bytes, at);
-    else
-      Buffer.from(address.split(`.`).map(Number)).copy(bytes, at + 8);
-  };
-  put(spec.saddr, 0);
-  put(spec.daddr, 16);
-  bytes.writeUInt16LE(spec.sport, 32);
-  bytes.writeUInt16LE(spec.dport, 34);
-  bytes.writeUInt32LE(spec.netns ?? 0, 36);
-  bytes.writeUInt32LE(spec.pid ?? 0, 40);
-  bytes.writeUInt32LE((spec.udp ? 0 : 1) | (v6 ? 2 : 0), 44);
-  return bytes;
-}
+/** The key bytes of a tuple (IPv4 when both addresses are dotted quads), with `pad` bytes after it. */
+const tupleBytes = (spec: Spec, pad = 0) => Buffer.concat([connTupleBytes(spec), Buffer.alloc(pad, 0xee)]);
 
 const SPECS: Array<Spec> = [
   {saddr: `10.0.0.1`, sport: 40000, daddr: `10.0.0.2`, dport: 80},
