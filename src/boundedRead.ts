@@ -55,6 +55,16 @@ let scratch: Buffer | null = null;
  * ... with `code`, as fs does) or UnreadableFile (code ELOOP, EFTYPE or EFBIG) for what it refuses.
  */
 export function readBoundedSync(path: string, maxBytes = DEFAULT_MAX_READ_BYTES): Buffer {
+  // Copied out at its size: the scratch serves the next file.
+  return readWhole(path, maxBytes, (buffer, length) => Buffer.from(buffer.subarray(0, length)));
+}
+
+/**
+ * The file's bytes read into one buffer (the scratch, grown into a buffer of this read's own when
+ * the file is bigger), handed to `take` while they are there. procfs gives a big table a page
+ * per read(): hundreds of reads, each landing after the last, with no copy per read.
+ */
+function readWhole<T>(path: string, maxBytes: number, take: (buffer: Buffer, length: number) => T): T {
   let fd: number;
   try {
     fd = openSync(path, FLAGS);
@@ -65,22 +75,30 @@ export function readBoundedSync(path: string, maxBytes = DEFAULT_MAX_READ_BYTES)
     const info = fstatSync(fd);
     if (!info.isFile())
       throw new UnreadableFile(path, `EFTYPE`, `is ${describeKind(info.mode)}, not a regular file`);
-    const chunks = new BoundedChunks(path, maxBytes);
     scratch ??= Buffer.allocUnsafe(CHUNK);
+    let buffer = scratch;
+    let length = 0;
     for (;;) {
-      const n = readSync(fd, scratch, 0, Math.min(CHUNK, chunks.room()), null);
+      if (length === buffer.length) {
+        const grown = Buffer.allocUnsafe(Math.min(buffer.length * 2, maxBytes + 1));
+        buffer.copy(grown, 0, 0, length);
+        buffer = grown;
+      }
+      // Up to one byte past the bound, so a longer file is noticed.
+      const n = readSync(fd, buffer, length, Math.min(buffer.length, maxBytes + 1) - length, null);
       if (n === 0)
         break;
-      // Copied out at the size read: the scratch serves the next read.
-      chunks.add(Buffer.from(scratch.subarray(0, n)), n);
+      length += n;
+      if (length > maxBytes)
+        throw tooLarge(path, maxBytes);
     }
-    return chunks.joined();
+    return take(buffer, length);
   } finally {
     closeSync(fd);
   }
 }
 
-/** What the sync and async readers have read so far, refusing more than maxBytes: the bound in one place. */
+/** What the async reader has read so far, refusing more than maxBytes. */
 class BoundedChunks {
   private readonly chunks: Array<Buffer> = [];
   private total = 0;
@@ -177,6 +195,7 @@ export async function readBoundedText(path: string, encoding: BufferEncoding = `
   return (await readBounded(path, maxBytes)).toString(encoding);
 }
 
-export function readBoundedTextSync(path: string, encoding: BufferEncoding = `utf8`, maxBytes?: number): string {
-  return readBoundedSync(path, maxBytes).toString(encoding);
+/** readBoundedSync as text, made straight from the bytes read (no copy of them first). */
+export function readBoundedTextSync(path: string, encoding: BufferEncoding = `utf8`, maxBytes = DEFAULT_MAX_READ_BYTES): string {
+  return readWhole(path, maxBytes, (buffer, length) => buffer.toString(encoding, 0, length));
 }

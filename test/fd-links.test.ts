@@ -3,6 +3,7 @@
 // holding a real map and sockets, the records must be those of the unshared path (each stage
 // walking fd/ itself), and the sharing must really have happened.
 import {spawn, type ChildProcess} from 'node:child_process';
+import * as fs from 'node:fs';
 import {closeSync, readlinkSync} from 'node:fs';
 import {PassThrough} from 'node:stream';
 import {test} from 'uvu';
@@ -11,7 +12,8 @@ import {defaultToolContext, type ToolContext} from '../src/context.ts';
 import {dumpMaps} from '../src/dump/index.ts';
 import {openMapReadOnly} from '../src/dump/kernel.ts';
 import type {AnyRecord, MapRecord, ProcessRecord} from '../src/schema.ts';
-import {FdLinksCache} from '../src/snapshot/fdLinks.ts';
+import {ReadAhead} from '../src/dump/readAhead.ts';
+import {FdLinksCache, walkAllFdLinks, walkFdDir, type FdWalks} from '../src/snapshot/fdLinks.ts';
 import {snapshotPids} from '../src/snapshot/pids.ts';
 import {lazySyscalls} from '../src/sys/syscalls.ts';
 import {BpfTestSet, type TestMap} from './helpers/bpf.ts';
@@ -50,14 +52,16 @@ if (runs) {
     set?.cleanup();
   });
 
-  test(`the first look's shared fd walks give the records of the unshared path`, async () => {
+  /**
+   * One child that holds a map twice (fds 3 and 5) and another map (fd 4), with sockets on 0-2
+   * (the stdio pipes are socket pairs); one that holds sockets only.
+   */
+  async function startHolders(): Promise<{both: ChildProcess, socketsOnly: ChildProcess}> {
     const sys = lazySyscalls(process.env.TMPDIR ?? `/tmp`)();
     if (`unavailable` in sys)
       throw new Error(sys.unavailable);
     const heldFd = openMapReadOnly(sys, held.id);
     const otherFd = openMapReadOnly(sys, other.id);
-    // One child holds a map twice (fds 3 and 5) and another map (fd 4), with sockets on 0-2 (the
-    // stdio pipes are socket pairs); one holds sockets only.
     const both = spawn(`sleep`, [`60`], {stdio: [`pipe`, `pipe`, `pipe`, heldFd, otherFd, heldFd]});
     const socketsOnly = spawn(`sleep`, [`60`], {stdio: [`pipe`, `pipe`, `ignore`]});
     children.add(both).add(socketsOnly);
@@ -65,6 +69,11 @@ if (runs) {
     closeSync(otherFd);
     await new Promise(resolve => setTimeout(resolve, 100));
     assert.ok(readlinkSync(`/proc/${both.pid}/fd/0`).startsWith(`socket:[`), `stdio pipes are sockets`);
+    return {both, socketsOnly};
+  }
+
+  test(`the first look's shared fd walks give the records of the unshared path`, async () => {
+    const {both, socketsOnly} = await startHolders();
 
     const mapIds = [held.id, other.id];
     const plain = await look(defaultToolContext(new PassThrough()), mapIds);
@@ -83,6 +92,40 @@ if (runs) {
     const holders = (id: number) => (shared.maps.find(record => record.type === `map` && record.mapId === id) as MapRecord).holders;
     assert.equal(holders(held.id), [{pid: both.pid, comm: `sleep`}]);
     assert.equal(holders(other.id), [{pid: both.pid, comm: `sleep`}]);
+  });
+
+  test(`scan's worker thread walks every fd/ but ours as this thread does; the first look then gives the records of the unshared path`, async () => {
+    const {both, socketsOnly} = await startHolders();
+    const helper = new ReadAhead(process.env.TMPDIR ?? `/tmp`);
+    let walks: FdWalks | null;
+    try {
+      walks = await helper.walkFdLinks(`/proc`, process.pid);
+    } finally {
+      helper.close();
+    }
+    assert.ok(walks !== null, `the worker walked`);
+    const here = new Map(walkAllFdLinks(fs, walkFdDir, `/proc`, process.pid));
+    const there = new Map(walks);
+    assert.not.ok(there.has(`/proc/${process.pid}/fd`), `our own fd/ is left to the stage that reads it`);
+    for (const child of [both, socketsOnly]) {
+      const fdDir = `/proc/${child.pid}/fd`;
+      assert.ok(there.get(fdDir)!.sockets.length > 0, fdDir);
+      assert.equal(there.get(fdDir), here.get(fdDir), fdDir);
+    }
+    assert.equal(there.get(`/proc/${both.pid}/fd`)!.bpfMaps, [`3`, `4`, `5`]);
+
+    const mapIds = [held.id, other.id];
+    const plain = await look(defaultToolContext(new PassThrough()), mapIds);
+    const cache = new FdLinksCache();
+    cache.adopt(walks);
+    const adopted = await look({...defaultToolContext(new PassThrough()), fdLinks: cache}, mapIds);
+    assert.ok(cache.reused > 0, `snapshot-pids and the holders read the worker's walks`);
+    for (const child of [both, socketsOnly]) {
+      const mine = (records: Array<AnyRecord>) => records.find(record => record.type === `process` && record.pid === child.pid);
+      assert.ok((mine(adopted.processes) as ProcessRecord | undefined)?.socketFds !== undefined);
+      assert.equal(mine(adopted.processes), mine(plain.processes));
+    }
+    assert.equal(adopted.maps, plain.maps);
   });
 }
 

@@ -1,7 +1,10 @@
 // snapshot-conns against real sockets as root: connections over IPv4, IPv6 and an IPv4 client
 // of a dual-stack `::` listener, in our own namespace, in an `ip netns add` namespace with a
 // process in it, and in a namespace no process is in any more that still holds a connected pair.
-import {execFileSync} from 'node:child_process';
+import {execFileSync, spawn} from 'node:child_process';
+import {linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {parseLines, runCommand} from './helpers/cli.ts';
@@ -10,6 +13,7 @@ import {
   type HeldConnection, type ProcessLessNetns, type SocketHolder,
 } from './helpers/netns.ts';
 import {netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
+import {placeByTableInode} from '../src/snapshot/conns.ts';
 
 type Rec = Record<string, any>;
 
@@ -55,9 +59,11 @@ if (requirePrivileges(`snapshot-conns (live namespaces)`, netnsUnavailable())) {
   let inside: SocketHolder | null = null;
   let processLess: ProcessLessNetns | null = null;
   let records: Array<Rec> = [];
+  let netnsName = ``;
 
   test.before(async () => {
     const netns = createNetns(`conns`);
+    netnsName = netns.name;
     ours = await startSocketHolder();
     inside = await startSocketHolder({netns});
     processLess = await makeProcessLessNetns(`pless`);
@@ -107,6 +113,32 @@ if (requirePrivileges(`snapshot-conns (live namespaces)`, netnsUnavailable())) {
     for (const socket of records.filter(record => record.type === `socket` && record.inode !== 0)) {
       assert.not.ok(seen.has(socket.inode), `socket inode ${socket.inode} listed twice (netns ${seen.get(socket.inode)} and ${socket.netnsInode})`);
       seen.set(socket.inode, socket.netnsInode);
+    }
+  });
+
+  test(`placed by the inode of its net/tcp, a process lands in the namespace its ns/net link names (ours, the ip-netns one); never off procfs`, async () => {
+    // A second process in the ip-netns namespace: each namespace then has one process that
+    // stands for it and one placed by its table's inode (as pid 1 is when its link is refused).
+    const second = spawn(`ip`, [`netns`, `exec`, netnsName, `sleep`, `30`], {stdio: `ignore`});
+    try {
+      for (let i = 0; i < 50 && netnsInodeOfPid(second.pid!) !== inside!.netnsInode; i++)
+        await new Promise(resolve => setTimeout(resolve, 20));
+      const namespaces = new Map([[inside!.netnsInode, {pids: [inside!.pid]}], [ours!.netnsInode, {pids: [ours!.pid]}]]);
+      const placed = placeByTableInode(`/proc`, [second.pid!, process.pid, 999_999_999], namespaces);
+      assert.equal([...placed].sort((a, b) => a[0] - b[0]), [[inside!.netnsInode, [second.pid]], [ours!.netnsInode, [process.pid]]].sort((a, b) => (a[0] as number) - (b[0] as number)));
+    } finally {
+      second.kill();
+    }
+    // A tree of copies (a capture, a fixture) is not procfs: the same inode there proves nothing.
+    const dir = mkdtempSync(join(tmpdir(), `usmld-tableinode-`));
+    try {
+      for (const pid of [10, 11])
+        mkdirSync(join(dir, String(pid), `net`), {recursive: true});
+      writeFileSync(join(dir, `10`, `net`, `tcp`), ``);
+      linkSync(join(dir, `10`, `net`, `tcp`), join(dir, `11`, `net`, `tcp`));
+      assert.is(placeByTableInode(dir, [11], new Map([[4026531840, {pids: [10]}]])).size, 0);
+    } finally {
+      rmSync(dir, {recursive: true, force: true});
     }
   });
 

@@ -12,6 +12,7 @@ import {parseBpftoolList, parseSystemProbeList} from './formats.ts';
 import {addHolders, kernelRefusal, kernelSource} from './kernel.ts';
 import {streamReader, type MapSource} from './source.ts';
 import type {Syscalls} from '../sys/syscalls.ts';
+import type {ReadAhead} from './readAhead.ts';
 import {findTrusted, requireTrusted} from '../trustedBinary.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -99,8 +100,8 @@ export interface BackendChoice {
   bpftoolSha256?: string;
   /** Kernel backend: entries per batch lookup (default 4096; grown when a hash bucket needs more). */
   batchEntries?: number;
-  /** Kernel backend: batch lookups in a worker thread (src/dump/readAhead.ts). */
-  readAhead?: boolean;
+  /** Kernel backend: batch lookups in a worker thread (src/dump/readAhead.ts), its own or one already started. */
+  readAhead?: boolean | ReadAhead;
 }
 
 /** Where system-probe lives in agent packages and dev trees (the original's list, minus `./system-probe`). */

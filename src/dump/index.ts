@@ -16,6 +16,7 @@ import {LineChunks} from './lineChunks.ts';
 import {offlineSource} from './offline.ts';
 import {recordLine} from './serialize.ts';
 import type {ListedMap, MapSource} from './source.ts';
+import type {ReadAhead} from './readAhead.ts';
 
 export interface DumpOptions {
   selection?: MapSelection;
@@ -37,8 +38,8 @@ export interface DumpOptions {
   bpftoolSha256?: string;
   /** Kernel backend: entries per batch lookup (default 4096; grown when a hash bucket needs more). */
   batchEntries?: number;
-  /** Kernel backend: make the batch lookups in a worker thread, ahead of the entries being judged (scan). */
-  readAhead?: boolean;
+  /** Kernel backend: make the batch lookups in a worker thread, ahead of the entries being judged: its own, or scan's (started before its snapshots). */
+  readAhead?: boolean | ReadAhead;
   /**
    * Entry records carry their value as hex (`valueHex`, `valuesHex`, `valueBtf`); default true.
    * False only when nothing downstream reads them: a scan that prints just its report. Then

@@ -227,8 +227,11 @@ export interface KernelSourceOptions {
   batchEntries?: number;
   /** The possible CPUs file (sysfs). */
   possibleCpusFile?: string;
-  /** Make the batch lookups in a worker thread, ahead of the chunk being processed (./readAhead.ts). */
-  readAhead?: boolean;
+  /**
+   * Make the batch lookups in a worker thread, ahead of the chunk being processed (./readAhead.ts):
+   * `true` for a worker of its own, or one already started (scan's; closed with the source).
+   */
+  readAhead?: boolean | ReadAhead;
 }
 
 /**
@@ -251,7 +254,10 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
   const calls = new BpfCalls(sys);
   let cpus: number | null = null;
   const cpuCount = () => (cpus ??= possibleCpus(readFileSync(options.possibleCpusFile ?? `/sys/devices/system/cpu/possible`, `latin1`)));
-  const ahead = options.readAhead === true && callsKernelDirectly(sys) ? new ReadAhead(sys, ctx.tmpDir, options.batchEntries) : null;
+  // A wrapped bpf() (a test's) must see every call: no worker then.
+  const ahead = options.readAhead === undefined || options.readAhead === false || !callsKernelDirectly(sys) ? null
+    : options.readAhead === true ? new ReadAhead(ctx.tmpDir, options.batchEntries) : options.readAhead;
+  ahead?.useSyscalls(sys);
   return {
     backend: `kernel`,
     label: `bpf()`,

@@ -5,8 +5,14 @@
 // It keeps at most AHEAD chunks unread per map, counted in shared memory (a message per chunk
 // read cost the main thread more than the lookups it saved); the main thread decides everything
 // else (errors, the key-by-key walk where the kernel has no batch lookup) as when it reads itself.
+//
+// scan starts the worker before its snapshots: the thread's start-up, and the walk of every
+// process's fd/ (src/snapshot/fdLinks.ts), then run on the 2nd core while the main thread reads
+// the socket tables. The FFI is handed over once the main thread has loaded it; no map entry is
+// read before the dump asks for it, after the snapshots.
 import {Worker} from 'node:worker_threads';
-import {workerFfi} from '../sys/native.ts';
+import {walkAllFdLinks, walkFdDir, type FdWalks} from '../snapshot/fdLinks.ts';
+import {workerFfi, type WorkerFfi} from '../sys/native.ts';
 import {ENOSPC, libcNames, SYS_BPF, type Syscalls} from '../sys/syscalls.ts';
 
 /** Chunks read ahead of the one being judged, per map. */
@@ -22,6 +28,19 @@ export interface ReadChunk {
   first: boolean;
   keys: ArrayBuffer;
   values: ArrayBuffer;
+}
+
+interface FfiRequest {
+  op: `ffi`;
+  ffi: WorkerFfi;
+  sysBpf: number;
+}
+
+interface WalkRequest {
+  op: `walk`;
+  id: number;
+  procRoot: string;
+  skipPid: number;
 }
 
 interface ReadRequest {
@@ -41,20 +60,14 @@ interface ReadRequest {
 function workerBody(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const {parentPort, workerData} = require(`node:worker_threads`);
-  const data = workerData as {ffi: {libcFunction: string}, sysBpf: number};
+  const fsModule = require(`node:fs`);
+  const data = workerData as {walkFdDir: string, walkAllFdLinks: string};
   const ENOENT = 2;
   const ENOSPC = 28;
   const BPF_MAP_LOOKUP_BATCH = 24;
-  let koffi: {address(buffer: Buffer): bigint, errno(): number};
-  let syscall: (...args: Array<unknown>) => unknown;
-  try {
-    // eslint-disable-next-line no-new-func
-    ({koffi, fn: syscall} = new Function(`return (${data.ffi.libcFunction})`)()(require, data.ffi, `long syscall(long number, ...)`));
-  } catch (err) {
-    parentPort.postMessage({type: `failed`, error: (err as Error).message});
-    return;
-  }
-  const call = syscall;
+  let koffi: {address(buffer: Buffer): bigint, errno(): number} | null = null;
+  let call: ((...args: Array<unknown>) => unknown) | null = null;
+  let sysBpf = 0;
   const attr = Buffer.alloc(64);
   interface Stream {
     id: number;
@@ -69,7 +82,36 @@ function workerBody(): void {
     outBatch: Buffer;
   }
   // No named inner functions here: a bundler's name-keeping helper would not exist in the worker.
-  parentPort.on(`message`, (request: ReadRequest) => {
+  parentPort.on(`message`, (request: FfiRequest | WalkRequest | ReadRequest) => {
+    if (request.op === `ffi`) {
+      try {
+        // eslint-disable-next-line no-new-func
+        const loaded = new Function(`return (${request.ffi.libcFunction})`)()(require, request.ffi, `long syscall(long number, ...)`);
+        koffi = loaded.koffi;
+        call = loaded.fn;
+        sysBpf = request.sysBpf;
+      } catch (err) {
+        parentPort.postMessage({type: `failed`, error: (err as Error).message});
+      }
+      return;
+    }
+    if (request.op === `walk`) {
+      let walks: FdWalks | null = null;
+      try {
+        // eslint-disable-next-line no-new-func
+        const walkAll = new Function(`return (${data.walkAllFdLinks})`)() as typeof walkAllFdLinks;
+        // eslint-disable-next-line no-new-func
+        walks = walkAll(fsModule, new Function(`return (${data.walkFdDir})`)(), request.procRoot, request.skipPid);
+      } catch {
+        // the main thread walks them itself
+      }
+      parentPort.postMessage({type: `walked`, id: request.id, walks});
+      return;
+    }
+    if (koffi === null || call === null) {
+      parentPort.postMessage({type: `failed`, error: `no FFI in the read-ahead worker`});
+      return;
+    }
     const stream: Stream = {
       id: request.id, fd: request.fd, keySize: request.keySize, valueBytes: request.valueBytes, room: request.room,
       ahead: request.ahead, sent: 0, control: request.control, inBatch: null, outBatch: Buffer.alloc(request.tokenSize),
@@ -97,7 +139,7 @@ function workerBody(): void {
       attr.writeBigUInt64LE(koffi.address(Buffer.from(values)), 24);
       attr.writeUInt32LE(stream.room, 32);
       attr.writeUInt32LE(stream.fd, 36);
-      const returned = Number(call(data.sysBpf, `int`, BPF_MAP_LOOKUP_BATCH, `void *`, attr, `uint32_t`, 56));
+      const returned = Number(call(sysBpf, `int`, BPF_MAP_LOOKUP_BATCH, `void *`, attr, `uint32_t`, 56));
       const result = returned < 0 ? -koffi.errno() : returned;
       const count = result < 0 && result !== -ENOENT && result !== -ENOSPC ? 0 : attr.readUInt32LE(32);
       const first = stream.inBatch === null;
@@ -114,7 +156,6 @@ function workerBody(): void {
         return;
     }
   });
-  parentPort.postMessage({type: `ready`});
 }
 
 /** The chunks of one map, in order, as the worker reads them. */
@@ -134,33 +175,32 @@ interface StreamState {
 }
 
 /**
- * The worker that reads ahead, started on first use and ended by close(). A worker that cannot
- * start or load the FFI answers null to every read: the caller then reads on its own thread.
+ * The worker that reads ahead (and walks fd/ for scan), started on first use and ended by
+ * close(). A worker that cannot start or load the FFI answers null to every read (and walk): the
+ * caller then does it on its own thread.
  */
 export class ReadAhead {
   private worker: Worker | null = null;
   private failed = false;
+  /** The FFI was handed to the worker (reads wait for it there). */
+  private ffi = false;
   private nextId = 1;
   private readonly streams = new Map<number, StreamState>();
+  private readonly walks = new Map<number, (walks: FdWalks | null) => void>();
   /** Chunks received from the worker (said at debug level). */
   chunks = 0;
 
   /** `room`: entries per lookup (tests make it small, to make hash buckets overflow it). */
-  constructor(private readonly sys: Syscalls, private readonly tmpDir: string, private readonly room = READ_AHEAD_ENTRIES) {}
+  constructor(private readonly tmpDir: string, private readonly room = READ_AHEAD_ENTRIES) {}
 
-  /** Starts the worker now (its start-up overlaps with listing the maps). */
+  /** Starts the worker now (its start-up overlaps with what the main thread does meanwhile). */
   start(): void {
     if (this.worker !== null || this.failed)
       return;
-    const sysBpf = SYS_BPF[process.arch];
-    if (sysBpf === undefined) {
-      this.failed = true;
-      return;
-    }
     try {
       this.worker = new Worker(`(${workerBody.toString()})()`, {
         eval: true,
-        workerData: {ffi: workerFfi(this.sys.native, this.tmpDir, libcNames()), sysBpf},
+        workerData: {walkFdDir: walkFdDir.toString(), walkAllFdLinks: walkAllFdLinks.toString()},
         env: {},
         stdout: false,
         stderr: false,
@@ -170,15 +210,40 @@ export class ReadAhead {
       return;
     }
     this.worker.unref();
-    this.worker.on(`message`, (message: {type: string, id?: number} & Partial<ReadChunk>) => this.receive(message));
+    this.worker.on(`message`, (message: {type: string, id?: number, walks?: FdWalks | null} & Partial<ReadChunk>) => this.receive(message));
     this.worker.on(`error`, () => this.fail());
     this.worker.on(`exit`, () => this.fail());
   }
 
-  /** Reads the map behind `fd` in the worker; null when the worker is not available. */
-  read(fd: number, keySize: number, valueBytes: number, tokenSize: number): ChunkStream | null {
+  /** Hands the worker the FFI `sys` was loaded with: it can then make batch lookups. */
+  useSyscalls(sys: Syscalls): void {
+    this.start();
+    const sysBpf = SYS_BPF[process.arch];
+    if (this.ffi || this.failed || this.worker === null || sysBpf === undefined)
+      return;
+    this.ffi = true;
+    const request: FfiRequest = {op: `ffi`, ffi: workerFfi(sys.native, this.tmpDir, libcNames()), sysBpf};
+    this.worker.postMessage(request);
+  }
+
+  /**
+   * The fd/ walks of every process under `procRoot` but `skipPid`, made in the worker (walkAllFdLinks);
+   * null when the worker cannot.
+   */
+  walkFdLinks(procRoot: string, skipPid: number): Promise<FdWalks | null> {
     this.start();
     if (this.failed || this.worker === null)
+      return Promise.resolve(null);
+    const id = this.nextId++;
+    this.worker.ref();
+    const request: WalkRequest = {op: `walk`, id, procRoot, skipPid};
+    this.worker.postMessage(request);
+    return new Promise(resolve => this.walks.set(id, resolve));
+  }
+
+  /** Reads the map behind `fd` in the worker; null when the worker is not available. */
+  read(fd: number, keySize: number, valueBytes: number, tokenSize: number): ChunkStream | null {
+    if (this.failed || this.worker === null || !this.ffi)
       return null;
     const id = this.nextId++;
     const state: StreamState = {chunks: [], waiting: null, finished: false, onFinished: null};
@@ -231,9 +296,16 @@ export class ReadAhead {
     this.fail();
   }
 
-  private receive(message: {type: string, id?: number} & Partial<ReadChunk>): void {
+  private receive(message: {type: string, id?: number, walks?: FdWalks | null} & Partial<ReadChunk>): void {
     if (message.type === `failed`) {
       this.close();
+      return;
+    }
+    if (message.type === `walked`) {
+      const done = this.walks.get(message.id!);
+      this.walks.delete(message.id!);
+      this.unrefWhenIdle();
+      done?.(message.walks ?? null);
       return;
     }
     const state = message.id === undefined ? undefined : this.streams.get(message.id);
@@ -278,6 +350,8 @@ export class ReadAhead {
   }
 
   private unrefWhenIdle(): void {
+    if (this.walks.size > 0)
+      return;
     for (const state of this.streams.values()) {
       if (!state.finished)
         return;
@@ -285,9 +359,13 @@ export class ReadAhead {
     this.worker?.unref();
   }
 
-  /** The worker is gone: waiting readers get null, deferred fds are closed. */
+  /** The worker is gone: waiting readers (and walks) get null, deferred fds are closed. */
   private fail(): void {
     this.failed = true;
+    for (const [id, done] of this.walks) {
+      this.walks.delete(id);
+      done(null);
+    }
     for (const [id, state] of this.streams) {
       const waiting = state.waiting;
       state.waiting = null;

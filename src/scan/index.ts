@@ -21,6 +21,7 @@ import {finished} from 'node:stream/promises';
 import {batched} from '../batch.ts';
 import type {ToolContext} from '../context.ts';
 import {dumpMapBatches, type DumpOptions} from '../dump/index.ts';
+import {ReadAhead} from '../dump/readAhead.ts';
 import {EnvironmentFault} from '../errors.ts';
 import {makeHeader} from '../header.ts';
 import {captureOrigin, type Origin} from '../provenance.ts';
@@ -30,7 +31,8 @@ import {ReportAggregator, type GroupField} from '../report/aggregate.ts';
 import {buildReport, type ReportModel} from '../report/model.ts';
 import type {AnyRecord} from '../schema.ts';
 import {snapshotConns} from '../snapshot/conns.ts';
-import {FdLinksCache} from '../snapshot/fdLinks.ts';
+import {FdLinksCache, type FdWalks} from '../snapshot/fdLinks.ts';
+import {callsKernelDirectly} from '../sys/syscalls.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
 import {validateBatches} from '../validate/index.ts';
 import {recheckBatches, type RecheckOptions} from '../validate/recheck.ts';
@@ -76,6 +78,10 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     options.observe?.(record);
     return writer?.write(record);
   };
+  // Live: the worker thread that will read the maps ahead starts now, and walks every process's
+  // fd/ while this thread reads the socket tables (its result is waited for before snapshot-pids).
+  const helper = options.from === undefined ? new ReadAhead(ctx.tmpDir, options.dump.batchEntries) : null;
+  const early = helper !== null ? startHelper(ctx, helper, options) : null;
   // A capture is stamped with its own host, kernel and time (meta/), and marked replayed.
   const origin = options.from !== undefined ? await captureOrigin(options.from) : null;
   let finishedScan = false;
@@ -92,7 +98,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
       // Without a capture the entries are seen only here: an entry's keyHex is made only while
       // its map's samples are not all taken (the report reads no other).
       const dump: DumpOptions = {...options.dump, keyHexWanted: mapId => aggregator.samplesWanted(mapId)};
-      for await (const batch of stages(firstLook, {...options, dump})) {
+      for await (const batch of stages(firstLook, {...options, dump}, helper, early)) {
         for (let i = 0; i < batch.length; i++) {
           const pending = keep(batch[i]);
           if (pending)
@@ -121,6 +127,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     }
     finishedScan = true;
   } finally {
+    helper?.close();
     ctx.log.done();
     if (capture !== null && !finishedScan)
       capture.abandon();
@@ -130,17 +137,38 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   return {model: buildReport(aggregator), records, origin};
 }
 
+/**
+ * The worker's first jobs: the fd/ walks of the first look, then (when the kernel backend may
+ * read the maps) the FFI, loaded here meanwhile and handed over, so the worker is ready when the
+ * dump starts. Nothing in it reads a map entry.
+ */
+function startHelper(ctx: ToolContext, helper: ReadAhead, options: ScanOptions): Promise<FdWalks | null> {
+  const walks = helper.walkFdLinks(ctx.procRoot, process.pid);
+  if (options.dump.backend === undefined || options.dump.backend === `kernel`) {
+    const sys = ctx.syscalls();
+    if (!(`unavailable` in sys) && callsKernelDirectly(sys))
+      helper.useSyscalls(sys);
+  }
+  return walks;
+}
+
 /** The two snapshots, then the dump, as one stream of batches; progress on a TTY. */
-async function* stages(ctx: ToolContext, options: ScanOptions): AsyncGenerator<ReadonlyArray<AnyRecord>> {
+async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead | null, early: Promise<FdWalks | null> | null): AsyncGenerator<ReadonlyArray<AnyRecord>> {
   const from = options.from;
   ctx.log.progress(`snapshotting network namespaces and sockets...`);
   yield* batched(snapshotConns(ctx, {from}) as AsyncIterable<AnyRecord>);
+  // The worker's fd/ walks, made meanwhile: snapshot-pids and the map holders read them.
+  const walks = early !== null ? await early : null;
+  if (walks !== null) {
+    ctx.fdLinks?.adopt(walks);
+    ctx.log.debug(`fd/ of ${walks.length} process(es) walked in the worker thread`);
+  }
   ctx.log.progress(`snapshotting processes...`);
   yield* batched(snapshotPids(ctx, {from, socketFds: selectionNeedsSocketFds(options.dump.selection ?? {})}) as AsyncIterable<AnyRecord>);
   // Live: the kernel backend's batch lookups run in a worker, ahead of the entries being judged.
   // Values as hex only when a record can be seen whole: the report reads none of them.
   const withValues = options.capture !== undefined || options.observe !== undefined || options.recheckDelaySeconds > 0;
-  const dump: DumpOptions = from !== undefined ? {...options.dump, from: [from], withValues} : {...options.dump, readAhead: true, withValues};
+  const dump: DumpOptions = from !== undefined ? {...options.dump, from: [from], withValues} : {...options.dump, readAhead: helper ?? true, withValues};
   let map = ``;
   let entries = 0;
   let mapEntries = 0;

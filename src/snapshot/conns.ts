@@ -8,9 +8,9 @@
 // no readable process is entered through its bind mount: setns() in a worker thread
 // (src/sys/netns.ts), or `nsenter --net=PATH` when the FFI is not available. With `--from CAPTURE`, the capture's
 // proc/ tree stands in for /proc and netns/<INODE>/ for the nsenter reads.
-import {readlinkSync} from 'node:fs';
+import {readlinkSync, statfsSync, statSync} from 'node:fs';
 import {readdir, stat} from 'node:fs/promises';
-import {readBoundedText} from '../boundedRead.ts';
+import {readBoundedText, readBoundedTextSync} from '../boundedRead.ts';
 import {snapshotMonotonicNs} from '../capture/monotonic.ts';
 import {findTrusted, trustedCommand} from '../trustedBinary.ts';
 import type {ToolContext} from '../context.ts';
@@ -21,7 +21,7 @@ import {SCHEMA_VERSION, type NetnsRecord, type SnapshotRecord, type SocketRecord
 import {netTableInodes, parseNetTable, TABLES, type TableSpec} from './nettable.ts';
 import {mapOrdered} from './ordered.ts';
 import {parseNetnsMounts} from './mountinfo.ts';
-import {errnoOf, isVanished, listPids, numericNames, readNetnsLink, readNetnsLinkSync, yieldToLoop} from './procfs.ts';
+import {errnoOf, isVanished, listPids, numericNames, readNetnsLinkSync, yieldToLoop} from './procfs.ts';
 
 export interface SnapshotConnsOptions {
   /** A capture directory (its proc/ and netns/) instead of the live system. */
@@ -94,9 +94,11 @@ export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOpt
       refused.push({pid, error: link.error});
   }
   // Some sandboxes refuse even root the ns/net link of pid 1 (it is not dumpable) while its
-  // net/ tables stay readable. Socket inodes are unique host-wide, so the namespace whose tables
-  // list the same socket inodes is that process's namespace.
-  const refusedSockets = await socketInodesOf(procRoot, refused.slice(0, REFUSED_READ).map(({pid}) => pid));
+  // net/ tables stay readable. On procfs its net/tcp is its namespace's own file (same inode as
+  // through any process of that namespace); elsewhere, or when no known namespace has it: socket
+  // inodes are unique host-wide, so the namespace whose tables list the same socket inodes is
+  // that process's namespace.
+  const refusedSockets = await socketInodesOf(procRoot, refused.slice(0, REFUSED_READ).map(({pid}) => pid), options.from === undefined ? namespaces : null);
   // 2. Namespaces held by bind mounts (live), or recorded by the capture.
   if (options.from !== undefined)
     await addCaptureNamespaces(ctx, `${options.from}/netns`, namespaceOf);
@@ -271,12 +273,76 @@ interface RefusedSockets {
   owners: Map<number, Array<number>>;
   /** Refused processes that have sockets (or unreadable tables): they must be placed. */
   toPlace: Set<number>;
+  /** netns inode → the refused processes whose net/tcp is that namespace's (placed without reading their tables). */
+  sameTable: Map<number, Array<number>>;
 }
 
-/** The socket inodes in the tables of processes whose ns/net link was refused. */
-async function socketInodesOf(procRoot: string, pids: Array<number>): Promise<RefusedSockets> {
-  const refused: RefusedSockets = {owners: new Map(), toPlace: new Set()};
-  for await (const [pid, read] of mapOrdered(pids, 16, async pid => [pid, await readThroughPid(procRoot, pid, null)] as const)) {
+/** procfs's f_type (statfs). */
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+/**
+ * Refused processes placed by the inode of their net/tcp: on procfs each namespace's tcp table is
+ * one file, the same inode through /proc/PID/net of every process in it, a different one in
+ * every other namespace. Live only (`namespaces` given) and only on procfs: a capture's or a
+ * fixture's copies share no inodes. Returns the processes it placed, by namespace.
+ */
+export function placeByTableInode(procRoot: string, pids: ReadonlyArray<number>, namespaces: ReadonlyMap<number, {pids: ReadonlyArray<number>}>): Map<number, Array<number>> {
+  const placed = new Map<number, Array<number>>();
+  if (pids.length === 0)
+    return placed;
+  try {
+    if (statfsSync(procRoot).type !== PROC_SUPER_MAGIC)
+      return placed;
+  } catch {
+    return placed;
+  }
+  const tableInode = (pid: number): number | null => {
+    try {
+      return statSync(`${procRoot}/${pid}/net/tcp`).ino;
+    } catch {
+      return null;
+    }
+  };
+  // Each known namespace's table inode, through the first of its processes that answers.
+  const namespaceOfTable = new Map<number, number>();
+  for (const [netnsInode, ns] of namespaces) {
+    for (const pid of ns.pids.slice(0, 3)) {
+      const inode = tableInode(pid);
+      if (inode !== null) {
+        namespaceOfTable.set(inode, netnsInode);
+        break;
+      }
+    }
+  }
+  for (const pid of pids) {
+    const inode = tableInode(pid);
+    const netnsInode = inode !== null ? namespaceOfTable.get(inode) : undefined;
+    if (netnsInode === undefined)
+      continue;
+    const list = placed.get(netnsInode);
+    if (list)
+      list.push(pid);
+    else
+      placed.set(netnsInode, [pid]);
+  }
+  return placed;
+}
+
+/** The socket inodes in the tables of processes whose ns/net link was refused (and not placed by their table's inode). */
+async function socketInodesOf(procRoot: string, pids: Array<number>, namespaces: ReadonlyMap<number, Namespace> | null): Promise<RefusedSockets> {
+  const refused: RefusedSockets = {owners: new Map(), toPlace: new Set(), sameTable: new Map()};
+  if (namespaces !== null) {
+    refused.sameTable = placeByTableInode(procRoot, pids, namespaces);
+    const placed = new Set<number>();
+    for (const list of refused.sameTable.values()) {
+      for (const pid of list) {
+        placed.add(pid);
+        refused.toPlace.add(pid);
+      }
+    }
+    pids = pids.filter(pid => !placed.has(pid));
+  }
+  for await (const [pid, read] of mapOrdered(pids, 16, async pid => [pid, readThroughPid(procRoot, pid, null)] as const)) {
     if (read === null)
       continue;
     if (read.failures.length > 0)
@@ -312,7 +378,7 @@ async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, 
   for (const pid of ns.pids) {
     if (best !== null && ++partialTries > EXTRA_TRIES)
       break;
-    const read = await readThroughPid(procRoot, pid, ns.netnsInode);
+    const read = readThroughPid(procRoot, pid, ns.netnsInode);
     if (read === null) {
       vanished++;
       continue;
@@ -411,34 +477,42 @@ async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, 
   };
   if (problems.length > 0)
     record.problems = problems;
+  // Processes placed here by their table's inode: placed once the tables are read; named as
+  // holding sockets when there are any (their tables are these).
+  const sameTable = chosen !== null ? refused.sameTable.get(ns.netnsInode) ?? [] : [];
+  if (sameTable.length > 0 && sockets.some(socket => socket.inode !== 0)) {
+    for (const pid of sameTable)
+      matched.add(pid);
+  }
   if (matched.size > 0)
     ctx.log.info(`netns ${ns.netnsInode}: holds the sockets of process(es) ${[...matched].join(`, `)}, whose ns/net link is unreadable`);
-  return {record, sockets, matchedPids: [...matched]};
+  return {record, sockets, matchedPids: [...matched, ...sameTable]};
 }
 
 /**
  * The four tables through /proc/PID/net. Null when the process is gone (every file missing, as
  * for the processes of a capture that were not chosen to carry net/), or when it is no longer in
- * the namespace afterwards (it moved, or its pid was reused).
+ * the namespace afterwards (it moved, or its pid was reused). Synchronous: procfs hands a table
+ * out a page per read(), and a thread-pool round trip per page cost more than the page.
  */
-async function readThroughPid(procRoot: string, pid: number, netnsInode: number | null): Promise<TableRead | null> {
+function readThroughPid(procRoot: string, pid: number, netnsInode: number | null): TableRead | null {
   const dir = `${procRoot}/${pid}/net`;
   const texts: Array<string | null> = [null, null, null, null];
   const errors: Array<string | null> = [null, null, null, null];
   let missing = 0;
-  await Promise.all(TABLES.map(async (table, i) => {
+  TABLES.forEach((table, i) => {
     try {
-      texts[i] = await readBoundedText(`${dir}/${table.name}`, `latin1`);
+      texts[i] = readBoundedTextSync(`${dir}/${table.name}`, `latin1`);
     } catch (err) {
       if (isVanished(err))
         missing++;
       errors[i] = errnoOf(err);
     }
-  }));
+  });
   if (missing === TABLES.length)
     return null;
   if (netnsInode !== null) {
-    const after = await readNetnsLink(procRoot, pid);
+    const after = readNetnsLinkSync(procRoot, pid);
     if (`inode` in after && after.inode !== netnsInode)
       return null;
   }

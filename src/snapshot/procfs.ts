@@ -1,7 +1,7 @@
 // Small /proc helpers shared by snapshot-conns and snapshot-pids. Everything takes the proc
 // root as a parameter: `/proc`, `/host/proc`, a capture's `proc/`, or a fixture tree.
 import {readlinkSync} from 'node:fs';
-import {readdir, readlink} from 'node:fs/promises';
+import {readdir} from 'node:fs/promises';
 import {UnreadableFile} from '../boundedRead.ts';
 import {EnvironmentFault} from '../errors.ts';
 
@@ -67,18 +67,7 @@ export type NsLinkResult =
 /**
  * Reads `<procRoot>/<pid>/ns/net`. A process that is gone, or a zombie (whose namespaces are
  * already released), reads as vanished; a refused read (some sandboxes refuse even root for
- * pid 1) is an error.
- */
-export async function readNetnsLink(procRoot: string, pid: number): Promise<NsLinkResult> {
-  try {
-    return linkResult(await readlink(`${procRoot}/${pid}/ns/net`));
-  } catch (err) {
-    return linkFailure(err);
-  }
-}
-
-/**
- * readNetnsLink, synchronously. The per-process files are tiny and in memory (procfs, or a
+ * pid 1) is an error. Synchronous: the per-process files are tiny and in memory (procfs, or a
  * capture in the page cache): a direct syscall costs a fraction of a thread-pool round trip
  * (measured: 20,000 processes' stat + task + ns/net take ~0.45 s CPU sync, ~2.2 s async).
  */
