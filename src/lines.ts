@@ -17,7 +17,15 @@ export const DEFAULT_MAX_LINE_LENGTH = 16 * 1024 * 1024;
  * A batch of lines: a string is a line (without its `\n` or `\r\n`); a number is a line that was
  * longer than the bound and was skipped, giving its length.
  */
-export type LineBatch = Array<string | number>;
+export type LineBatch = Array<string | number> & {
+  /**
+   * The chunk the lines came from, when it was ASCII: the text of line i is then its bytes from
+   * starts[i] on, one for one (-1 for a line that is not all in it, or a skipped one). Parsers that
+   * read bytes faster than text (src/entryLineParse.ts) use it.
+   */
+  bytes?: Uint8Array,
+  starts?: Array<number>,
+};
 
 /** Yields the lines of `input` in batches (one batch per chunk read), in order. */
 export async function* splitLines(input: AsyncIterable<Buffer | string>, maxLength = DEFAULT_MAX_LINE_LENGTH): AsyncGenerator<LineBatch> {
@@ -27,20 +35,27 @@ export async function* splitLines(input: AsyncIterable<Buffer | string>, maxLeng
   /** Length of the too-long line being skipped, or -1 when not skipping. */
   let skipped = -1;
 
+  /** Where `text` starts in the chunk's bytes (-1: not one for one with them). */
+  let textAt = -1;
   const finish = (batch: LineBatch, text: string, start: number, end: number) => {
     const length = end - start;
+    const starts = batch.starts;
     if (skipped >= 0) {
       batch.push(skipped + length);
+      starts?.push(-1);
       skipped = -1;
       return;
     }
     if (pending + length > maxLength) {
       batch.push(pending + length);
+      starts?.push(-1);
     } else if (pieces.length > 0) {
       pieces.push(text.slice(start, end));
       batch.push(stripCr(pieces.join(``)));
+      starts?.push(-1);
     } else {
       batch.push(stripCr(text.slice(start, end)));
+      starts?.push(textAt < 0 ? -1 : textAt + start);
     }
     pieces = [];
     pending = 0;
@@ -79,19 +94,26 @@ export async function* splitLines(input: AsyncIterable<Buffer | string>, maxLeng
       split(batch, chunk);
     } else {
       const ascii = isAscii(chunk);
+      if (ascii) {
+        batch.bytes = chunk;
+        batch.starts = [];
+      }
       // Decoded in pieces of at most DECODE_PIECE bytes: V8 makes a longer string in its
       // large-object space (a mapping of its own each time), which cost several times the copy.
       for (let at = 0; at < chunk.length; at += DECODE_PIECE) {
         const end = Math.min(chunk.length, at + DECODE_PIECE);
         if (ascii && decoderEmpty) {
           // ASCII (every record the tool writes): its latin1 text is its UTF-8 text, made by a copy.
+          textAt = at;
           split(batch, chunk.toString(`latin1`, at, end));
         } else {
+          textAt = -1;
           split(batch, decoder.write(chunk.subarray(at, end)));
           // A piece that ends in an ASCII byte leaves nothing behind in the decoder.
           decoderEmpty = chunk[end - 1] < 0x80;
         }
       }
+      textAt = -1;
     }
     if (batch.length > 0)
       yield batch;

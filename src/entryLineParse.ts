@@ -1,0 +1,347 @@
+// Entry lines in dump-maps' own layout, parsed without JSON.parse. validate reads a million of
+// them and needs every field (the record check, the judging), but JSON.parse of the whole line
+// was a third of its time. Here the line's bytes (an ASCII chunk's, which are its text one for
+// one: src/lines.ts) are matched against the one layout dump-maps writes (src/dump/entryLine.ts,
+// and JSON.stringify of its records: the same field order), the values are slices of the line's
+// text, and the objects are made by literals of a fixed shape.
+//
+// The contract is strict: parseEntryLine gives either undefined (the caller then runs JSON.parse)
+// or exactly what JSON.parse(line) gives: the same fields in the same order with the same values.
+// It declines everything off the layout: whitespace, escapes, control characters, other field
+// orders, unknown or missing fields, repeated fields, numbers it cannot read exactly, key kinds
+// other than conn_tuple and pid_tgid. What it gives is then checked like any other record
+// (checkRecord), so a wrong value is refused with the same message either way.
+// test/entry-line-parse.test.ts holds it equal to JSON.parse on adversarial and mutated lines.
+import {Ascii} from './ascii.ts';
+import {SCHEMA_VERSION} from './schema.ts';
+
+/**
+ * Constant text as little-endian 32-bit words, compared four bytes per load (a byte at a time
+ * cost several times as much), and the bytes past the last whole word.
+ */
+interface Literal {
+  words: Int32Array;
+  tail: Uint8Array;
+  length: number;
+}
+
+function bytesOf(text: string): Literal {
+  const bytes = Buffer.from(text, `latin1`);
+  const words = new Int32Array(bytes.length >>> 2);
+  for (let i = 0; i < 4 * words.length; i++)
+    words[i >>> 2] |= bytes[i] << (8 * (i & 3));
+  return {words, tail: bytes.subarray(4 * words.length), length: bytes.length};
+}
+
+const PREFIX = bytesOf(`{"type":"entry","v":${SCHEMA_VERSION},"mapId":`);
+const MAP = bytesOf(`,"map":"`);
+const KEY_HEX = bytesOf(`,"keyHex":"`);
+const KEY_TUPLE = bytesOf(`,"key":{"kind":"conn_tuple","family":"`);
+const KEY_PID = bytesOf(`,"key":{"kind":"pid_tgid","pidTgid":"`);
+const PROTO = bytesOf(`,"proto":"`);
+const SADDR = bytesOf(`,"saddr":"`);
+const SPORT = bytesOf(`,"sport":`);
+const DADDR = bytesOf(`,"daddr":"`);
+const DPORT = bytesOf(`,"dport":`);
+const SRC = bytesOf(`,"src":"`);
+const DST = bytesOf(`,"dst":"`);
+const NETNS = bytesOf(`,"netns":`);
+const PID = bytesOf(`,"pid":`);
+const METADATA = bytesOf(`,"metadata":`);
+const TGID = bytesOf(`,"tgid":`);
+const TID = bytesOf(`,"tid":`);
+const EXTRA = bytesOf(`,"extra":{`);
+const VALUE_HEX = bytesOf(`,"valueHex":"`);
+const VALUES_HEX = bytesOf(`,"valuesHex":[`);
+const AGE_SECONDS = bytesOf(`,"ageSeconds":`);
+const AGE_FIELD = bytesOf(`,"ageField":"`);
+
+/** Most digits of an integer read here: any 15-digit integer is exact as a double. */
+const MAX_DIGITS = 15;
+
+/**
+ * The value the last integer() or jsonNumber() read (a typed array: the helpers return where
+ * they stopped, and a module variable would cost a context load per use).
+ */
+const NUMBER = new Float64Array(1);
+
+/** Where `text` ends when the bytes at `at` are it; -1 when they are not. */
+function literal(view: DataView, bytes: Uint8Array, at: number, text: Literal): number {
+  const length = text.length;
+  if (at + length > bytes.length)
+    return -1;
+  const words = text.words;
+  const wordCount = words.length;
+  for (let i = 0; i < wordCount; i++) {
+    if (view.getInt32(at + 4 * i, true) !== words[i])
+      return -1;
+  }
+  const tail = text.tail;
+  const from = at + 4 * wordCount;
+  for (let i = 0; i < tail.length; i++) {
+    if (bytes[from + i] !== tail[i])
+      return -1;
+  }
+  return at + length;
+}
+
+/**
+ * Where a non-negative integer at `at` ends (its value in NUMBER[0]); -1 when there is none, it
+ * has a leading zero or too many digits. What follows is the caller's to check (a `.` or an `e`
+ * after it then fails the next literal).
+ */
+function integer(bytes: Uint8Array, at: number): number {
+  let c = bytes[at];
+  if (c === Ascii.Digit0) {
+    NUMBER[0] = 0;
+    return at + 1;
+  }
+  const start = at;
+  let n = 0;
+  while (c >= Ascii.Digit0 && c <= Ascii.Digit9) {
+    n = 10 * n + (c - Ascii.Digit0);
+    c = bytes[++at];
+  }
+  if (at === start || at - start > MAX_DIGITS)
+    return -1;
+  NUMBER[0] = n;
+  return at;
+}
+
+/** Where the digits from `at` end. */
+function digits(bytes: Uint8Array, at: number): number {
+  let c = bytes[at];
+  while (c >= Ascii.Digit0 && c <= Ascii.Digit9)
+    c = bytes[++at];
+  return at;
+}
+
+/**
+ * Where a JSON number at `at` ends (any form of the grammar; its value, read by Number(), in
+ * NUMBER[0]: the same correctly rounded double JSON.parse makes); -1 when there is none.
+ */
+function jsonNumber(bytes: Uint8Array, at: number, line: string, lineStart: number): number {
+  const start = at;
+  if (bytes[at] === Ascii.Minus)
+    at += 1;
+  if (bytes[at] === Ascii.Digit0) {
+    at += 1;
+  } else {
+    const end = digits(bytes, at);
+    if (end === at)
+      return -1;
+    at = end;
+  }
+  if (bytes[at] === Ascii.Dot) {
+    const end = digits(bytes, at + 1);
+    if (end === at + 1)
+      return -1;
+    at = end;
+  }
+  if (bytes[at] === 0x65 || bytes[at] === 0x45) { // e, E
+    at += 1;
+    if (bytes[at] === 0x2b || bytes[at] === Ascii.Minus) // +, -
+      at += 1;
+    const end = digits(bytes, at);
+    if (end === at)
+      return -1;
+    at = end;
+  }
+  NUMBER[0] = Number(line.slice(start - lineStart, at - lineStart));
+  return at;
+}
+
+/** 1 for the bytes a JSON string holds as they are (ASCII from space on, but `"` and `\`). */
+const PLAIN = new Uint8Array(256);
+PLAIN.fill(1, Ascii.Space, 0x80);
+PLAIN[Ascii.Quote] = 0;
+PLAIN[Ascii.Backslash] = 0;
+/** PLAIN of two bytes at once (a little-endian u16): half the steps over a long string. */
+const PLAIN_PAIR = new Uint8Array(65536);
+for (let pair = 0; pair < 65536; pair++)
+  PLAIN_PAIR[pair] = PLAIN[pair & 0xff] & PLAIN[pair >>> 8];
+
+/**
+ * Where the closing quote of a string whose text starts at `at` is; -1 when there is none before
+ * `end`, or the text has an escape or a control character (its value would not be its text).
+ * The bytes are ASCII (the caller's promise), so nothing else changes in JSON.parse.
+ */
+function closingQuote(view: DataView, bytes: Uint8Array, at: number, end: number): number {
+  // Two bytes at a time while both are plain; neither can be past the line's end (a newline, a
+  // carriage return, or past the chunk: getUint16 would throw).
+  while (at + 1 < end && PLAIN_PAIR[view.getUint16(at, true)] === 1)
+    at += 2;
+  if (PLAIN[bytes[at]] === 1)
+    at++;
+  return at < end && bytes[at] === Ascii.Quote ? at : -1;
+}
+
+/** The `extra` object read by extraFields (after the call, with where it ended in NUMBER[0]). */
+let extraRead: Record<string, number | string> = {};
+
+/** Where `"name":value,...}` of a key's `extra` ends (the object in extraRead); -1 when off the layout. */
+function extraFields(view: DataView, bytes: Uint8Array, at: number, end: number, line: string, lineStart: number): number {
+  const fields: Record<string, number | string> = {};
+  extraRead = fields;
+  if (bytes[at] === Ascii.CloseBrace)
+    return at + 1;
+  for (;;) {
+    if (bytes[at] !== Ascii.Quote)
+      return -1;
+    const close = closingQuote(view, bytes, at + 1, end);
+    // Names that an object keeps where they are: not empty, not integer-like, not __proto__.
+    const first = bytes[at + 1];
+    if (close < 0 || close === at + 1 || (first >= Ascii.Digit0 && first <= Ascii.Digit9) || bytes[close + 1] !== Ascii.Colon)
+      return -1;
+    const name = line.slice(at + 1 - lineStart, close - lineStart);
+    if (name === `__proto__`)
+      return -1;
+    at = close + 2;
+    let value: number | string;
+    if (bytes[at] === Ascii.Quote) {
+      const closeValue = closingQuote(view, bytes, at + 1, end);
+      if (closeValue < 0)
+        return -1;
+      value = line.slice(at + 1 - lineStart, closeValue - lineStart);
+      at = closeValue + 1;
+    } else {
+      const negative = bytes[at] === Ascii.Minus;
+      at = integer(bytes, negative ? at + 1 : at);
+      if (at < 0)
+        return -1;
+      value = negative ? -NUMBER[0] : NUMBER[0];
+    }
+    // In order: a repeated name keeps its first place and its last value, as in JSON.parse.
+    fields[name] = value;
+    const c = bytes[at++];
+    if (c === Ascii.CloseBrace)
+      return at;
+    if (c !== Ascii.Comma)
+      return -1;
+  }
+}
+
+/** The `valuesHex` list read by valuesList. */
+let valuesRead: Array<string> = [];
+
+/** Where `"h1","h2",...]` ends (the list in valuesRead); -1 when off the layout. */
+function valuesList(view: DataView, bytes: Uint8Array, at: number, end: number, line: string, lineStart: number): number {
+  const list: Array<string> = [];
+  valuesRead = list;
+  if (bytes[at] === Ascii.CloseBracket)
+    return at + 1;
+  for (;;) {
+    if (bytes[at] !== Ascii.Quote)
+      return -1;
+    const close = closingQuote(view, bytes, at + 1, end);
+    if (close < 0)
+      return -1;
+    list.push(line.slice(at + 1 - lineStart, close - lineStart));
+    at = close + 1;
+    const c = bytes[at++];
+    if (c === Ascii.CloseBracket)
+      return at;
+    if (c !== Ascii.Comma)
+      return -1;
+  }
+}
+
+/**
+ * JSON.parse(line) for an entry line in dump-maps' layout; undefined for any other line (the
+ * caller parses it the general way). `bytes` from `start` on are the line's text one for one
+ * (ASCII: the caller checked); `view` is a DataView of the same bytes.
+ */
+export function parseEntryLine(line: string, bytes: Uint8Array, view: DataView, start: number): Record<string, unknown> | undefined {
+  const end = start + line.length;
+  // Text positions are byte positions less d.
+  const d = start;
+  let at = literal(view, bytes, start, PREFIX);
+  if (at < 0 || (at = integer(bytes, at)) < 0)
+    return undefined;
+  const mapId = NUMBER[0];
+  if ((at = literal(view, bytes, at, MAP)) < 0)
+    return undefined;
+  let close = closingQuote(view, bytes, at, end);
+  if (close < 0)
+    return undefined;
+  const map = line.slice(at - d, close - d);
+  if ((at = literal(view, bytes, close + 1, KEY_HEX)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+    return undefined;
+  const keyHex = line.slice(at - d, close - d);
+  at = close + 1;
+  let key: Record<string, unknown>;
+  if (bytes[at + 16] === 0x63) { // `c` of conn_tuple
+    if ((at = literal(view, bytes, at, KEY_TUPLE)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+      return undefined;
+    const family = line.slice(at - d, close - d);
+    if ((at = literal(view, bytes, close + 1, PROTO)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+      return undefined;
+    const proto = line.slice(at - d, close - d);
+    if ((at = literal(view, bytes, close + 1, SADDR)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+      return undefined;
+    const saddr = line.slice(at - d, close - d);
+    if ((at = literal(view, bytes, close + 1, SPORT)) < 0 || (at = integer(bytes, at)) < 0)
+      return undefined;
+    const sport = NUMBER[0];
+    if ((at = literal(view, bytes, at, DADDR)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+      return undefined;
+    const daddr = line.slice(at - d, close - d);
+    if ((at = literal(view, bytes, close + 1, DPORT)) < 0 || (at = integer(bytes, at)) < 0)
+      return undefined;
+    const dport = NUMBER[0];
+    if ((at = literal(view, bytes, at, SRC)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+      return undefined;
+    const src = line.slice(at - d, close - d);
+    if ((at = literal(view, bytes, close + 1, DST)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+      return undefined;
+    const dst = line.slice(at - d, close - d);
+    if ((at = literal(view, bytes, close + 1, NETNS)) < 0 || (at = integer(bytes, at)) < 0)
+      return undefined;
+    const netns = NUMBER[0];
+    if ((at = literal(view, bytes, at, PID)) < 0 || (at = integer(bytes, at)) < 0)
+      return undefined;
+    const pid = NUMBER[0];
+    if ((at = literal(view, bytes, at, METADATA)) < 0 || (at = integer(bytes, at)) < 0)
+      return undefined;
+    key = {kind: `conn_tuple`, family, proto, saddr, sport, daddr, dport, src, dst, netns, pid, metadata: NUMBER[0]};
+  } else {
+    if ((at = literal(view, bytes, at, KEY_PID)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+      return undefined;
+    const pidTgid = line.slice(at - d, close - d);
+    if ((at = literal(view, bytes, close + 1, TGID)) < 0 || (at = integer(bytes, at)) < 0)
+      return undefined;
+    const tgid = NUMBER[0];
+    if ((at = literal(view, bytes, at, TID)) < 0 || (at = integer(bytes, at)) < 0)
+      return undefined;
+    key = {kind: `pid_tgid`, pidTgid, tgid, tid: NUMBER[0]};
+  }
+  if (bytes[at] === Ascii.Comma) {
+    if ((at = literal(view, bytes, at, EXTRA)) < 0 || (at = extraFields(view, bytes, at, end, line, d)) < 0)
+      return undefined;
+    key.extra = extraRead;
+  }
+  if (bytes[at++] !== Ascii.CloseBrace)
+    return undefined;
+  const record: Record<string, unknown> = {type: `entry`, v: SCHEMA_VERSION, mapId, map, keyHex, key};
+  if (bytes[at + 7] === 0x48) { // `H` of valueHex
+    if ((at = literal(view, bytes, at, VALUE_HEX)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+      return undefined;
+    record.valueHex = line.slice(at - d, close - d);
+    at = close + 1;
+  } else if (bytes[at + 7] === 0x73) { // `s` of valuesHex
+    if ((at = literal(view, bytes, at, VALUES_HEX)) < 0 || (at = valuesList(view, bytes, at, end, line, d)) < 0)
+      return undefined;
+    record.valuesHex = valuesRead;
+  }
+  if (bytes[at] === Ascii.Comma) {
+    if ((at = literal(view, bytes, at, AGE_SECONDS)) < 0 || (at = jsonNumber(bytes, at, line, d)) < 0)
+      return undefined;
+    const ageSeconds = NUMBER[0];
+    if ((at = literal(view, bytes, at, AGE_FIELD)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+      return undefined;
+    record.ageSeconds = ageSeconds;
+    record.ageField = line.slice(at - d, close - d);
+    at = close + 1;
+  }
+  return at + 1 === end && bytes[at] === Ascii.CloseBrace ? record : undefined;
+}
