@@ -428,22 +428,60 @@ function groupReport(agg: ReportAggregator, field: GroupField, counts: Map<strin
       merged.set(name, (merged.get(name) ?? 0) + count);
     }
   }
-  // Each value's Number() worked out once (parsing both per comparison was ~14 parses per value
-  // of a full table of 10,000).
-  const sorted = [...merged].map(([value, count]) => ({value, count, number: Number(value)}))
-    .sort((a, b) => b.count - a.count || compareParsed(a.value, a.number, b.value, b.number))
-    .map(({value, count}) => [value, count] as const);
-  const total = sorted.reduce((sum, [, count]) => sum + count, 0) + other;
+  const top = topRows(merged, GROUP_ROWS);
+  let total = other;
+  for (const count of merged.values())
+    total += count;
+  const shown = top.reduce((sum, row) => sum + row.count, 0);
   return {
     field,
     title: GROUP_TITLES[field],
     total,
     distinct: merged.size,
     capped: other > 0,
-    rows: sorted.slice(0, GROUP_ROWS).map(([value, count]) => ({value, label: groupLabel(agg, field, value), count})),
-    other: other + sorted.slice(GROUP_ROWS).reduce((sum, [, count]) => sum + count, 0),
+    rows: top.map(({value, count}) => ({value, label: groupLabel(agg, field, value), count})),
+    other: total - shown,
     notApplicable,
   };
+}
+
+interface RankedValue {
+  value: string;
+  count: number;
+  /** Number(value), worked out when a comparison first needs it (only between equal counts). */
+  number: number | undefined;
+}
+
+/** Most counted first, then by value (compareParsed); equal ones in the order first seen. */
+function compareRanked(a: RankedValue, b: RankedValue): number {
+  if (a.count !== b.count)
+    return b.count - a.count;
+  a.number ??= Number(a.value);
+  b.number ??= Number(b.value);
+  return compareParsed(a.value, a.number, b.value, b.number);
+}
+
+/**
+ * The first `limit` values of `counts` in compareRanked's order: what a stable sort of them all
+ * would put first, without sorting the tens of thousands of values of an address group (each
+ * value goes after the kept ones it does not precede, so equal ones stay in the order seen).
+ */
+export function topRows(counts: ReadonlyMap<string, number>, limit: number): Array<{value: string, count: number}> {
+  const top: Array<RankedValue> = [];
+  if (limit <= 0)
+    return [];
+  for (const [value, count] of counts) {
+    const candidate: RankedValue = {value, count, number: undefined};
+    if (top.length === limit && compareRanked(candidate, top[limit - 1]) >= 0)
+      continue;
+    let at = top.length;
+    while (at > 0 && compareRanked(candidate, top[at - 1]) < 0)
+      at--;
+    top.splice(at, 0, candidate);
+    if (top.length > limit)
+      top.pop();
+  }
+  return top.map(({value, count}) => ({value, count}));
 }
 
 /** The comm group of processes that exited, and of pids nobody looked up. */
