@@ -1,17 +1,21 @@
-// LeanTuple (scan's conn_tuple_t key when nothing sees its records whole) against decodeTuple's
-// plain key of the same bytes: the same JSON, the same judgement of every rule (its IPv4 lookups go
-// by number: listeners on 0.0.0.0 and ::, bound UDP on either end, namespaces, mapped addresses),
-// and the same group tables (IPv4 counted by number, first-seen order and the GROUP_CAP overflow
-// shared with text addresses, the listener's `*`).
+// scan's records when nothing sees them whole, against the general path's. LeanTuple (its
+// conn_tuple_t key) against decodeTuple's plain key of the same bytes: the same JSON, the same
+// judgement of every rule (its IPv4 lookups go by number: listeners on 0.0.0.0 and ::, bound UDP
+// on either end, namespaces, mapped addresses), and the same group tables (IPv4 counted by number,
+// first-seen order and the GROUP_CAP overflow shared with text addresses, the listener's `*`).
+// validate's verdicts made in place (entriesOwned) against its copied ones.
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {decodeTuple, LeanTuple} from '../src/dump/decode.ts';
 import {GROUP_CAP, GroupTable} from '../src/report/aggregate.ts';
 import type {ConnTupleKey, VerdictRecord} from '../src/schema.ts';
+import {PassThrough} from 'node:stream';
+import {defaultToolContext} from '../src/context.ts';
+import {validateBatches} from '../src/validate/index.ts';
 import {judgeEntry} from '../src/validate/rules.ts';
 import {SnapshotIndex} from '../src/validate/snapshotIndex.ts';
 import {connTupleBytes} from './helpers/bpf.ts';
-import {netns, processRecord, snapshotCloser, socketRecord} from './helpers/records.ts';
+import {mapRecord, netns, pidEntry, processRecord, snapshotCloser, socketRecord, tupleEntry, tupleKey} from './helpers/records.ts';
 
 const NS_A = 4026531840;
 const NS_B = 4026532001;
@@ -139,6 +143,39 @@ test(`group tables count LeanTuples as they count plain keys: order first seen, 
   assert.ok(plain[0].other > 0 && plain[1].other > 0, `the address tables overflow`);
   assert.ok(plain[0].counts.some(([value]) => value === `*`) && plain[0].counts.some(([value]) => value.includes(`:`)));
   assert.equal(lean, plain);
+});
+
+test(`validate's verdicts made in place from owned entries equal its copied ones, field for field`, async () => {
+  const ctx = defaultToolContext(new PassThrough());
+  ctx.log = {...ctx.log, warn: () => {}, info: () => {}, debug: () => {}};
+  const snapshot = () => [
+    netns(NS_A, [1]), netns(NS_B, [2]),
+    socketRecord({laddr: `10.0.0.1`, lport: 40000, raddr: `10.0.0.2`, rport: 80, netns: NS_A}),
+    socketRecord({laddr: `::`, lport: 443, netns: NS_B}),
+    processRecord(100, `curl`, {tids: [100, 101]}),
+    snapshotCloser(`conns`), snapshotCloser(`pids`),
+  ];
+  const entries = () => [
+    mapRecord(10, `http_in_flight`), mapRecord(11, `pid_fd_by_tuple`, {problem: `key size is 40 bytes`}), mapRecord(20, `ssl_read_args`),
+    ...SPECS.map(spec => ({...tupleEntry(spec), key: new LeanTuple(tupleBytes(spec), 0), ageSeconds: 3, ageField: `updated`})),
+    tupleEntry(SPECS[0], 11, `pid_fd_by_tuple`), {...tupleEntry(SPECS[0]), key: null, keyError: `too short`},
+    pidEntry(100, 101), pidEntry(100, 102), pidEntry(555, 555),
+    {...tupleEntry(SPECS[0], 30, `conn_tup_by_go_tls_conn`), key: {kind: `pointer`, pointer: `0x00000000deadbeef`}, valueTuple: tupleKey(SPECS[0])},
+  ];
+  const judged = async (entriesOwned: boolean) => {
+    const out: Array<Record<string, unknown>> = [];
+    const input = async function* () {
+      yield snapshot() as never;
+      yield entries() as never;
+    };
+    for await (const batch of validateBatches(ctx, input(), {live: `never`, entriesOwned}))
+      out.push(...(batch as Array<Record<string, unknown>>).filter(record => record.type === `verdict`));
+    // The same fields and values; their order is not the copy's.
+    return out.map(verdict => JSON.stringify(Object.fromEntries(Object.entries(verdict).sort(([a], [b]) => (a < b ? -1 : 1)))));
+  };
+  const copied = await judged(false);
+  assert.is(copied.length, SPECS.length + 6);
+  assert.equal(await judged(true), copied);
 });
 
 test.run();

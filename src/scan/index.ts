@@ -108,7 +108,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
       }
     }
 
-    const validated = validateBatches(ctx, observed(), {live: `never`});
+    const validated = validateBatches(ctx, observed(), {live: `never`, entriesOwned: !recordsSeenWhole(options)});
     const output = options.recheckDelaySeconds > 0
       ? recheckBatches(withCountdown(ctx), validated, recheckOptions(options))
       : validated;
@@ -167,7 +167,7 @@ async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead
   yield* batched(snapshotPids(ctx, {from, socketFds: selectionNeedsSocketFds(options.dump.selection ?? {})}) as AsyncIterable<AnyRecord>);
   // Live: the kernel backend's batch lookups run in a worker, ahead of the entries being judged.
   // Values as hex only when a record can be seen whole: the report reads none of them.
-  const withValues = options.capture !== undefined || options.observe !== undefined || options.recheckDelaySeconds > 0;
+  const withValues = recordsSeenWhole(options);
   const dump: DumpOptions = from !== undefined ? {...options.dump, from: [from], withValues} : {...options.dump, readAhead: helper ?? true, withValues};
   let map = ``;
   let entries = 0;
@@ -200,6 +200,11 @@ async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead
     }
     yield batch;
   }
+}
+
+/** A capture, an observer or recheck sees records whole; else only the report's counters read them. */
+function recordsSeenWhole(options: ScanOptions): boolean {
+  return options.capture !== undefined || options.observe !== undefined || options.recheckDelaySeconds > 0;
 }
 
 function recheckOptions(options: ScanOptions): RecheckOptions {

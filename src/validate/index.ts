@@ -31,6 +31,11 @@ export interface ValidateOptions {
   holdInMemory?: number;
   /** Fed the input's headers and snapshot records: where the data was taken (the command's header). */
   provenance?: Provenance;
+  /**
+   * The entries are this stage's alone (scan without a capture: nothing else reads or writes
+   * them): each becomes its own verdict (judgeInPlace) instead of being copied into a new one.
+   */
+  entriesOwned?: boolean;
 }
 
 /** The pipeline that judges a capture by its own snapshots, for messages. */
@@ -152,6 +157,28 @@ export function makeVerdict(entry: EntryRecord, index: SnapshotIndex, mapProblem
   return verdict as VerdictRecord;
 }
 
+/**
+ * makeVerdict for an entry nothing else holds (ValidateOptions.entriesOwned): the entry record
+ * itself becomes the verdict, its fields kept and the judgement's added, an object and a copy of
+ * every field fewer per entry. Its fields are then not in makeVerdict's order: only for records
+ * nothing serialises.
+ */
+export function judgeInPlace(entry: EntryRecord, index: SnapshotIndex, mapProblem: string | undefined, readNs?: number): VerdictRecord {
+  const judgement = judgeEntry(entry, index, mapProblem, readNs);
+  const verdict = entry as unknown as Record<string, unknown> & Partial<VerdictRecord>;
+  verdict.type = `verdict`;
+  verdict.status = judgement.status;
+  verdict.reason = judgement.reason;
+  verdict.checks = 1;
+  if (entry.key?.kind === `pointer`)
+    verdict.judgedBy = `value`;
+  if (judgement.match !== undefined)
+    verdict.match = judgement.match;
+  if (judgement.owner !== undefined)
+    verdict.owner = judgement.owner;
+  return verdict as VerdictRecord;
+}
+
 /** snapshot-conns then snapshot-pids, of ctx.procRoot (or of a capture directory). */
 export async function* liveSnapshots(ctx: ToolContext, from?: string, socketFds = false): AsyncGenerator<AnyRecord> {
   yield* snapshotConns(ctx, {from}) as AsyncIterable<AnyRecord>;
@@ -233,8 +260,9 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
 
   const held = new RecordHolding<EntryRecord>(ctx, `entries before the snapshots`, options.holdInMemory);
   const missingWarned = new Set<string>();
+  const toVerdict = options.entriesOwned === true ? judgeInPlace : makeVerdict;
   const judge = (entry: EntryRecord): VerdictRecord => {
-    const verdict = makeVerdict(entry, index, mapProblems.get(entry.mapId), mapReadNs.get(entry.mapId));
+    const verdict = toVerdict(entry, index, mapProblems.get(entry.mapId), mapReadNs.get(entry.mapId));
     if (verdict.reason === `no_snapshot` && !missingWarned.has(entry.key!.kind)) {
       missingWarned.add(entry.key!.kind);
       const stage = entry.key!.kind === `conn_tuple` || entry.key!.kind === `pointer` ? `snapshot-conns` : `snapshot-pids`;
