@@ -67,10 +67,18 @@ export function ipv6Groups(bytes: Uint8Array, offset: number, groups: Uint16Arra
 /** Groups [from, to) in hex, colon-separated. */
 function hexGroups(groups: Uint16Array, from: number, to: number): string {
   let text = ``;
-  for (let i = from; i < to; i++)
-    text += i === from ? groups[i].toString(16) : `:${groups[i].toString(16)}`;
+  for (let i = from; i < to; i++) {
+    // From byte tables: number.toString(16) cost about ten times as much.
+    const group = groups[i];
+    const hex = group < 256 ? BYTE_HEX[group] : BYTE_HEX[group >>> 8] + BYTE_HEX2[group & 255];
+    text += i === from ? hex : `:${hex}`;
+  }
   return text;
 }
+
+/** A byte in hex, without and with a leading zero. */
+const BYTE_HEX = Array.from({length: 256}, (_, byte) => byte.toString(16));
+const BYTE_HEX2 = BYTE_HEX.map(hex => hex.padStart(2, `0`));
 
 /** `ip:port`, with brackets around IPv6. */
 export function formatEndpoint(address: string, port: number): string {
