@@ -7,7 +7,7 @@
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {decodeTuple, LeanTuple} from '../src/dump/decode.ts';
-import {GROUP_CAP, GroupTable} from '../src/report/aggregate.ts';
+import {GROUP_CAP, GroupTable, groupValue} from '../src/report/aggregate.ts';
 import type {ConnTupleKey, VerdictRecord} from '../src/schema.ts';
 import {PassThrough} from 'node:stream';
 import {defaultToolContext} from '../src/context.ts';
@@ -118,7 +118,7 @@ test(`judging a LeanTuple (IPv4 by number) gives the plain key's judgement, rule
     assert.ok(judgements.has(outcome), `${outcome} among ${[...judgements].join(`, `)}`);
 });
 
-test(`group tables count LeanTuples as they count plain keys: order first seen, the listener's *, past GROUP_CAP`, () => {
+test(`group tables count LeanTuples as they count plain keys, both as the values' text would count: order first seen, the listener's *, past GROUP_CAP`, () => {
   const specs: Array<Spec> = [...SPECS];
   // Enough distinct addresses to fill the tables, IPv4 and IPv6 interleaved, and some repeated after.
   for (let i = 0; i < GROUP_CAP + 500; i++) {
@@ -138,8 +138,24 @@ test(`group tables count LeanTuples as they count plain keys: order first seen, 
     }
     return {counts: [...table.counts], other: table.other};
   });
+  // The reference: each verdict's value as text (groupValue), counted in a plain Map.
+  const reference = fields.map(field => {
+    const counts = new Map<string, number>();
+    let other = 0;
+    for (const spec of specs) {
+      const value = groupValue(field, {type: `verdict`, key: decodeTuple(tupleBytes(spec), 0), reason: `no_connection`} as VerdictRecord)!;
+      if (counts.has(value))
+        counts.set(value, counts.get(value)! + 1);
+      else if (counts.size < GROUP_CAP)
+        counts.set(value, 1);
+      else
+        other += 1;
+    }
+    return {counts: [...counts], other};
+  });
   const plain = count(false);
   const lean = count(true);
+  assert.equal(plain, reference);
   assert.ok(plain[0].other > 0 && plain[1].other > 0, `the address tables overflow`);
   assert.ok(plain[0].counts.some(([value]) => value === `*`) && plain[0].counts.some(([value]) => value.includes(`:`)));
   assert.equal(lean, plain);

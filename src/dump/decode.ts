@@ -120,7 +120,9 @@ const i32BigEndian = (b: Uint8Array, o: number) => (b[o] << 24) | (b[o + 1] << 1
 
 function decodeExtra(fields: ExtraFields, bytes: Uint8Array, length: number): {[name: string]: number | string} {
   const extra: {[name: string]: number | string} = {};
-  for (const [name, offset, size, signed] of fields) {
+  // Indexed, not `for...of` with destructuring: an iterator per entry of the maps that have extras.
+  for (let i = 0; i < fields.length; i++) {
+    const [name, offset, size, signed] = fields[i];
     if (offset + size > length)
       continue;
     if (size === 8)

@@ -84,8 +84,11 @@ export class GroupTable {
   /** Leaks the field does not apply to (dport of a pid_tgid entry, no pid in the key, ...). */
   notApplicable = 0;
   /** Counts of numeric values (the listener's `*` port as -1), or of the text values. */
-  private readonly byNumber = new Map<number, number>();
-  private readonly byText = new Map<string, number>();
+  private readonly byNumber = new Map<number, Tally>();
+  private readonly byText = new Map<string, Tally>();
+  /** The value counted last and its tally: leaks of one map come in runs of the same reason, map, port. */
+  private lastValue: number | string | undefined = undefined;
+  private lastTally: Tally | null = null;
   /**
    * Addresses in the order first seen (text, or an IPv4 address as an int32; count; next slot of
    * the same hash), and each hash's first slot, and each IPv4 address's slot.
@@ -98,6 +101,11 @@ export class GroupTable {
    * nearly every leak of random addresses).
    */
   private v4Cells = new Int32Array(2 * 256);
+  /**
+   * One bit per hash of the IPv4 addresses in the table (2^17 bits, 16 KiB): an address whose bit
+   * is clear is not there, which a full table learns without a probe for most new addresses.
+   */
+  private readonly v4Seen = new Int32Array(1 << 12);
   /** The `map` field's text (`name#id`) of each map id. */
   private readonly mapTexts = new Map<number, {name: string, text: string}>();
 
@@ -166,11 +174,14 @@ export class GroupTable {
       const {texts, tallies} = this.addresses;
       return new Map(texts.map((text, i) => [typeof text === `number` ? formatIPv4Number(text) : text, tallies[i]]));
     }
-    if (!NUMERIC_FIELDS.has(this.field))
-      return this.byText;
     const counts = new Map<string, number>();
-    for (const [value, count] of this.byNumber)
-      counts.set(value === LISTENER_PORT ? LISTENER_DST.slice(2) : String(value), count);
+    if (!NUMERIC_FIELDS.has(this.field)) {
+      for (const [value, tally] of this.byText)
+        counts.set(value, tally.n);
+      return counts;
+    }
+    for (const [value, tally] of this.byNumber)
+      counts.set(value === LISTENER_PORT ? LISTENER_DST.slice(2) : String(value), tally.n);
     return counts;
   }
 
@@ -182,14 +193,23 @@ export class GroupTable {
     this.countIn(this.byText, value);
   }
 
-  private countIn<K>(table: Map<K, number>, value: K): void {
-    const seen = table.get(value);
-    if (seen !== undefined)
-      table.set(value, seen + 1);
-    else if (table.size < GROUP_CAP)
-      table.set(value, 1);
-    else
+  private countIn<K extends number | string>(table: Map<K, Tally>, value: K): void {
+    if (value === this.lastValue) {
+      this.lastTally!.n += 1;
+      return;
+    }
+    let tally = table.get(value);
+    if (tally !== undefined) {
+      tally.n += 1;
+    } else if (table.size < GROUP_CAP) {
+      tally = {n: 1};
+      table.set(value, tally);
+    } else {
       this.other += 1;
+      return;
+    }
+    this.lastValue = value;
+    this.lastTally = tally;
   }
 
   /**
@@ -229,6 +249,12 @@ export class GroupTable {
   /** Counts an IPv4 address given as an int32 (a.b.c.d is a << 24 | b << 16 | c << 8 | d). */
   private countV4(address: number): void {
     const {texts, tallies, next} = this.addresses;
+    const bit = Math.imul(address, 0x85ebca6b) >>> 15;
+    const seen = (this.v4Seen[bit >>> 5] & (1 << (bit & 31))) !== 0;
+    if (!seen && texts.length >= GROUP_CAP) {
+      this.other += 1;
+      return;
+    }
     const cells = this.v4Cells;
     const mask = (cells.length >>> 1) - 1;
     let at = (Math.imul(address, 0x9e3779b1) >>> 16) & mask;
@@ -248,6 +274,7 @@ export class GroupTable {
     }
     cells[2 * at] = address;
     cells[2 * at + 1] = texts.length + 1;
+    this.v4Seen[bit >>> 5] |= 1 << (bit & 31);
     texts.push(address);
     tallies.push(1);
     next.push(-1);
@@ -282,6 +309,11 @@ export class GroupTable {
   }
 }
 
+/** A count in a group table, incremented where it is (a Map's set() cost as much as its get()). */
+interface Tally {
+  n: number;
+}
+
 /** Fields counted by number; `dport`'s listener `*` is this. */
 const NUMERIC_FIELDS: ReadonlySet<GroupField> = new Set([`dport`, `sport`, `netns`, `pid`]);
 const LISTENER_PORT = -1;
@@ -305,6 +337,7 @@ export class ReportAggregator {
   /** Snapshots taken, for the "what was compared against" line. */
   snapshots: Array<{of: string, complete: boolean, count: number | null, timeMs: number | null}> = [];
   private processesCapped = false;
+  private lastTally: MapTally | null = null;
 
   constructor(readonly options: ReportOptions) {
     this.filter = options.filter ?? new LeakFilter();
@@ -341,6 +374,9 @@ export class ReportAggregator {
   }
 
   private tally(mapId: number, map: string): MapTally {
+    // Verdicts come in runs of one map.
+    if (this.lastTally?.mapId === mapId)
+      return this.lastTally;
     let tally = this.maps.get(mapId);
     if (!tally) {
       const known = findCatalogueMap(map);
@@ -352,6 +388,7 @@ export class ReportAggregator {
       };
       this.maps.set(mapId, tally);
     }
+    this.lastTally = tally;
     return tally;
   }
 

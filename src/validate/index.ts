@@ -261,14 +261,26 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
   const held = new RecordHolding<EntryRecord>(ctx, `entries before the snapshots`, options.holdInMemory);
   const missingWarned = new Set<string>();
   const toVerdict = options.entriesOwned === true ? judgeInPlace : makeVerdict;
+  // What is known of the map of the entry judged last, read once per run of its entries (a map
+  // record starts over: it may bring a problem or a reading time).
+  let runMapId = NaN;
+  let runProblem: string | undefined;
+  let runReadNs: number | undefined;
+  let runTally: MapTally | null = null;
   const judge = (entry: EntryRecord): VerdictRecord => {
-    const verdict = toVerdict(entry, index, mapProblems.get(entry.mapId), mapReadNs.get(entry.mapId));
+    if (entry.mapId !== runMapId) {
+      runMapId = entry.mapId;
+      runProblem = mapProblems.get(entry.mapId);
+      runReadNs = mapReadNs.get(entry.mapId);
+      runTally = tallies.get(entry.mapId, entry.map);
+    }
+    const verdict = toVerdict(entry, index, runProblem, runReadNs);
     if (verdict.reason === `no_snapshot` && !missingWarned.has(entry.key!.kind)) {
       missingWarned.add(entry.key!.kind);
       const stage = entry.key!.kind === `conn_tuple` || entry.key!.kind === `pointer` ? `snapshot-conns` : `snapshot-pids`;
       ctx.log.warn(`validate: no ${stage} records in the input: ${entry.key!.kind} entries are judged unknown (no_snapshot)`);
     }
-    tallies.get(entry.mapId, entry.map).count(verdict.status);
+    runTally!.count(verdict.status);
     if (verdict.status === `leaked` && counts !== undefined)
       counts.leaked += 1;
     return verdict;
@@ -336,6 +348,7 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
             }
             break;
           case `map`: {
+            runMapId = NaN;
             if (record.problem !== undefined)
               mapProblems.set(record.mapId, record.problem);
             if (record.monotonicNs !== undefined)
