@@ -9,8 +9,9 @@
 // or exactly what JSON.parse(line) gives: the same fields in the same order with the same values.
 // It declines everything off the layout: whitespace, escapes, control characters, other field
 // orders, unknown or missing fields, repeated fields, numbers it cannot read exactly, key kinds
-// other than conn_tuple and pid_tgid. What it gives is then checked like any other record
-// (checkRecord), so a wrong value is refused with the same message either way.
+// other than conn_tuple and pid_tgid, and keyHex or valueHex that are not lowercase hex of whole
+// bytes. What it gives is then checked like any other record (checkEntryHexRead: checkRecord
+// without the hex test it made), so a wrong value is refused with the same message either way.
 // test/entry-line-parse.test.ts holds it equal to JSON.parse on adversarial and mutated lines.
 import {Ascii} from './ascii.ts';
 import {SCHEMA_VERSION} from './schema.ts';
@@ -176,6 +177,24 @@ function closingQuote(view: DataView, bytes: Uint8Array, at: number, end: number
   return at < end && bytes[at] === Ascii.Quote ? at : -1;
 }
 
+/** 1 for two bytes (a little-endian u16) that are both lowercase hex digits. */
+const HEX_PAIR = new Uint8Array(65536);
+for (const high of `0123456789abcdef`) {
+  for (const low of `0123456789abcdef`)
+    HEX_PAIR[low.charCodeAt(0) | (high.charCodeAt(0) << 8)] = 1;
+}
+
+/**
+ * closingQuote for a hex field (keyHex, valueHex): -1 unless the text is lowercase hex digits,
+ * two per byte. The reader then leaves out the spec's hex test (checkEntryHexRead); a line with
+ * anything else there goes the general way, which says what is wrong with it.
+ */
+function closingHexQuote(view: DataView, bytes: Uint8Array, at: number, end: number): number {
+  while (at + 1 < end && HEX_PAIR[view.getUint16(at, true)] === 1)
+    at += 2;
+  return at < end && bytes[at] === Ascii.Quote ? at : -1;
+}
+
 /** The `extra` object read by extraFields (after the call, with where it ended in NUMBER[0]). */
 let extraRead: Record<string, number | string> = {};
 
@@ -265,7 +284,7 @@ export function parseEntryLine(line: string, bytes: Uint8Array, view: DataView, 
   if (close < 0)
     return undefined;
   const map = line.slice(at - d, close - d);
-  if ((at = literal(view, bytes, close + 1, KEY_HEX)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+  if ((at = literal(view, bytes, close + 1, KEY_HEX)) < 0 || (close = closingHexQuote(view, bytes, at, end)) < 0)
     return undefined;
   const keyHex = line.slice(at - d, close - d);
   at = close + 1;
@@ -324,7 +343,7 @@ export function parseEntryLine(line: string, bytes: Uint8Array, view: DataView, 
     return undefined;
   const record: Record<string, unknown> = {type: `entry`, v: SCHEMA_VERSION, mapId, map, keyHex, key};
   if (bytes[at + 7] === 0x48) { // `H` of valueHex
-    if ((at = literal(view, bytes, at, VALUE_HEX)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+    if ((at = literal(view, bytes, at, VALUE_HEX)) < 0 || (close = closingHexQuote(view, bytes, at, end)) < 0)
       return undefined;
     record.valueHex = line.slice(at - d, close - d);
     at = close + 1;

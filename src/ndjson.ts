@@ -7,7 +7,7 @@ import {Ascii} from './ascii.ts';
 import {EnvironmentFault, ToolError} from './errors.ts';
 import {parseEntryLine} from './entryLineParse.ts';
 import {DEFAULT_MAX_LINE_LENGTH, MAX_NESTING, nestsTooDeep, splitLines} from './lines.ts';
-import {SCHEMA_VERSION, checkRecord, type AnyRecord} from './schema.ts';
+import {SCHEMA_VERSION, checkEntryHexRead, checkRecord, type AnyRecord} from './schema.ts';
 
 export interface ReadOptions {
   /** Called with `source:line: message` for every line that is not a usable record. */
@@ -100,7 +100,8 @@ function parseEntryBytes(line: string, bytes: Uint8Array, view: DataView, start:
     return parseLine(line, source, lineNo, options);
   if (options.keepSourceLine?.has(`entry`))
     record[SOURCE_LINE] = line;
-  const problem = checkRecord(record);
+  // Its hex fields are hex: parseEntryLine read them so.
+  const problem = checkEntryHexRead(record);
   if (problem !== null) {
     options.onProblem(`${source}:${lineNo}: ${problem}`);
     return null;
