@@ -9,7 +9,7 @@ import {ExitCode} from '../src/exitCodes.ts';
 import {makeHeader} from '../src/header.ts';
 import type {Origin} from '../src/provenance.ts';
 import {singly, type Batches} from '../src/batch.ts';
-import {OutputClosed, RecordWriter, batchBytes, readInputBatches, readInputs, type LineBytes} from '../src/ndjson.ts';
+import {OutputClosed, RecordWriter, batchBytes, readInputBatches, readInputs, recycleBatchBytes, type LineBytes} from '../src/ndjson.ts';
 import type {AnyRecord, Stage} from '../src/schema.ts';
 
 /** Batches at least this long go out as bytes, one write each (batchBytes); smaller ones are queued as text. */
@@ -115,7 +115,15 @@ export abstract class BaseCommand extends Command<CliContext> {
           await writer.write(makeHeader(stage, tool, origin?.()));
         }
         if (batch.length >= BYTES_FROM) {
-          await writer.writeBytes(batchBytes(batch, lineOf, lineBytes));
+          const bytes = batchBytes(batch, lineOf, lineBytes);
+          if (writer.givesChunksBack) {
+            await writer.writeBytes(bytes, () => recycleBatchBytes(bytes));
+          } else {
+            // A stream that may keep what it is given gets a copy of the batch's size.
+            const copy = Buffer.from(bytes);
+            recycleBatchBytes(bytes);
+            await writer.writeBytes(copy);
+          }
         } else {
           const pending = writer.writeBatch(batch);
           if (pending !== undefined)
