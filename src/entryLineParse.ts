@@ -17,45 +17,47 @@ import {Ascii} from './ascii.ts';
 import {SCHEMA_VERSION} from './schema.ts';
 
 /**
- * Constant text as little-endian 32-bit words, compared four bytes per load (a byte at a time
- * cost several times as much), and the bytes past the last whole word.
+ * Where a constant text ends when the bytes at `at` are it; -1 when they are not (or the bytes
+ * end first). Compared as little-endian 32-bit words, four bytes per load, by code generated for
+ * each text with its words as constants: a loop over the words from a table (or a byte at a
+ * time) cost several times as much, and a literal is most of an entry line.
  */
-interface Literal {
-  words: Int32Array;
-  tail: Uint8Array;
-  length: number;
-}
+type Literal = (view: DataView, bytes: Uint8Array, at: number) => number;
 
-function bytesOf(text: string): Literal {
+function literal(text: string): Literal {
   const bytes = Buffer.from(text, `latin1`);
-  const words = new Int32Array(bytes.length >>> 2);
-  for (let i = 0; i < 4 * words.length; i++)
-    words[i >>> 2] |= bytes[i] << (8 * (i & 3));
-  return {words, tail: bytes.subarray(4 * words.length), length: bytes.length};
+  const tests: Array<string> = [];
+  let i = 0;
+  for (; i + 4 <= bytes.length; i += 4)
+    tests.push(`view.getInt32(at + ${i}, true) === ${bytes.readInt32LE(i)}`);
+  for (; i < bytes.length; i++)
+    tests.push(`bytes[at + ${i}] === ${bytes[i]}`);
+  return new Function(`view`, `bytes`, `at`,
+    `return at + ${bytes.length} <= bytes.length && ${tests.join(` && `)} ? at + ${bytes.length} : -1;`) as Literal;
 }
 
-const PREFIX = bytesOf(`{"type":"entry","v":${SCHEMA_VERSION},"mapId":`);
-const MAP = bytesOf(`,"map":"`);
-const KEY_HEX = bytesOf(`,"keyHex":"`);
-const KEY_TUPLE = bytesOf(`,"key":{"kind":"conn_tuple","family":"`);
-const KEY_PID = bytesOf(`,"key":{"kind":"pid_tgid","pidTgid":"`);
-const PROTO = bytesOf(`,"proto":"`);
-const SADDR = bytesOf(`,"saddr":"`);
-const SPORT = bytesOf(`,"sport":`);
-const DADDR = bytesOf(`,"daddr":"`);
-const DPORT = bytesOf(`,"dport":`);
-const SRC = bytesOf(`,"src":"`);
-const DST = bytesOf(`,"dst":"`);
-const NETNS = bytesOf(`,"netns":`);
-const PID = bytesOf(`,"pid":`);
-const METADATA = bytesOf(`,"metadata":`);
-const TGID = bytesOf(`,"tgid":`);
-const TID = bytesOf(`,"tid":`);
-const EXTRA = bytesOf(`,"extra":{`);
-const VALUE_HEX = bytesOf(`,"valueHex":"`);
-const VALUES_HEX = bytesOf(`,"valuesHex":[`);
-const AGE_SECONDS = bytesOf(`,"ageSeconds":`);
-const AGE_FIELD = bytesOf(`,"ageField":"`);
+const PREFIX = literal(`{"type":"entry","v":${SCHEMA_VERSION},"mapId":`);
+const MAP = literal(`,"map":"`);
+const KEY_HEX = literal(`,"keyHex":"`);
+const KEY_TUPLE = literal(`,"key":{"kind":"conn_tuple","family":"`);
+const KEY_PID = literal(`,"key":{"kind":"pid_tgid","pidTgid":"`);
+const PROTO = literal(`,"proto":"`);
+const SADDR = literal(`,"saddr":"`);
+const SPORT = literal(`,"sport":`);
+const DADDR = literal(`,"daddr":"`);
+const DPORT = literal(`,"dport":`);
+const SRC = literal(`,"src":"`);
+const DST = literal(`,"dst":"`);
+const NETNS = literal(`,"netns":`);
+const PID = literal(`,"pid":`);
+const METADATA = literal(`,"metadata":`);
+const TGID = literal(`,"tgid":`);
+const TID = literal(`,"tid":`);
+const EXTRA = literal(`,"extra":{`);
+const VALUE_HEX = literal(`,"valueHex":"`);
+const VALUES_HEX = literal(`,"valuesHex":[`);
+const AGE_SECONDS = literal(`,"ageSeconds":`);
+const AGE_FIELD = literal(`,"ageField":"`);
 
 /** Most digits of an integer read here: any 15-digit integer is exact as a double. */
 const MAX_DIGITS = 15;
@@ -65,26 +67,6 @@ const MAX_DIGITS = 15;
  * they stopped, and a module variable would cost a context load per use).
  */
 const NUMBER = new Float64Array(1);
-
-/** Where `text` ends when the bytes at `at` are it; -1 when they are not. */
-function literal(view: DataView, bytes: Uint8Array, at: number, text: Literal): number {
-  const length = text.length;
-  if (at + length > bytes.length)
-    return -1;
-  const words = text.words;
-  const wordCount = words.length;
-  for (let i = 0; i < wordCount; i++) {
-    if (view.getInt32(at + 4 * i, true) !== words[i])
-      return -1;
-  }
-  const tail = text.tail;
-  const from = at + 4 * wordCount;
-  for (let i = 0; i < tail.length; i++) {
-    if (bytes[from + i] !== tail[i])
-      return -1;
-  }
-  return at + length;
-}
 
 /**
  * Where a non-negative integer at `at` ends (its value in NUMBER[0]); -1 when there is none, it
@@ -274,68 +256,68 @@ export function parseEntryLine(line: string, bytes: Uint8Array, view: DataView, 
   const end = start + line.length;
   // Text positions are byte positions less d.
   const d = start;
-  let at = literal(view, bytes, start, PREFIX);
+  let at = PREFIX(view, bytes, start);
   if (at < 0 || (at = integer(bytes, at)) < 0)
     return undefined;
   const mapId = NUMBER[0];
-  if ((at = literal(view, bytes, at, MAP)) < 0)
+  if ((at = MAP(view, bytes, at)) < 0)
     return undefined;
   let close = closingQuote(view, bytes, at, end);
   if (close < 0)
     return undefined;
   const map = line.slice(at - d, close - d);
-  if ((at = literal(view, bytes, close + 1, KEY_HEX)) < 0 || (close = closingHexQuote(view, bytes, at, end)) < 0)
+  if ((at = KEY_HEX(view, bytes, close + 1)) < 0 || (close = closingHexQuote(view, bytes, at, end)) < 0)
     return undefined;
   const keyHex = line.slice(at - d, close - d);
   at = close + 1;
   let key: Record<string, unknown>;
   if (bytes[at + 16] === 0x63) { // `c` of conn_tuple
-    if ((at = literal(view, bytes, at, KEY_TUPLE)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+    if ((at = KEY_TUPLE(view, bytes, at)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
     const family = line.slice(at - d, close - d);
-    if ((at = literal(view, bytes, close + 1, PROTO)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+    if ((at = PROTO(view, bytes, close + 1)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
     const proto = line.slice(at - d, close - d);
-    if ((at = literal(view, bytes, close + 1, SADDR)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+    if ((at = SADDR(view, bytes, close + 1)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
     const saddr = line.slice(at - d, close - d);
-    if ((at = literal(view, bytes, close + 1, SPORT)) < 0 || (at = integer(bytes, at)) < 0)
+    if ((at = SPORT(view, bytes, close + 1)) < 0 || (at = integer(bytes, at)) < 0)
       return undefined;
     const sport = NUMBER[0];
-    if ((at = literal(view, bytes, at, DADDR)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+    if ((at = DADDR(view, bytes, at)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
     const daddr = line.slice(at - d, close - d);
-    if ((at = literal(view, bytes, close + 1, DPORT)) < 0 || (at = integer(bytes, at)) < 0)
+    if ((at = DPORT(view, bytes, close + 1)) < 0 || (at = integer(bytes, at)) < 0)
       return undefined;
     const dport = NUMBER[0];
-    if ((at = literal(view, bytes, at, SRC)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+    if ((at = SRC(view, bytes, at)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
     const src = line.slice(at - d, close - d);
-    if ((at = literal(view, bytes, close + 1, DST)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+    if ((at = DST(view, bytes, close + 1)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
     const dst = line.slice(at - d, close - d);
-    if ((at = literal(view, bytes, close + 1, NETNS)) < 0 || (at = integer(bytes, at)) < 0)
+    if ((at = NETNS(view, bytes, close + 1)) < 0 || (at = integer(bytes, at)) < 0)
       return undefined;
     const netns = NUMBER[0];
-    if ((at = literal(view, bytes, at, PID)) < 0 || (at = integer(bytes, at)) < 0)
+    if ((at = PID(view, bytes, at)) < 0 || (at = integer(bytes, at)) < 0)
       return undefined;
     const pid = NUMBER[0];
-    if ((at = literal(view, bytes, at, METADATA)) < 0 || (at = integer(bytes, at)) < 0)
+    if ((at = METADATA(view, bytes, at)) < 0 || (at = integer(bytes, at)) < 0)
       return undefined;
     key = {kind: `conn_tuple`, family, proto, saddr, sport, daddr, dport, src, dst, netns, pid, metadata: NUMBER[0]};
   } else {
-    if ((at = literal(view, bytes, at, KEY_PID)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+    if ((at = KEY_PID(view, bytes, at)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
     const pidTgid = line.slice(at - d, close - d);
-    if ((at = literal(view, bytes, close + 1, TGID)) < 0 || (at = integer(bytes, at)) < 0)
+    if ((at = TGID(view, bytes, close + 1)) < 0 || (at = integer(bytes, at)) < 0)
       return undefined;
     const tgid = NUMBER[0];
-    if ((at = literal(view, bytes, at, TID)) < 0 || (at = integer(bytes, at)) < 0)
+    if ((at = TID(view, bytes, at)) < 0 || (at = integer(bytes, at)) < 0)
       return undefined;
     key = {kind: `pid_tgid`, pidTgid, tgid, tid: NUMBER[0]};
   }
   if (bytes[at] === Ascii.Comma) {
-    if ((at = literal(view, bytes, at, EXTRA)) < 0 || (at = extraFields(view, bytes, at, end, line, d)) < 0)
+    if ((at = EXTRA(view, bytes, at)) < 0 || (at = extraFields(view, bytes, at, end, line, d)) < 0)
       return undefined;
     key.extra = extraRead;
   }
@@ -343,20 +325,20 @@ export function parseEntryLine(line: string, bytes: Uint8Array, view: DataView, 
     return undefined;
   const record: Record<string, unknown> = {type: `entry`, v: SCHEMA_VERSION, mapId, map, keyHex, key};
   if (bytes[at + 7] === 0x48) { // `H` of valueHex
-    if ((at = literal(view, bytes, at, VALUE_HEX)) < 0 || (close = closingHexQuote(view, bytes, at, end)) < 0)
+    if ((at = VALUE_HEX(view, bytes, at)) < 0 || (close = closingHexQuote(view, bytes, at, end)) < 0)
       return undefined;
     record.valueHex = line.slice(at - d, close - d);
     at = close + 1;
   } else if (bytes[at + 7] === 0x73) { // `s` of valuesHex
-    if ((at = literal(view, bytes, at, VALUES_HEX)) < 0 || (at = valuesList(view, bytes, at, end, line, d)) < 0)
+    if ((at = VALUES_HEX(view, bytes, at)) < 0 || (at = valuesList(view, bytes, at, end, line, d)) < 0)
       return undefined;
     record.valuesHex = valuesRead;
   }
   if (bytes[at] === Ascii.Comma) {
-    if ((at = literal(view, bytes, at, AGE_SECONDS)) < 0 || (at = jsonNumber(bytes, at, line, d)) < 0)
+    if ((at = AGE_SECONDS(view, bytes, at)) < 0 || (at = jsonNumber(bytes, at, line, d)) < 0)
       return undefined;
     const ageSeconds = NUMBER[0];
-    if ((at = literal(view, bytes, at, AGE_FIELD)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
+    if ((at = AGE_FIELD(view, bytes, at)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
     record.ageSeconds = ageSeconds;
     record.ageField = line.slice(at - d, close - d);
