@@ -11,14 +11,7 @@ import {emptyRawEntry, type RawEntry} from '../src/dump/entry.ts';
 import {lineBound, linePlan, putEntryLine, type LinePlan} from '../src/dump/entryLine.ts';
 import {toEntry, type Dating} from '../src/dump/index.ts';
 import type {Target} from '../src/dump/layout.ts';
-
-function rng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 0x100000000;
-  };
-}
+import {rng} from './helpers/random.ts';
 
 function target(map: CatalogueMap, layout: KeyLayout, keySize: number): Target {
   return {

@@ -4,6 +4,7 @@
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {topRows} from '../src/report/model.ts';
+import {rng} from './helpers/random.ts';
 
 /** The full sort the group tables used before: count descending, then compareParsed, stable. */
 function sortedRows(counts: Map<string, number>): Array<{value: string, count: number}> {
@@ -12,17 +13,8 @@ function sortedRows(counts: Map<string, number>): Array<{value: string, count: n
     .map(({value, count}) => ({value, count}));
 }
 
-/** A deterministic pseudo-random sequence (no flaky seeds). */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    return state / 2147483648;
-  };
-}
-
 test(`topRows gives the first rows of the full stable sort: numbers, texts, equal numbers written differently, ties everywhere`, () => {
-  const next = random(7);
+  const next = rng(7);
   const kinds: Array<(i: number) => string> = [
     i => String(Math.floor(next() * 50)),
     i => `10.0.${Math.floor(next() * 4)}.${i % 7}`,
