@@ -247,6 +247,29 @@ function valuesList(view: DataView, bytes: Uint8Array, at: number, end: number, 
   }
 }
 
+/** The last map name read, and its map's id: the next entry's is most likely the same. */
+let lastMap = ``;
+let lastMapId = -1;
+
+/**
+ * The map name in bytes [from, to) (text [from - d, to - d) of the line): the same string as the
+ * last entry's when the text is the same (entries come map by map; a string per entry was
+ * garbage for the collector).
+ */
+function mapName(line: string, bytes: Uint8Array, from: number, to: number, d: number, mapId: number): string {
+  const last = lastMap;
+  if (mapId === lastMapId && to - from === last.length) {
+    let i = 0;
+    while (i < last.length && bytes[from + i] === last.charCodeAt(i))
+      i++;
+    if (i === last.length)
+      return last;
+  }
+  lastMap = line.slice(from - d, to - d);
+  lastMapId = mapId;
+  return lastMap;
+}
+
 /**
  * JSON.parse(line) for an entry line in dump-maps' layout; undefined for any other line (the
  * caller parses it the general way). `bytes` from `start` on are the line's text one for one
@@ -265,7 +288,7 @@ export function parseEntryLine(line: string, bytes: Uint8Array, view: DataView, 
   let close = closingQuote(view, bytes, at, end);
   if (close < 0)
     return undefined;
-  const map = line.slice(at - d, close - d);
+  const map = mapName(line, bytes, at, close, d, mapId);
   if ((at = KEY_HEX(view, bytes, close + 1)) < 0 || (close = closingHexQuote(view, bytes, at, end)) < 0)
     return undefined;
   const keyHex = line.slice(at - d, close - d);
@@ -274,10 +297,12 @@ export function parseEntryLine(line: string, bytes: Uint8Array, view: DataView, 
   if (bytes[at + 16] === 0x63) { // `c` of conn_tuple
     if ((at = KEY_TUPLE(view, bytes, at)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
-    const family = line.slice(at - d, close - d);
+    const family = close - at === 2 && bytes[at] === 0x76 && (bytes[at + 1] === 0x34 || bytes[at + 1] === 0x36) // v4, v6
+      ? (bytes[at + 1] === 0x34 ? `v4` : `v6`) : line.slice(at - d, close - d);
     if ((at = PROTO(view, bytes, close + 1)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
-    const proto = line.slice(at - d, close - d);
+    const proto = close - at === 3 && bytes[at + 2] === 0x70 && ((bytes[at] === 0x74 && bytes[at + 1] === 0x63) || (bytes[at] === 0x75 && bytes[at + 1] === 0x64)) // tcp, udp
+      ? (bytes[at] === 0x74 ? `tcp` : `udp`) : line.slice(at - d, close - d);
     if ((at = SADDR(view, bytes, close + 1)) < 0 || (close = closingQuote(view, bytes, at, end)) < 0)
       return undefined;
     const saddr = line.slice(at - d, close - d);

@@ -223,10 +223,13 @@ export function writeErrorOf(err: NodeJS.ErrnoException, target: string): Error 
 
 const FLUSH_AT = 64 * 1024;
 
-/** How big a chunk batchBytes encodes into (grown for a batch that needs more). */
-const BATCH_CHUNK = 1024 * 1024;
-/** Chunks given back (recycleBatchBytes) once written, filled again; at most this many kept. */
-const MAX_SPARE_CHUNKS = 4;
+/**
+ * How big a chunk batchBytes encodes into (grown for a batch that needs more): the verdicts of a
+ * 256 KiB read of entries take ~400 KiB.
+ */
+const BATCH_CHUNK = 512 * 1024;
+/** Chunks given back (recycleBatchBytes) once written, filled again; at most this many kept (one is in use at a time). */
+const MAX_SPARE_CHUNKS = 2;
 const spareChunks: Array<Buffer> = [];
 
 /**

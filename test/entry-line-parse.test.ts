@@ -119,6 +119,16 @@ test(`parseEntryLine reads dump-maps' layouts as JSON.parse does`, () => {
   }
 });
 
+test(`parseEntryLine: consecutive lines of one map id with other names each get their own name`, () => {
+  const name = `connection_states`;
+  const names = [name, ...[...name].map((_, i) => `${name.slice(0, i)}X${name.slice(i + 1)}`), name, `${name}s`, name.slice(0, -1), name, ``];
+  for (const map of names) {
+    const line = v4.replace(`"map":"connection_states"`, `"map":"${map}"`);
+    assert.is(parse(line, Buffer.from(line), 0)?.map, map);
+    assertSame(line, `map ${map}`);
+  }
+});
+
 test(`parseEntryLine: adversarial lines are declined or read exactly as JSON.parse reads them`, () => {
   let read = 0;
   for (const line of ODD) {
