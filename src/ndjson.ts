@@ -1,7 +1,7 @@
 // NDJSON in and out, with a pipe tool's manners: records only on stdout, a bad line is a
 // message naming its source and line (the rest of the stream still flows), empty lines are
 // skipped, and a reader that goes away (`| head -1`) ends the run quietly.
-import {open} from 'node:fs/promises';
+import {open, type FileHandle} from 'node:fs/promises';
 import type {Readable, Writable} from 'node:stream';
 import {Ascii} from './ascii.ts';
 import {EnvironmentFault, ToolError} from './errors.ts';
@@ -36,7 +36,7 @@ export const SOURCE_LINE: unique symbol = Symbol(`sourceLine`);
  * a hundred or more entry lines), so the stages after it pay one await per chunk, not per record.
  * Never throws on bad input; throws only when the stream itself fails.
  */
-export async function* readRecordBatches(input: Readable, source: string, options: ReadOptions): AsyncGenerator<Array<AnyRecord>> {
+export async function* readRecordBatches(input: Readable | AsyncIterable<Buffer | string>, source: string, options: ReadOptions): AsyncGenerator<Array<AnyRecord>> {
   let lineNo = 0;
   const maxLength = options.maxLineLength ?? DEFAULT_MAX_LINE_LENGTH;
   let batches;
@@ -168,13 +168,49 @@ export async function* readInputBatches(paths: ReadonlyArray<string>, stdin: Rea
       await handle?.close();
       throw readFailure(path, err);
     }
-    // 256 KiB reads: fewer, larger batches than the 64 KiB default.
-    const stream = handle.createReadStream({highWaterMark: 256 * 1024});
+    const chunks = new FileChunks(handle);
     try {
-      yield* readRecordBatches(stream, path, options);
+      yield* readRecordBatches(chunks, path, options);
     } finally {
-      stream.destroy();
+      await chunks.close();
     }
+  }
+}
+
+/** How much of a file is read at once: fewer, larger batches than a stream's 64 KiB default. */
+const FILE_CHUNK = 256 * 1024;
+
+/**
+ * A file's bytes in chunks, read into two buffers in turn: the next read is under way while a
+ * chunk is used, and a chunk's memory is read into again once the chunk after it was asked for
+ * (splitLines and the parsers are done with it then: they copy what they keep). A stream's fresh
+ * buffer per read left ~10 MB of them to the garbage collector at any time.
+ */
+class FileChunks implements AsyncIterable<Buffer> {
+  private readonly buffers = [Buffer.allocUnsafeSlow(FILE_CHUNK), Buffer.allocUnsafeSlow(FILE_CHUNK)];
+  private pending: Promise<{bytesRead: number}> | null = null;
+
+  constructor(private readonly handle: FileHandle) {}
+
+  async* [Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+    let turn = 0;
+    this.pending = this.handle.read(this.buffers[turn], 0, FILE_CHUNK, null);
+    for (;;) {
+      const {bytesRead} = await this.pending;
+      this.pending = null;
+      if (bytesRead === 0)
+        return;
+      const chunk = this.buffers[turn].subarray(0, bytesRead);
+      turn ^= 1;
+      this.pending = this.handle.read(this.buffers[turn], 0, FILE_CHUNK, null);
+      yield chunk;
+    }
+  }
+
+  /** Waits for a read under way (its outcome no longer matters), then closes the file. */
+  async close(): Promise<void> {
+    await this.pending?.catch(() => {});
+    await this.handle.close();
   }
 }
 
