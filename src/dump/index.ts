@@ -334,6 +334,21 @@ export interface Dating {
   names: ReadonlyArray<string>;
 }
 
+/**
+ * The entry record when nothing sees it whole (withValues false: scan without a capture): every
+ * field it may get, and those of the verdict it becomes in place (src/validate/index.ts
+ * judgeInPlace), declared from the start, undefined until set (absent, as JSON.stringify and every
+ * reader take it). Every entry then has one shape: no store grows an object, and the code that
+ * reads entries and verdicts sees that one shape.
+ */
+function leanEntry(mapId: number, map: string, keyHex: string, key: EntryRecord[`key`]): EntryRecord {
+  const record: EntryRecord & {[field: string]: unknown} = {
+    type: `entry`, v: SCHEMA_VERSION, mapId, map, keyHex, key, valueTuple: undefined, ageSeconds: undefined, ageField: undefined, keyError: undefined,
+    status: undefined, reason: undefined, checks: undefined, judgedBy: undefined, match: undefined, owner: undefined,
+  };
+  return record;
+}
+
 /** The entry record of one raw entry (exported for the test that holds entryLine to it). */
 export function toEntry(
   entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined, dating: Dating | null, withValues = true, withKeyHex = true,
@@ -352,7 +367,9 @@ export function toEntry(
       key = decoded;
   }
   const keyHex = !withKeyHex ? `` : entry.key !== null ? keyHexOf(entry) : Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.length).toString(`hex`);
-  const record: EntryRecord & {valueBtf?: unknown} = {type: `entry`, v: SCHEMA_VERSION, mapId: target.listed.id, map: mapName, keyHex, key};
+  const record: EntryRecord & {valueBtf?: unknown} = withValues
+    ? {type: `entry`, v: SCHEMA_VERSION, mapId: target.listed.id, map: mapName, keyHex, key}
+    : leanEntry(target.listed.id, mapName, keyHex, key);
   const value = withValues ? valueHexOf(entry) : null;
   if (typeof value === `string`)
     record.valueHex = value;
