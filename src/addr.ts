@@ -32,6 +32,49 @@ export function formatIPv6(bytes: Uint8Array, offset: number): string {
 }
 
 const GROUPS = new Uint16Array(8);
+
+/**
+ * The same from 4 int32 words at words[at] (each 4 bytes in network order, first byte highest),
+ * as src/dump/decode.ts's LeanTuple keeps an IPv6 address.
+ */
+export function formatIPv6Words(words: ArrayLike<number>, at: number): string {
+  const bytes = WORD_BYTES;
+  for (let i = 0; i < 4; i++) {
+    const word = words[at + i];
+    bytes[4 * i] = word >>> 24;
+    bytes[4 * i + 1] = word >>> 16;
+    bytes[4 * i + 2] = word >>> 8;
+    bytes[4 * i + 3] = word;
+  }
+  return formatIPv6(bytes, 0);
+}
+const WORD_BYTES = new Uint8Array(16);
+
+/**
+ * Reads IPv6 text as formatIPv6 writes it (no IPv4-mapped form) into 4 int32 words at out[at];
+ * false for any other text, canonical or not.
+ */
+export function parseIPv6Words(text: string, out: Int32Array, at: number): boolean {
+  if (text.length < 2 || text.length > 39 || text.includes(`.`))
+    return false;
+  const gap = text.indexOf(`::`);
+  const head = gap < 0 ? text : text.slice(0, gap);
+  const tail = gap < 0 ? `` : text.slice(gap + 2);
+  const left = head === `` ? [] : head.split(`:`);
+  const right = tail === `` ? [] : tail.split(`:`);
+  const zeros = 8 - left.length - right.length;
+  if (gap < 0 ? zeros !== 0 : zeros < 1)
+    return false;
+  const groups = [...left, ...new Array<string>(zeros).fill(`0`), ...right];
+  for (let i = 0; i < 8; i++) {
+    if (!/^[0-9a-f]{1,4}$/.test(groups[i]))
+      return false;
+    GROUPS[i] = parseInt(groups[i], 16);
+  }
+  for (let i = 0; i < 4; i++)
+    out[at + i] = (GROUPS[2 * i] << 16) | GROUPS[2 * i + 1];
+  return formatIPv6Words(out, at) === text;
+}
 export const V4_MAPPED = -2;
 export const NO_RUN = -1;
 

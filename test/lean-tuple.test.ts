@@ -59,6 +59,19 @@ const SPECS: Array<Spec> = [
   {saddr: `203.0.113.5`, sport: 443, daddr: `10.1.2.3`, dport: 50001},
   {saddr: `::ffff:203.0.113.5`, sport: 443, daddr: `::ffff:10.1.2.3`, dport: 50001},
   {saddr: `fd00::1`, sport: 44000, daddr: `fd00::2`, dport: 443},
+  {saddr: `fd00::2`, sport: 443, daddr: `fd00::1`, dport: 44000},
+  {saddr: `fd00::2`, sport: 443, daddr: `fd00::1`, dport: 44000, netns: NS_B},
+  {saddr: `fd00::2`, sport: 443, daddr: `fd00::1`, dport: 44000, netns: NS_A},
+  {saddr: `fd00::1`, sport: 44000, daddr: `fd00::2`, dport: 443, udp: true},
+  {saddr: `fd00::5`, sport: 5353, daddr: `fd00::6`, dport: 124, udp: true},
+  {saddr: `::ffff:10.0.0.2`, sport: 80, daddr: `::ffff:0.0.0.0`, dport: 0},
+  // IPv6 connections that no socket has: one address or both unknown, a listener's key, mapped ones.
+  {saddr: `fd00::1`, sport: 44000, daddr: `fd00::3`, dport: 443},
+  {saddr: `fd00::3`, sport: 443, daddr: `fd00::1`, dport: 44000, netns: NS_B},
+  {saddr: `fd00::77`, sport: 40000, daddr: `fd00:1234::78`, dport: 443, netns: NS_A, pid: 100},
+  {saddr: `fd00::1`, sport: 44001, daddr: `fd00::2`, dport: 443, netns: NS_B},
+  {saddr: `fd00::77`, sport: 443, daddr: `::`, dport: 0},
+  {saddr: `fd00::77`, sport: 40000, daddr: `::ffff:10.0.0.2`, dport: 80},
   {saddr: `fd00::2`, sport: 443, daddr: `::`, dport: 0},
   {saddr: `fd00::9`, sport: 443, daddr: `::`, dport: 0},
 ];
@@ -101,8 +114,15 @@ test(`a LeanTuple reads and serialises as decodeTuple's key of the same bytes`, 
   }
 });
 
-test(`judging a LeanTuple (IPv4 by number) gives the plain key's judgement, rule by rule`, () => {
+test(`judging a LeanTuple (IPv4 by number, IPv6 misses by number) gives the plain key's judgement, rule by rule`, () => {
   const snapshot = index();
+  // A socket whose IPv6 text is not formatIPv6's: nothing is concluded from the numbers then.
+  const odd = index();
+  odd.add(socketRecord({laddr: `FD00::3`, lport: 443, raddr: `fd00::1`, rport: 44000, netns: NS_B}));
+  for (const spec of SPECS) {
+    const bytes = tupleBytes(spec);
+    assert.equal(judgeEntry({key: new LeanTuple(bytes, 0)} as never, odd), judgeEntry({key: decodeTuple(bytes, 0)} as never, odd), `${JSON.stringify(spec)}`);
+  }
   const judgements = new Set<string>();
   for (const spec of SPECS) {
     const bytes = tupleBytes(spec);

@@ -2,7 +2,7 @@
 // back into key bytes; reads the conn_tuple_t and the timestamps some values carry. Layouts:
 // ../shared/reference/usm-maps-and-formats.md §1 (conn_tuple_t, little-endian host) and
 // src/catalogue.ts (where the tuple, pid, fd, goroutine id and timestamps sit in each map).
-import {formatEndpoint, formatIPv4, formatIPv4Number, formatIPv6} from '../addr.ts';
+import {formatEndpoint, formatIPv4, formatIPv4Number, formatIPv6, formatIPv6Words} from '../addr.ts';
 import {CONN_TUPLE_SIZE, type CatalogueMap, type ExtraFields, type KeyLayout} from '../catalogue.ts';
 import type {ConnTupleKey, DecodedKey, PidTgidKey} from '../schema.ts';
 import type {LosslessValue} from './json.ts';
@@ -67,9 +67,11 @@ export class LeanTuple implements ConnTupleKey {
   /** IPv4: the addresses as int32 (a.b.c.d is a << 24 | b << 16 | c << 8 | d); 0 for IPv6. */
   readonly saddrV4: number;
   readonly daddrV4: number;
-  /** The addresses' text, once made (IPv6: from the start). */
-  private saddrText: string | null;
-  private daddrText: string | null;
+  /** IPv6: the addresses as 8 int32, 4 per address, each of 4 bytes in network order; null for IPv4. */
+  readonly v6Words: ReadonlyArray<number> | null;
+  /** The addresses' text, once made. */
+  private saddrText: string | null = null;
+  private daddrText: string | null = null;
   declare extra?: {[name: string]: number | string};
 
   constructor(bytes: Uint8Array, off: number) {
@@ -84,16 +86,18 @@ export class LeanTuple implements ConnTupleKey {
     this.metadata = metadata;
     this.saddrV4 = v6 ? 0 : i32BigEndian(bytes, off + 8);
     this.daddrV4 = v6 ? 0 : i32BigEndian(bytes, off + 24);
-    this.saddrText = v6 ? formatIPv6(bytes, off) : null;
-    this.daddrText = v6 ? formatIPv6(bytes, off + 16) : null;
+    this.v6Words = !v6 ? null : [
+      i32BigEndian(bytes, off), i32BigEndian(bytes, off + 4), i32BigEndian(bytes, off + 8), i32BigEndian(bytes, off + 12),
+      i32BigEndian(bytes, off + 16), i32BigEndian(bytes, off + 20), i32BigEndian(bytes, off + 24), i32BigEndian(bytes, off + 28),
+    ];
   }
 
   get saddr(): string {
-    return this.saddrText ??= formatIPv4Number(this.saddrV4);
+    return this.saddrText ??= this.v6Words === null ? formatIPv4Number(this.saddrV4) : formatIPv6Words(this.v6Words, 0);
   }
 
   get daddr(): string {
-    return this.daddrText ??= formatIPv4Number(this.daddrV4);
+    return this.daddrText ??= this.v6Words === null ? formatIPv4Number(this.daddrV4) : formatIPv6Words(this.v6Words, 4);
   }
 
   get src(): string {

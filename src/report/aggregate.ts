@@ -8,7 +8,7 @@ import type {
   SnapshotRecord, SummaryRecord, VerdictRecord,
 } from '../schema.ts';
 import {LeakFilter} from './filter.ts';
-import {formatIPv4Number, isWildcard} from '../addr.ts';
+import {formatIPv4Number, formatIPv6Words, isWildcard} from '../addr.ts';
 import {LeanTuple} from '../dump/decode.ts';
 import {v4Code} from '../validate/snapshotIndex.ts';
 import {isListenerKey, ownerPid, LISTENER_DST} from './format.ts';
@@ -90,22 +90,14 @@ export class GroupTable {
   private lastValue: number | string | undefined = undefined;
   private lastTally: Tally | null = null;
   /**
-   * Addresses in the order first seen (text, or an IPv4 address as an int32; count; next slot of
-   * the same hash), and each hash's first slot, and each IPv4 address's slot.
+   * Addresses in the order first seen (text, an IPv4 address as an int32 or an IPv6 one as 4;
+   * count; next slot of the same hash), and each hash's first slot; IPv4 and IPv6 addresses
+   * given as numbers find their slots by them.
    */
-  private readonly addresses = {texts: [] as Array<string | number>, tallies: [] as Array<number>, next: [] as Array<number>};
+  private readonly addresses = {texts: [] as Array<string | number | ReadonlyArray<number>>, tallies: [] as Array<number>, next: [] as Array<number>};
   private readonly addressHeads = new Map<number, number>();
-  /**
-   * IPv4 addresses' slots by open addressing, [address, slot + 1] pairs (0: an empty cell), at
-   * most half full: one cache line per lookup, where a Map read two (a full table misses on
-   * nearly every leak of random addresses).
-   */
-  private v4Cells = new Int32Array(2 * 256);
-  /**
-   * One bit per hash of the IPv4 addresses in the table (2^17 bits, 16 KiB): an address whose bit
-   * is clear is not there, which a full table learns without a probe for most new addresses.
-   */
-  private readonly v4Seen = new Int32Array(1 << 12);
+  private readonly v4Slots = new AddressSlots(1);
+  private readonly v6Slots = new AddressSlots(4);
   /** The `map` field's text (`name#id`) of each map id. */
   private readonly mapTexts = new Map<number, {name: string, text: string}>();
 
@@ -137,16 +129,16 @@ export class GroupTable {
           break;
         if (key.dport === 0 && isWildcard(key.daddr))
           this.countAddress(LISTENER_DST.slice(0, 1));
-        else if (key instanceof LeanTuple && key.family === `v4`)
-          this.countV4(key.daddrV4);
+        else if (key instanceof LeanTuple)
+          this.countLean(key, false);
         else
           this.countAddress(key.daddr);
         return;
       case `saddr`:
         if (key?.kind !== `conn_tuple`)
           break;
-        if (key instanceof LeanTuple && key.family === `v4`)
-          this.countV4(key.saddrV4);
+        if (key instanceof LeanTuple)
+          this.countLean(key, true);
         else
           this.countAddress(key.saddr);
         return;
@@ -172,7 +164,7 @@ export class GroupTable {
   get counts(): Map<string, number> {
     if (this.field === `daddr` || this.field === `saddr`) {
       const {texts, tallies} = this.addresses;
-      return new Map(texts.map((text, i) => [typeof text === `number` ? formatIPv4Number(text) : text, tallies[i]]));
+      return new Map(texts.map((text, i) => [typeof text === `number` ? formatIPv4Number(text) : typeof text === `string` ? text : formatIPv6Words(text, 0), tallies[i]]));
     }
     const counts = new Map<string, number>();
     if (!NUMERIC_FIELDS.has(this.field)) {
@@ -221,7 +213,8 @@ export class GroupTable {
     // A dotted quad is counted by its number, as a LeanTuple's IPv4 address is: one slot per address.
     const code = v4Code(value);
     if (code >= 0 && code <= 0xffffffff) {
-      this.countV4(code | 0);
+      V4_WORD[0] = code;
+      this.countWords(this.v4Slots, V4_WORD, 0);
       return;
     }
     let hash = 0x811c9dc5;
@@ -246,56 +239,32 @@ export class GroupTable {
     tallies.push(1);
   }
 
-  /** Counts an IPv4 address given as an int32 (a.b.c.d is a << 24 | b << 16 | c << 8 | d). */
-  private countV4(address: number): void {
-    const {texts, tallies, next} = this.addresses;
-    const bit = Math.imul(address, 0x85ebca6b) >>> 15;
-    const seen = (this.v4Seen[bit >>> 5] & (1 << (bit & 31))) !== 0;
-    if (!seen && texts.length >= GROUP_CAP) {
-      this.other += 1;
+  /** Counts the source (or destination) address of a LeanTuple by its numbers. */
+  private countLean(key: LeanTuple, source: boolean): void {
+    if (key.v6Words !== null) {
+      this.countWords(this.v6Slots, key.v6Words, source ? 0 : 4);
       return;
     }
-    const cells = this.v4Cells;
-    const mask = (cells.length >>> 1) - 1;
-    let at = (Math.imul(address, 0x9e3779b1) >>> 16) & mask;
-    for (;;) {
-      const slot = cells[2 * at + 1] - 1;
-      if (slot < 0)
-        break;
-      if (cells[2 * at] === address) {
-        tallies[slot] += 1;
-        return;
-      }
-      at = (at + 1) & mask;
+    V4_WORD[0] = source ? key.saddrV4 : key.daddrV4;
+    this.countWords(this.v4Slots, V4_WORD, 0);
+  }
+
+  /** Counts an address given as numbers (its `width` words at words[at]). */
+  private countWords(slots: AddressSlots, words: ArrayLike<number>, at: number): void {
+    const {texts, tallies, next} = this.addresses;
+    const slot = slots.find(words, at);
+    if (slot >= 0) {
+      tallies[slot] += 1;
+      return;
     }
     if (texts.length >= GROUP_CAP) {
       this.other += 1;
       return;
     }
-    cells[2 * at] = address;
-    cells[2 * at + 1] = texts.length + 1;
-    this.v4Seen[bit >>> 5] |= 1 << (bit & 31);
-    texts.push(address);
+    slots.add(words, at, texts.length);
+    texts.push(slots.width === 1 ? words[at] : [words[at], words[at + 1], words[at + 2], words[at + 3]]);
     tallies.push(1);
     next.push(-1);
-    if (4 * texts.length > cells.length)
-      this.growV4();
-  }
-
-  private growV4(): void {
-    const old = this.v4Cells;
-    const cells = new Int32Array(2 * old.length);
-    const mask = (cells.length >>> 1) - 1;
-    for (let i = 0; i < old.length; i += 2) {
-      if (old[i + 1] === 0)
-        continue;
-      let at = (Math.imul(old[i], 0x9e3779b1) >>> 16) & mask;
-      while (cells[2 * at + 1] !== 0)
-        at = (at + 1) & mask;
-      cells[2 * at] = old[i];
-      cells[2 * at + 1] = old[i + 1];
-    }
-    this.v4Cells = cells;
   }
 
   /** `name#id`, one string per map (the same string object each time: hashed once). */
@@ -306,6 +275,85 @@ export class GroupTable {
     const text = `${verdict.map}#${verdict.mapId}`;
     this.mapTexts.set(verdict.mapId, {name: verdict.map, text});
     return text;
+  }
+}
+
+/** The IPv4 address counted, as AddressSlots takes it. */
+const V4_WORD = new Int32Array(1);
+
+/**
+ * Addresses given as int32 words (1 for IPv4, 4 for IPv6) to the group table slots they are
+ * counted in, by open addressing ([slot + 1, words] per cell, 0: empty; at most half full): one
+ * cache line per lookup, where a Map read two. In front, a bit per hash of the addresses in
+ * (2^17 bits, 16 KiB): an address whose bit is clear is not there, which a full table (a miss for
+ * nearly every leak of random addresses) learns without a probe.
+ */
+class AddressSlots {
+  private cells: Int32Array;
+  private mask = 255;
+  private size = 0;
+  private readonly seen = new Int32Array(1 << 12);
+
+  constructor(readonly width: 1 | 4) {
+    this.cells = new Int32Array((width + 1) * 256);
+  }
+
+  /** The address's slot, or -1. */
+  find(words: ArrayLike<number>, at: number): number {
+    const hash = this.hash(words, at);
+    const bit = hash >>> 15;
+    if ((this.seen[bit >>> 5] & (1 << (bit & 31))) === 0)
+      return -1;
+    const c = this.cellOf(hash, words, at) * (this.width + 1);
+    return this.cells[c] - 1;
+  }
+
+  /** Files an address that is not there under `slot`. */
+  add(words: ArrayLike<number>, at: number, slot: number): void {
+    const hash = this.hash(words, at);
+    const bit = hash >>> 15;
+    this.seen[bit >>> 5] |= 1 << (bit & 31);
+    const c = this.cellOf(hash, words, at) * (this.width + 1);
+    this.cells[c] = slot + 1;
+    for (let i = 0; i < this.width; i++)
+      this.cells[c + 1 + i] = words[at + i];
+    this.size += 1;
+    if (2 * this.size > this.mask + 1)
+      this.grow();
+  }
+
+  private hash(words: ArrayLike<number>, at: number): number {
+    let hash = Math.imul(words[at] ^ this.width, 0x9e3779b1);
+    for (let i = 1; i < this.width; i++)
+      hash = Math.imul(hash ^ (hash >>> 15) ^ words[at + i], 0x85ebca6b);
+    return (hash ^ (hash >>> 16)) >>> 0;
+  }
+
+  /** The address's cell, or the empty one where it goes. */
+  private cellOf(hash: number, words: ArrayLike<number>, at: number): number {
+    const cells = this.cells;
+    const width = this.width;
+    for (let i = hash & this.mask; ; i = (i + 1) & this.mask) {
+      const c = i * (width + 1);
+      if (cells[c] === 0)
+        return i;
+      let same = true;
+      for (let w = 0; w < width && same; w++)
+        same = cells[c + 1 + w] === (words[at + w] | 0);
+      if (same)
+        return i;
+    }
+  }
+
+  private grow(): void {
+    const old = this.cells;
+    const stride = this.width + 1;
+    this.cells = new Int32Array(2 * old.length);
+    this.mask = 2 * (this.mask + 1) - 1;
+    for (let c = 0; c < old.length; c += stride) {
+      if (old[c] !== 0)
+        this.cells.set(old.subarray(c, c + stride), this.cellOf(this.hash(old, c + 1), old, c + 1) * stride);
+    }
   }
 }
 

@@ -127,6 +127,23 @@ function findSocketV4(index: SnapshotIndex, key: LeanTuple, netns: number, liste
   return null;
 }
 
+/**
+ * An IPv6 LeanTuple's TCP connection that no socket can match, told from its words alone: one of
+ * its addresses is no connection's (a key of a listener, IPv4-mapped addresses, or addresses not
+ * all read as formatIPv6 text go the way of the text).
+ */
+function surelyUnconnected(index: SnapshotIndex, proto: string, dport: number, words: ReadonlyArray<number>): boolean {
+  const connected = index.v6Connected;
+  if (proto !== `tcp` || !connected.readable || isMapped(words, 0) || isMapped(words, 4))
+    return false;
+  if (dport === 0 && words[4] === 0 && words[5] === 0 && words[6] === 0 && words[7] === 0)
+    return false;
+  return !connected.has(words, 0) || !connected.has(words, 4);
+}
+
+/** The IPv6 address of the 4 words at words[at] is IPv4-mapped (::ffff:a.b.c.d). */
+const isMapped = (words: ReadonlyArray<number>, at: number) => words[at] === 0 && words[at + 1] === 0 && words[at + 2] === 0xffff;
+
 export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
   const owner = key.pid === 0 ? undefined : ownerOf(index, key.pid);
   if (!index.hasConns)
@@ -135,11 +152,15 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
   found.match = null;
   found.elsewhere = null;
   found.matchText = null;
-  let listener: boolean;
+  let listener = false;
   let alive: Reason | null;
-  if (key instanceof LeanTuple && key.family === `v4`) {
-    listener = key.dport === 0 && key.daddrV4 === 0;
-    alive = findSocketV4(index, key, netns, listener);
+  const lean = key instanceof LeanTuple ? key : null;
+  const v6Words = lean?.v6Words ?? null;
+  if (lean !== null && v6Words === null) {
+    listener = key.dport === 0 && lean.daddrV4 === 0;
+    alive = findSocketV4(index, lean, netns, listener);
+  } else if (v6Words !== null && surelyUnconnected(index, key.proto, key.dport, v6Words)) {
+    alive = null;
   } else {
     const saddr = foldMapped(key.saddr);
     const daddr = foldMapped(key.daddr);

@@ -3,6 +3,7 @@
 // namespaces (the original tool walked every namespace for each netns-0 tuple).
 import type {AnyRecord, Match, NetnsRecord, ProcessRecord, SnapshotRecord, SocketRecord} from '../schema.ts';
 import {Ascii} from '../ascii.ts';
+import {parseIPv6Words} from '../addr.ts';
 import {jsonOf} from './serialize.ts';
 
 export const SNAPSHOT_RECORD_TYPES: ReadonlySet<string> = new Set([`netns`, `socket`, `process`, `snapshot`]);
@@ -373,6 +374,75 @@ function tupleHash(udp: boolean, laddr: string, lport: number, raddr: string, rp
   return (hash ^ (hash >>> 15)) & 0x3fffffff;
 }
 
+/**
+ * The IPv6 addresses (IPv4-mapped ones aside) of every connection, as 4 int32 words each (an open
+ * addressing set; [filled, 4 words] per cell): a tuple whose address is not among them has no
+ * connection, which an IPv6 LeanTuple learns from its words without making their text
+ * (src/validate/rules.ts). `readable` false once an address was not the text formatIPv6 writes:
+ * then no miss proves anything.
+ */
+export class V6Addresses {
+  private cells = new Int32Array(5 * 64);
+  private mask = 63;
+  private size = 0;
+  readable = true;
+  private readonly scratch = new Int32Array(4);
+  private readonly texts = new Set<string>();
+
+  /** Adds a connection's address, as its text (folded: an IPv4 one, without a colon, is not added). */
+  addText(address: string): void {
+    // A host's connections share few addresses (loopback, its own): each is read once.
+    if (!address.includes(`:`) || this.texts.has(address))
+      return;
+    this.texts.add(address);
+    if (!parseIPv6Words(address, this.scratch, 0)) {
+      this.readable = false;
+      return;
+    }
+    const at = this.cellOf(this.scratch, 0);
+    const c = 5 * at;
+    if (this.cells[c] !== 0)
+      return;
+    this.cells[c] = 1;
+    this.cells.set(this.scratch, c + 1);
+    this.size += 1;
+    if (2 * this.size > this.mask + 1)
+      this.grow();
+  }
+
+  /** Whether the address of the 4 words at words[at] is a connection's. */
+  has(words: ArrayLike<number>, at: number): boolean {
+    return this.cells[5 * this.cellOf(words, at)] !== 0;
+  }
+
+  private cellOf(words: ArrayLike<number>, at: number): number {
+    const w0 = words[at] | 0;
+    const w1 = words[at + 1] | 0;
+    const w2 = words[at + 2] | 0;
+    const w3 = words[at + 3] | 0;
+    let hash = Math.imul(w0 ^ 0x2545f491, 0x9e3779b1);
+    hash = Math.imul(hash ^ (hash >>> 15) ^ w1, 0x85ebca6b);
+    hash = Math.imul(hash ^ (hash >>> 13) ^ w2, 0xc2b2ae35);
+    hash = Math.imul(hash ^ (hash >>> 16) ^ w3, 0x9e3779b1);
+    const cells = this.cells;
+    for (let i = (hash ^ (hash >>> 15)) & this.mask; ; i = (i + 1) & this.mask) {
+      const c = 5 * i;
+      if (cells[c] === 0 || (cells[c + 1] === w0 && cells[c + 2] === w1 && cells[c + 3] === w2 && cells[c + 4] === w3))
+        return i;
+    }
+  }
+
+  private grow(): void {
+    const old = this.cells;
+    this.cells = new Int32Array(2 * old.length);
+    this.mask = 2 * (this.mask + 1) - 1;
+    for (let c = 0; c < old.length; c += 5) {
+      if (old[c] !== 0)
+        this.cells.set(old.subarray(c, c + 5), 5 * this.cellOf(old, c + 1));
+    }
+  }
+}
+
 export interface NamespaceFacts {
   inode: number;
   /** False when one of its tables could not be read: a miss there proves nothing. */
@@ -410,6 +480,8 @@ export class SnapshotIndex {
   readonly owners = new Map<number, {pid: number, comm: string | null}>();
   /** The verdicts' process `match` of each pid, made once (src/validate/rules.ts). */
   readonly processMatches = new Map<number, Match>();
+  /** The IPv6 addresses of the connections (src/validate/rules.ts: a LeanTuple's miss by number). */
+  readonly v6Connected = new V6Addresses();
 
   /** Takes one snapshot record; returns false for records of other types. */
   add(record: AnyRecord): boolean {
@@ -485,6 +557,8 @@ export class SnapshotIndex {
       return;
     }
     // Every other state counts as a connection, TIME_WAIT included (README "Verdict reasons").
+    this.v6Connected.addText(laddr);
+    this.v6Connected.addText(raddr);
     this.connections.first(udp, laddr, socket.lport, raddr, socket.rport, match);
     this.connections.last(udp, raddr, socket.rport, laddr, socket.lport, match);
   }
