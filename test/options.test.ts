@@ -61,8 +61,6 @@ test(`--proc-root and --from together are refused by every command that takes bo
   }
 });
 
-test.run();
-
 test(`a command line that names a command parses, fails and helps as with every command registered`, async () => {
   const context = {...Cli.defaultContext, stdin: new PassThrough(), stdout: new PassThrough(), stderr: new PassThrough()};
   /** What clipanion makes of `argv`: the command and its options (help: the text it prints), or the error message. */
@@ -100,3 +98,5 @@ test(`a command line that names a command parses, fails and helps as with every 
     assert.is(buildCli({}, [name]).usage(command, {detailed: true}), buildCli().usage(command, {detailed: true}), name);
   }
 });
+
+test.run();

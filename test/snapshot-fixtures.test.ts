@@ -13,6 +13,11 @@ import {netTableInodes, parseNetTable, TABLES} from '../src/snapshot/nettable.ts
 import {parseNetnsMounts} from '../src/snapshot/mountinfo.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {writeProcTree} from '../scripts/gen-proc-fixture.ts';
+import {syntheticWorld} from '../bench/synthetic.ts';
+import {PassThrough} from 'node:stream';
+import {batched} from '../src/batch.ts';
+import {defaultToolContext} from '../src/context.ts';
+import {snapshotConns, snapshotConnsBatches} from '../src/snapshot/conns.ts';
 
 const fixedClock: Clock = {now: () => Date.UTC(2026, 0, 2, 3, 4, 5), sleep: async () => {}};
 
@@ -242,4 +247,24 @@ test(`a socket listed twice in one table (the kernel walks it over several reads
     rmSync(root, {recursive: true, force: true});
   }
 });
+test(`snapshot-conns in batches (scan's way) gives the records and batches of batched() over the record stream`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), `usmld-batches-`));
+  try {
+    // Namespaces with and without processes, ~900 sockets: batches end inside a namespace's sockets.
+    writeProcTree(dir, syntheticWorld({sockets: 900, namespaces: 5, processes: 40}, 3));
+    const ctx = defaultToolContext(new PassThrough(), {clock: fixedClock, syscalls: () => ({unavailable: `fixture`})});
+    const batches: Array<Array<unknown>> = [];
+    for await (const batch of snapshotConnsBatches(ctx, {from: dir}))
+      batches.push(batch);
+    const expected: Array<Array<unknown>> = [];
+    for await (const batch of batched(snapshotConns(ctx, {from: dir})))
+      expected.push(batch);
+    assert.ok(expected.length >= 4, `several batches (${expected.length})`);
+    assert.equal(batches.map(batch => batch.length), expected.map(batch => batch.length));
+    assert.equal(batches, expected);
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
+});
+
 test.run();

@@ -30,7 +30,7 @@ import {createPrivateFile} from '../outputFile.ts';
 import {ReportAggregator, type GroupField} from '../report/aggregate.ts';
 import {buildReport, type ReportModel} from '../report/model.ts';
 import type {AnyRecord} from '../schema.ts';
-import {snapshotConns} from '../snapshot/conns.ts';
+import {snapshotConnsBatches} from '../snapshot/conns.ts';
 import {FdLinksCache, type FdWalks} from '../snapshot/fdLinks.ts';
 import {callsKernelDirectly} from '../sys/syscalls.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
@@ -156,7 +156,7 @@ function startHelper(ctx: ToolContext, helper: ReadAhead, options: ScanOptions):
 async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead | null, early: Promise<FdWalks | null> | null): AsyncGenerator<ReadonlyArray<AnyRecord>> {
   const from = options.from;
   ctx.log.progress(`snapshotting network namespaces and sockets...`);
-  yield* batched(snapshotConns(ctx, {from}) as AsyncIterable<AnyRecord>);
+  yield* snapshotConnsBatches(ctx, {from}) as AsyncIterable<Array<AnyRecord>>;
   // The worker's fd/ walks, made meanwhile: snapshot-pids and the map holders read them.
   const walks = early !== null ? await early : null;
   if (walks !== null) {

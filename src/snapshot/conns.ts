@@ -10,6 +10,7 @@
 // proc/ tree stands in for /proc and netns/<INODE>/ for the nsenter reads.
 import {readlinkSync, statfsSync, statSync} from 'node:fs';
 import {readdir, stat} from 'node:fs/promises';
+import {BATCH_SIZE} from '../batch.ts';
 import {readBoundedText, readBoundedTextSync} from '../boundedRead.ts';
 import {snapshotMonotonicNs} from '../capture/monotonic.ts';
 import {findTrusted, trustedCommand} from '../trustedBinary.ts';
@@ -64,6 +65,15 @@ interface TableRead {
 }
 
 export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOptions = {}): AsyncGenerator<NetnsRecord | SocketRecord | SnapshotRecord> {
+  for await (const batch of snapshotConnsBatches(ctx, options))
+    yield* batch;
+}
+
+/**
+ * The same records in batches of BATCH_SIZE (the last may be shorter), as `batched` would group
+ * them: scan takes them so, without an await per socket.
+ */
+export async function* snapshotConnsBatches(ctx: ToolContext, options: SnapshotConnsOptions = {}): AsyncGenerator<Array<NetnsRecord | SocketRecord | SnapshotRecord>> {
   // A capture's snapshot was taken when the capture was (its meta/time), not now.
   const startedMs = options.from !== undefined ? (await captureOrigin(options.from)).timeMs : ctx.clock.now();
   const monotonicNs = await snapshotMonotonicNs(ctx, options.from);
@@ -113,14 +123,24 @@ export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOpt
   const ordered = [...namespaces.values()].sort((a, b) => a.netnsInode - b.netnsInode);
   const placed = new Set<number>();
   const reads = mapOrdered(ordered, options.concurrency ?? 8, ns => readNamespace(ctx, procRoot, ns, refusedSockets));
+  let batch: Array<NetnsRecord | SocketRecord | SnapshotRecord> = [];
   for await (const {record, sockets, matchedPids} of reads) {
     for (const pid of matchedPids)
       placed.add(pid);
     if (!record.complete)
       complete = false;
-    yield record;
-    for (const socket of sockets)
-      yield socket;
+    batch.push(record);
+    if (batch.length >= BATCH_SIZE) {
+      yield batch;
+      batch = [];
+    }
+    for (const socket of sockets) {
+      batch.push(socket);
+      if (batch.length >= BATCH_SIZE) {
+        yield batch;
+        batch = [];
+      }
+    }
     count += sockets.length;
   }
 
@@ -133,7 +153,7 @@ export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOpt
 
   if (!complete && ctx.uid !== 0 && options.from === undefined)
     ctx.log.warn(`not running as root: the namespaces and processes above could not be read, so this snapshot says complete: false (entries they hold are judged unknown); run as root for a complete one`);
-  yield {
+  batch.push({
     type: `snapshot`,
     v: SCHEMA_VERSION,
     of: `conns`,
@@ -143,7 +163,8 @@ export async function* snapshotConns(ctx: ToolContext, options: SnapshotConnsOpt
     ...(monotonicNs === undefined ? {} : {monotonicNs}),
     count,
     complete,
-  };
+  });
+  yield batch;
 }
 
 /**
