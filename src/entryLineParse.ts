@@ -172,9 +172,24 @@ for (const high of `0123456789abcdef`) {
  * anything else there goes the general way, which says what is wrong with it.
  */
 function closingHexQuote(view: DataView, bytes: Uint8Array, at: number, end: number): number {
+  // Four bytes at a time while all four are hex digits (allHex), then two.
+  while (at + 3 < end && allHex(view.getInt32(at, true)))
+    at += 4;
   while (at + 1 < end && HEX_PAIR[view.getUint16(at, true)] === 1)
     at += 2;
   return at < end && bytes[at] === Ascii.Quote ? at : -1;
+}
+
+/**
+ * Whether the four bytes of `word` are all lowercase hex digits, tested on all four at once. The
+ * bytes are ASCII (below 0x80), so adding to or subtracting from each byte stays within it: bit 7
+ * of `byte + 0x50` says byte >= 0x30, of `0xb9 - byte` byte <= 0x39, of `byte + 0x1f` byte >= 0x61,
+ * of `0xe6 - byte` byte <= 0x66.
+ */
+function allHex(word: number): boolean {
+  const digit = (word + 0x50505050) & (0xb9b9b9b9 - word);
+  const letter = (word + 0x1f1f1f1f) & (0xe6e6e6e6 - word);
+  return ((digit | letter) & 0x80808080) === (0x80808080 | 0);
 }
 
 /** The `extra` object read by extraFields (after the call, with where it ended in NUMBER[0]). */
@@ -247,25 +262,29 @@ function valuesList(view: DataView, bytes: Uint8Array, at: number, end: number, 
   }
 }
 
-/** The last map name read, and its map's id: the next entry's is most likely the same. */
+/** The last map name read, its bytes, and its map's id: the next entry's is most likely the same. */
 let lastMap = ``;
+let lastMapBytes = new Uint8Array(0);
 let lastMapId = -1;
 
 /**
  * The map name in bytes [from, to) (text [from - d, to - d) of the line): the same string as the
- * last entry's when the text is the same (entries come map by map; a string per entry was
+ * last entry's when the bytes are the same (entries come map by map; a string per entry was
  * garbage for the collector).
  */
 function mapName(line: string, bytes: Uint8Array, from: number, to: number, d: number, mapId: number): string {
-  const last = lastMap;
-  if (mapId === lastMapId && to - from === last.length) {
+  const last = lastMapBytes;
+  const length = last.length;
+  if (mapId === lastMapId && to - from === length) {
     let i = 0;
-    while (i < last.length && bytes[from + i] === last.charCodeAt(i))
+    while (i < length && bytes[from + i] === last[i])
       i++;
-    if (i === last.length)
-      return last;
+    if (i === length)
+      return lastMap;
   }
   lastMap = line.slice(from - d, to - d);
+  // A copy (Buffer's slice would be a view of the chunk, which is read into again).
+  lastMapBytes = Uint8Array.prototype.slice.call(bytes, from, to);
   lastMapId = mapId;
   return lastMap;
 }

@@ -127,6 +127,13 @@ test(`parseEntryLine: consecutive lines of one map id with other names each get 
     assert.is(parse(line, Buffer.from(line), 0)?.map, map);
     assertSame(line, `map ${map}`);
   }
+  // One buffer read into again (as the file reader does): the next line's name where the last one's was.
+  const chunk = Buffer.alloc(v4.length);
+  for (const map of [`connection_states`, `connection_stateX`, `connection_states`]) {
+    const line = v4.replace(`"map":"connection_states"`, `"map":"${map}"`);
+    chunk.write(line, `latin1`);
+    assert.is(parse(line, chunk, 0)?.map, map);
+  }
 });
 
 test(`parseEntryLine: adversarial lines are declined or read exactly as JSON.parse reads them`, () => {
