@@ -214,7 +214,9 @@ export interface Age {
 export function ageFromBytes(value: Uint8Array, length: number, fields: ReadonlyArray<readonly [string, number]>, readNs: number): Age | null {
   let newest = 0;
   let field = ``;
-  for (const [name, offset] of fields) {
+  // Indexed, not `for...of` with destructuring: an iterator per dated entry.
+  for (let i = 0; i < fields.length; i++) {
+    const [name, offset] = fields[i];
     if (offset + 8 > length)
       continue;
     // u64 as a Number: exact below 2^53 ns (104 days of uptime), within a few ns above.

@@ -58,8 +58,8 @@ export interface MapTally extends StatusCounts {
   keyKind: KeyKind | null;
   info: MapRecord | null;
   stats: MapStatsRecord | null;
-  /** Count per `status:reason`. */
-  reasons: Map<string, number>;
+  /** Count per `status:reason` (incremented in place). */
+  reasons: Map<string, Tally>;
   samples: Array<VerdictRecord>;
   /** PID maps: distinct tgids of leaked entries whose process is gone (capped at GROUP_CAP). */
   deadPids: Set<number>;
@@ -357,8 +357,8 @@ class AddressSlots {
   }
 }
 
-/** A count in a group table, incremented where it is (a Map's set() cost as much as its get()). */
-interface Tally {
+/** A count in a group table (or of a map's reasons), incremented where it is (a Map's set() cost as much as its get()). */
+export interface Tally {
   n: number;
 }
 
@@ -386,6 +386,7 @@ export class ReportAggregator {
   snapshots: Array<{of: string, complete: boolean, count: number | null, timeMs: number | null}> = [];
   private processesCapped = false;
   private lastTally: MapTally | null = null;
+  private readonly lastReason: {tally: MapTally | null, status: string, reason: string, count: Tally | null} = {tally: null, status: ``, reason: ``, count: null};
 
   constructor(readonly options: ReportOptions) {
     this.filter = options.filter ?? new LeakFilter();
@@ -465,8 +466,7 @@ export class ReportAggregator {
     }
     if (verdict.status === `alive` && verdict.reason === `race`)
       tally.raceFiltered += 1;
-    const key = reasonKey(verdict.status, verdict.reason);
-    tally.reasons.set(key, (tally.reasons.get(key) ?? 0) + 1);
+    this.reasonTally(tally, verdict.status, verdict.reason).n += 1;
     for (let i = 0; i < MAP_SECTIONS.length; i++)
       MAP_SECTIONS[i]!.addVerdict(tally.sections[i], verdict);
     if (verdict.status !== `leaked`)
@@ -491,6 +491,24 @@ export class ReportAggregator {
     const groups = this.groups;
     for (let i = 0; i < groups.length; i++)
       groups[i].add(verdict);
+  }
+
+  /** The count of a map's `status:reason`; the last one asked for at hand (verdicts come in runs). */
+  private reasonTally(tally: MapTally, status: string, reason: string): Tally {
+    const last = this.lastReason;
+    if (last.tally === tally && last.status === status && last.reason === reason)
+      return last.count!;
+    const key = reasonKey(status, reason);
+    let count = tally.reasons.get(key);
+    if (count === undefined) {
+      count = {n: 0};
+      tally.reasons.set(key, count);
+    }
+    last.tally = tally;
+    last.status = status;
+    last.reason = reason;
+    last.count = count;
+    return count;
   }
 
   private addMapStats(stats: MapStatsRecord): void {

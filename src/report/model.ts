@@ -349,7 +349,7 @@ function mapReport(agg: ReportAggregator, tally: MapTally, sharedName: boolean):
   const entries = tally.stats?.entries ?? total;
   const fill = maxEntries ? entries / maxEntries : null;
   const reasons: MapReport[`reasons`] = {};
-  for (const [key, count] of [...tally.reasons].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))) {
+  for (const [key, count] of [...tally.reasons].map(([key, {n}]) => [key, n] as const).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))) {
     const [status, reason] = key.split(`:`);
     (reasons[status!] ??= {})[reason!] = count;
   }

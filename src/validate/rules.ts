@@ -45,19 +45,24 @@ export function judgeEntry(entry: EntryFields, index: SnapshotIndex, mapProblem?
       judgement = judgeTuple(key, index);
   }
   if (judgement.status === `leaked` && entry.ageSeconds !== undefined && readNs !== undefined
-    && updatedAfterSnapshot(entry.ageSeconds, readNs, key.kind === `conn_tuple` || key.kind === `pointer` ? index.conns : index.pids))
+    && updatedAfterSnapshot(entry.ageSeconds, readNs, key.kind === `conn_tuple` || key.kind === `pointer` ? index.connsMonotonicNs : index.pidsMonotonicNs)) {
+    // Without a match or an owner, one shared judgement says it (a quarter of the bench's entries).
+    if (judgement.match === undefined && judgement.owner === undefined && judgement.matchText === undefined)
+      return UNKNOWN_UPDATED_AFTER_SNAPSHOT;
     return {...judgement, status: `unknown`, reason: `updated_after_snapshot`};
+  }
   return judgement;
 }
 
 /**
  * An entry whose value was written after the snapshot was taken (both CLOCK_MONOTONIC) saw
  * traffic the snapshot cannot know about: it cannot be called leaked from that snapshot.
+ * `snapshotNs`: the snapshot's monotonicNs, when it has one.
  */
-function updatedAfterSnapshot(ageSeconds: number, readNs: number, snapshot: {monotonicNs?: string} | null): boolean {
-  if (snapshot?.monotonicNs === undefined)
+function updatedAfterSnapshot(ageSeconds: number, readNs: number, snapshotNs: number | undefined): boolean {
+  if (snapshotNs === undefined)
     return false;
-  return readNs - ageSeconds * 1e9 > Number(snapshot.monotonicNs);
+  return readNs - ageSeconds * 1e9 > snapshotNs;
 }
 
 /** A tuple from a value: ports 0 (a socket not yet connected when it was stored) cannot be looked up. */
@@ -198,6 +203,7 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
 const LEAKED_NO_LISTENER: Judgement = Object.freeze({status: `leaked`, reason: `no_listener`});
 const LEAKED_NO_CONNECTION: Judgement = Object.freeze({status: `leaked`, reason: `no_connection`});
 const LEAKED_NO_CONNECTION_ANY_NAMESPACE: Judgement = Object.freeze({status: `leaked`, reason: `no_connection_any_namespace`});
+const UNKNOWN_UPDATED_AFTER_SNAPSHOT: Judgement = Object.freeze({status: `unknown`, reason: `updated_after_snapshot`});
 
 // One process match per pid and snapshot (kept by the index), like owners below: made and
 // stringified once, not once per verdict. Verdicts never modify it.

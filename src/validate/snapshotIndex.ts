@@ -470,6 +470,9 @@ export class SnapshotIndex {
   /** The closing `snapshot` record of each kind, once it has been seen. */
   conns: SnapshotRecord | null = null;
   pids: SnapshotRecord | null = null;
+  /** Their monotonicNs as numbers (when they have one): compared with every dated entry's age. */
+  connsMonotonicNs: number | undefined = undefined;
+  pidsMonotonicNs: number | undefined = undefined;
   /** How many namespaces are incomplete (any: a netns-0 miss proves nothing). */
   incompleteNamespaces = 0;
   /** Whether any socket or netns record was seen (a conns snapshot without its closing record still counts). */
@@ -500,11 +503,14 @@ export class SnapshotIndex {
         return true;
       case `snapshot`: {
         const snapshot = record;
+        const monotonicNs = snapshot.monotonicNs === undefined ? undefined : Number(snapshot.monotonicNs);
         if (snapshot.of === `conns`) {
           this.conns = snapshot;
+          this.connsMonotonicNs = monotonicNs;
           this.sawConns = true;
         } else {
           this.pids = snapshot;
+          this.pidsMonotonicNs = monotonicNs;
           this.sawPids = true;
         }
         return true;
