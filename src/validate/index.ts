@@ -32,8 +32,9 @@ export interface ValidateOptions {
   /** Fed the input's headers and snapshot records: where the data was taken (the command's header). */
   provenance?: Provenance;
   /**
-   * The entries are this stage's alone (scan without a capture: nothing else reads or writes
-   * them): each becomes its own verdict (judgeInPlace) instead of being copied into a new one.
+   * The entries are this stage's alone and its verdicts are not written out (scan without a
+   * capture: only the report's counters read them): each entry becomes its own verdict
+   * (judgeInPlace) instead of being copied into a new one, and no match's JSON text is made.
    */
   entriesOwned?: boolean;
 }
@@ -192,7 +193,7 @@ export async function* liveSnapshots(ctx: ToolContext, from?: string, socketFds 
  * spill to disk.
  */
 export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecord>, options: ValidateOptions = {}): AsyncGenerator<Array<AnyRecord>> {
-  const index = new SnapshotIndex();
+  const index = new SnapshotIndex({matchTexts: options.entriesOwned !== true});
   const tallies = new Tallies();
   const mapProblems = new Map<number, string>();
   // When each map was read (CLOCK_MONOTONIC ns): dates the entries that carry ageSeconds.

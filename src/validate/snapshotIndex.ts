@@ -63,7 +63,12 @@ export interface Found {
 export class SocketTable {
   private buckets: Array<Slot | null> = new Array<Slot | null>(1024).fill(null);
   private mask = 1023;
-  private readonly v4 = new V4Keys();
+  private readonly v4: V4Keys;
+
+  /** `matchTexts`: a search hands over the found match's JSON text too (for the verdict's writer). */
+  constructor(matchTexts = true) {
+    this.v4 = new V4Keys(matchTexts);
+  }
   size = 0;
 
   /** Files a socket ahead of the key's earlier ones (the one a search finds first). */
@@ -197,6 +202,8 @@ class V4Keys {
   private mask = 1023;
   private keys = 0;
 
+  constructor(private readonly matchTexts: boolean) {}
+
   file(first: boolean, udp: boolean, local: number, lport: number, remote: number, rport: number, match: Match): void {
     const netns = match.netnsInode ?? 0;
     const flags = keyFlags(udp, local, remote);
@@ -251,7 +258,8 @@ class V4Keys {
     const match = firsts[2 * at] as Match;
     if (netns === 0 || ((flags & NETNS_ELSEWHERE) === 0 ? cells[c + 4] === netns : (match.netnsInode ?? 0) === netns)) {
       found.match = match;
-      found.matchText = (firsts[2 * at + 1] ??= jsonOf(match)) as string;
+      if (this.matchTexts)
+        found.matchText = (firsts[2 * at + 1] ??= jsonOf(match)) as string;
       return true;
     }
     found.elsewhere ??= match;
@@ -462,9 +470,9 @@ export interface NamespaceFacts {
  */
 export class SnapshotIndex {
   /** Non-listening sockets, local→remote and remote→local, across namespaces. */
-  readonly connections = new SocketTable();
+  readonly connections: SocketTable;
   /** TCP LISTEN and unconnected UDP sockets by (proto, laddr, lport; remote `` and 0), across namespaces. */
-  readonly bound = new SocketTable();
+  readonly bound: SocketTable;
   readonly namespaces = new Map<number, NamespaceFacts>();
   readonly processes = new Map<number, ProcessRecord>();
   /** The closing `snapshot` record of each kind, once it has been seen. */
@@ -485,6 +493,15 @@ export class SnapshotIndex {
   readonly processMatches = new Map<number, Match>();
   /** The IPv6 addresses of the connections (src/validate/rules.ts: a LeanTuple's miss by number). */
   readonly v6Connected = new V6Addresses();
+
+  /**
+   * `matchTexts` false: the verdicts are not written out (scan without a capture), so a found
+   * socket's JSON text is not made for them.
+   */
+  constructor(options: {matchTexts?: boolean} = {}) {
+    this.connections = new SocketTable(options.matchTexts ?? true);
+    this.bound = new SocketTable(options.matchTexts ?? true);
+  }
 
   /** Takes one snapshot record; returns false for records of other types. */
   add(record: AnyRecord): boolean {
