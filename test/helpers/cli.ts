@@ -16,6 +16,11 @@ export interface CliRunOptions {
   env?: NodeJS.ProcessEnv;
   stdoutIsTTY?: boolean;
   stderrIsTTY?: boolean;
+  /**
+   * Only the stdout lines it accepts are kept (a dump of the whole host may hold other maps,
+   * millions of entries: more than one string can hold).
+   */
+  keepLine?: (line: string) => boolean;
 }
 
 export async function runCommand(args: Array<string>, options: CliRunOptions = {}): Promise<CliRun> {
@@ -26,7 +31,19 @@ export async function runCommand(args: Array<string>, options: CliRunOptions = {
   const stderr = new PassThrough();
   const out: Array<Buffer> = [];
   const err: Array<Buffer> = [];
-  stdout.on(`data`, chunk => out.push(chunk));
+  const keepLine = options.keepLine;
+  let partial = ``;
+  stdout.on(`data`, (chunk: Buffer) => {
+    if (keepLine === undefined) {
+      out.push(chunk);
+      return;
+    }
+    const lines = (partial + chunk.toString(`utf8`)).split(`\n`);
+    partial = lines.pop()!;
+    const kept = lines.filter(keepLine);
+    if (kept.length > 0)
+      out.push(Buffer.from(`${kept.join(`\n`)}\n`));
+  });
   stderr.on(`data`, chunk => err.push(chunk));
   const code = await runCli(args, {
     stdin,
@@ -40,6 +57,8 @@ export async function runCommand(args: Array<string>, options: CliRunOptions = {
   stdout.end();
   stderr.end();
   await new Promise(resolve => setImmediate(resolve));
+  if (keepLine !== undefined && partial !== `` && keepLine(partial))
+    out.push(Buffer.from(partial));
   return {code, stdout: Buffer.concat(out).toString(`utf8`), stderr: Buffer.concat(err).toString(`utf8`)};
 }
 
