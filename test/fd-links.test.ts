@@ -4,7 +4,9 @@
 // walking fd/ itself), and the sharing must really have happened.
 import {spawn, type ChildProcess} from 'node:child_process';
 import * as fs from 'node:fs';
-import {closeSync, readlinkSync} from 'node:fs';
+import {closeSync, mkdtempSync, readFileSync, readlinkSync, rmSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
 import {PassThrough} from 'node:stream';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
@@ -18,6 +20,7 @@ import {snapshotPids} from '../src/snapshot/pids.ts';
 import {lazySyscalls} from '../src/sys/syscalls.ts';
 import {BpfTestSet, type TestMap} from './helpers/bpf.ts';
 import {killChildren} from './helpers/children.ts';
+import {runCommand} from './helpers/cli.ts';
 import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
 
 const runs = requirePrivileges(`shared fd walks (real maps and processes)`, bpfUnavailable());
@@ -126,6 +129,41 @@ if (runs) {
       assert.equal(mine(adopted.processes), mine(plain.processes));
     }
     assert.equal(adopted.maps, plain.maps);
+  });
+
+  test(`scan's early worker keeps the fallbacks: without the FFI, or with bpf() wrapped (refused), the same processes and holders, read through bpftool`, async () => {
+    const {both} = await startHolders();
+    const dir = mkdtempSync(join(tmpdir(), `usmld-scanfallback-`));
+    try {
+      const looks: Array<{code: number, stderr: string, records: Array<Record<string, unknown>>}> = [];
+      const variants: Array<Partial<ToolContext>> = [
+        {},
+        {syscalls: () => ({unavailable: `no FFI in this test`})},
+        {syscalls: () => ({bpf: () => -1, address: () => 0n, native: {kind: `require` as const, path: `unused`}})},
+      ];
+      for (const [i, tool] of variants.entries()) {
+        const capture = join(dir, `capture-${i}.ndjson`);
+        const run = await runCommand([`scan`, `--map-id`, String(held.id), `--recheck-delay`, `0`, `--capture`, capture, `-vv`], {tool});
+        const records = readFileSync(capture, `utf8`).trim().split(`\n`).map(line => JSON.parse(line) as Record<string, unknown>);
+        looks.push({code: run.code, stderr: run.stderr, records});
+      }
+      for (const look of looks) {
+        assert.is(look.code, 0, look.stderr);
+        assert.match(look.stderr, /fd\/ of \d+ process\(es\) walked in the worker thread/);
+      }
+      assert.match(looks[1].stderr, /falling back to bpftool/);
+      assert.match(looks[2].stderr, /bpf\(\) refused \(EPERM\).*falling back to bpftool/);
+      const mine = (look: typeof looks[number]) => look.records.find(record => record.type === `process` && record.pid === both.pid);
+      const map = (look: typeof looks[number]): Record<string, unknown> => ({...look.records.find(record => record.type === `map`), backend: undefined});
+      assert.ok(mine(looks[0]) !== undefined);
+      assert.ok((map(looks[0]).holders as Array<{pid: number}>).some(holder => holder.pid === both.pid), `the child holding the map is a holder`);
+      for (const look of looks.slice(1)) {
+        assert.equal(mine(look), mine(looks[0]));
+        assert.equal(map(look), map(looks[0]));
+      }
+    } finally {
+      rmSync(dir, {recursive: true, force: true});
+    }
   });
 }
 
