@@ -137,6 +137,41 @@ if (canRun) {
     }
   });
 
+  test(`scan: the report alone (tuples judged and counted by number) gives every arranged entry its verdict, as scan --capture does`, async () => {
+    const world = await buildUsmWorld(`lean`, {namespace: true});
+    try {
+      const args = [`scan`, ...world.mapIdArgs, `--recheck-delay`, `0`, `--samples`, `1000`, `--group-by`, GROUP_FIELDS.join(`,`), `--format`, `json`];
+      const alone = await runCommand(args, {tool: {host: HOST}});
+      assert.is(alone.code, ExitCode.LeaksFound, alone.stderr);
+      const doc = JSON.parse(alone.stdout);
+      // Per map, the counts by status and reason are the arranged ones, and the leaked samples
+      // (all of them: --samples 1000) are exactly the arranged leaked entries.
+      for (const map of world.maps) {
+        const shown = doc.maps.find((m: Record<string, any>) => m.mapId === map.id);
+        const want: Record<string, Record<string, number>> = {};
+        const wantLeaked = new Set<string>();
+        for (const [id, expectation] of world.expected) {
+          // One map per catalogue name in this world.
+          if (expectation.map !== map.catalogName)
+            continue;
+          const keyHex = id.slice(map.catalogName.length + 1);
+          (want[expectation.status] ??= {})[expectation.reason] = (want[expectation.status]?.[expectation.reason] ?? 0) + 1;
+          if (expectation.status === `leaked`)
+            wantLeaked.add(keyHex);
+        }
+        assert.equal(shown.reasons, want, map.catalogName);
+        assert.equal(new Set(shown.samples.map((sample: Record<string, any>) => sample.keyHex)), wantLeaked, `${map.catalogName}: leaked samples`);
+      }
+      const captured = await runCommand([...args, `--capture`, join(scratch, `lean.ndjson`), `--force`], {tool: {host: HOST}});
+      assert.is(captured.code, alone.code, captured.stderr);
+      // The same report, but for when each run read the host.
+      const untimed = (text: string) => text.replace(/"time": "[^"]*"/, `"time": ""`);
+      assert.is(untimed(alone.stdout), untimed(captured.stdout));
+    } finally {
+      await world.cleanup();
+    }
+  });
+
   test(`scan: a world without leaks exits 0`, async () => {
     const world = await buildUsmWorld(`clean`, {cleanOnly: true});
     try {
