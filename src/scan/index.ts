@@ -78,14 +78,15 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     options.observe?.(record);
     return writer?.write(record);
   };
-  // Live: the worker thread that will read the maps ahead starts now, and walks every process's
-  // fd/ while this thread reads the socket tables (its result is waited for before snapshot-pids).
-  const helper = options.from === undefined ? new ReadAhead(ctx.tmpDir, options.dump.batchEntries) : null;
-  const early = helper !== null ? startHelper(ctx, helper, options) : null;
   // A capture is stamped with its own host, kernel and time (meta/), and marked replayed.
   const origin = options.from !== undefined ? await captureOrigin(options.from) : null;
+  // Live: the worker thread that will read the maps ahead (closed in `finally`, whatever fails).
+  const helper = options.from === undefined ? new ReadAhead(ctx.tmpDir, options.dump.batchEntries) : null;
   let finishedScan = false;
   try {
+    // It starts now, and walks every process's fd/ while this thread reads the socket tables (its
+    // result is waited for before snapshot-pids).
+    const early = helper !== null ? startHelper(ctx, helper, options) : null;
     const header = makeHeader(`scan`, ctx, origin);
     await keep(header);
 
