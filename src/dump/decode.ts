@@ -72,7 +72,8 @@ export class LeanTuple implements ConnTupleKey {
   /** The addresses' text, once made. */
   private saddrText: string | null = null;
   private daddrText: string | null = null;
-  declare extra?: {[name: string]: number | string};
+  /** Declared here, not added later: LeanTuples with and without extras then share one shape. */
+  extra: {[name: string]: number | string} | undefined = undefined;
 
   constructor(bytes: Uint8Array, off: number) {
     const metadata = u32(bytes, off + 44);

@@ -262,7 +262,8 @@ async function* dumpOne(
     for (;;) {
       if (keyHexWanted !== undefined && withKeyHex)
         withKeyHex = keyHexWanted(mapId);
-      if (!await reader.next())
+      // While keys may still need their hex, asked again after every few entries.
+      if (!await reader.next(keyHexWanted !== undefined && withKeyHex))
         break;
       if (batch.length > 0) {
         const records = batch;

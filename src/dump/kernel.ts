@@ -361,14 +361,14 @@ class KernelReader implements MapReader {
     this.room = Math.max(1, batchEntries);
   }
 
-  async next(): Promise<boolean> {
+  async next(few = false): Promise<boolean> {
     switch (this.mode) {
       case Mode.Opening:
         this.openMap();
         return (this.mode as Mode) !== Mode.Done;
       case Mode.Batch:
         if (this.stream !== null)
-          await this.remoteBatch();
+          await this.remoteBatch(few);
         else
           this.batch();
         return true;
@@ -493,10 +493,11 @@ class KernelReader implements MapReader {
   }
 
   /**
-   * The same as batch(), from the worker's chunks: up to `room` entries per call (a chunk is
-   * copied into this reader's slots once, then handed on in steps), then the chunk's result.
+   * The same as batch(), from the worker's chunks: a chunk is copied into this reader's slots
+   * once, then handed on whole, or (`few`) in steps of up to `room` entries; then its result.
+   * Whole chunks: a sixteenth of the batches through every stage, each one an await per stage.
    */
-  private async remoteBatch(): Promise<void> {
+  private async remoteBatch(few: boolean): Promise<void> {
     let chunk = this.chunk;
     if (chunk === null) {
       chunk = await this.stream!.next();
@@ -521,7 +522,7 @@ class KernelReader implements MapReader {
       this.chunkAt = 0;
     }
     const from = this.chunkAt;
-    const to = Math.min(chunk.count, from + this.room);
+    const to = few ? Math.min(chunk.count, from + this.room) : chunk.count;
     this.emitSlots(from, to);
     this.chunkAt = to;
     if (to < chunk.count)

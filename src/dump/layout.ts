@@ -48,7 +48,13 @@ export function resolveTarget(listed: ListedMap, catalogue: CatalogueMap, order:
       problem: `key size is ${listed.keySize} bytes, the catalogue expects ${knownKeySizes(catalogue)} for ${catalogue.name}: keys are not decoded`,
     };
   }
-  const layout: KeyLayout = {...found};
+  // Every field, in one order, whatever the catalogue entry has: the decoder reads layouts of
+  // all 14 maps, and one object shape keeps its optimised code from being thrown away at each map.
+  const layout: KeyLayout = {
+    keyKind: found.keyKind, keySize: found.keySize, tupleOffset: found.tupleOffset, openSize: found.openSize, pidOffset: found.pidOffset,
+    fdOffset: found.fdOffset, goroutineOffset: found.goroutineOffset, extra: found.extra, valueTupleOffset: found.valueTupleOffset,
+    judgedBy: found.judgedBy, source: found.source, assumption: found.assumption,
+  };
   let assumption = found.assumption;
   const ageNames = catalogue.ages?.names ?? [];
   let ages: ReadonlyArray<readonly [string, number]> = catalogue.ages?.bySize[listed.valueSize] ?? [];

@@ -78,6 +78,23 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     options.observe?.(record);
     return writer?.write(record);
   };
+  // The per-record loops live in these small functions, not in the generators below: a loop in
+  // a big generator made V8 optimise all of it (tens of ms of compiling, again after each deopt).
+  let waiting: Promise<void> | undefined;
+  /** Keeps batch[from..] (all records, or only verdicts and summaries); stops after one whose write must be waited for (`waiting`): returns where to go on. */
+  const keepFrom = (batch: ReadonlyArray<AnyRecord>, from: number, judgedOnly = false): number => {
+    for (let i = from; i < batch.length; i++) {
+      const record = batch[i];
+      if (judgedOnly && record.type !== `verdict` && record.type !== `summary`)
+        continue;
+      const pending = keep(record);
+      if (pending) {
+        waiting = pending;
+        return i + 1;
+      }
+    }
+    return batch.length;
+  };
   // A capture is stamped with its own host, kernel and time (meta/), and marked replayed.
   const origin = options.from !== undefined ? await captureOrigin(options.from) : null;
   // Live: the worker thread that will read the maps ahead (closed in `finally`, whatever fails).
@@ -100,11 +117,8 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
       // its map's samples are not all taken (the report reads no other).
       const dump: DumpOptions = {...options.dump, keyHexWanted: mapId => aggregator.samplesWanted(mapId)};
       for await (const batch of stages(firstLook, {...options, dump}, helper, early)) {
-        for (let i = 0; i < batch.length; i++) {
-          const pending = keep(batch[i]);
-          if (pending)
-            await pending;
-        }
+        for (let i = keepFrom(batch, 0); i < batch.length; i = keepFrom(batch, i))
+          await waiting;
         yield batch;
       }
     }
@@ -114,17 +128,11 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
       ? recheckBatches(withCountdown(ctx), validated, recheckOptions(options))
       : validated;
     for await (const batch of output) {
-      for (let i = 0; i < batch.length; i++) {
-        // validate and recheck make verdicts and summaries (recheck replaces validate's leaked
-        // verdicts and its summaries, so each reaches here once); every other record they emit is
-        // one of their input's, already kept on the way in.
-        const record = batch[i];
-        if (record.type === `verdict` || record.type === `summary`) {
-          const pending = keep(record);
-          if (pending)
-            await pending;
-        }
-      }
+      // validate and recheck make verdicts and summaries (recheck replaces validate's leaked
+      // verdicts and its summaries, so each reaches here once); every other record they emit is
+      // one of their input's, already kept on the way in.
+      for (let i = keepFrom(batch, 0, true); i < batch.length; i = keepFrom(batch, i, true))
+        await waiting;
     }
     finishedScan = true;
   } finally {
@@ -181,7 +189,8 @@ async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead
     const rate = Math.round(entries / Math.max(0.001, (now - startedMs) / 1000));
     ctx.log.progress(`dumping ${map}: ${mapEntries} entries (${entries} in all, ${rate} entries/s)`);
   };
-  for await (const batch of dumpMapBatches(ctx, dump)) {
+  // A plain function, not this generator's own loop (see keepFrom in scan()).
+  const progress = (batch: ReadonlyArray<AnyRecord>) => {
     for (let i = 0; i < batch.length; i++) {
       const record = batch[i];
       if (record.type === `map`) {
@@ -199,6 +208,9 @@ async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead
         ctx.log.info(`dumped ${map}: ${record.entries} entries${record.complete ? `` : ` (incomplete: ${record.error ?? `unknown error`})`}`);
       }
     }
+  };
+  for await (const batch of dumpMapBatches(ctx, dump)) {
+    progress(batch);
     yield batch;
   }
 }
