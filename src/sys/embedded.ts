@@ -1,6 +1,6 @@
 // Where the FFI's native module comes from when running from the source tree: the koffi package
 // in node_modules. scripts/build.mjs replaces this file in the bundle with the module's bytes
-// (gzipped, with their SHA-256), or, for the standalone executable, with the names of its assets.
+// (brotli-compressed, with their SHA-256), or, for the standalone executable, with the names of its assets.
 import {createRequire} from 'node:module';
 import type {EmbeddedNative} from './native.ts';
 
@@ -13,7 +13,7 @@ export function requireKoffi(): {koffi: unknown, path: string} {
   return {koffi: require(path), path};
 }
 
-/** The gzipped module of `triplet`, base64, from the bundle's trailing comment (only the bundle has one). */
+/** The compressed module of `triplet` (brotli), base64, from the bundle's trailing comment (only the bundle has one). */
 export function readTrailer(_triplet: string): string {
   throw new Error(`not a bundle: no embedded modules`);
 }

@@ -1,6 +1,6 @@
 // Loads koffi, the FFI through which we call bpf() and setns(). Three ways, by how we run:
 // - from the source tree: the koffi package in node_modules (require);
-// - from the .cjs bundle: the native modules are in a comment at the end of the bundle (gzipped,
+// - from the .cjs bundle: the native modules are in a comment at the end of the bundle (brotli,
 //   base64), read from the file only when needed; their SHA-256 is in the code (scripts/build.mjs);
 // - from the standalone executable: the native module is a single-executable asset.
 // A native module can only be loaded from a file. The embedded bytes are checked against their
@@ -9,7 +9,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {gunzipSync} from 'node:zlib';
+import {brotliDecompressSync} from 'node:zlib';
 import {EMBEDDED_NATIVE, readAsset, readTrailer, requireKoffi} from './embedded.ts';
 
 /** One platform's native module as carried by the bundle or the executable. */
@@ -18,7 +18,7 @@ export interface EmbeddedNative {
   triplet: string;
   /** SHA-256 of the module's bytes (hex). */
   sha256: string;
-  /** The bundle's trailing comment holds the gzipped bytes (bundle). */
+  /** The bundle's trailing comment holds the compressed bytes (bundle). */
   inTrailer?: boolean;
   /** The asset's key (standalone executable). */
   asset?: string;
@@ -111,7 +111,7 @@ function platformTriplets(): Array<string> {
 function embeddedBytes(entry: EmbeddedNative): Uint8Array {
   if (entry.asset !== undefined)
     return readAsset(entry.asset);
-  return gunzipSync(Buffer.from(readTrailer(entry.triplet), `base64`));
+  return brotliDecompressSync(Buffer.from(readTrailer(entry.triplet), `base64`));
 }
 
 export interface LoadedKoffi {
