@@ -103,7 +103,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   try {
     // It starts now, and walks every process's fd/ while this thread reads the socket tables (its
     // result is waited for before snapshot-pids).
-    const early = helper !== null ? startHelper(ctx, helper, options) : null;
+    const early = helper !== null ? helper.walkFdLinks(ctx.procRoot, process.pid) : null;
     const header = makeHeader(`scan`, ctx, origin);
     await keep(header);
 
@@ -147,18 +147,16 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
 }
 
 /**
- * The worker's first jobs: the fd/ walks of the first look, then (when the kernel backend may
- * read the maps) the FFI, loaded here meanwhile and handed over, so the worker is ready when the
- * dump starts. Nothing in it reads a map entry.
+ * The FFI, loaded on this thread once the socket tables are read (while the worker still walks
+ * fd/, the wait this thread would have anyway) and handed to the worker, which loads it after its
+ * walks, before the dump's first batch lookup. Only when the kernel backend may read the maps.
  */
-function startHelper(ctx: ToolContext, helper: ReadAhead, options: ScanOptions): Promise<FdWalks | null> {
-  const walks = helper.walkFdLinks(ctx.procRoot, process.pid);
-  if (options.dump.backend === undefined || options.dump.backend === `kernel`) {
-    const sys = ctx.syscalls();
-    if (!(`unavailable` in sys) && callsKernelDirectly(sys))
-      helper.useSyscalls(sys);
-  }
-  return walks;
+function handOverFfi(ctx: ToolContext, helper: ReadAhead, options: ScanOptions): void {
+  if (options.dump.backend !== undefined && options.dump.backend !== `kernel`)
+    return;
+  const sys = ctx.syscalls();
+  if (!(`unavailable` in sys) && callsKernelDirectly(sys))
+    helper.useSyscalls(sys);
 }
 
 /** The two snapshots, then the dump, as one stream of batches; progress on a TTY. */
@@ -166,6 +164,8 @@ async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead
   const from = options.from;
   ctx.log.progress(`snapshotting network namespaces and sockets...`);
   yield* snapshotConnsBatches(ctx, {from}) as AsyncIterable<Array<AnyRecord>>;
+  if (helper !== null)
+    handOverFfi(ctx, helper, options);
   // The worker's fd/ walks, made meanwhile: snapshot-pids and the map holders read them.
   const walks = early !== null ? await early : null;
   if (walks !== null) {
