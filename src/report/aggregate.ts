@@ -249,22 +249,27 @@ export class GroupTable {
     this.countWords(this.v4Slots, V4_WORD, 0);
   }
 
-  /** Counts an address given as numbers (its `width` words at words[at]). */
+  /**
+   * Counts an address given as numbers (its `width` words at words[at]). Every count ends in the
+   * same increment, and every miss passes the `other` count, whether the table is full or not:
+   * code V8 optimised before the first repeated address or the full table then has seen each
+   * step already, and is not thrown away when they come (it was, for each table, twice).
+   */
   private countWords(slots: AddressSlots, words: ArrayLike<number>, at: number): void {
     const {texts, tallies, next} = this.addresses;
-    const slot = slots.find(words, at);
-    if (slot >= 0) {
-      tallies[slot] += 1;
-      return;
+    let slot = slots.find(words, at);
+    if (slot < 0) {
+      const full = texts.length >= GROUP_CAP;
+      this.other += full ? 1 : 0;
+      if (full)
+        return;
+      slot = texts.length;
+      slots.add(words, at, slot);
+      texts.push(slots.width === 1 ? words[at] : [words[at], words[at + 1], words[at + 2], words[at + 3]]);
+      tallies.push(0);
+      next.push(-1);
     }
-    if (texts.length >= GROUP_CAP) {
-      this.other += 1;
-      return;
-    }
-    slots.add(words, at, texts.length);
-    texts.push(slots.width === 1 ? words[at] : [words[at], words[at + 1], words[at + 2], words[at + 3]]);
-    tallies.push(1);
-    next.push(-1);
+    tallies[slot] += 1;
   }
 
   /** `name#id`, one string per map (the same string object each time: hashed once). */

@@ -17,15 +17,23 @@ export interface Judgement {
 }
 
 /**
+ * A judgement, every field present (undefined when it has none): judgements of every kind of
+ * entry then share one object shape, and the code that reads them stays optimised across maps.
+ */
+function judged(status: VerdictStatus, reason: Reason, match?: Match, owner?: Owner, matchText?: string): Judgement {
+  return {status, reason, match, owner, matchText};
+}
+
+/**
  * Judges one entry. `mapProblem` is the `problem` of its map record, when it has one; `readNs`
  * its `monotonicNs` (when the map was read), which dates entries that carry `ageSeconds`.
  */
 export function judgeEntry(entry: EntryFields, index: SnapshotIndex, mapProblem?: string, readNs?: number): Judgement {
   if (mapProblem !== undefined)
-    return {status: `unknown`, reason: `map_problem`};
+    return judged(`unknown`, `map_problem`);
   const key = entry.key;
   if (key === null || key === undefined)
-    return {status: `unknown`, reason: `undecodable_key`};
+    return judged(`unknown`, `undecodable_key`);
   let judgement: Judgement;
   switch (key.kind) {
     case `pid_tgid`:
@@ -39,7 +47,7 @@ export function judgeEntry(entry: EntryFields, index: SnapshotIndex, mapProblem?
       break;
     case `pointer`:
       // The key is an address in some process: the tuple in the value is what can be checked.
-      judgement = entry.valueTuple === undefined ? {status: `unknown`, reason: `undecodable_key`} : judgeValueTuple(entry.valueTuple, index);
+      judgement = entry.valueTuple === undefined ? judged(`unknown`, `undecodable_key`) : judgeValueTuple(entry.valueTuple, index);
       break;
     default:
       judgement = judgeTuple(key, index);
@@ -49,7 +57,7 @@ export function judgeEntry(entry: EntryFields, index: SnapshotIndex, mapProblem?
     // Without a match or an owner, one shared judgement says it (a quarter of the bench's entries).
     if (judgement.match === undefined && judgement.owner === undefined && judgement.matchText === undefined)
       return UNKNOWN_UPDATED_AFTER_SNAPSHOT;
-    return {...judgement, status: `unknown`, reason: `updated_after_snapshot`};
+    return judged(`unknown`, `updated_after_snapshot`, judgement.match, judgement.owner, judgement.matchText);
   }
   return judgement;
 }
@@ -68,7 +76,7 @@ function updatedAfterSnapshot(ageSeconds: number, readNs: number, snapshotNs: nu
 /** A tuple from a value: ports 0 (a socket not yet connected when it was stored) cannot be looked up. */
 function judgeValueTuple(tuple: ConnTupleKey, index: SnapshotIndex): Judgement {
   if (tuple.sport === 0 || tuple.dport === 0)
-    return {status: `unknown`, reason: `incomplete_value_tuple`, owner: tuple.pid === 0 ? undefined : ownerOf(index, tuple.pid)};
+    return judged(`unknown`, `incomplete_value_tuple`, undefined, tuple.pid === 0 ? undefined : ownerOf(index, tuple.pid));
   return judgeTuple(tuple, index);
 }
 
@@ -152,7 +160,7 @@ const isMapped = (words: ReadonlyArray<number>, at: number) => words[at] === 0 &
 export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
   const owner = key.pid === 0 ? undefined : ownerOf(index, key.pid);
   if (!index.hasConns)
-    return {status: `unknown`, reason: `no_snapshot`, owner};
+    return judged(`unknown`, `no_snapshot`, undefined, owner);
   const netns = key.netns;
   found.match = null;
   found.elsewhere = null;
@@ -173,37 +181,37 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
     alive = findSocket(index, key, saddr, daddr, netns, listener);
   }
   if (alive !== null)
-    return {status: `alive`, reason: alive, match: found.match!, owner, matchText: found.matchText ?? undefined};
+    return judged(`alive`, alive, found.match!, owner, found.matchText ?? undefined);
   const elsewhere = found.elsewhere ?? undefined;
   if (netns === 0) {
     // A miss counts only if every namespace could be read.
     if (index.incompleteNamespaces > 0 || index.conns?.complete === false)
-      return {status: `unknown`, reason: `namespace_unreadable`, owner};
+      return judged(`unknown`, `namespace_unreadable`, undefined, owner);
     if (owner === undefined)
       return listener ? LEAKED_NO_LISTENER : LEAKED_NO_CONNECTION_ANY_NAMESPACE;
-    return {status: `leaked`, reason: listener ? `no_listener` : `no_connection_any_namespace`, owner};
+    return judged(`leaked`, listener ? `no_listener` : `no_connection_any_namespace`, undefined, owner);
   }
   const namespace = index.namespaces.get(netns);
   if (namespace === undefined) {
     if (index.conns?.complete === false)
-      return {status: `unknown`, reason: `namespace_unreadable`, owner};
-    return {status: `leaked`, reason: `unknown_namespace`, match: elsewhere, owner};
+      return judged(`unknown`, `namespace_unreadable`, undefined, owner);
+    return judged(`leaked`, `unknown_namespace`, elsewhere, owner);
   }
   if (!namespace.complete)
-    return {status: `unknown`, reason: `namespace_unreadable`, match: elsewhere, owner};
+    return judged(`unknown`, `namespace_unreadable`, elsewhere, owner);
   if (elsewhere !== undefined)
-    return {status: `leaked`, reason: `wrong_namespace`, match: elsewhere, owner};
+    return judged(`leaked`, `wrong_namespace`, elsewhere, owner);
   if (owner === undefined)
     return listener ? LEAKED_NO_LISTENER : LEAKED_NO_CONNECTION;
-  return {status: `leaked`, reason: listener ? `no_listener` : `no_connection`, owner};
+  return judged(`leaked`, listener ? `no_listener` : `no_connection`, undefined, owner);
 }
 
 // The commonest judgements of a tuple without a pid, one object each (not one per entry): a
-// judgement is only ever read.
-const LEAKED_NO_LISTENER: Judgement = Object.freeze({status: `leaked`, reason: `no_listener`});
-const LEAKED_NO_CONNECTION: Judgement = Object.freeze({status: `leaked`, reason: `no_connection`});
-const LEAKED_NO_CONNECTION_ANY_NAMESPACE: Judgement = Object.freeze({status: `leaked`, reason: `no_connection_any_namespace`});
-const UNKNOWN_UPDATED_AFTER_SNAPSHOT: Judgement = Object.freeze({status: `unknown`, reason: `updated_after_snapshot`});
+// judgement is only ever read (not frozen: a frozen object has a shape of its own).
+const LEAKED_NO_LISTENER: Judgement = judged(`leaked`, `no_listener`);
+const LEAKED_NO_CONNECTION: Judgement = judged(`leaked`, `no_connection`);
+const LEAKED_NO_CONNECTION_ANY_NAMESPACE: Judgement = judged(`leaked`, `no_connection_any_namespace`);
+const UNKNOWN_UPDATED_AFTER_SNAPSHOT: Judgement = judged(`unknown`, `updated_after_snapshot`);
 
 // One process match per pid and snapshot (kept by the index), like owners below: made and
 // stringified once, not once per verdict. Verdicts never modify it.
@@ -251,11 +259,11 @@ export function judgePidTgid(key: PidTgidKey, index: SnapshotIndex, processLevel
   if (processLevel)
     return judgeProcess(key.tgid, index);
   if (!index.hasPids)
-    return {status: `unknown`, reason: `no_snapshot`, owner: {pid: key.tgid, comm: null}};
+    return judged(`unknown`, `no_snapshot`, undefined, {pid: key.tgid, comm: null});
   const process = index.processes.get(key.tgid);
   // `X` (dead) is only ever seen mid-teardown: as gone as a missing pid.
   if (process === undefined || process.state === `X`)
-    return {status: `leaked`, reason: `process_gone`, owner: {pid: key.tgid, comm: null}};
+    return judged(`leaked`, `process_gone`, undefined, {pid: key.tgid, comm: null});
   const owner = ownerOf(index, key.tgid);
   const match = processMatchOf(index, process);
   if (process.state === `Z`) {
@@ -263,32 +271,32 @@ export function judgePidTgid(key: PidTgidKey, index: SnapshotIndex, processLevel
     // threads run on: the process is alive then, only the leader's own thread is gone.
     const othersAlive = process.tids.some(tid => tid !== process.pid);
     if (!othersAlive)
-      return {status: `leaked`, reason: `zombie`, match, owner};
+      return judged(`leaked`, `zombie`, match, owner);
     if (key.tid === process.pid || !hasThread(process, key.tid))
-      return {status: `leaked`, reason: `thread_gone`, match, owner};
-    return {status: `alive`, reason: `thread_alive`, match, owner};
+      return judged(`leaked`, `thread_gone`, match, owner);
+    return judged(`alive`, `thread_alive`, match, owner);
   }
   // No thread list (task/ unreadable): the process is all we can vouch for.
   if (process.tids.length === 0)
-    return {status: `alive`, reason: `process_alive`, match, owner};
+    return judged(`alive`, `process_alive`, match, owner);
   if (!hasThread(process, key.tid))
-    return {status: `leaked`, reason: `thread_gone`, match, owner};
-  return {status: `alive`, reason: `thread_alive`, match, owner};
+    return judged(`leaked`, `thread_gone`, match, owner);
+  return judged(`alive`, `thread_alive`, match, owner);
 }
 
 /** The process must exist (go_tls_*_args: a goroutine id cannot be checked from outside). */
 export function judgeProcess(pid: number, index: SnapshotIndex): Judgement {
   if (!index.hasPids)
-    return {status: `unknown`, reason: `no_snapshot`, owner: {pid, comm: null}};
+    return judged(`unknown`, `no_snapshot`, undefined, {pid, comm: null});
   const process = index.processes.get(pid);
   if (process === undefined || process.state === `X`)
-    return {status: `leaked`, reason: `process_gone`, owner: {pid, comm: null}};
+    return judged(`leaked`, `process_gone`, undefined, {pid, comm: null});
   const owner = ownerOf(index, pid);
   const match = processMatchOf(index, process);
   // A zombie leader with no other thread: the process has exited.
   if (process.state === `Z` && !process.tids.some(tid => tid !== process.pid))
-    return {status: `leaked`, reason: `zombie`, match, owner};
-  return {status: `alive`, reason: `process_alive`, match, owner};
+    return judged(`leaked`, `zombie`, match, owner);
+  return judged(`alive`, `process_alive`, match, owner);
 }
 
 /**
@@ -301,7 +309,7 @@ export function judgePidFd(key: PidFdKey, tuple: ConnTupleKey | undefined, index
     return alive;
   const process = index.processes.get(key.pid)!;
   if (process.socketFds === undefined)
-    return {status: `unknown`, reason: `no_fd_snapshot`, match: alive.match, owner: alive.owner};
+    return judged(`unknown`, `no_fd_snapshot`, alive.match, alive.owner);
   let inode = -1;
   for (const [fd, socketInode] of process.socketFds) {
     if (fd === key.fd) {
@@ -310,15 +318,15 @@ export function judgePidFd(key: PidFdKey, tuple: ConnTupleKey | undefined, index
     }
   }
   if (inode < 0)
-    return {status: `leaked`, reason: `fd_closed`, match: alive.match, owner: alive.owner};
+    return judged(`leaked`, `fd_closed`, alive.match, alive.owner);
   if (tuple !== undefined && index.hasConns && tuple.sport !== 0) {
     const bySocket = judgeTuple(tuple, index);
     const socket = bySocket.match?.socket;
     // The tuple's socket is listed with another inode, or not at all while the fd is a socket: reused.
     if (bySocket.status === `leaked` || (socket !== undefined && socket.inode !== 0 && socket.inode !== inode))
-      return {status: `leaked`, reason: `fd_reused`, match: socket === undefined ? alive.match : {process: alive.match!.process, socket, netnsInode: bySocket.match!.netnsInode}, owner: alive.owner};
+      return judged(`leaked`, `fd_reused`, socket === undefined ? alive.match : {process: alive.match!.process, socket, netnsInode: bySocket.match!.netnsInode}, alive.owner);
     if (socket !== undefined)
-      return {status: `alive`, reason: `fd_socket`, match: {process: alive.match!.process, socket, netnsInode: bySocket.match!.netnsInode}, owner: alive.owner};
+      return judged(`alive`, `fd_socket`, {process: alive.match!.process, socket, netnsInode: bySocket.match!.netnsInode}, alive.owner);
   }
-  return {status: `alive`, reason: `fd_socket`, match: alive.match, owner: alive.owner};
+  return judged(`alive`, `fd_socket`, alive.match, alive.owner);
 }
