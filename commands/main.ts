@@ -35,4 +35,9 @@ void runCli(process.argv.slice(2), {stdin: process.stdin, stdout: process.stdout
   .then(code => {
     settled = true;
     process.exitCode = code;
+    // Everything is written (nothing waits in stdout's or stderr's queue) and the exit actions run
+    // on `exit` either way: end now, without the teardown of every handle, worker thread and heap
+    // that a drained event loop goes through first (about 8 ms of a scan).
+    if (process.stdout.writableLength === 0 && process.stderr.writableLength === 0)
+      process.exit(code);
   });
