@@ -7,9 +7,12 @@ import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
-import type {Clock} from '../src/context.ts';
+import {PassThrough} from 'node:stream';
+import {defaultToolContext, type Clock} from '../src/context.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {GROUP_FIELDS} from '../src/report/aggregate.ts';
+import type {ReportModel} from '../src/report/model.ts';
+import {scan, type ScanOptions} from '../src/scan/index.ts';
 import {connTupleBytes} from './helpers/bpf.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {freePort} from './helpers/ports.ts';
@@ -167,6 +170,31 @@ if (canRun) {
       // The same report, but for when each run read the host.
       const untimed = (text: string) => text.replace(/"time": "[^"]*"/, `"time": ""`);
       assert.is(untimed(alone.stdout), untimed(captured.stdout));
+    } finally {
+      await world.cleanup();
+    }
+  });
+
+  test(`scan: the report alone keeps its samples' keyHex when every map comes in many read-ahead chunks (the hex made only for samples, from the chunk the worker sent)`, async () => {
+    const world = await buildUsmWorld(`chunks`, {namespace: true});
+    try {
+      // Three entries per batch lookup: many chunks per map, the samples spread over them.
+      const options: ScanOptions = {dump: {mapIds: world.maps.map(map => map.id), batchEntries: 3}, recheckDelaySeconds: 0, samples: 1000, groupBy: [`reason`]};
+      const ctx = defaultToolContext(new PassThrough(), {host: HOST});
+      const alone = await scan(ctx, options);
+      // Records seen whole (an observer): every entry's keyHex made at once, from its bytes.
+      const whole = await scan(ctx, {...options, observe: () => {}});
+      const samples = (model: ReportModel) => model.maps.map(map => [map.mapId, map.samples.map(sample => sample.keyHex)]);
+      assert.equal(samples(alone.model), samples(whole.model));
+      for (const map of world.maps) {
+        const wantLeaked = new Set<string>();
+        for (const [id, expectation] of world.expected) {
+          if (expectation.map === map.catalogName && expectation.status === `leaked`)
+            wantLeaked.add(id.slice(map.catalogName.length + 1));
+        }
+        const shown = alone.model.maps.find(m => m.mapId === map.id)!;
+        assert.equal(new Set(shown.samples.map(sample => sample.keyHex)), wantLeaked, `${map.catalogName}: leaked samples`);
+      }
     } finally {
       await world.cleanup();
     }

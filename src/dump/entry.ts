@@ -29,12 +29,24 @@ export interface RawEntry {
    * under its lock) or array indexes. A key-by-key walk restarts when its key is deleted: false.
    */
   uniqueKey: boolean;
+  /**
+   * Where the key bytes stay readable after the callback (a chunk nobody writes again: the
+   * read-ahead worker's), the key being slot `keySlot` of it; null when they do not.
+   */
+  keyStore: KeyStore | null;
+  keySlot: number;
+}
+
+/** Keys of keySize bytes each, one after another, never written again. */
+export interface KeyStore {
+  keys: Buffer;
+  keySize: number;
 }
 
 export function emptyRawEntry(): RawEntry {
   return {
     key: null, keyLength: 0, keyBtf: undefined, value: null, valueLength: 0, perCpu: false, cpus: 0, valueStride: 0,
-    valueBtf: undefined, formatted: false, error: null, uniqueKey: false,
+    valueBtf: undefined, formatted: false, error: null, uniqueKey: false, keyStore: null, keySlot: 0,
   };
 }
 
@@ -49,6 +61,8 @@ export function resetRawEntry(entry: RawEntry): RawEntry {
   entry.formatted = false;
   entry.error = null;
   entry.uniqueKey = false;
+  entry.keyStore = null;
+  entry.keySlot = 0;
   return entry;
 }
 

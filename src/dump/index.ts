@@ -5,11 +5,11 @@ import type {Readable} from 'node:stream';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
 import {DEFAULT_TIMEOUT_MS} from '../exec.ts';
-import {SCHEMA_VERSION, type BackendName, type EntryRecord, type MapRecord, type MapStatsRecord} from '../schema.ts';
+import {SCHEMA_VERSION, type BackendName, type EntryRecord, type MapRecord, type MapStatsRecord, type VerdictRecord} from '../schema.ts';
 import {selectSource} from './backend.ts';
 import {ageFromBtf, ageFromBytes, decodeKey, encodeBtfKey, KeySet, valueTupleFromBtf, valueTupleFromBytes} from './decode.ts';
 import {planTargets, type Target} from './layout.ts';
-import {keyHexOf, valueHexOf, type EntrySink, type RawEntry} from './entry.ts';
+import {keyHexOf, valueHexOf, type EntrySink, type KeyStore, type RawEntry} from './entry.ts';
 import {toWireJson} from './json.ts';
 import {lineBound, linePlan, putEntryLine} from './entryLine.ts';
 import {LineChunks} from './lineChunks.ts';
@@ -49,7 +49,9 @@ export interface DumpOptions {
   /**
    * With withValues false: whether an entry of this map may still be shown whole (a report keeps
    * the first leaked ones as samples). Asked once per batch; once false for a map it must stay
-   * false, and that map's entries then carry an empty keyHex (nothing reads it).
+   * false, and that map's entries then carry an empty keyHex (nothing reads it). While it is
+   * true, an entry whose key stays readable (a read-ahead chunk's) leaves its hex for later too:
+   * keyHexLeft says so, and fillKeyHex makes it (scan, for the verdicts the report keeps whole).
    */
   keyHexWanted?: (mapId: number) => boolean;
 }
@@ -262,8 +264,7 @@ async function* dumpOne(
     for (;;) {
       if (keyHexWanted !== undefined && withKeyHex)
         withKeyHex = keyHexWanted(mapId);
-      // While keys may still need their hex, asked again after every few entries.
-      if (!await reader.next(keyHexWanted !== undefined && withKeyHex))
+      if (!await reader.next())
         break;
       if (batch.length > 0) {
         const records = batch;
@@ -342,12 +343,39 @@ export interface Dating {
  * reader take it). Every entry then has one shape: no store grows an object, and the code that
  * reads entries and verdicts sees that one shape.
  */
-function leanEntry(mapId: number, map: string, keyHex: string, key: EntryRecord[`key`]): EntryRecord {
-  const record: EntryRecord & {[field: string]: unknown} = {
+function leanEntry(mapId: number, map: string, keyHex: string, key: EntryRecord[`key`], keyStore: KeyStore | undefined, keySlot: number): EntryRecord {
+  const record: EntryRecord & {[field: string]: unknown} & LaterKeyHex = {
     type: `entry`, v: SCHEMA_VERSION, mapId, map, keyHex, key, valueTuple: undefined, ageSeconds: undefined, ageField: undefined, keyError: undefined,
     status: undefined, reason: undefined, checks: undefined, judgedBy: undefined, match: undefined, owner: undefined,
+    // In the literal, not added after: inside the object, not in a property array of its own.
+    [KEY_STORE]: keyStore, [KEY_SLOT]: keySlot,
   };
   return record;
+}
+
+// A lean entry's key where it lies (a read-ahead chunk), its hex not made: only a report sample
+// shows it, and scan asks for it then (fillKeyHex). Symbols: JSON.stringify never writes them.
+const KEY_STORE = Symbol(`keyStore`);
+const KEY_SLOT = Symbol(`keySlot`);
+interface LaterKeyHex {
+  [KEY_STORE]?: KeyStore | undefined;
+  [KEY_SLOT]?: number;
+}
+
+/** Whether the record is a lean entry (or the verdict it became) whose keyHex was left for later. */
+export function keyHexLeft(record: EntryRecord | VerdictRecord): boolean {
+  return (record as LaterKeyHex)[KEY_STORE] !== undefined;
+}
+
+/** Makes the keyHex left for later (keyHexLeft), the same as made at once; lets the key's chunk go. */
+export function fillKeyHex(record: EntryRecord | VerdictRecord): void {
+  const later = record as (EntryRecord | VerdictRecord) & LaterKeyHex;
+  const store = later[KEY_STORE];
+  if (store === undefined)
+    return;
+  const at = later[KEY_SLOT]! * Math.max(store.keySize, 1);
+  record.keyHex = store.keys.toString(`hex`, at, at + store.keySize);
+  later[KEY_STORE] = undefined;
 }
 
 /** The entry record of one raw entry (exported for the test that holds entryLine to it). */
@@ -367,10 +395,12 @@ export function toEntry(
     else
       key = decoded;
   }
-  const keyHex = !withKeyHex ? `` : entry.key !== null ? keyHexOf(entry) : Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.length).toString(`hex`);
+  // A lean entry whose key stays readable gets its hex only if a report sample needs it.
+  const keyStore = withKeyHex && !withValues && entry.keyStore !== null ? entry.keyStore : undefined;
+  const keyHex = !withKeyHex || keyStore !== undefined ? `` : entry.key !== null ? keyHexOf(entry) : Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.length).toString(`hex`);
   const record: EntryRecord & {valueBtf?: unknown} = withValues
     ? {type: `entry`, v: SCHEMA_VERSION, mapId: target.listed.id, map: mapName, keyHex, key}
-    : leanEntry(target.listed.id, mapName, keyHex, key);
+    : leanEntry(target.listed.id, mapName, keyHex, key, keyStore, entry.keySlot);
   const value = withValues ? valueHexOf(entry) : null;
   if (typeof value === `string`)
     record.valueHex = value;

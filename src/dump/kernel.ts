@@ -11,7 +11,7 @@ import {parseBtf} from '../btf.ts';
 import {
   callsKernelDirectly, EACCES, EINVAL, ENOENT, ENOSPC, ENOSYS, ENOTSUPP, EOPNOTSUPP, EPERM, errnoName, type Syscalls,
 } from '../sys/syscalls.ts';
-import {emptyRawEntry, type EntrySink, type RawEntry} from './entry.ts';
+import {emptyRawEntry, type EntrySink, type KeyStore, type RawEntry} from './entry.ts';
 import {mapHolders} from './holders.ts';
 import {ReadAhead, type ChunkStream, type ReadChunk} from './readAhead.ts';
 import {mapGone, type ListedMap, type MapReader, type MapSource, type ReadOutcome} from './source.ts';
@@ -35,6 +35,8 @@ const MAP_INFO_SIZE = 88;
  * made them outlive V8's young generation: 40% more CPU, 60% more memory, at 100,000 entries).
  */
 export const DEFAULT_BATCH_ENTRIES = 256;
+/** Entries of a read-ahead chunk handed on at a time: fewer batches through the stages, fewer of them alive at a scavenge. */
+const HANDED_ON = 1024;
 
 /** bpftool's names of map types (libbpf's map_type_name), by number. */
 const MAP_TYPE_NAMES = [
@@ -351,24 +353,25 @@ class KernelReader implements MapReader {
   private walkNext: Buffer = Buffer.alloc(0);
   /** Slots of keys/values (room, or a bigger chunk from the worker). */
   private capacity = 0;
-  /** The worker's chunks of this map, when it reads ahead; the chunk being handed on, and where. */
+  /** The worker's chunks of this map, when it reads ahead; the chunk being handed on, where, and its keys. */
   private stream: ChunkStream | null = null;
   private chunk: ReadChunk | null = null;
   private chunkAt = 0;
+  private chunkKeys: KeyStore | null = null;
   private chunksReceived = 0;
 
   constructor(private readonly calls: BpfCalls, private readonly mapId: number, private readonly sink: EntrySink, batchEntries: number, private readonly cpuCount: () => number, private readonly ahead: ReadAhead | null = null) {
     this.room = Math.max(1, batchEntries);
   }
 
-  async next(few = false): Promise<boolean> {
+  async next(): Promise<boolean> {
     switch (this.mode) {
       case Mode.Opening:
         this.openMap();
         return (this.mode as Mode) !== Mode.Done;
       case Mode.Batch:
         if (this.stream !== null)
-          await this.remoteBatch(few);
+          await this.remoteBatch();
         else
           this.batch();
         return true;
@@ -398,6 +401,7 @@ class KernelReader implements MapReader {
     const stream = this.stream;
     this.stream = null;
     this.chunk = null;
+    this.chunkKeys = null;
     if (stream !== null)
       stream.release(after);
     else
@@ -494,10 +498,10 @@ class KernelReader implements MapReader {
 
   /**
    * The same as batch(), from the worker's chunks: a chunk is copied into this reader's slots
-   * once, then handed on whole, or (`few`) in steps of up to `room` entries; then its result.
-   * Whole chunks: a sixteenth of the batches through every stage, each one an await per stage.
+   * and handed on whole (a sixteenth of the batches through every stage, each an await per
+   * stage), then its result. Its keys stay readable in the chunk the worker sent (keyStore).
    */
-  private async remoteBatch(few: boolean): Promise<void> {
+  private async remoteBatch(): Promise<void> {
     let chunk = this.chunk;
     if (chunk === null) {
       chunk = await this.stream!.next();
@@ -520,14 +524,22 @@ class KernelReader implements MapReader {
       this.values.set(new Uint8Array(chunk.values, 0, chunk.count * valueBytes));
       this.chunk = chunk;
       this.chunkAt = 0;
+      // The chunk the worker sent is this thread's now, and nothing writes it again.
+      this.chunkKeys = {keys: Buffer.from(chunk.keys, 0, chunk.count * keySize), keySize: this.keySize};
     }
     const from = this.chunkAt;
-    const to = few ? Math.min(chunk.count, from + this.room) : chunk.count;
-    this.emitSlots(from, to);
+    const to = Math.min(chunk.count, from + HANDED_ON);
+    this.entry.keyStore = this.chunkKeys;
+    try {
+      this.emitSlots(from, to);
+    } finally {
+      this.entry.keyStore = null;
+    }
     this.chunkAt = to;
     if (to < chunk.count)
       return;
     this.chunk = null;
+    this.chunkKeys = null;
     const result = chunk.result;
     if (result === 0 || result === -ENOSPC)
       return; // more to come (the worker grows its room itself)
@@ -560,6 +572,7 @@ class KernelReader implements MapReader {
     for (let i = from; i < to; i++) {
       entry.key = keyViews[i];
       entry.value = valueViews[i];
+      entry.keySlot = i;
       sink.entry(entry);
     }
   }

@@ -29,12 +29,8 @@ export interface ListedMap {
 }
 
 export interface MapReader {
-  /**
-   * Hands the next chunk of entries to the sink; false once there are no more. `few`: no more
-   * than the reader's usual batch (the caller decides something per chunk); else a reader may
-   * hand on all it has at hand at once (a read-ahead worker's chunk).
-   */
-  next(few?: boolean): Promise<boolean>;
+  /** Hands the next chunk of entries to the sink; false once there are no more. */
+  next(): Promise<boolean>;
   /** Once next() said false: why the entries are incomplete (no failures when they are complete). */
   finish(): Promise<ReadOutcome>;
   /** Releases what the read holds (a child process, file descriptors); safe at any time, twice too. */

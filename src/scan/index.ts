@@ -20,7 +20,7 @@ import type {WriteStream} from 'node:fs';
 import {finished} from 'node:stream/promises';
 import {batched} from '../batch.ts';
 import type {ToolContext} from '../context.ts';
-import {dumpMapBatches, type DumpOptions} from '../dump/index.ts';
+import {dumpMapBatches, fillKeyHex, keyHexLeft, type DumpOptions} from '../dump/index.ts';
 import {ReadAhead} from '../dump/readAhead.ts';
 import {EnvironmentFault} from '../errors.ts';
 import {makeHeader} from '../header.ts';
@@ -74,6 +74,9 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   /** Counts a record into the report and the capture; a promise only when a write must wait. */
   const keep = (record: AnyRecord): Promise<void> | undefined => {
     records += 1;
+    // A lean entry's key hex, left for later, is made for the verdicts the report keeps whole.
+    if (record.type === `verdict` && record.status === `leaked` && keyHexLeft(record) && aggregator.samplesWanted(record.mapId))
+      fillKeyHex(record);
     aggregator.add(record);
     options.observe?.(record);
     return writer?.write(record);
@@ -114,7 +117,8 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     const firstLook: ToolContext = options.from === undefined ? {...ctx, fdLinks: new FdLinksCache()} : ctx;
     async function* observed(): AsyncGenerator<ReadonlyArray<AnyRecord>> {
       // Without a capture the entries are seen only here: an entry's keyHex is made only while
-      // its map's samples are not all taken (the report reads no other).
+      // its map's samples are not all taken (the report reads no other), and then, when its key
+      // stays readable, only for a verdict kept as a sample (keep).
       const dump: DumpOptions = {...options.dump, keyHexWanted: mapId => aggregator.samplesWanted(mapId)};
       for await (const batch of stages(firstLook, {...options, dump}, helper, early)) {
         for (let i = keepFrom(batch, 0); i < batch.length; i = keepFrom(batch, i))
