@@ -163,8 +163,14 @@ export class GroupTable {
   /** Values (as groupValue gives them) and their counts, in the order first seen. */
   get counts(): Map<string, number> {
     if (this.field === `daddr` || this.field === `saddr`) {
+      // Set one by one, as the Map constructor would, without a [text, count] array per address.
       const {texts, tallies} = this.addresses;
-      return new Map(texts.map((text, i) => [typeof text === `number` ? formatIPv4Number(text) : typeof text === `string` ? text : formatIPv6Words(text, 0), tallies[i]]));
+      const counts = new Map<string, number>();
+      for (let i = 0; i < texts.length; i++) {
+        const text = texts[i];
+        counts.set(typeof text === `number` ? formatIPv4Number(text) : typeof text === `string` ? text : formatIPv6Words(text, 0), tallies[i]);
+      }
+      return counts;
     }
     const counts = new Map<string, number>();
     if (!NUMERIC_FIELDS.has(this.field)) {

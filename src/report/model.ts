@@ -428,10 +428,8 @@ function groupReport(agg: ReportAggregator, field: GroupField, counts: Map<strin
       merged.set(name, (merged.get(name) ?? 0) + count);
     }
   }
-  const top = topRows(merged, GROUP_ROWS);
-  let total = other;
-  for (const count of merged.values())
-    total += count;
+  const {rows: top, total: counted} = rankedRows(merged, GROUP_ROWS);
+  const total = other + counted;
   const shown = top.reduce((sum, row) => sum + row.count, 0);
   return {
     field,
@@ -467,21 +465,43 @@ function compareRanked(a: RankedValue, b: RankedValue): number {
  * value goes after the kept ones it does not precede, so equal ones stay in the order seen).
  */
 export function topRows(counts: ReadonlyMap<string, number>, limit: number): Array<{value: string, count: number}> {
+  return rankedRows(counts, limit).rows;
+}
+
+/**
+ * topRows, and the sum of all the counts, in one pass. Run once per group table at the end of a
+ * run, over up to GROUP_CAP values: forEach (no entry array per value), and a value that ranks
+ * after the last row kept, nearly every one, is told from its count (or its value against the
+ * last row's, the same compareRanked) without a RankedValue made for it.
+ */
+function rankedRows(counts: ReadonlyMap<string, number>, limit: number): {rows: Array<{value: string, count: number}>, total: number} {
   const top: Array<RankedValue> = [];
-  if (limit <= 0)
-    return [];
-  for (const [value, count] of counts) {
-    const candidate: RankedValue = {value, count, number: undefined};
-    if (top.length === limit && compareRanked(candidate, top[limit - 1]) >= 0)
-      continue;
+  let total = 0;
+  counts.forEach((count, value) => {
+    total += count;
+    if (limit <= 0)
+      return;
+    let number: number | undefined;
+    if (top.length === limit) {
+      const last = top[limit - 1];
+      if (count < last.count)
+        return;
+      if (count === last.count) {
+        number = Number(value);
+        last.number ??= Number(last.value);
+        if (compareParsed(value, number, last.value, last.number) >= 0)
+          return;
+      }
+    }
+    const candidate: RankedValue = {value, count, number};
     let at = top.length;
     while (at > 0 && compareRanked(candidate, top[at - 1]) < 0)
       at--;
     top.splice(at, 0, candidate);
     if (top.length > limit)
       top.pop();
-  }
-  return top.map(({value, count}) => ({value, count}));
+  });
+  return {rows: top.map(({value, count}) => ({value, count})), total};
 }
 
 /** The comm group of processes that exited, and of pids nobody looked up. */
