@@ -295,7 +295,8 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
   /**
    * Judges the run of entries from batch[from] on, into `out`; returns where the run ends. The
    * per-entry loop lives here, not in this generator: a loop in a function this big made V8
-   * optimise the whole generator (tens of ms of compiling, again after each deopt).
+   * optimise the whole generator (tens of ms of compiling, again after each deopt). Only once
+   * ready: sawPidFd, which only a stage not yet ready reads, is not kept here.
    */
   const judgeRun = (batch: ReadonlyArray<AnyRecord>, from: number, out: Array<AnyRecord>): number => {
     let i = from;
@@ -303,8 +304,6 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
       const record = batch[i];
       if (record.type !== `entry`)
         break;
-      if (record.key?.kind === `pid_fd`)
-        sawPidFd = true;
       out.push(judge(record));
     }
     return i;
