@@ -363,13 +363,23 @@ export function fieldNames(type: RecordType): ReadonlyArray<string> {
   return [`type`, `v`, ...Object.keys(RECORDS[type].fields)];
 }
 
-const TESTS = new Map<string, (record: Record<string, unknown>) => boolean>(
-  RECORD_TYPES.map(type => [type, fieldsTest(RECORDS[type].fields)]),
-);
+type RecordTest = (record: Record<string, unknown>) => boolean;
+
+/**
+ * Each record type's test, generated on the first check: code generated at load is made at every
+ * start, and most runs (scan, a live dump) never check a record they did not make.
+ */
+let tests: ReadonlyMap<string, RecordTest> | null = null;
+
+function recordTests(): ReadonlyMap<string, RecordTest> {
+  return tests ??= new Map(RECORD_TYPES.map(type => [type, fieldsTest(RECORDS[type].fields)]));
+}
+
+const KNOWN_TYPES: ReadonlySet<string> = new Set(RECORD_TYPES);
 
 /** True when `type` is one the table declares. */
 export function isKnownType(type: unknown): type is RecordType {
-  return TESTS.has(type as string);
+  return KNOWN_TYPES.has(type as string);
 }
 
 /**
@@ -377,7 +387,7 @@ export function isKnownType(type: unknown): type is RecordType {
  * tool does not know: those pass through), else a message naming the first wrong field.
  */
 export function checkRecord(record: {type: unknown, v: unknown} & Record<string, unknown>): string | null {
-  const test = TESTS.get(record.type as string);
+  const test = recordTests().get(record.type as string);
   if (test === undefined || (record.v === SCHEMA_VERSION && test(record)))
     return null;
   const fields = RECORDS[record.type as RecordType].fields as Fields;
@@ -392,12 +402,16 @@ export function checkRecord(record: {type: unknown, v: unknown} & Record<string,
  * src/entryLineParse.ts read them so. The same table with those fields' regex left out (a third
  * of an entry's check).
  */
-const ENTRY_TEST_HEX_READ = fieldsTest(Object.fromEntries(Object.entries(ENTRY_FIELDS).map(([name, field]) =>
-  [name, field.kind === hex ? {...field, kind: string} : field])));
+let entryTestHexRead: RecordTest | null = null;
+
+function entryTestHexReadOf(): RecordTest {
+  return entryTestHexRead ??= fieldsTest(Object.fromEntries(Object.entries(ENTRY_FIELDS).map(([name, field]) =>
+    [name, field.kind === hex ? {...field, kind: string} : field])));
+}
 
 /** checkRecord of an entry record whose `keyHex` and `valueHex` (when it has one) are lowercase hex of whole bytes. */
 export function checkEntryHexRead(record: {type: unknown, v: unknown} & Record<string, unknown>): string | null {
-  return record.type === `entry` && record.v === SCHEMA_VERSION && ENTRY_TEST_HEX_READ(record) ? null : checkRecord(record);
+  return record.type === `entry` && record.v === SCHEMA_VERSION && entryTestHexReadOf()(record) ? null : checkRecord(record);
 }
 
 /** Narrows a record to one known type after checking it; for records not read through readRecords. */
