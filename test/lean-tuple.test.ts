@@ -181,6 +181,39 @@ test(`group tables count LeanTuples as they count plain keys, both as the values
   assert.equal(lean, plain);
 });
 
+test(`numeric group tables (ports, namespaces, pids) count as a plain Map of the values' text: order first seen, the listener's *, past GROUP_CAP, values up to 2^32 - 1`, () => {
+  // Ports and pids of every size, repeated near and far, past GROUP_CAP distinct values.
+  const edges = [0, 1, 65535, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 4026531833, 4026531840];
+  const keys: Array<ConnTupleKey> = [];
+  for (let i = 0; i < GROUP_CAP + 700; i++) {
+    const number = i % 4 === 0 ? (edges[i % edges.length] + (i % 3 === 0 ? i : -i)) >>> 0 : (i * 7919) % 70001;
+    const port = number % 65536;
+    keys.push(tupleKey({saddr: `10.0.0.1`, sport: port, daddr: i % 9 === 0 ? `0.0.0.0` : `10.0.0.2`, dport: i % 9 === 0 ? 0 : port, netns: number, pid: number}));
+  }
+  keys.push(...keys.slice(0, 400), ...keys.slice(-50));
+  for (const field of [`sport`, `dport`, `netns`, `pid`] as const) {
+    const table = new GroupTable(field);
+    const counts = new Map<string, number>();
+    let other = 0;
+    let notApplicable = 0;
+    for (const key of keys) {
+      const verdict = {type: `verdict`, key, reason: `no_connection`} as VerdictRecord;
+      table.add(verdict);
+      const value = groupValue(field, verdict);
+      if (value === null)
+        notApplicable += 1;
+      else if (counts.has(value))
+        counts.set(value, counts.get(value)! + 1);
+      else if (counts.size < GROUP_CAP)
+        counts.set(value, 1);
+      else
+        other += 1;
+    }
+    assert.equal({counts: [...table.counts], other: table.other, notApplicable: table.notApplicable}, {counts: [...counts], other, notApplicable}, field);
+    assert.ok(field === `dport` || other > 0, `${field}'s table overflows`);
+  }
+});
+
 test(`validate's verdicts made in place from owned entries equal its copied ones, field for field`, async () => {
   const ctx = defaultToolContext(new PassThrough());
   ctx.log = {...ctx.log, warn: () => {}, info: () => {}, debug: () => {}};
