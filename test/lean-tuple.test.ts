@@ -8,6 +8,7 @@ import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {decodeTuple, LeanTuple} from '../src/dump/decode.ts';
 import {GROUP_CAP, GroupTable, groupValue} from '../src/report/aggregate.ts';
+import {NumberMap} from '../src/numberMap.ts';
 import type {ConnTupleKey, VerdictRecord} from '../src/schema.ts';
 import {PassThrough} from 'node:stream';
 import {defaultToolContext} from '../src/context.ts';
@@ -212,6 +213,20 @@ test(`numeric group tables (ports, namespaces, pids) count as a plain Map of the
     assert.equal({counts: [...table.counts], other: table.other, notApplicable: table.notApplicable}, {counts: [...counts], other, notApplicable}, field);
     assert.ok(field === `dport` || other > 0, `${field}'s table overflows`);
   }
+});
+
+test(`NumberMap keeps what a Map keeps, in the same order: -1 and 2^32 - 1 apart, values replaced, grown past its first table`, () => {
+  const numbers = new NumberMap<number>();
+  const reference = new Map<number, number>();
+  const keys = [-1, 0, 1, 2 ** 32 - 1, 2 ** 31, 2 ** 31 - 1, 4026531833, 65535];
+  for (let i = 0; i < 5000; i++) {
+    const key = i % 3 === 0 ? keys[i % keys.length] : (i * 2654435761) % 4294967296;
+    numbers.set(key, i);
+    reference.set(key, i);
+  }
+  assert.equal({keys: numbers.keys, values: numbers.values, size: numbers.size}, {keys: [...reference.keys()], values: [...reference.values()], size: reference.size});
+  for (const key of [...keys, 7, 2 ** 32 - 2, -2])
+    assert.is(numbers.get(key), reference.get(key), String(key));
 });
 
 test(`validate's verdicts made in place from owned entries equal its copied ones, field for field`, async () => {

@@ -8,6 +8,7 @@ import type {
   SnapshotRecord, SummaryRecord, VerdictRecord,
 } from '../schema.ts';
 import {LeakFilter} from './filter.ts';
+import {NumberMap} from '../numberMap.ts';
 import {formatIPv4Number, formatIPv6Words, isWildcard} from '../addr.ts';
 import {LeanTuple} from '../dump/decode.ts';
 import {v4Code} from '../validate/snapshotIndex.ts';
@@ -84,7 +85,7 @@ export class GroupTable {
   /** Leaks the field does not apply to (dport of a pid_tgid entry, no pid in the key, ...). */
   notApplicable = 0;
   /** Counts of numeric values (the listener's `*` port as -1), or of the text values. */
-  private readonly byNumber = new NumberCounts();
+  private readonly byNumber = new NumberMap<Tally>();
   private readonly byText = new Map<string, Tally>();
   /** The value counted last and its tally: leaks of one map come in runs of the same reason, map, port. */
   private lastValue: number | string | undefined = undefined;
@@ -178,7 +179,7 @@ export class GroupTable {
         counts.set(value, tally.n);
       return counts;
     }
-    const {numbers, tallies} = this.byNumber;
+    const {keys: numbers, values: tallies} = this.byNumber;
     for (let i = 0; i < numbers.length; i++)
       counts.set(numbers[i] === LISTENER_PORT ? LISTENER_DST.slice(2) : String(numbers[i]), tallies[i].n);
     return counts;
@@ -290,67 +291,11 @@ export class GroupTable {
   }
 }
 
-/** What countIn needs of a table of counts: a Map, or NumberCounts. */
+/** What countIn needs of a table of counts: a Map, or a NumberMap (numbers: a Map's get() was most of counting them). */
 interface Counts<K> {
   readonly size: number;
   get(value: K): Tally | undefined;
   set(value: K, tally: Tally): void;
-}
-
-/**
- * Counts of numbers (ports, namespaces, pids: integers from -1 to 2^32 - 1) in the order first
- * seen, found by open addressing ([key] and [index + 1, 0: empty] per cell, at most half full):
- * a Map's get() was most of the time a leak's numbers took to count.
- */
-class NumberCounts implements Counts<number> {
-  readonly numbers: Array<number> = [];
-  readonly tallies: Array<Tally> = [];
-  private keys = new Float64Array(64);
-  private slots = new Int32Array(64);
-  private mask = 63;
-
-  get size(): number {
-    return this.numbers.length;
-  }
-
-  get(value: number): Tally | undefined {
-    const slot = this.slots[this.cellOf(value)];
-    return slot === 0 ? undefined : this.tallies[slot - 1];
-  }
-
-  /** Adds a value that is not there yet. */
-  set(value: number, tally: Tally): void {
-    const cell = this.cellOf(value);
-    this.keys[cell] = value;
-    this.numbers.push(value);
-    this.tallies.push(tally);
-    this.slots[cell] = this.numbers.length;
-    if (2 * this.numbers.length > this.mask + 1)
-      this.grow();
-  }
-
-  /** The value's cell, or the empty one where it goes. */
-  private cellOf(value: number): number {
-    // The low and high 32 bits mixed: -1 and 2^32 - 1 share a hash, never a key.
-    let hash = Math.imul((value | 0) ^ Math.floor(value / 0x100000000), 0x9e3779b1);
-    hash ^= hash >>> 16;
-    const {keys, slots, mask} = this;
-    for (let i = hash & mask; ; i = (i + 1) & mask) {
-      if (slots[i] === 0 || keys[i] === value)
-        return i;
-    }
-  }
-
-  private grow(): void {
-    this.mask = 2 * (this.mask + 1) - 1;
-    this.keys = new Float64Array(this.mask + 1);
-    this.slots = new Int32Array(this.mask + 1);
-    for (let i = 0; i < this.numbers.length; i++) {
-      const cell = this.cellOf(this.numbers[i]);
-      this.keys[cell] = this.numbers[i];
-      this.slots[cell] = i + 1;
-    }
-  }
 }
 
 /** The IPv4 address counted, as AddressSlots takes it. */

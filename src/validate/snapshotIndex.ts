@@ -1,6 +1,7 @@
 // The evidence validate and recheck judge entries against: every socket of every namespace and
 // every process, indexed once so that each entry costs a few hash lookups, whatever the number of
 // namespaces (the original tool walked every namespace for each netns-0 tuple).
+import {NumberMap} from '../numberMap.ts';
 import type {AnyRecord, Match, NetnsRecord, ProcessRecord, SnapshotRecord, SocketRecord} from '../schema.ts';
 import {Ascii} from '../ascii.ts';
 import {parseIPv6Words} from '../addr.ts';
@@ -488,7 +489,7 @@ export class SnapshotIndex {
   sawPids = false;
   socketCount = 0;
   /** The verdicts' `owner` of each pid, made once (src/validate/rules.ts). */
-  readonly owners = new Map<number, {pid: number, comm: string | null}>();
+  readonly owners = new NumberMap<{pid: number, comm: string | null}>();
   /** The verdicts' process `match` of each pid, made once (src/validate/rules.ts). */
   readonly processMatches = new Map<number, Match>();
   /** The IPv6 addresses of the connections (src/validate/rules.ts: a LeanTuple's miss by number). */
