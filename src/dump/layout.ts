@@ -50,11 +50,12 @@ export function resolveTarget(listed: ListedMap, catalogue: CatalogueMap, order:
   }
   // Every field, in one order, whatever the catalogue entry has: the decoder reads layouts of
   // all 14 maps, and one object shape keeps its optimised code from being thrown away at each map.
+  // `satisfies` makes the copy name every field: one added to KeyLayout cannot be left out here.
   const layout: KeyLayout = {
     keyKind: found.keyKind, keySize: found.keySize, tupleOffset: found.tupleOffset, openSize: found.openSize, pidOffset: found.pidOffset,
     fdOffset: found.fdOffset, goroutineOffset: found.goroutineOffset, extra: found.extra, valueTupleOffset: found.valueTupleOffset,
     judgedBy: found.judgedBy, source: found.source, assumption: found.assumption,
-  };
+  } satisfies Record<keyof KeyLayout, unknown>;
   let assumption = found.assumption;
   const ageNames = catalogue.ages?.names ?? [];
   let ages: ReadonlyArray<readonly [string, number]> = catalogue.ages?.bySize[listed.valueSize] ?? [];
