@@ -1,8 +1,10 @@
 // A live benchmark world that stays up while you profile one stage by hand:
-//   tsx bench/live-world.ts [--entries N] [--ids FILE]
+//   tsx bench/live-world.ts [--entries N] [--sized-for M] [--ids FILE]
 // creates and fills the benchmark's USM-named maps (as `make bench` does, same seed), holds the
 // real connections open, writes the `--map-id` arguments selecting them to FILE (default: stdout),
-// and waits; Ctrl-C or SIGTERM removes the maps and closes the connections.
+// and waits; Ctrl-C or SIGTERM removes the maps and closes the connections. --sized-for M makes
+// the maps as large as for M entries, as `make bench` makes them for its largest size before
+// filling the smaller sizes into them.
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -43,9 +45,9 @@ for (const signal of [`SIGINT`, `SIGTERM`, `SIGHUP`] as const)
 await connections.open(2000);
 const {threads, deadPids} = liveThreads();
 const alive: AliveSet = {connections: connections.connections, threads, deadPids, netns: [ownNetns()]};
-const plan = scalePlan(entries);
-maps.create(plan, plan.map(map => map.entries));
-maps.fill(plan.map(map => map.entries), alive, SEED);
+const sizedFor = scalePlan(Number(arg(`--sized-for`) ?? entries));
+maps.create(sizedFor, sizedFor.map(map => map.entries));
+maps.fill(scalePlan(entries).map(map => map.entries), alive, SEED);
 const select = maps.maps.map(map => `--map-id ${map.id}`).join(` `);
 const ids = arg(`--ids`);
 if (ids)
