@@ -253,7 +253,7 @@ if (runs) {
     assert.is(ourBpfFds(), before);
   });
 
-  test(`read ahead in a worker thread: the same records as read on this thread (chunks of one and seven growing on ENOSPC); an early stop closes every fd`, async () => {
+  test(`read ahead in a worker thread: the same records as read on this thread (chunks of one and seven growing on ENOSPC; each map opened ahead of its turn); an early stop closes every fd, the next map's too`, async () => {
     const mapIds = [...fixture.map(f => f.map.id), big.id, wide.id];
     const read = async (options: Partial<DumpOptions>) => {
       let said = ``;
@@ -283,11 +283,17 @@ if (runs) {
 
     const before = ourBpfFds();
     let seen = 0;
-    for await (const record of dumpMaps(defaultToolContext(new PassThrough()), {backend: `kernel`, mapIds: [big.id], batchEntries: 64, readAhead: true})) {
-      if (record.type === `entry` && ++seen === 3)
+    let open = 0;
+    // The map after the one being read is opened ahead (its first chunks read in the worker): an
+    // early stop closes it too.
+    for await (const record of dumpMaps(defaultToolContext(new PassThrough()), {backend: `kernel`, mapIds: [big.id, wide.id], batchEntries: 64, readAhead: true})) {
+      if (record.type === `entry` && ++seen === 3) {
+        open = ourBpfFds() - before;
         break;
+      }
     }
     assert.is(seen, 3);
+    assert.is(open, 2, `the map being read and the next one, opened ahead`);
     // The worker gives the fd back once it has stopped reading.
     for (let i = 0; i < 50 && ourBpfFds() !== before; i++)
       await new Promise(resolve => setTimeout(resolve, 20));

@@ -137,6 +137,7 @@ async function* dumpChunks(ctx: ToolContext, options: DumpOptions, out: LineChun
   }
 
   try {
+    source.plan?.(targets.map(target => target.listed.id));
     for (const target of targets)
       yield* dumpOne(ctx, source, target, out, onKey, options.withValues !== false, options.withValues === false ? options.keyHexWanted : undefined);
   } finally {

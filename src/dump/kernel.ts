@@ -260,6 +260,34 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
   const ahead = options.readAhead === undefined || options.readAhead === false || !callsKernelDirectly(sys) ? null
     : options.readAhead === true ? new ReadAhead(ctx.tmpDir, options.batchEntries) : options.readAhead;
   ahead?.useSyscalls(sys);
+  // Read ahead, the map after the one being read is opened and its reading started in the worker
+  // (queued behind the current map's): its first chunks are there when its turn comes, instead
+  // of a round trip to the worker and a lookup at every map's start.
+  let order: ReadonlyArray<number> = [];
+  const openedAhead = new Map<number, OpenedMap>();
+  const openNext = (mapId: number): void => {
+    const at = order.indexOf(mapId);
+    const next = at < 0 ? undefined : order[at + 1];
+    if (ahead === null || next === undefined || openedAhead.has(next))
+      return;
+    const fd = calls.openMap(next);
+    if (fd < 0)
+      return; // opened again in its turn, which says why it failed
+    const info = calls.mapInfo(fd);
+    if (typeof info === `number`) {
+      closeFd(fd);
+      return;
+    }
+    const layout = readLayout(info, cpuCount);
+    const stream = BATCH_TYPES.has(info.type) ? ahead.read(fd, info.keySize, layout.valueBytes, layout.tokenSize) : null;
+    openedAhead.set(next, {fd, info, stream});
+  };
+  const takeOpened = (mapId: number): OpenedMap | null => {
+    const opened = openedAhead.get(mapId) ?? null;
+    openedAhead.delete(mapId);
+    return opened;
+  };
+  const prepared = ahead === null ? null : {takeOpened, openNext};
   return {
     backend: `kernel`,
     label: `bpf()`,
@@ -296,11 +324,18 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
       return maps;
     },
     open(map, sink) {
-      return new KernelReader(calls, map.id, sink, options.batchEntries ?? DEFAULT_BATCH_ENTRIES, cpuCount, ahead);
+      return new KernelReader(calls, map.id, sink, options.batchEntries ?? DEFAULT_BATCH_ENTRIES, cpuCount, ahead, prepared);
+    },
+    plan(mapIds) {
+      order = mapIds;
     },
     close() {
       if (ahead !== null && ahead.chunks > 0)
         ctx.log.debug(`kernel backend: ${ahead.chunks} chunk(s) read ahead in a worker thread`);
+      // Maps opened ahead whose turn never came (the dump stopped early).
+      for (const opened of openedAhead.values())
+        releaseOpened(opened);
+      openedAhead.clear();
       ahead?.close();
     },
     async btf(btfId) {
@@ -325,6 +360,36 @@ export async function addHolders(ctx: ToolContext, maps: Array<ListedMap>): Prom
   for (const map of maps)
     map.holders = holders.get(map.id) ?? [];
   return maps;
+}
+
+/** A map opened before its turn: its fd, what the kernel said of it, and its chunks (batch maps). */
+interface OpenedMap {
+  fd: number;
+  info: MapInfo;
+  stream: ChunkStream | null;
+}
+
+/** How the read-ahead source hands a reader its map opened ahead, and opens the next. */
+interface OpenedAhead {
+  takeOpened(mapId: number): OpenedMap | null;
+  openNext(mapId: number): void;
+}
+
+function releaseOpened(opened: OpenedMap): void {
+  if (opened.stream !== null)
+    opened.stream.release(() => closeFd(opened.fd));
+  else
+    closeFd(opened.fd);
+}
+
+/** Bytes of one entry's value as the kernel copies it, and of the batch token. */
+function readLayout(info: MapInfo, cpuCount: () => number): {perCpu: boolean, cpus: number, valueStride: number, valueBytes: number, tokenSize: number} {
+  const perCpu = PER_CPU_TYPES.has(info.type);
+  const cpus = perCpu ? cpuCount() : 0;
+  // Per-CPU values come one per possible CPU, each slot rounded up to 8 bytes.
+  const valueStride = perCpu ? (info.valueSize + 7) & ~7 : info.valueSize;
+  // The batch token: a bucket index for hash maps, an index for arrays; sized like libbpf's.
+  return {perCpu, cpus, valueStride, valueBytes: perCpu ? valueStride * cpus : info.valueSize, tokenSize: Math.max(info.keySize, 8)};
 }
 
 const enum Mode { Opening, Batch, Walk, Done }
@@ -360,7 +425,10 @@ class KernelReader implements MapReader {
   private chunkKeys: KeyStore | null = null;
   private chunksReceived = 0;
 
-  constructor(private readonly calls: BpfCalls, private readonly mapId: number, private readonly sink: EntrySink, batchEntries: number, private readonly cpuCount: () => number, private readonly ahead: ReadAhead | null = null) {
+  constructor(
+    private readonly calls: BpfCalls, private readonly mapId: number, private readonly sink: EntrySink, batchEntries: number,
+    private readonly cpuCount: () => number, private readonly ahead: ReadAhead | null = null, private readonly prepared: OpenedAhead | null = null,
+  ) {
     this.room = Math.max(1, batchEntries);
   }
 
@@ -414,38 +482,51 @@ class KernelReader implements MapReader {
   }
 
   private openMap(): void {
-    const fd = this.calls.openMap(this.mapId);
-    if (fd < 0) {
-      this.mode = Mode.Done;
-      this.gone = fd === -ENOENT;
-      this.failures.push(this.gone ? mapGone(this.mapId, `BPF_MAP_GET_FD_BY_ID: No such file or directory`) : bpfFailure(-fd, `opening map ${this.mapId}`));
-      return;
+    const opened = this.prepared?.takeOpened(this.mapId) ?? null;
+    if (opened !== null) {
+      this.fd = opened.fd;
+      this.setUp(opened.info, opened.stream);
+    } else {
+      const fd = this.calls.openMap(this.mapId);
+      if (fd < 0) {
+        this.mode = Mode.Done;
+        this.gone = fd === -ENOENT;
+        this.failures.push(this.gone ? mapGone(this.mapId, `BPF_MAP_GET_FD_BY_ID: No such file or directory`) : bpfFailure(-fd, `opening map ${this.mapId}`));
+        return;
+      }
+      this.fd = fd;
+      const info = this.calls.mapInfo(fd);
+      if (typeof info === `number`) {
+        this.fail(bpfFailure(-info, `BPF_OBJ_GET_INFO_BY_FD of map ${this.mapId}`));
+        return;
+      }
+      const layout = BATCH_TYPES.has(info.type) && this.ahead !== null ? readLayout(info, this.cpuCount) : null;
+      this.setUp(info, layout === null ? null : this.ahead!.read(fd, info.keySize, layout.valueBytes, layout.tokenSize));
     }
-    this.fd = fd;
-    const info = this.calls.mapInfo(fd);
-    if (typeof info === `number`) {
-      this.fail(bpfFailure(-info, `BPF_OBJ_GET_INFO_BY_FD of map ${this.mapId}`));
-      return;
-    }
-    const perCpu = PER_CPU_TYPES.has(info.type);
+    // This map's reading is queued in the worker: the next one's goes behind it.
+    this.prepared?.openNext(this.mapId);
+  }
+
+  /** `stream`: the worker's chunks of this map (read ahead), else it is read on this thread. */
+  private setUp(info: MapInfo, stream: ChunkStream | null): void {
+    const layout = readLayout(info, this.cpuCount);
     const entry = this.entry;
     this.keySize = info.keySize;
     this.valueSize = info.valueSize;
-    entry.perCpu = perCpu;
-    entry.cpus = perCpu ? this.cpuCount() : 0;
+    entry.perCpu = layout.perCpu;
+    entry.cpus = layout.cpus;
     entry.valueLength = info.valueSize;
-    entry.valueStride = perCpu ? (info.valueSize + 7) & ~7 : info.valueSize;
+    entry.valueStride = layout.valueStride;
     entry.formatted = info.btfId !== 0;
     entry.keyLength = info.keySize;
-    this.valueBytes = perCpu ? entry.valueStride * entry.cpus : info.valueSize;
+    this.valueBytes = layout.valueBytes;
     this.keyScratch = Buffer.alloc(Math.max(info.keySize, 1));
     this.valueScratch = Buffer.alloc(Math.max(this.valueBytes, 1));
     if (BATCH_TYPES.has(info.type)) {
       this.mode = Mode.Batch;
       entry.uniqueKey = true;
-      // The batch token: a bucket index for hash maps, an index for arrays; sized like libbpf's.
-      this.outBatch = Buffer.alloc(Math.max(info.keySize, 8));
-      this.stream = this.ahead?.read(fd, info.keySize, this.valueBytes, this.outBatch.length) ?? null;
+      this.outBatch = Buffer.alloc(layout.tokenSize);
+      this.stream = stream;
       // Read ahead, the slots are sized by the worker's first chunk.
       if (this.stream === null)
         this.sizeBatch(this.room);

@@ -50,6 +50,11 @@ export interface MapSource {
   label: string;
   list(): Promise<Array<ListedMap>>;
   open(map: ListedMap, sink: EntrySink): MapReader;
+  /**
+   * The maps open() will be asked for, in this order, once the dump starts: a source may then
+   * start reading the next one while the one before is being handed on (the kernel's read-ahead).
+   */
+  plan?(mapIds: ReadonlyArray<number>): void;
   /** Maps it has no data for (offline sources); live sources always try. */
   has?(mapId: number): boolean;
   /** The BTF object `btfId`, parsed (src/btf.ts); null when it cannot be read. Absent: the source cannot read BTF. */
