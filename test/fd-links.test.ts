@@ -15,7 +15,7 @@ import {dumpMaps} from '../src/dump/index.ts';
 import {openMapReadOnly} from '../src/dump/kernel.ts';
 import type {AnyRecord, MapRecord, ProcessRecord} from '../src/schema.ts';
 import {ReadAhead} from '../src/dump/readAhead.ts';
-import {FdLinksCache, walkAllFdLinks, walkFdDir, type FdWalks} from '../src/snapshot/fdLinks.ts';
+import {FdLinksCache, helpSharedWalk, walkFdDir, walkSharedFdLinks, type FdLinks, type FdWalks} from '../src/snapshot/fdLinks.ts';
 import {snapshotPids} from '../src/snapshot/pids.ts';
 import {lazySyscalls} from '../src/sys/syscalls.ts';
 import {BpfTestSet, type TestMap} from './helpers/bpf.ts';
@@ -102,12 +102,20 @@ if (runs) {
     const helper = new ReadAhead(process.env.TMPDIR ?? `/tmp`);
     let walks: FdWalks | null;
     try {
-      walks = await helper.walkFdLinks(`/proc`, process.pid);
+      const walk = helper.walkFdLinks(`/proc`, process.pid);
+      // This thread takes what the worker has not got to (maybe nothing, maybe most of it).
+      await new Promise(resolve => setTimeout(resolve, 5));
+      walk.help();
+      walks = await walk.done;
     } finally {
       helper.close();
     }
     assert.ok(walks !== null, `the worker walked`);
-    const here = new Map(walkAllFdLinks(fs, walkFdDir, `/proc`, process.pid));
+    const fdDirs = walks.map(([fdDir]) => fdDir);
+    assert.is(new Set(fdDirs).size, fdDirs.length, `each fd/ walked once`);
+    const here = new Map(walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, new Int32Array(new SharedArrayBuffer(4 * 129))));
+    for (const [fdDir] of here)
+      assert.ok(fdDirs.includes(fdDir) || !fs.existsSync(fdDir), `${fdDir} walked (or its process gone since)`);
     const there = new Map(walks);
     assert.not.ok(there.has(`/proc/${process.pid}/fd`), `our own fd/ is left to the stage that reads it`);
     for (const child of [both, socketsOnly]) {
@@ -129,6 +137,30 @@ if (runs) {
       assert.equal(mine(adopted.processes), mine(plain.processes));
     }
     assert.equal(adopted.maps, plain.maps);
+  });
+
+  test(`a shared fd/ walk: the other thread takes processes from the back until the two meet; each fd/ once, none missed, also past the shared room`, () => {
+    const plain = new Map(walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, new Int32Array(new SharedArrayBuffer(4 * (1 + 2 * 100_000)))));
+    assert.ok(plain.size > 3, `processes to walk`);
+    for (const room of [plain.size + 10, 3]) {
+      const shared = new Int32Array(new SharedArrayBuffer(4 * (1 + 2 * room)));
+      let helped: FdWalks = [];
+      let walked = 0;
+      // The "worker" walks one process, then the other thread takes all it can, as scan's main thread would.
+      const walk: typeof walkFdDir = (fsModule, fdDir): FdLinks | undefined => {
+        if (walked++ === 1)
+          helped = helpSharedWalk(`/proc`, shared);
+        return walkFdDir(fsModule, fdDir);
+      };
+      const theirs = walkSharedFdLinks(fs, walk, `/proc`, process.pid, shared);
+      const all = [...theirs, ...helped].map(([fdDir]) => fdDir);
+      assert.is(new Set(all).size, all.length, `room ${room}: each fd/ once`);
+      assert.ok(helped.length > 0 && theirs.length >= 2, `room ${room}: both walked (${theirs.length} and ${helped.length})`);
+      for (const fdDir of plain.keys())
+        assert.ok(all.includes(fdDir) || !fs.existsSync(fdDir), `room ${room}: ${fdDir} walked`);
+      if (room === 3)
+        assert.is(helped.length, 1, `the other thread takes only what the shared room lists`);
+    }
   });
 
   test(`scan's early worker keeps the fallbacks: without the FFI, or with bpf() wrapped (refused), the same processes and holders, read through bpftool`, async () => {

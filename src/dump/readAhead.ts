@@ -11,7 +11,7 @@
 // the socket tables. The FFI is handed over once the main thread has loaded it; no map entry is
 // read before the dump asks for it, after the snapshots.
 import {Worker} from 'node:worker_threads';
-import {walkAllFdLinks, walkFdDir, type FdWalks} from '../snapshot/fdLinks.ts';
+import {helpSharedWalk, walkFdDir, walkSharedFdLinks, type FdWalks} from '../snapshot/fdLinks.ts';
 import {workerFfi, type WorkerFfi} from '../sys/native.ts';
 import {ENOSPC, libcNames, SYS_BPF, type Syscalls} from '../sys/syscalls.ts';
 
@@ -41,6 +41,19 @@ interface WalkRequest {
   id: number;
   procRoot: string;
   skipPid: number;
+  /** The walk's shared state (walkSharedFdLinks): the main thread may take processes from the back. */
+  shared: Int32Array;
+}
+
+/** Processes a shared walk lists for both threads (more are walked by the worker alone). */
+const SHARED_WALK_ROOM = 1 << 16;
+
+/** The fd/ walks of a look, made in the worker; help() walks from the other end until they meet. */
+export interface SharedWalk {
+  /** Every walk, the worker's and help()'s; null when the worker could not walk. */
+  done: Promise<FdWalks | null>;
+  /** Walks, on this thread, the processes the worker has not got to yet (call once, when idle). */
+  help(): void;
 }
 
 interface ReadRequest {
@@ -61,7 +74,7 @@ function workerBody(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const {parentPort, workerData} = require(`node:worker_threads`);
   const fsModule = require(`node:fs`);
-  const data = workerData as {walkFdDir: string, walkAllFdLinks: string};
+  const data = workerData as {walkFdDir: string, walkSharedFdLinks: string};
   const ENOENT = 2;
   const ENOSPC = 28;
   const BPF_MAP_LOOKUP_BATCH = 24;
@@ -99,9 +112,9 @@ function workerBody(): void {
       let walks: FdWalks | null = null;
       try {
         // eslint-disable-next-line no-new-func
-        const walkAll = new Function(`return (${data.walkAllFdLinks})`)() as typeof walkAllFdLinks;
+        const walkShared = new Function(`return (${data.walkSharedFdLinks})`)() as typeof walkSharedFdLinks;
         // eslint-disable-next-line no-new-func
-        walks = walkAll(fsModule, new Function(`return (${data.walkFdDir})`)(), request.procRoot, request.skipPid);
+        walks = walkShared(fsModule, new Function(`return (${data.walkFdDir})`)(), request.procRoot, request.skipPid, request.shared);
       } catch {
         // the main thread walks them itself
       }
@@ -200,7 +213,7 @@ export class ReadAhead {
     try {
       this.worker = new Worker(`(${workerBody.toString()})()`, {
         eval: true,
-        workerData: {walkFdDir: walkFdDir.toString(), walkAllFdLinks: walkAllFdLinks.toString()},
+        workerData: {walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString()},
         env: {},
         stdout: false,
         stderr: false,
@@ -227,18 +240,26 @@ export class ReadAhead {
   }
 
   /**
-   * The fd/ walks of every process under `procRoot` but `skipPid`, made in the worker (walkAllFdLinks);
-   * null when the worker cannot.
+   * The fd/ walks of every process under `procRoot` but `skipPid`, made in the worker
+   * (walkSharedFdLinks), with this thread's help once it calls help(); null when the worker cannot.
    */
-  walkFdLinks(procRoot: string, skipPid: number): Promise<FdWalks | null> {
+  walkFdLinks(procRoot: string, skipPid: number): SharedWalk {
     this.start();
     if (this.failed || this.worker === null)
-      return Promise.resolve(null);
+      return {done: Promise.resolve(null), help: () => {}};
     const id = this.nextId++;
     this.worker.ref();
-    const request: WalkRequest = {op: `walk`, id, procRoot, skipPid};
+    const shared = new Int32Array(new SharedArrayBuffer(4 * (1 + 2 * SHARED_WALK_ROOM)));
+    const request: WalkRequest = {op: `walk`, id, procRoot, skipPid, shared};
     this.worker.postMessage(request);
-    return new Promise(resolve => this.walks.set(id, resolve));
+    const theirs = new Promise<FdWalks | null>(resolve => this.walks.set(id, resolve));
+    let mine: FdWalks = [];
+    return {
+      done: theirs.then(walks => (walks === null ? null : mine.length === 0 ? walks : walks.concat(mine))),
+      help: () => {
+        mine = helpSharedWalk(procRoot, shared);
+      },
+    };
   }
 
   /** Reads the map behind `fd` in the worker; null when the worker is not available. */

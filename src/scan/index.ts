@@ -21,7 +21,7 @@ import {finished} from 'node:stream/promises';
 import {batched} from '../batch.ts';
 import type {ToolContext} from '../context.ts';
 import {dumpMapBatches, fillKeyHex, keyHexLeft, type DumpOptions} from '../dump/index.ts';
-import {ReadAhead} from '../dump/readAhead.ts';
+import {ReadAhead, type SharedWalk} from '../dump/readAhead.ts';
 import {EnvironmentFault} from '../errors.ts';
 import {makeHeader} from '../header.ts';
 import {captureOrigin, type Origin} from '../provenance.ts';
@@ -164,14 +164,16 @@ function handOverFfi(ctx: ToolContext, helper: ReadAhead, options: ScanOptions):
 }
 
 /** The two snapshots, then the dump, as one stream of batches; progress on a TTY. */
-async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead | null, early: Promise<FdWalks | null> | null): AsyncGenerator<ReadonlyArray<AnyRecord>> {
+async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead | null, early: SharedWalk | null): AsyncGenerator<ReadonlyArray<AnyRecord>> {
   const from = options.from;
   ctx.log.progress(`snapshotting network namespaces and sockets...`);
   yield* snapshotConnsBatches(ctx, {from}) as AsyncIterable<Array<AnyRecord>>;
   if (helper !== null)
     handOverFfi(ctx, helper, options);
-  // The worker's fd/ walks, made meanwhile: snapshot-pids and the map holders read them.
-  const walks = early !== null ? await early : null;
+  // The worker's fd/ walks, made meanwhile (this thread takes the processes it has not got to
+  // yet): snapshot-pids and the map holders read them.
+  early?.help();
+  const walks = early !== null ? await early.done : null;
   if (walks !== null) {
     ctx.fdLinks?.adopt(walks);
     ctx.log.debug(`fd/ of ${walks.length} process(es) walked in the worker thread`);

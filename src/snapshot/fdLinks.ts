@@ -12,7 +12,7 @@ export interface FdLinks {
 
 /**
  * Reads every link of `fdDir`; undefined when the directory cannot be listed (gone, or refused).
- * Self-contained (scan's worker thread runs its text, see walkAllFdLinks), so it takes `fs`.
+ * Self-contained (scan's worker thread runs its text, see walkSharedFdLinks), so it takes `fs`.
  */
 export function walkFdDir(fsModule: Pick<typeof fs, `readdirSync` | `readlinkSync`>, fdDir: string): FdLinks | undefined {
   let names: Array<string>;
@@ -46,16 +46,52 @@ export function readFdLinks(fdDir: string): FdLinks | undefined {
 export type FdWalks = Array<[string, FdLinks | undefined]>;
 
 /**
- * Walks the fd/ of every process under `procRoot` except `skipPid` (our own, whose fds change as
- * we work), each with `walk` (walkFdDir). Self-contained like it: both run in scan's worker.
+ * One walk of every fd/ under a proc root shared by two threads (scan's worker and, once it has
+ * nothing else to do, the main thread): the worker lists the processes into `shared` and walks
+ * them from the front, the other thread from the back, each process claimed by one of them with
+ * a compare-and-exchange, so each fd/ is walked once and the walk ends when they meet.
+ * Layout of `shared`: [processes listed (0 until then), their pids, one claim per process].
+ * Self-contained like walkFdDir (the worker runs its text).
  */
-export function walkAllFdLinks(fsModule: Pick<typeof fs, `readdirSync` | `readlinkSync`>, walk: typeof walkFdDir, procRoot: string, skipPid: number): FdWalks {
-  const walks: FdWalks = [];
+export function walkSharedFdLinks(
+  fsModule: Pick<typeof fs, `readdirSync` | `readlinkSync`>, walk: typeof walkFdDir, procRoot: string, skipPid: number, shared: Int32Array,
+): FdWalks {
+  const names: Array<string> = [];
   for (const name of fsModule.readdirSync(procRoot)) {
-    if (!/^[0-9]+$/.test(name) || Number(name) === skipPid)
-      continue;
-    const fdDir = `${procRoot}/${name}/fd`;
-    walks.push([fdDir, walk(fsModule, fdDir)]);
+    if (/^[0-9]+$/.test(name) && Number(name) !== skipPid)
+      names.push(name);
+  }
+  const room = (shared.length - 1) >> 1;
+  const listed = Math.min(names.length, room);
+  for (let i = 0; i < listed; i++)
+    shared[1 + i] = Number(names[i]);
+  Atomics.store(shared, 0, listed);
+  const walks: FdWalks = [];
+  for (let i = 0; i < listed; i++) {
+    // Claimed by the other thread: it took every process after this one.
+    if (Atomics.compareExchange(shared, 1 + room + i, 0, 1) !== 0)
+      break;
+    walks.push([`${procRoot}/${names[i]}/fd`, walk(fsModule, `${procRoot}/${names[i]}/fd`)]);
+  }
+  // More processes than `shared` has room for: the rest are this thread's alone.
+  for (let i = listed; i < names.length; i++)
+    walks.push([`${procRoot}/${names[i]}/fd`, walk(fsModule, `${procRoot}/${names[i]}/fd`)]);
+  return walks;
+}
+
+/**
+ * The other thread's part of a shared walk (walkSharedFdLinks): the processes listed in `shared`,
+ * from the last back to where the worker has got. None when the worker has not listed them yet.
+ */
+export function helpSharedWalk(procRoot: string, shared: Int32Array): FdWalks {
+  const room = (shared.length - 1) >> 1;
+  const listed = Atomics.load(shared, 0);
+  const walks: FdWalks = [];
+  for (let i = listed - 1; i >= 0; i--) {
+    if (Atomics.compareExchange(shared, 1 + room + i, 0, 2) !== 0)
+      break;
+    const fdDir = `${procRoot}/${shared[1 + i]}/fd`;
+    walks.push([fdDir, readFdLinks(fdDir)]);
   }
   return walks;
 }
