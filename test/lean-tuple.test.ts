@@ -139,6 +139,12 @@ test(`judging a LeanTuple (IPv4 by number, IPv6 misses by number) gives the plai
     assert.ok(judgements.has(outcome), `${outcome} among ${[...judgements].join(`, `)}`);
 });
 
+/** A group table's values() as [text, count] pairs. */
+function listed(table: GroupTable): Array<[string, number]> {
+  const values = table.values();
+  return Array.from({length: values.size}, (_, i): [string, number] => [values.text(i), values.count(i)]);
+}
+
 test(`group tables count LeanTuples as they count plain keys, both as the values' text would count: order first seen, the listener's *, past GROUP_CAP`, () => {
   const specs: Array<Spec> = [...SPECS];
   // Enough distinct addresses to fill the tables, IPv4 and IPv6 interleaved, and some repeated after.
@@ -157,6 +163,8 @@ test(`group tables count LeanTuples as they count plain keys, both as the values
       const bytes = tupleBytes(spec);
       table.add({type: `verdict`, key: lean ? new LeanTuple(bytes, 0) : decodeTuple(bytes, 0), reason: `no_connection`} as VerdictRecord);
     }
+    // What the report ranks (text made on demand) lists the same values and counts.
+    assert.equal(listed(table), [...table.counts], `${field}: values() as counts`);
     return {counts: [...table.counts], other: table.other};
   });
   // The reference: each verdict's value as text (groupValue), counted in a plain Map.
@@ -211,6 +219,7 @@ test(`numeric group tables (ports, namespaces, pids) count as a plain Map of the
         other += 1;
     }
     assert.equal({counts: [...table.counts], other: table.other, notApplicable: table.notApplicable}, {counts: [...counts], other, notApplicable}, field);
+    assert.equal(listed(table), [...counts], `${field}: values() as counts`);
     assert.ok(field === `dport` || other > 0, `${field}'s table overflows`);
   }
 });

@@ -161,6 +161,34 @@ export class GroupTable {
     this.notApplicable += 1;
   }
 
+  /**
+   * The values counted, in the order first seen: each one's count, and its text (as groupValue
+   * gives it) made only when asked for: the report names only the first rows of up to GROUP_CAP.
+   */
+  values(): GroupValues {
+    if (this.field === `daddr` || this.field === `saddr`) {
+      const {texts, tallies} = this.addresses;
+      return {
+        size: texts.length,
+        count: i => tallies[i],
+        text: i => {
+          const text = texts[i];
+          return typeof text === `number` ? formatIPv4Number(text) : typeof text === `string` ? text : formatIPv6Words(text, 0);
+        },
+      };
+    }
+    if (!NUMERIC_FIELDS.has(this.field)) {
+      const entries = [...this.byText];
+      return {size: entries.length, count: i => entries[i][1].n, text: i => entries[i][0]};
+    }
+    const {keys: numbers, values: tallies} = this.byNumber;
+    return {
+      size: numbers.length,
+      count: i => tallies[i].n,
+      text: i => (numbers[i] === LISTENER_PORT ? LISTENER_DST.slice(2) : String(numbers[i])),
+    };
+  }
+
   /** Values (as groupValue gives them) and their counts, in the order first seen. */
   get counts(): Map<string, number> {
     if (this.field === `daddr` || this.field === `saddr`) {
@@ -289,6 +317,13 @@ export class GroupTable {
     this.mapTexts.set(verdict.mapId, {name: verdict.map, text});
     return text;
   }
+}
+
+/** A group table's values in the order first seen (GroupTable.values). */
+export interface GroupValues {
+  readonly size: number;
+  count(index: number): number;
+  text(index: number): string;
 }
 
 /** What countIn needs of a table of counts: a Map, or a NumberMap (numbers: a Map's get() was most of counting them). */

@@ -2,7 +2,7 @@
 // NDJSON. Everything a renderer shows is decided here, so the formats cannot disagree: the
 // answer (LEAKING / CLEAN / INCONCLUSIVE), the maps worst first, one totals block, hints.
 import {SCHEMA_VERSION, type HeaderRecord, type KeyKind, type VerdictRecord} from '../schema.ts';
-import {GROUP_CAP, NEAR_FULL, placeholderPid, type GroupField, type MapTally, type ReportAggregator, type StatusCounts} from './aggregate.ts';
+import {GROUP_CAP, NEAR_FULL, placeholderPid, type GroupField, type GroupValues, type MapTally, type ReportAggregator, type StatusCounts} from './aggregate.ts';
 import {fraction, isListenerKey, ownerPid, type LeakRow} from './format.ts';
 import {hintsFor, mapNotes, ONE_LOOK, type Hint, type MapNote} from './hints.ts';
 import {MAP_SECTIONS} from './sections.ts';
@@ -219,7 +219,7 @@ export function buildReport(agg: ReportAggregator): ReportModel {
     maps,
     namespaces,
     namespaceCount: agg.namespaces.size,
-    groups: agg.groups.map(group => groupReport(agg, group.field, group.counts, group.other, group.notApplicable)),
+    groups: agg.groups.map(group => groupReport(agg, group.field, group.values(), group.other, group.notApplicable)),
     summary,
     hints: hintsFor([
       ...reasonsBy(`leaked`),
@@ -416,17 +416,19 @@ export function leakRow(agg: ReportAggregator, verdict: VerdictRecord): LeakRow 
   };
 }
 
-function groupReport(agg: ReportAggregator, field: GroupField, counts: Map<string, number>, other: number, notApplicable: number): GroupReport {
+function groupReport(agg: ReportAggregator, field: GroupField, counts: GroupValues, other: number, notApplicable: number): GroupReport {
   let merged = counts;
   if (field === `comm`) {
     // `pid:N` placeholders become the command from the process snapshot, `(gone)` when the
     // snapshot shows the process exited, `(not known)` without a process snapshot.
-    merged = new Map();
-    for (const [value, count] of counts) {
+    const names = new Map<string, number>();
+    for (let i = 0; i < counts.size; i++) {
+      const value = counts.text(i);
       const pid = placeholderPid(value);
       const name = pid === null ? value : agg.commOf(pid) ?? (agg.processGone(pid) ? GONE : NOT_KNOWN);
-      merged.set(name, (merged.get(name) ?? 0) + count);
+      names.set(name, (names.get(name) ?? 0) + counts.count(i));
     }
+    merged = valuesOf(names);
   }
   const {rows: top, total: counted} = rankedRows(merged, GROUP_ROWS);
   const total = other + counted;
@@ -465,7 +467,13 @@ function compareRanked(a: RankedValue, b: RankedValue): number {
  * value goes after the kept ones it does not precede, so equal ones stay in the order seen).
  */
 export function topRows(counts: ReadonlyMap<string, number>, limit: number): Array<{value: string, count: number}> {
-  return rankedRows(counts, limit).rows;
+  return rankedRows(valuesOf(counts), limit).rows;
+}
+
+/** A Map's values and counts, as a group table gives its own. */
+function valuesOf(counts: ReadonlyMap<string, number>): GroupValues {
+  const entries = [...counts];
+  return {size: entries.length, count: i => entries[i][1], text: i => entries[i][0]};
 }
 
 /**
@@ -474,33 +482,37 @@ export function topRows(counts: ReadonlyMap<string, number>, limit: number): Arr
  * after the last row kept, nearly every one, is told from its count (or its value against the
  * last row's, the same compareRanked) without a RankedValue made for it.
  */
-function rankedRows(counts: ReadonlyMap<string, number>, limit: number): {rows: Array<{value: string, count: number}>, total: number} {
+function rankedRows(counts: GroupValues, limit: number): {rows: Array<{value: string, count: number}>, total: number} {
   const top: Array<RankedValue> = [];
   let total = 0;
-  counts.forEach((count, value) => {
+  for (let i = 0; i < counts.size; i++) {
+    const count = counts.count(i);
     total += count;
     if (limit <= 0)
-      return;
+      continue;
     let number: number | undefined;
+    // A value's text is made only when its count may put it among the rows kept.
+    let value: string | undefined;
     if (top.length === limit) {
       const last = top[limit - 1];
       if (count < last.count)
-        return;
+        continue;
       if (count === last.count) {
+        value = counts.text(i);
         number = Number(value);
         last.number ??= Number(last.value);
         if (compareParsed(value, number, last.value, last.number) >= 0)
-          return;
+          continue;
       }
     }
-    const candidate: RankedValue = {value, count, number};
+    const candidate: RankedValue = {value: value ?? counts.text(i), count, number};
     let at = top.length;
     while (at > 0 && compareRanked(candidate, top[at - 1]) < 0)
       at--;
     top.splice(at, 0, candidate);
     if (top.length > limit)
       top.pop();
-  });
+  }
   return {rows: top.map(({value, count}) => ({value, count})), total};
 }
 
