@@ -1,7 +1,8 @@
 // scan's records when nothing sees them whole, against the general path's. LeanTuple (its
 // conn_tuple_t key) against decodeTuple's plain key of the same bytes: the same JSON, the same
-// judgement of every rule (its IPv4 lookups go by number: listeners on 0.0.0.0 and ::, bound UDP
-// on either end, namespaces, mapped addresses), and the same group tables (IPv4 counted by number,
+// judgement of every rule (its lookups go by number, IPv6 ones too: ::1, link-local, listeners on
+// 0.0.0.0 and ::, bound UDP on either end, namespaces, IPv4-mapped addresses and dual-stack rows,
+// hosts without IPv6 sockets or with bound ones only), and the same group tables (IPv4 counted by number,
 // first-seen order and the GROUP_CAP overflow shared with text addresses, the listener's `*`).
 // validate's verdicts made in place (entriesOwned) against its copied ones.
 import {test} from 'uvu';
@@ -75,6 +76,45 @@ const SPECS: Array<Spec> = [
   {saddr: `fd00::77`, sport: 40000, daddr: `::ffff:10.0.0.2`, dport: 80},
   {saddr: `fd00::2`, sport: 443, daddr: `::`, dport: 0},
   {saddr: `fd00::9`, sport: 443, daddr: `::`, dport: 0},
+  // Loopback ::1 both ways, in its namespace, none, another, an unknown one; one key in two namespaces.
+  {saddr: `::1`, sport: 40000, daddr: `::1`, dport: 5000},
+  {saddr: `::1`, sport: 5000, daddr: `::1`, dport: 40000, netns: NS_A, pid: 100},
+  {saddr: `::1`, sport: 40000, daddr: `::1`, dport: 5000, netns: NS_B},
+  {saddr: `::1`, sport: 40000, daddr: `::1`, dport: 5000, netns: 77},
+  {saddr: `::1`, sport: 40001, daddr: `::1`, dport: 5000, netns: NS_A},
+  {saddr: `::1`, sport: 6000, daddr: `::1`, dport: 46000},
+  {saddr: `::1`, sport: 46000, daddr: `::1`, dport: 6000, netns: NS_B},
+  {saddr: `::1`, sport: 6000, daddr: `::1`, dport: 46000, netns: NS_A},
+  {saddr: `::1`, sport: 6000, daddr: `::1`, dport: 46000, netns: 4026532999},
+  // Listener keys on ::1 and ::: its own listener, the dual-stack wildcard's, in other namespaces, none.
+  {saddr: `::1`, sport: 5000, daddr: `::`, dport: 0, netns: NS_A},
+  {saddr: `::1`, sport: 5000, daddr: `::`, dport: 0, netns: NS_B},
+  {saddr: `::1`, sport: 443, daddr: `::`, dport: 0, netns: NS_B},
+  {saddr: `::1`, sport: 443, daddr: `::`, dport: 0, netns: NS_A},
+  {saddr: `::`, sport: 443, daddr: `::`, dport: 0},
+  {saddr: `::`, sport: 444, daddr: `::`, dport: 0},
+  {saddr: `0.0.0.0`, sport: 443, daddr: `0.0.0.0`, dport: 0},
+  {saddr: `::ffff:10.0.0.3`, sport: 443, daddr: `::ffff:0.0.0.0`, dport: 0},
+  {saddr: `::1`, sport: 5000, daddr: `::ffff:0.0.0.0`, dport: 0},
+  {saddr: `::1`, sport: 5000, daddr: `::1`, dport: 0},
+  // Link-local (no scope in a key or in /proc), both ways.
+  {saddr: `fe80::1c2:3ff:fe04:506`, sport: 22, daddr: `fe80::aa:bbff:fecc:ddee`, dport: 51000, netns: NS_B, pid: 100},
+  {saddr: `fe80::aa:bbff:fecc:ddee`, sport: 51000, daddr: `fe80::1c2:3ff:fe04:506`, dport: 22},
+  {saddr: `fe80::aa:bbff:fecc:ddee`, sport: 51000, daddr: `fe80::1c2:3ff:fe04:507`, dport: 22},
+  // A dual-stack socket's row (listed in tcp6, IPv4-mapped addresses): keys as IPv4 and as mapped IPv6.
+  {saddr: `127.0.0.1`, sport: 41000, daddr: `127.0.0.1`, dport: 6379, netns: NS_A},
+  {saddr: `::ffff:127.0.0.1`, sport: 6379, daddr: `::ffff:127.0.0.1`, dport: 41000, netns: NS_A},
+  {saddr: `::ffff:127.0.0.1`, sport: 6379, daddr: `::ffff:127.0.0.1`, dport: 41000, netns: NS_B},
+  {saddr: `::ffff:127.0.0.1`, sport: 6379, daddr: `::ffff:127.0.0.2`, dport: 41000},
+  {saddr: `::ffff:127.0.0.1`, sport: 6379, daddr: `::1`, dport: 41000},
+  // A socket with one mapped and one IPv6 address; UDP bound on ::1 on either end, and on ::.
+  {saddr: `::ffff:10.0.0.9`, sport: 7777, daddr: `fd00::9`, dport: 8888},
+  {saddr: `fd00::9`, sport: 8888, daddr: `::ffff:10.0.0.9`, dport: 7777, netns: NS_A},
+  {saddr: `fd00::7`, sport: 999, daddr: `::1`, dport: 5353, udp: true, netns: NS_B},
+  {saddr: `::1`, sport: 5353, daddr: `fd00::7`, dport: 999, udp: true},
+  {saddr: `fd00::7`, sport: 999, daddr: `::1`, dport: 5353, udp: true, netns: NS_A},
+  {saddr: `fd00::7`, sport: 999, daddr: `fd00::8`, dport: 124, udp: true},
+  {saddr: `::ffff:10.0.0.7`, sport: 999, daddr: `::ffff:10.0.0.8`, dport: 124, udp: true},
 ];
 
 function index(): SnapshotIndex {
@@ -92,6 +132,16 @@ function index(): SnapshotIndex {
     socketRecord({laddr: `::ffff:203.0.113.5`, lport: 443, raddr: `::ffff:10.1.2.3`, rport: 50001, netns: NS_A}),
     socketRecord({laddr: `fd00::1`, lport: 44000, raddr: `fd00::2`, rport: 443, netns: NS_B}),
     socketRecord({laddr: `fd00::2`, lport: 443, netns: NS_B}),
+    // Loopback ::1: a listener and both ends of a connection; one key in two namespaces.
+    socketRecord({laddr: `::1`, lport: 5000, netns: NS_A}),
+    socketRecord({laddr: `::1`, lport: 5000, raddr: `::1`, rport: 40000, netns: NS_A}),
+    socketRecord({laddr: `::1`, lport: 40000, raddr: `::1`, rport: 5000, netns: NS_A}),
+    socketRecord({laddr: `::1`, lport: 6000, raddr: `::1`, rport: 46000, netns: NS_B}),
+    socketRecord({laddr: `::1`, lport: 6000, raddr: `::1`, rport: 46000, netns: NS_A}),
+    socketRecord({laddr: `fe80::1c2:3ff:fe04:506`, lport: 22, raddr: `fe80::aa:bbff:fecc:ddee`, rport: 51000, netns: NS_B}),
+    socketRecord({laddr: `::ffff:127.0.0.1`, lport: 6379, raddr: `::ffff:127.0.0.1`, rport: 41000, netns: NS_A, listedFamily: `v6`}),
+    socketRecord({laddr: `::ffff:10.0.0.9`, lport: 7777, raddr: `fd00::9`, rport: 8888, netns: NS_A}),
+    socketRecord({laddr: `::1`, lport: 5353, raddr: `::`, rport: 0, proto: `udp`, state: `CLOSE`, netns: NS_B}),
     processRecord(100, `curl`),
     snapshotCloser(`conns`), snapshotCloser(`pids`),
   ];
@@ -115,14 +165,25 @@ test(`a LeanTuple reads and serialises as decodeTuple's key of the same bytes`, 
   }
 });
 
-test(`judging a LeanTuple (IPv4 by number, IPv6 misses by number) gives the plain key's judgement, rule by rule`, () => {
+test(`judging a LeanTuple (its addresses by number, IPv6 ones too) gives the plain key's judgement, rule by rule`, () => {
   const snapshot = index();
   // A socket whose IPv6 text is not formatIPv6's: nothing is concluded from the numbers then.
   const odd = index();
   odd.add(socketRecord({laddr: `FD00::3`, lport: 443, raddr: `fd00::1`, rport: 44000, netns: NS_B}));
-  for (const spec of SPECS) {
-    const bytes = tupleBytes(spec);
-    assert.equal(judgeEntry({key: new LeanTuple(bytes, 0)} as never, odd), judgeEntry({key: decodeTuple(bytes, 0)} as never, odd), `${JSON.stringify(spec)}`);
+  // A host without IPv6 sockets (no :: to fall back on), and one whose IPv6 sockets are all bound.
+  const v4Only = new SnapshotIndex();
+  for (const record of [netns(NS_A, [1]), socketRecord({laddr: `10.0.0.1`, lport: 40000, raddr: `10.0.0.2`, rport: 80, netns: NS_A}),
+    socketRecord({laddr: `0.0.0.0`, lport: 443, netns: NS_A}), snapshotCloser(`conns`), snapshotCloser(`pids`)])
+    v4Only.add(record);
+  const boundOnly = new SnapshotIndex();
+  for (const record of [netns(NS_B, [2]), socketRecord({laddr: `::1`, lport: 5000, netns: NS_B}), socketRecord({laddr: `::`, lport: 443, netns: NS_B}),
+    socketRecord({laddr: `::`, lport: 124, raddr: `::`, rport: 0, proto: `udp`, state: `CLOSE`, netns: NS_B}), snapshotCloser(`conns`), snapshotCloser(`pids`)])
+    boundOnly.add(record);
+  for (const other of [odd, v4Only, boundOnly]) {
+    for (const spec of SPECS) {
+      const bytes = tupleBytes(spec);
+      assert.equal(judgeEntry({key: new LeanTuple(bytes, 0)} as never, other), judgeEntry({key: decodeTuple(bytes, 0)} as never, other), `${JSON.stringify(spec)}`);
+    }
   }
   const judgements = new Set<string>();
   for (const spec of SPECS) {

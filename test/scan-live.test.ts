@@ -115,7 +115,7 @@ if (canRun) {
   });
 
   test(`scan: live and the capture replayed through validate | report agree (header aside)`, async () => {
-    const world = await buildUsmWorld(`replay`, {namespace: true, fakeConnections: 150});
+    const world = await buildUsmWorld(`replay`, {namespace: true, fakeConnections: 150, ipv6Edges: true});
     try {
       const capture = join(scratch, `replay.ndjson`);
       const live = await runCommand([`scan`, ...world.mapIdArgs, `--recheck-delay`, `0`, `--capture`, capture], {tool: {host: HOST}});
@@ -141,7 +141,7 @@ if (canRun) {
   });
 
   test(`scan: the report alone (tuples judged and counted by number) gives every arranged entry its verdict, as scan --capture does`, async () => {
-    const world = await buildUsmWorld(`lean`, {namespace: true});
+    const world = await buildUsmWorld(`lean`, {namespace: true, ipv6Edges: true});
     try {
       const args = [`scan`, ...world.mapIdArgs, `--recheck-delay`, `0`, `--samples`, `1000`, `--group-by`, GROUP_FIELDS.join(`,`), `--format`, `json`];
       const alone = await runCommand(args, {tool: {host: HOST}});

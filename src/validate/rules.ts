@@ -118,44 +118,38 @@ function findSocket(index: SnapshotIndex, key: ConnTupleKey, saddr: string, dadd
   return null;
 }
 
-/** searchBound() for an IPv4 address as an int32: the same searches (the address, `0.0.0.0`, `::`), by number. */
-function searchBoundV4(index: SnapshotIndex, proto: string, address: number, port: number, netns: number): Reason | null {
+/**
+ * searchBound() for an address given as its code (AddressIds; -1: an IPv6 address no socket
+ * has): the same searches (the address, then `0.0.0.0` for an IPv4 one, and `::`), by number.
+ */
+function searchBoundCode(index: SnapshotIndex, proto: string, address: number, port: number, netns: number): Reason | null {
   const udp = proto === `udp`;
-  if (index.bound.searchBoundV4(found, udp, address, port, netns))
+  const bound = index.bound;
+  if (bound.searchBoundCode(found, udp, address, port, netns))
     return proto === `tcp` ? `listening` : `bound`;
-  if ((address !== 0 && index.bound.searchBoundV4(found, udp, 0, port, netns)) || index.bound.search(found, udp, `::`, port, ``, 0, netns))
+  const anyV6 = index.addresses.anyV6;
+  // Codes of IPv4 addresses are their numbers (below 2^32); 0 is 0.0.0.0.
+  const v4 = address >= 0 && address < 0x100000000;
+  if ((v4 && address !== 0 && bound.searchBoundCode(found, udp, 0, port, netns)) || (anyV6 !== address && bound.searchBoundCode(found, udp, anyV6, port, netns)))
     return proto === `tcp` ? `listening_wildcard` : `bound`;
   return null;
 }
 
-/** findSocket() for an IPv4 LeanTuple, by its addresses' numbers (no text made). */
-function findSocketV4(index: SnapshotIndex, key: LeanTuple, netns: number, listener: boolean): Reason | null {
+/** findSocket() for a LeanTuple, its addresses given as their codes (no text made). */
+function findSocketByCode(index: SnapshotIndex, key: LeanTuple, saddr: number, daddr: number, netns: number, listener: boolean): Reason | null {
   const proto = key.proto;
   if (listener)
-    return searchBoundV4(index, proto, key.saddrV4, key.sport, netns);
-  if (index.connections.searchV4(found, proto === `udp`, key.saddrV4, key.sport, key.daddrV4, key.dport, netns))
+    return searchBoundCode(index, proto, saddr, key.sport, netns);
+  if (index.connections.searchCodes(found, proto === `udp`, saddr, key.sport, daddr, key.dport, netns))
     return `established`;
   if (proto === `udp`)
-    return searchBoundV4(index, proto, key.saddrV4, key.sport, netns) ?? searchBoundV4(index, proto, key.daddrV4, key.dport, netns);
+    return searchBoundCode(index, proto, saddr, key.sport, netns) ?? searchBoundCode(index, proto, daddr, key.dport, netns);
   return null;
 }
 
-/**
- * An IPv6 LeanTuple's TCP connection that no socket can match, told from its words alone: one of
- * its addresses is no connection's (a key of a listener, IPv4-mapped addresses, or addresses not
- * all read as formatIPv6 text go the way of the text).
- */
-function surelyUnconnected(index: SnapshotIndex, proto: string, dport: number, words: ReadonlyArray<number>): boolean {
-  const connected = index.v6Connected;
-  if (proto !== `tcp` || !connected.readable || isMapped(words, 0) || isMapped(words, 4))
-    return false;
-  if (dport === 0 && words[4] === 0 && words[5] === 0 && words[6] === 0 && words[7] === 0)
-    return false;
-  return !connected.has(words, 0) || !connected.has(words, 4);
-}
-
-/** The IPv6 address of the 4 words at words[at] is IPv4-mapped (::ffff:a.b.c.d). */
-const isMapped = (words: ReadonlyArray<number>, at: number) => words[at] === 0 && words[at + 1] === 0 && words[at + 2] === 0xffff;
+/** The IPv6 address of the 4 words at words[at] is `::` or `::ffff:0.0.0.0` (0.0.0.0 once folded). */
+const isWildcardWords = (words: ReadonlyArray<number>, at: number) =>
+  words[at] === 0 && words[at + 1] === 0 && (words[at + 2] === 0 || words[at + 2] === 0xffff) && words[at + 3] === 0;
 
 export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
   const owner = key.pid === 0 ? undefined : ownerOf(index, key.pid);
@@ -167,13 +161,13 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
   found.matchText = null;
   let listener = false;
   let alive: Reason | null;
-  const lean = key instanceof LeanTuple ? key : null;
-  const v6Words = lean?.v6Words ?? null;
-  if (lean !== null && v6Words === null) {
-    listener = key.dport === 0 && lean.daddrV4 === 0;
-    alive = findSocketV4(index, lean, netns, listener);
-  } else if (v6Words !== null && surelyUnconnected(index, key.proto, key.dport, v6Words)) {
-    alive = null;
+  if (key instanceof LeanTuple) {
+    // By number: an IPv4 address's own (unsigned), an IPv6 one's code (folded when IPv4-mapped).
+    const words = key.v6Words;
+    const saddr = words === null ? key.saddrV4 >>> 0 : index.addresses.codeOfWords(words, 0);
+    const daddr = words === null ? key.daddrV4 >>> 0 : index.addresses.codeOfWords(words, 4);
+    listener = key.dport === 0 && (words === null ? daddr === 0 : isWildcardWords(words, 4));
+    alive = findSocketByCode(index, key, saddr, daddr, netns, listener);
   } else {
     const saddr = foldMapped(key.saddr);
     const daddr = foldMapped(key.daddr);

@@ -47,28 +47,28 @@ export interface Found {
 }
 
 /**
- * Sockets by (proto, local address, local port, remote address, remote port). Keys are hashed to a
- * small integer from the fields themselves, so a lookup builds no string (the index keyed by
- * `proto|laddr|lport|raddr|rport` strings spent more time making and hashing the key than
- * anything else per entry), and the hash picks a bucket of an array (a Map keyed by the hash
- * cost a lookup in its own tables on top); slots of one bucket are chained and compared field by
- * field. Sockets of one key keep the order they were filed in (first(): ahead of the others,
- * last(): after).
- *
- * Keys whose addresses are both canonical dotted quads (or a bound socket's empty remote side:
- * nearly every key) are filed in V4Keys instead, a flat table of numbers: a lookup there reads one
- * cell, where the chain walk read a slot and both of its address strings, each a cache miss in an
- * index of a few hundred thousand sockets. The two sets of keys are disjoint (a key's addresses
- * decide its table), so every key is in exactly one of them.
+ * Sockets by (proto, local address, local port, remote address, remote port). Every key with two
+ * 16-bit ports (every socket /proc lists) is filed in AddressKeys, a flat table of numbers, its
+ * addresses as AddressIds codes: a lookup there reads one cell, where a walk of chained slots
+ * read a slot and both of its address strings, each a cache miss in an index of a few hundred
+ * thousand sockets, and a LeanTuple's addresses are looked up by their numbers, IPv6 ones as well
+ * as IPv4 ones, without their text. Keys with other ports (a capture's oddities) are hashed to a
+ * small integer from their fields, chained in buckets of an array and compared field by field.
+ * The two sets of keys are disjoint (a key's ports decide its table), so every key is in exactly
+ * one of them. Sockets of one key keep the order they were filed in (first(): ahead of the
+ * others, last(): after).
  */
 export class SocketTable {
   private buckets: Array<Slot | null> = new Array<Slot | null>(1024).fill(null);
   private mask = 1023;
-  private readonly v4: V4Keys;
+  private readonly keys: AddressKeys;
 
-  /** `matchTexts`: a search hands over the found match's JSON text too (for the verdict's writer). */
-  constructor(matchTexts = true) {
-    this.v4 = new V4Keys(matchTexts);
+  /**
+   * `matchTexts`: a search hands over the found match's JSON text too (for the verdict's writer).
+   * `addresses`: the codes of the addresses, shared by the tables of one snapshot.
+   */
+  constructor(matchTexts = true, readonly addresses = new AddressIds()) {
+    this.keys = new AddressKeys(matchTexts);
   }
   size = 0;
 
@@ -83,10 +83,8 @@ export class SocketTable {
   }
 
   private file(first: boolean, udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match): void {
-    const local = v4Code(laddr);
-    const remote = local < 0 ? -1 : v4Code(raddr);
-    if (remote >= 0 && isPort(lport) && isPort(rport)) {
-      this.v4.file(first, udp, local, lport, remote, rport, match);
+    if (isPort(lport) && isPort(rport)) {
+      this.keys.file(first, udp, this.addresses.intern(laddr), lport, this.addresses.intern(raddr), rport, match);
       return;
     }
     const hash = tupleHash(udp, laddr, lport, raddr, rport);
@@ -136,10 +134,12 @@ export class SocketTable {
    * gives true; else the first one elsewhere goes to found.elsewhere (when it is still empty).
    */
   search(found: Found, udp: boolean, laddr: string, lport: number, raddr: string, rport: number, netns: number): boolean {
-    const local = v4Code(laddr);
-    const remote = local < 0 ? -1 : v4Code(raddr);
-    if (remote >= 0 && isPort(lport) && isPort(rport))
-      return this.v4.search(found, udp, local, lport, remote, rport, netns);
+    if (isPort(lport) && isPort(rport)) {
+      // An address no socket has has no code: no key holds it.
+      const local = this.addresses.codeOfText(laddr);
+      const remote = local < 0 ? -1 : this.addresses.codeOfText(raddr);
+      return remote >= 0 && this.keys.search(found, udp, local, lport, remote, rport, netns);
+    }
     const hash = tupleHash(udp, laddr, lport, raddr, rport);
     for (let slot = this.buckets[hash & this.mask]; slot !== null; slot = slot.next) {
       if (slot.hash !== hash || slot.lport !== lport || slot.rport !== rport || slot.udp !== udp || slot.laddr !== laddr || slot.raddr !== raddr)
@@ -154,30 +154,34 @@ export class SocketTable {
   }
 
   /**
-   * search() for two IPv4 addresses given as int32 (as LeanTuple keeps them; a dotted quad's
-   * number): the same cell search() reaches from their text.
+   * search() for addresses given as their codes (AddressIds: codeOfWords, or an IPv4 address's
+   * unsigned number; -1 for an address no socket has) and 16-bit ports: the cell search() reaches
+   * from their text.
    */
-  searchV4(found: Found, udp: boolean, laddr: number, lport: number, raddr: number, rport: number, netns: number): boolean {
-    return this.v4.search(found, udp, laddr, lport, raddr, rport, netns);
+  searchCodes(found: Found, udp: boolean, local: number, lport: number, remote: number, rport: number, netns: number): boolean {
+    return local >= 0 && remote >= 0 && this.keys.search(found, udp, local, lport, remote, rport, netns);
   }
 
-  /** searchV4() of a bound socket: the remote side empty (`` and 0). */
-  searchBoundV4(found: Found, udp: boolean, laddr: number, lport: number, netns: number): boolean {
-    return this.v4.search(found, udp, laddr, lport, EMPTY_ADDRESS, 0, netns);
+  /** searchCodes() of a bound socket: the remote side empty (`` and 0). */
+  searchBoundCode(found: Found, udp: boolean, local: number, lport: number, netns: number): boolean {
+    return local >= 0 && this.keys.search(found, udp, local, lport, EMPTY_ADDRESS, 0, netns);
   }
 }
 
-/** A V4Keys cell: [laddr, raddr, lport * 65536 + rport, flags (0: an empty cell), netns of the key's first socket]. */
+/** An AddressKeys cell: [laddr, raddr (their codes, as uint32), lport * 65536 + rport, flags (0: an empty cell), netns of the key's first socket]. */
 const CELL = 5;
 const FILLED = 1;
 const UDP = 2;
 const LOCAL_EMPTY = 4;
 const REMOTE_EMPTY = 8;
+/** The address is an AddressIds id (its code less EMPTY_ADDRESS), not an IPv4 address's number. */
+const LOCAL_ID = 16;
+const REMOTE_ID = 32;
 /** The first socket's namespace does not fit the cell (not a 32-bit count): read it from its match. */
-const NETNS_ELSEWHERE = 16;
-const KEY_FLAGS = FILLED | UDP | LOCAL_EMPTY | REMOTE_EMPTY;
+const NETNS_ELSEWHERE = 64;
+const KEY_FLAGS = FILLED | UDP | LOCAL_EMPTY | REMOTE_EMPTY | LOCAL_ID | REMOTE_ID;
 
-/** A socket of a V4Keys key after its first one, in filing order. */
+/** A socket of an AddressKeys key after its first one, in filing order. */
 interface LaterSocket {
   readonly netns: number;
   readonly match: Match;
@@ -185,13 +189,13 @@ interface LaterSocket {
 }
 
 /**
- * The keys of SocketTable with two dotted-quad (or empty) addresses and two ports, by open
+ * The keys of SocketTable with two 16-bit ports, their addresses as codes, by open
  * addressing (linear probing) in one Uint32Array: a key and the namespace of its first socket sit
  * in one 20-byte cell, so the common lookup (one socket per key, in the namespace asked for or
  * any) touches that cell and the cell's pair in `firsts` (the match and its text). The key's
  * other sockets, when it has any, are a chain of their own in `laters`.
  */
-class V4Keys {
+class AddressKeys {
   private cells = new Uint32Array(CELL * 1024);
   /**
    * Per cell, side by side (one cache line): the first socket's match, and its JSON text, made on
@@ -309,12 +313,14 @@ class V4Keys {
   }
 }
 
-/** A V4Keys key's flags: its protocol, and which of its addresses are empty. */
+/** An AddressKeys key's flags: its protocol, and which of its addresses are empty or ids. */
 function keyFlags(udp: boolean, local: number, remote: number): number {
-  return FILLED | (udp ? UDP : 0) | (local === EMPTY_ADDRESS ? LOCAL_EMPTY : 0) | (remote === EMPTY_ADDRESS ? REMOTE_EMPTY : 0);
+  return FILLED | (udp ? UDP : 0)
+    | (local < EMPTY_ADDRESS ? 0 : local === EMPTY_ADDRESS ? LOCAL_EMPTY : LOCAL_ID)
+    | (remote < EMPTY_ADDRESS ? 0 : remote === EMPTY_ADDRESS ? REMOTE_EMPTY : REMOTE_ID);
 }
 
-/** Mixes a V4Keys key to a small integer. */
+/** Mixes an AddressKeys key to a small integer. */
 function cellHash(flags: number, local: number, remote: number, ports: number): number {
   let hash = Math.imul(local ^ flags, 0x9e3779b1);
   hash = Math.imul(hash ^ (hash >>> 15) ^ remote, 0x85ebca6b);
@@ -322,18 +328,18 @@ function cellHash(flags: number, local: number, remote: number, ports: number): 
   return (hash ^ (hash >>> 16)) & 0x3fffffff;
 }
 
-/** A port V4Keys can file (a 16-bit count): others go to the chains. */
+/** A port AddressKeys can file (a 16-bit count): others go to the chains. */
 function isPort(port: number): boolean {
   return Number.isInteger(port) && port >= 0 && port <= 0xffff;
 }
 
-/** The empty address (a bound socket's remote side) as a V4Keys address: above every dotted quad. */
+/** The empty address's code (a bound socket's remote side): above every dotted quad's, below every id's. */
 const EMPTY_ADDRESS = 0x100000000;
 
 /**
  * A canonical dotted quad (as formatIPv4 writes it: no leading zeros) as its 32-bit number, the
  * empty string as EMPTY_ADDRESS, anything else -1. Two addresses that give the same number are
- * the same string, so V4Keys compares numbers where the chains compare strings.
+ * the same string, so AddressKeys compares numbers where the chains compare strings.
  */
 export function v4Code(address: string): number {
   const length = address.length;
@@ -384,44 +390,66 @@ function tupleHash(udp: boolean, laddr: string, lport: number, raddr: string, rp
 }
 
 /**
- * The IPv6 addresses (IPv4-mapped ones aside) of every connection, as 4 int32 words each (an open
- * addressing set; [filled, 4 words] per cell): a tuple whose address is not among them has no
- * connection, which an IPv6 LeanTuple learns from its words without making their text
- * (src/validate/rules.ts). `readable` false once an address was not the text formatIPv6 writes:
- * then no miss proves anything.
+ * Every address of a snapshot's sockets as a number, its code: a canonical dotted quad's own
+ * number (v4Code), EMPTY_ADDRESS for the empty one, and for any other text (IPv6, or whatever a
+ * capture holds) EMPTY_ADDRESS + 1 + an id given in order first seen. Two texts have the same
+ * code only if they are the same text. The IPv6 texts formatIPv6 writes are found from their 4
+ * int32 words too (an open addressing table; [id + 1 (0: empty), 4 words] per cell): a LeanTuple
+ * codes its IPv6 addresses without their text (src/validate/rules.ts), and one no socket has
+ * (-1) is not in any key.
  */
-export class V6Addresses {
+export class AddressIds {
+  private readonly ids = new Map<string, number>();
   private cells = new Int32Array(5 * 64);
   private mask = 63;
-  private size = 0;
-  readable = true;
   private readonly scratch = new Int32Array(4);
-  private readonly texts = new Set<string>();
+  /** The code of `::` once a socket has it (the dual-stack wildcard every bound search tries). */
+  private wildcard = -1;
 
-  /** Adds a connection's address, as its text (folded: an IPv4 one, without a colon, is not added). */
-  addText(address: string): void {
-    // A host's connections share few addresses (loopback, its own): each is read once.
-    if (!address.includes(`:`) || this.texts.has(address))
-      return;
-    this.texts.add(address);
-    if (!parseIPv6Words(address, this.scratch, 0)) {
-      this.readable = false;
-      return;
-    }
-    const at = this.cellOf(this.scratch, 0);
-    const c = 5 * at;
-    if (this.cells[c] !== 0)
-      return;
-    this.cells[c] = 1;
-    this.cells.set(this.scratch, c + 1);
-    this.size += 1;
-    if (2 * this.size > this.mask + 1)
-      this.grow();
+  /** The address's code; -1 when no address so written was filed. */
+  codeOfText(address: string): number {
+    const code = v4Code(address);
+    if (code >= 0)
+      return code;
+    const id = this.ids.get(address);
+    return id === undefined ? -1 : EMPTY_ADDRESS + 1 + id;
   }
 
-  /** Whether the address of the 4 words at words[at] is a connection's. */
-  has(words: ArrayLike<number>, at: number): boolean {
-    return this.cells[5 * this.cellOf(words, at)] !== 0;
+  /** The address's code, made for it if it has none yet. */
+  intern(address: string): number {
+    const code = this.codeOfText(address);
+    if (code >= 0)
+      return code;
+    const id = this.ids.size;
+    this.ids.set(address, id);
+    // A host's sockets share few addresses (loopback, its own): each is read once.
+    if (parseIPv6Words(address, this.scratch, 0)) {
+      const c = 5 * this.cellOf(this.scratch, 0);
+      this.cells[c] = id + 1;
+      this.cells.set(this.scratch, c + 1);
+      if (2 * this.ids.size > this.mask + 1)
+        this.grow();
+    }
+    return EMPTY_ADDRESS + 1 + id;
+  }
+
+  /**
+   * The code of the IPv6 address of the 4 int32 words at words[at] (each 4 bytes in network
+   * order), as codeOfText gives it for the address's formatIPv6 text folded (foldMapped): an
+   * IPv4-mapped one is its IPv4 address.
+   */
+  codeOfWords(words: ArrayLike<number>, at: number): number {
+    if (words[at] === 0 && words[at + 1] === 0 && words[at + 2] === 0xffff)
+      return words[at + 3] >>> 0;
+    const id = this.cells[5 * this.cellOf(words, at)];
+    return id === 0 ? -1 : EMPTY_ADDRESS + id;
+  }
+
+  /** The code of `::`, or -1 while no socket has it. */
+  get anyV6(): number {
+    if (this.wildcard < 0)
+      this.wildcard = this.codeOfText(`::`);
+    return this.wildcard;
   }
 
   private cellOf(words: ArrayLike<number>, at: number): number {
@@ -492,16 +520,16 @@ export class SnapshotIndex {
   readonly owners = new NumberMap<{pid: number, comm: string | null}>();
   /** The verdicts' process `match` of each pid, made once (src/validate/rules.ts). */
   readonly processMatches = new Map<number, Match>();
-  /** The IPv6 addresses of the connections (src/validate/rules.ts: a LeanTuple's miss by number). */
-  readonly v6Connected = new V6Addresses();
+  /** The codes of the sockets' addresses, shared by both tables (src/validate/rules.ts: a LeanTuple's lookups by number). */
+  readonly addresses = new AddressIds();
 
   /**
    * `matchTexts` false: the verdicts are not written out (scan without a capture), so a found
    * socket's JSON text is not made for them.
    */
   constructor(options: {matchTexts?: boolean} = {}) {
-    this.connections = new SocketTable(options.matchTexts ?? true);
-    this.bound = new SocketTable(options.matchTexts ?? true);
+    this.connections = new SocketTable(options.matchTexts ?? true, this.addresses);
+    this.bound = new SocketTable(options.matchTexts ?? true, this.addresses);
   }
 
   /** Takes one snapshot record; returns false for records of other types. */
@@ -581,8 +609,6 @@ export class SnapshotIndex {
       return;
     }
     // Every other state counts as a connection, TIME_WAIT included (README "Verdict reasons").
-    this.v6Connected.addText(laddr);
-    this.v6Connected.addText(raddr);
     this.connections.first(udp, laddr, socket.lport, raddr, socket.rport, match);
     this.connections.last(udp, raddr, socket.rport, laddr, socket.lport, match);
   }

@@ -44,6 +44,12 @@ export interface WorldOptions {
   namespace?: boolean;
   /** Only entries whose truth is "alive" (a world without leaks). */
   cleanOnly?: boolean;
+  /**
+   * Also go_tls_conn_by_tuple, of IPv6 keys of every kind scan judges by number: ::1 both ways
+   * and in any namespace, listeners on ::1 and ::, IPv4-mapped forms of IPv4 sockets (the
+   * dual-stack row among them), link-local, and (with `namespace`) another namespace's ::1.
+   */
+  ipv6Edges?: boolean;
 }
 
 const value8 = Buffer.alloc(8, 0x11);
@@ -140,6 +146,40 @@ export async function buildUsmWorld(label: string, options: WorldOptions = {}): 
         [tuple(c, nsHolder.netnsInode, nsHolder.pid), `alive`, `established`, `connection in another namespace`],
         ...(options.cleanOnly ? [] : [[tuple(c, ns, nsHolder.pid), `leaked`, `wrong_namespace`, `that connection, tagged with our namespace`] as [Buffer, Expectation[`status`], string, string]]),
       ]);
+    }
+
+    if (options.ipv6Edges) {
+      const edges = create(`go_tls_conn_by_tuple`, 48, 64);
+      const key = (spec: {saddr: string, sport: number, daddr: string, dport: number}, netns = ns) => connTupleBytes({...spec, netns, pid});
+      const entries: typeof alive = [
+        [tuple(v6, ns, pid, true), `alive`, `established`, `IPv6 connection, server side`],
+        [tuple(v6, 0, 0), `alive`, `established`, `IPv6 connection with netns 0 (found by search)`],
+        [key({saddr: v6.listener!.address, sport: v6.listener!.port, daddr: `::`, dport: 0}), `alive`, `listening`, `IPv6 listener on ::1`],
+        [key({saddr: `::ffff:127.0.0.1`, sport: v4.listener!.port, daddr: `::ffff:0.0.0.0`, dport: 0}), `alive`, `listening`, `IPv4 listener, key IPv4-mapped`],
+        [key({saddr: `::ffff:${v4.client.address}`, sport: v4.client.port, daddr: `::ffff:${v4.server.address}`, dport: v4.server.port}), `alive`, `established`, `IPv4 connection, key IPv4-mapped`],
+      ];
+      if (dual) {
+        entries.push(
+          [key({saddr: `::ffff:127.0.0.1`, sport: dual.server.port, daddr: `::ffff:127.0.0.1`, dport: dual.client.port}), `alive`, `established`, `dual-stack row (tcp6 ::ffff:), key IPv4-mapped`],
+          [key({saddr: dual.listener!.address, sport: dual.listener!.port, daddr: `::`, dport: 0}), `alive`, `listening`, `dual-stack listener on ::`],
+          [key({saddr: `127.0.0.1`, sport: dual.listener!.port, daddr: `0.0.0.0`, dport: 0}), `alive`, `listening_wildcard`, `IPv4 listener key, taken by the dual-stack ::`],
+          [key({saddr: `::1`, sport: dual.listener!.port, daddr: `::`, dport: 0}), `alive`, `listening_wildcard`, `IPv6 listener key on ::1, taken by ::`],
+        );
+      }
+      const c6 = nsHolder?.connections.find(conn => conn.proto === `tcp` && conn.kind === `v6`);
+      if (c6 && nsHolder)
+        entries.push([tuple(c6, nsHolder.netnsInode, nsHolder.pid), `alive`, `established`, `IPv6 connection in another namespace`]);
+      if (!options.cleanOnly) {
+        entries.push(
+          [key({saddr: `::1`, sport: 1, daddr: `::1`, dport: 9}), `leaked`, `no_connection`, `closed IPv6 connection on ::1`],
+          [key({saddr: `::1`, sport: 2, daddr: `::`, dport: 0}), `leaked`, `no_listener`, `closed IPv6 listener`],
+          [key({saddr: `fe80::1c2:3ff:fe04:506`, sport: 22, daddr: `fe80::aa:bbff:fecc:ddee`, dport: 51000}), `leaked`, `no_connection`, `closed link-local connection`],
+          [key({saddr: `::ffff:10.20.30.40`, sport: 5557, daddr: `::ffff:10.20.30.41`, dport: 6379}, 0), `leaked`, `no_connection_any_namespace`, `IPv4-mapped, netns 0, no namespace has it`],
+        );
+        if (c6 && nsHolder)
+          entries.push([tuple(c6, ns, nsHolder.pid), `leaked`, `wrong_namespace`, `that IPv6 connection, tagged with our namespace`]);
+      }
+      put(edges, `go_tls_conn_by_tuple`, entries);
     }
 
     // ssl_read_args: pid_tgid keys of live threads, of a reaped process, of a thread that never was.
