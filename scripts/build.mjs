@@ -1,18 +1,39 @@
 // Bundles the CLI into one CommonJS file that runs on any Node 18+ with no node_modules.
-//   node scripts/build.mjs                 dist/usm-leak-detector.cjs, carrying koffi's native
-//                                          module for Linux x64/arm64 (glibc and musl), brotli-
-//                                          compressed, base64, in a comment at the end of the file
-//                                          (never parsed into strings: 10 MB less memory), with
-//                                          each one's SHA-256 in the code (src/sys/native.ts loads it)
+//   node scripts/build.mjs                 dist/usm-leak-detector.cjs: a short loader (line 3), the
+//                                          esbuild bundle's code in a comment, its V8 code cache in
+//                                          a comment, then koffi's native module for Linux x64/arm64
+//                                          (glibc and musl), brotli-compressed, base64, in a comment
+//                                          at the end of the file (never parsed into strings: 10 MB
+//                                          less memory), with each one's SHA-256 in the code
+//                                          (src/sys/native.ts loads it)
 //   node scripts/build.mjs --sea DIR       DIR/bundle.cjs for the standalone executable: the native
 //                                          module of this machine's platform is a single-executable
 //                                          asset instead; DIR/assets.json lists the assets for the
-//                                          SEA configuration (scripts/dist.sh)
+//                                          SEA configuration (scripts/dist.sh; the executable has
+//                                          SEA's own code cache, so no loader)
+//
+// The code cache: V8's bytecode for the bundle's functions (`vm.Script#createCachedData()`), so
+// that a start does not compile again what the cache holds. It is made here, from our own code
+// only, by a training run (scripts/train-code-cache.cjs, in the build's temporary directory: no
+// root, no BPF, no network, nothing written elsewhere) that compiles the code exactly as the
+// loader does, runs commands on samples/ and takes the cache of what they compiled: bytecode
+// only, no data of the run. It lives inside the bundle: the tool never reads or writes a cache
+// file. The loader reads the code and the cache from its own file and passes the cache to
+// `new vm.Script(code, {cachedData})`. V8 checks the cache's V8 version, V8's flags and the code's
+// length (not its text: the cache must be made from exactly this code, as here), and when it
+// rejects it (another Node or V8 version, other V8 flags such as --max-old-space-size) compiles
+// the code as usual: the same code runs either way (test/code-cache.test.ts). The loader drops
+// the file's bytes and the cache once compiled, and runs the code with the bundle's path as
+// __filename (src/sys/native.ts reads the bundle's own trailer through it). Stack traces give the
+// file's lines and columns: with the cache they name the file as trained, without a directory.
 import {build} from 'esbuild';
 import {createHash} from 'node:crypto';
-import {appendFileSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs';
+import {spawnSync} from 'node:child_process';
+import {appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {createRequire} from 'node:module';
-import {dirname, join, resolve} from 'node:path';
+import {tmpdir} from 'node:os';
+import {basename, dirname, join, resolve} from 'node:path';
+import {Script} from 'node:vm';
 import {promisify} from 'node:util';
 import {brotliCompress, constants as zlibConstants} from 'node:zlib';
 
@@ -78,19 +99,101 @@ function compressed(bytes) {
   }}).then(data => data.toString(`base64`));
 }
 
+/** The code as the loader compiles it: a CommonJS module function, the wrapper's head on a line of its own. */
+const WRAPPER_HEAD = `(function (exports, require, module, __filename, __dirname) {`;
+const wrapped = code => `${WRAPPER_HEAD}\n${code}\n})`;
+
+/** What the training run runs, on a capture directory assembled from samples/ (`capture`). */
+const TRAINING_RUNS = [
+  {argv: [`scan`, `--from`, `capture`, `--recheck-delay`, `0`], exitCodes: [0, 1]},
+  {argv: [`--version`], exitCodes: [0]},
+];
+
+/** The code cache made by the training run (scripts/train-code-cache.cjs) for `source`. */
+function trainedCodeCache(source, options) {
+  const dir = mkdtempSync(join(tmpdir(), `usmld-build-`));
+  try {
+    cpSync(`samples/proc/capture`, join(dir, `capture`), {recursive: true, verbatimSymlinks: true});
+    cpSync(`samples/dump/bpftool/maps`, join(dir, `capture`, `maps`), {recursive: true});
+    writeFileSync(join(dir, `source.js`), source);
+    // The node that builds, with no V8 flags of ours or of NODE_OPTIONS: V8 accepts a cache only
+    // under the flags it was made with.
+    const env = {...process.env, TMPDIR: dir};
+    delete env.NODE_OPTIONS;
+    const run = spawnSync(process.execPath, [
+      resolve(`scripts/train-code-cache.cjs`), join(dir, `source.js`), JSON.stringify(options), join(dir, `usm-leak-detector.cjs`), join(dir, `cache`), JSON.stringify(TRAINING_RUNS),
+    ], {cwd: dir, env, stdio: [`ignore`, `ignore`, `pipe`], encoding: `utf8`, timeout: 120_000});
+    if (run.status !== 0)
+      throw new Error(`the code cache's training run failed (${run.status ?? run.signal}): ${run.stderr}`);
+    return readFileSync(join(dir, `cache`));
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
+}
+
+// A comment ends at the first star-slash: the code's are written `*%`, the same length, so that
+// the code keeps its lines and columns in the file (JavaScript has no `*%` outside strings and
+// regular expressions, and this code has none: checked).
+const COMMENT_END = /\*\//g;
+const ESCAPED_COMMENT_END = `*%`;
+
+/**
+ * The bundle: the loader, then the code and its cache in comments, which V8 skips at a glance
+ * (string literals of the same cost 4 ms more to scan), read back by the loader with the file's
+ * bytes at offsets written into it.
+ */
+function withCodeCache(code) {
+  const source = wrapped(code);
+  if (!/^[\x00-\x7f]*$/.test(source) || source.includes(ESCAPED_COMMENT_END))
+    throw new Error(`the bundle's code must be ASCII (esbuild's charset) and have no ${ESCAPED_COMMENT_END}`);
+  const head = [
+    `#!/usr/bin/env node`,
+    `// usm-leak-detector ${JSON.parse(readFileSync(`package.json`, `utf8`)).version}, built by scripts/build.mjs: the code is in the comment below, compiled with the V8 code cache in the next one (bytecode of this code, made at build time), or without it when V8 rejects it.`,
+  ];
+  // The code's positions are its positions in the file: it starts 2 columns into line head.length + 2.
+  const offsets = {lineOffset: head.length + 1, columnOffset: 2};
+  // V8 11.3 (Node 20) takes the script's name from the cache, so stack traces name the file as
+  // trained: the bundle's name, without a directory (the build's would be wrong where it runs).
+  const cache = trainedCodeCache(source, {filename: basename(outfile), ...offsets});
+  if (new Script(source, {filename: outfile, ...offsets, cachedData: cache}).cachedDataRejected)
+    console.warn(`build.mjs: this node rejects the code cache it just made (V8 flags in NODE_OPTIONS?)`);
+  // The loader reads the two comments' bytes only (not the FFI modules after them). Offsets are
+  // padded to a fixed width, so that the loader's length does not depend on them.
+  const loader = at => `"use strict";{const fs=require("node:fs"),fd=fs.openSync(__filename,"r");let data=Buffer.allocUnsafe(${at[3]}-${at[0]});`
+    + `try{for(let n=0,r=1;n<data.length&&r>0;n+=r)r=fs.readSync(fd,data,n,data.length-n,${at[0]}+n)}finally{fs.closeSync(fd)}`
+    + `let cachedData=Buffer.from(data.toString("latin1",${at[2]}-${at[0]},${at[3]}-${at[0]}),"base64");`
+    + `const script=new(require("node:vm").Script)(data.toString("latin1",0,${at[1]}-${at[0]}).replaceAll(${JSON.stringify(ESCAPED_COMMENT_END)},"*/"),`
+    + `{filename:__filename,lineOffset:${offsets.lineOffset},columnOffset:${offsets.columnOffset},cachedData});`
+    + `data=cachedData=undefined;script.runInThisContext().call(exports,exports,require,module,__filename,__dirname)}`;
+  const width = 10;
+  const codeAt = [head.join(`\n`), loader(Array(4).fill(` `.repeat(width))), `/*`].join(`\n`).length;
+  const escaped = source.replace(COMMENT_END, ESCAPED_COMMENT_END);
+  if (escaped.replaceAll(ESCAPED_COMMENT_END, `*/`) !== source)
+    throw new Error(`build.mjs: the code's comment escapes do not round-trip`);
+  const cacheText = cache.toString(`base64`);
+  const cacheAt = codeAt + escaped.length + `*/\n/*`.length;
+  const at = [codeAt, codeAt + escaped.length, cacheAt, cacheAt + cacheText.length].map(offset => String(offset).padStart(width));
+  const text = [...head, loader(at), `/*${escaped}*/`, `/*${cacheText}*/`, ``].join(`\n`);
+  if (text.slice(codeAt, codeAt + escaped.length) !== escaped || text.slice(cacheAt, cacheAt + cacheText.length) !== cacheText)
+    throw new Error(`build.mjs: the loader's offsets are wrong`);
+  return text;
+}
+
 const outfile = seaDir !== null ? join(seaDir, `bundle.cjs`) : `dist/usm-leak-detector.cjs`;
 mkdirSync(dirname(outfile), {recursive: true});
-await build({
+const built = await build({
   entryPoints: [`commands/main.ts`],
   bundle: true,
   platform: `node`,
   target: `node18`,
   format: `cjs`,
   outfile,
-  banner: {js: `#!/usr/bin/env node`},
+  // The bundle's code is written below, inside its loader; the SEA's is the file itself.
+  write: seaDir !== null,
+  banner: {js: seaDir !== null ? `#!/usr/bin/env node` : ``},
   legalComments: `none`,
   // Whitespace and comments out (names and code as written): V8 scans every byte at each start
-  // and again as each function is first compiled. Stack traces then give columns of line 2.
+  // and again as each function is first compiled.
   minifyWhitespace: true,
   logLevel: `warning`,
   plugins: [{
@@ -106,6 +209,8 @@ await build({
     },
   }],
 });
+if (seaDir === null)
+  writeFileSync(outfile, withCodeCache(built.outputFiles[0].text));
 // The modules go after the code, in a comment: base64 and JSON have no `*/`.
 if (trailer !== null) {
   const texts = {};
