@@ -6,10 +6,18 @@ export class NumberMap<V> {
   /** The keys in the order first set, and their values. */
   readonly keys: Array<number> = [];
   readonly values: Array<V> = [];
-  /** Per cell: its key, and its index in keys + 1 (0: empty); at most half full. */
-  private cellKeys = new Float64Array(64);
-  private slots = new Int32Array(64);
-  private mask = 63;
+  /**
+   * Per cell: its key, and its index in keys + 1 (0: empty); at most half full. Set by allocate(),
+   * here and when the table grows: fields written once would be taken by V8 as constants, and
+   * the code that relied on it (every owner and count looked up) thrown away at the first growth.
+   */
+  private cellKeys = EMPTY_KEYS;
+  private slots = EMPTY_SLOTS;
+  private mask = -1;
+
+  constructor() {
+    this.allocate(64);
+  }
 
   get size(): number {
     return this.keys.length;
@@ -47,10 +55,15 @@ export class NumberMap<V> {
     }
   }
 
+  /** Empty cells, `cells` of them (a power of 2). */
+  private allocate(cells: number): void {
+    this.mask = cells - 1;
+    this.cellKeys = new Float64Array(cells);
+    this.slots = new Int32Array(cells);
+  }
+
   private grow(): void {
-    this.mask = 2 * (this.mask + 1) - 1;
-    this.cellKeys = new Float64Array(this.mask + 1);
-    this.slots = new Int32Array(this.mask + 1);
+    this.allocate(2 * (this.mask + 1));
     for (let i = 0; i < this.keys.length; i++) {
       const cell = this.cellOf(this.keys[i]);
       this.cellKeys[cell] = this.keys[i];
@@ -58,3 +71,6 @@ export class NumberMap<V> {
     }
   }
 }
+
+const EMPTY_KEYS = new Float64Array(0);
+const EMPTY_SLOTS = new Int32Array(0);

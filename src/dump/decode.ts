@@ -72,10 +72,16 @@ export class LeanTuple implements ConnTupleKey {
   /** The addresses' text, once made. */
   private saddrText: string | null = null;
   private daddrText: string | null = null;
-  /** Declared here, not added later: LeanTuples with and without extras then share one shape. */
-  extra: {[name: string]: number | string} | undefined = undefined;
+  /**
+   * Written once, by the constructor (`declare`: no field definition before it), not added or
+   * written later: LeanTuples with and without extras share one shape, and V8 sees the field
+   * never rewritten (decodeKey's later write, at the first map with extras, threw away the
+   * optimised code of every function that read a LeanTuple).
+   */
+  declare extra: {[name: string]: number | string} | undefined;
 
-  constructor(bytes: Uint8Array, off: number) {
+  constructor(bytes: Uint8Array, off: number, extra?: {[name: string]: number | string}) {
+    this.extra = extra;
     const metadata = u32(bytes, off + 44);
     const v6 = (metadata & 2) !== 0;
     this.family = v6 ? `v6` : `v4`;
@@ -171,9 +177,12 @@ export function decodeKey(layout: KeyLayout, bytes: Uint8Array, length: number, 
       const off = layout.tupleOffset ?? 0;
       if (length < off + CONN_TUPLE_SIZE)
         return `key is ${length} bytes, too short for a conn_tuple_t at offset ${off}`;
-      const key = lean ? new LeanTuple(bytes, off) : decodeTuple(bytes, off);
-      if (layout.extra !== undefined)
-        key.extra = decodeExtra(layout.extra, bytes, length);
+      const extra = layout.extra !== undefined ? decodeExtra(layout.extra, bytes, length) : undefined;
+      if (lean)
+        return new LeanTuple(bytes, off, extra);
+      const key = decodeTuple(bytes, off);
+      if (extra !== undefined)
+        key.extra = extra;
       return key;
     }
   }

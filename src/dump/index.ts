@@ -17,6 +17,7 @@ import {offlineSource} from './offline.ts';
 import {recordLine} from './serialize.ts';
 import type {ListedMap, MapSource} from './source.ts';
 import type {ReadAhead} from './readAhead.ts';
+import {ANY_VALUES, generalizeFields} from '../shapes.ts';
 
 export interface DumpOptions {
   selection?: MapSelection;
@@ -362,6 +363,12 @@ interface LaterKeyHex {
   [KEY_STORE]?: KeyStore | undefined;
   [KEY_SLOT]?: number;
 }
+
+// The fields toEntry, judging (judgeInPlace) and fillKeyHex write after the record is made, and
+// the key (a LeanTuple, or another kind of key), made general before any is optimised (src/shapes.ts).
+generalizeFields(leanEntry(0, ``, ``, null, undefined, 0) as EntryRecord & {[field: string]: unknown} & LaterKeyHex, [
+  `type`, `keyHex`, `key`, `valueTuple`, `ageSeconds`, `ageField`, `keyError`, `status`, `reason`, `checks`, `judgedBy`, `match`, `owner`, KEY_STORE,
+], ANY_VALUES);
 
 /** Whether the record is a lean entry (or the verdict it became) whose keyHex was left for later. */
 export function keyHexLeft(record: EntryRecord | VerdictRecord): boolean {

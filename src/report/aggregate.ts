@@ -14,6 +14,7 @@ import {LeanTuple} from '../dump/decode.ts';
 import {v4Code} from '../validate/snapshotIndex.ts';
 import {isListenerKey, ownerPid, LISTENER_DST} from './format.ts';
 import {MAP_SECTIONS} from './sections.ts';
+import {ANY_VALUES, COUNT_VALUES, generalizeFields} from '../shapes.ts';
 
 /** Fields leaks can be grouped by (`--group-by`). */
 export const GROUP_FIELDS = [`reason`, `dport`, `sport`, `daddr`, `saddr`, `netns`, `pid`, `comm`, `map`, `proto`, `family`] as const;
@@ -446,6 +447,7 @@ export class ReportAggregator {
   constructor(readonly options: ReportOptions) {
     this.filter = options.filter ?? new LeakFilter();
     this.groups = options.groupBy.map(field => new GroupTable(field));
+    generalizeTallyFields();
   }
 
   add(record: AnyRecord): void {
@@ -483,13 +485,7 @@ export class ReportAggregator {
       return this.lastTally;
     let tally = this.maps.get(mapId);
     if (!tally) {
-      const known = findCatalogueMap(map);
-      tally = {
-        mapId, map, kernelName: kernelName(map), keyKind: known?.keyKind ?? null, info: null, stats: null,
-        total: 0, alive: 0, leaked: 0, unknown: 0, resolved: 0, raceFiltered: 0, confirmed: 0, reasons: new Map(),
-        samples: [], deadPids: new Set(), deadPidsCapped: false, threadsGone: 0, summary: null,
-        sections: MAP_SECTIONS.map(section => section.start()),
-      };
+      tally = newMapTally(mapId, map);
       this.maps.set(mapId, tally);
     }
     this.lastTally = tally;
@@ -627,6 +623,26 @@ export class ReportAggregator {
       return true;
     return this.sawProcessSnapshot ? true : null;
   }
+}
+
+function newMapTally(mapId: number, map: string): MapTally {
+  return {
+    mapId, map, kernelName: kernelName(map), keyKind: findCatalogueMap(map)?.keyKind ?? null, info: null, stats: null,
+    total: 0, alive: 0, leaked: 0, unknown: 0, resolved: 0, raceFiltered: 0, confirmed: 0, reasons: new Map(),
+    samples: [], deadPids: new Set(), deadPidsCapped: false, threadsGone: 0, summary: null,
+    sections: MAP_SECTIONS.map(section => section.start()),
+  };
+}
+
+/**
+ * A map's tally's fields made general before any is optimised (src/shapes.ts): the counts are
+ * first counted, the records and the key kind first set, one map after another.
+ */
+function generalizeTallyFields(): void {
+  const tally = newMapTally(0, ``);
+  generalizeFields(tally, [`keyKind`, `info`, `stats`, `summary`, `reasons`, `samples`, `deadPids`, `sections`], ANY_VALUES);
+  generalizeFields(tally, [`total`, `alive`, `leaked`, `unknown`, `resolved`, `raceFiltered`, `confirmed`, `threadsGone`], COUNT_VALUES);
+  generalizeFields(tally, [`deadPidsCapped`], [true, false]);
 }
 
 /**

@@ -15,6 +15,7 @@ import {snapshotConns} from '../snapshot/conns.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
 import {judgeEntry} from './rules.ts';
 import {RecordHolding} from './holding.ts';
+import {COUNT_VALUES, generalizeFields} from '../shapes.ts';
 import {MATCH_TEXT, lineCarriesEntry} from './serialize.ts';
 import {SNAPSHOT_RECORD_TYPES, SnapshotIndex} from './snapshotIndex.ts';
 
@@ -99,6 +100,11 @@ export class MapTally {
 /** Per-map tallies in order of first appearance. */
 export class Tallies {
   private readonly byId = new Map<number, MapTally>();
+
+  constructor() {
+    // Counts made general before any is optimised (src/shapes.ts): the first `unknown` comes late.
+    generalizeFields(new MapTally(0, ``), [`total`, `alive`, `leaked`, `unknown`, `resolved`, `raceFiltered`], COUNT_VALUES);
+  }
 
   get(mapId: number, map: string): MapTally {
     let tally = this.byId.get(mapId);
