@@ -19,7 +19,14 @@ export const COMMANDS = [
   DiffCommand, CaptureScriptCommand,
 ];
 
-export function buildCli(options: {enableColors?: boolean} = {}): Cli<CliContext> {
+/**
+ * The command line parser. With `argv`, a command line that starts with a command's name gets
+ * that command alone (and the built-in help and version): clipanion builds its parser from
+ * every registered command's options (about 10 ms and 9 MiB of a short run of the bundle), and
+ * such a line can only be that command's. Any other line (no command, an option first, an
+ * unknown name) gets them all, for the help and the suggestions.
+ */
+export function buildCli(options: {enableColors?: boolean} = {}, argv?: ReadonlyArray<string>): Cli<CliContext> {
   const cli = new Cli<CliContext>({
     binaryLabel: `usm-leak-detector`,
     binaryName: `usm-leak-detector`,
@@ -28,14 +35,15 @@ export function buildCli(options: {enableColors?: boolean} = {}): Cli<CliContext
   });
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
-  for (const command of COMMANDS)
+  const named = argv === undefined ? [] : COMMANDS.filter(command => command.paths?.some(path => path[0] === argv[0]));
+  for (const command of named.length > 0 ? named : COMMANDS)
     cli.register(command);
   return cli;
 }
 
 /** Parses then runs `argv`; usage errors go to stderr with exit 2. */
 export async function runCli(argv: Array<string>, context: Partial<CliContext> & Pick<CliContext, `stdin` | `stdout` | `stderr`>, options: {enableColors?: boolean} = {}): Promise<number> {
-  const cli = buildCli(options);
+  const cli = buildCli(options, argv);
   const fullContext = {...Cli.defaultContext, ...context} as CliContext;
   let command;
   try {

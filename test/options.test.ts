@@ -1,7 +1,11 @@
 // Option groups (commands/options.ts) are declared once: every command that takes a group has all
 // of its flags, and their values are checked the same way everywhere.
+import {Cli} from 'clipanion';
+import {PassThrough} from 'node:stream';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
+import type {CliContext} from '../commands/BaseCommand.ts';
+import {buildCli, COMMANDS} from '../commands/cli.ts';
 import {runCommand} from './helpers/cli.ts';
 
 const BACKEND_FLAGS = [`--backend`, `--bpftool`, `--system-probe`, `--timeout`, `--download`, `--bpftool-url`, `--bpftool-sha256`];
@@ -54,6 +58,46 @@ test(`--proc-root and --from together are refused by every command that takes bo
     const run = await runCommand([command, `--proc-root`, `/proc`, `--from`, `/nonexistent-capture`]);
     assert.is(run.code, 2, `${command}: ${run.stderr}`);
     assert.match(run.stderr, /--proc-root and --from cannot be used together/);
+  }
+});
+
+test(`a command line that names a command parses, fails and helps as with every command registered`, async () => {
+  const context = {...Cli.defaultContext, stdin: new PassThrough(), stdout: new PassThrough(), stderr: new PassThrough()};
+  /** What clipanion makes of `argv`: the command and its options (help: the text it prints), or the error message. */
+  const parse = async (cli: Cli<CliContext>, argv: Array<string>) => {
+    let command;
+    try {
+      command = cli.process(argv, context) as unknown as Record<string, unknown>;
+    } catch (err) {
+      return {error: cli.error(err)};
+    }
+    if (command.constructor.name === `HelpCommand`) {
+      const stdout = new PassThrough();
+      let text = ``;
+      stdout.on(`data`, chunk => (text += chunk));
+      await cli.run(argv, {...context, stdout});
+      return {command: `HelpCommand`, path: command.path, text};
+    }
+    const options = Object.entries(command).filter(([key]) => key !== `context` && key !== `cli`);
+    return {command: command.constructor.name, path: command.path, options: JSON.stringify(options)};
+  };
+  const lines = [
+    [`scan`], [`scan`, `--bogus`], [`scan`, `extra`], [`scan`, `--recheck-delay`], [`scan`, `--recheck-delay`, `soon`], [`scan`, `--help`],
+    [`scan`, `-h`], [`scan`, `-vv`, `--maps`, `a,b`, `--map-id`, `3`, `--capture`, `x`, `--format`, `json`], [`scan`, `scan`], [`scan`, `--`, `--help`],
+    [`dump-maps`, `--backend`, `foo`], [`dump-maps`, `--map-id`, `12x`], [`snapshot-pids`, `--socket-fds`, `extra`], [`validate`, `--snapshot`],
+    [`recheck`, `--delay=-1`], [`report`, `--samples`, `-1`], [`diff`], [`diff`, `a`, `b`, `c`], [`capture-script`, `--bogus`], [`snapshot-conns`, `--from`],
+    // Lines that name no command get every command: help, version, unknown names and their suggestions.
+    [], [`--help`], [`-h`], [`--version`], [`-v`], [`scna`], [`Scan`], [`dump`], [`help`], [`--bogus`], [`-v`, `scan`],
+  ];
+  for (const argv of lines) {
+    const all = await parse(buildCli(), argv);
+    assert.equal(await parse(buildCli({}, argv), argv), all, argv.join(` `));
+    assert.ok(`error` in all || all.path !== undefined, argv.join(` `));
+  }
+  // Help of a named command: the same text.
+  for (const command of COMMANDS) {
+    const name = command.paths![0][0];
+    assert.is(buildCli({}, [name]).usage(command, {detailed: true}), buildCli().usage(command, {detailed: true}), name);
   }
 });
 
