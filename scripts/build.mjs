@@ -49,9 +49,26 @@ const sha256 = bytes => createHash(`sha256`).update(bytes).digest(`hex`);
 
 /** The bundle's trailing comment: `/*usmld-native {"linux_x64":"<brotli base64>",...}*\/`. */
 const TRAILER_MARK = `/*usmld-native `;
-let trailer = null;
 
-function embeddedSource() {
+/**
+ * The bundle's last lines: the trailing comment, and where each module's text is in it, counted
+ * from the end of the file (the code before it does not move it): [from the end, length].
+ */
+async function trailerOf(triplets) {
+  const texts = Object.fromEntries(await Promise.all(triplets.map(async triplet => [triplet, await compressed(nativeOf(triplet))])));
+  // The modules go after the code, in a comment: base64 and JSON have no `*/`.
+  const text = `\n${TRAILER_MARK}${JSON.stringify(texts)}*/\n`;
+  const at = {};
+  for (const triplet of triplets) {
+    const start = text.indexOf(`"${triplet}":"`) + `"${triplet}":"`.length;
+    at[triplet] = [text.length - start, texts[triplet].length];
+  }
+  return {text, at};
+}
+// Compressed while esbuild works (about a second each, in parallel).
+const trailer = seaDir === null ? trailerOf(BUNDLED_TRIPLETS) : null;
+
+async function embeddedSource() {
   let entries;
   if (seaDir !== null) {
     const arch = process.arch === `x64` || process.arch === `arm64` ? process.arch : null;
@@ -64,24 +81,32 @@ function embeddedSource() {
     });
     writeFileSync(join(seaDir, `assets.json`), JSON.stringify(assets));
   } else {
-    trailer = {};
-    entries = BUNDLED_TRIPLETS.map(triplet => {
-      const bytes = nativeOf(triplet);
-      trailer[triplet] = compressed(bytes);
-      return {triplet, sha256: sha256(bytes), inTrailer: true};
-    });
+    entries = BUNDLED_TRIPLETS.map(triplet => ({triplet, sha256: sha256(nativeOf(triplet)), inTrailer: true}));
   }
+  // A module's text is read from where the build put it (not the whole file: 3 MB), and checked
+  // to be there: its key before it, its closing quote after.
   return [
     `// koffi ${koffiVersion}, native modules embedded by scripts/build.mjs.`,
     `export const EMBEDDED_NATIVE = ${JSON.stringify(entries)};`,
+    `const TRAILER_AT = ${JSON.stringify(trailer === null ? {} : (await trailer).at)};`,
     `export function requireKoffi() { throw new Error('no node_modules in a bundle'); }`,
     `export function readAsset(key) { return new Uint8Array(require('node:sea').getAsset(key)); }`,
     `export function readTrailer(triplet) {`,
-    `  const data = require('node:fs').readFileSync(__filename);`,
-    `  const key = Buffer.from('"' + triplet + '":"', 'latin1');`,
-    `  const at = data.lastIndexOf(key);`,
-    `  if (at < data.lastIndexOf(${JSON.stringify(TRAILER_MARK)}) || at < 0) throw new Error(__filename + ' has no embedded module for ' + triplet);`,
-    `  return data.toString('latin1', at + key.length, data.indexOf(0x22, at + key.length));`,
+    `  const fs = require('node:fs');`,
+    `  const key = '"' + triplet + '":"';`,
+    `  const [fromEnd, length] = TRAILER_AT[triplet] ?? [0, 0];`,
+    `  const data = Buffer.alloc(key.length + length + 1);`,
+    `  const fd = fs.openSync(__filename, 'r');`,
+    `  try {`,
+    `    const start = fs.fstatSync(fd).size - fromEnd - key.length;`,
+    `    for (let n = 0, read = 1; n < data.length && read > 0 && start >= 0; n += read)`,
+    `      read = fs.readSync(fd, data, n, data.length - n, start + n);`,
+    `  } finally {`,
+    `    fs.closeSync(fd);`,
+    `  }`,
+    `  if (length === 0 || data.toString('latin1', 0, key.length) !== key || data[data.length - 1] !== 0x22)`,
+    `    throw new Error(__filename + ' has no embedded module for ' + triplet);`,
+    `  return data.toString('latin1', key.length, key.length + length);`,
     `}`,
   ].join(`\n`);
 }
@@ -205,16 +230,11 @@ const built = await build({
         loader: `ts`,
       }));
       // The FFI's native module, in place of src/sys/embedded.ts (which requires it from node_modules).
-      build.onLoad({filter: /[\\/]src[\\/]sys[\\/]embedded\.ts$/}, () => ({contents: embeddedSource(), loader: `js`}));
+      build.onLoad({filter: /[\\/]src[\\/]sys[\\/]embedded\.ts$/}, async () => ({contents: await embeddedSource(), loader: `js`}));
     },
   }],
 });
 if (seaDir === null)
   writeFileSync(outfile, withCodeCache(built.outputFiles[0].text));
-// The modules go after the code, in a comment: base64 and JSON have no `*/`.
-if (trailer !== null) {
-  const texts = {};
-  for (const [triplet, text] of Object.entries(trailer))
-    texts[triplet] = await text;
-  appendFileSync(outfile, `\n${TRAILER_MARK}${JSON.stringify(texts)}*/\n`);
-}
+if (trailer !== null)
+  appendFileSync(outfile, (await trailer).text);

@@ -1,7 +1,8 @@
 // Loads koffi, the FFI through which we call bpf() and setns(). Three ways, by how we run:
 // - from the source tree: the koffi package in node_modules (require);
 // - from the .cjs bundle: the native modules are in a comment at the end of the bundle (brotli,
-//   base64), read from the file only when needed; their SHA-256 is in the code (scripts/build.mjs);
+//   base64), the one needed read from the file only when needed, at the place the build wrote
+//   into the code; their SHA-256 is in the code (scripts/build.mjs);
 // - from the standalone executable: the native module is a single-executable asset.
 // A native module can only be loaded from a file. The embedded bytes are checked against their
 // SHA-256, written to a fresh directory only we can write (mkdtemp: 0700, owned by us), loaded
