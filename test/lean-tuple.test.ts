@@ -7,7 +7,8 @@
 // validate's verdicts made in place (entriesOwned) against its copied ones.
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
-import {decodeTuple, LeanTuple} from '../src/dump/decode.ts';
+import {decodeKey, decodeTuple, LeanTuple} from '../src/dump/decode.ts';
+import {findCatalogueMap} from '../src/catalogue.ts';
 import {GROUP_CAP, GroupTable, groupValue} from '../src/report/aggregate.ts';
 import {NumberMap} from '../src/numberMap.ts';
 import type {ConnTupleKey, VerdictRecord} from '../src/schema.ts';
@@ -161,6 +162,20 @@ test(`a LeanTuple reads and serialises as decodeTuple's key of the same bytes`, 
         assert.equal(lean[field], plain[field], `${field} of ${spec.saddr} → ${spec.daddr}`);
       lean.extra = plain.extra = {stream_id: 3};
       assert.is(JSON.stringify(lean), JSON.stringify(plain));
+    }
+  }
+});
+
+test(`decodeKey's lean keys of maps with extra key fields (stream id, correlation id, table index) serialise as its plain keys`, () => {
+  for (const name of [`http2_in_flight`, `kafka_in_flight`, `http2_dynamic_table`, `mongo_request_id`]) {
+    const layout = findCatalogueMap(name)!;
+    for (const spec of SPECS.slice(0, 12)) {
+      const tuple = tupleBytes(spec);
+      const bytes = Buffer.alloc(layout.keySize, 0xf7);
+      tuple.copy(bytes, layout.tupleOffset ?? 0);
+      const lean = decodeKey(layout, bytes, bytes.length, true);
+      assert.ok(lean instanceof LeanTuple && lean.extra !== undefined, name);
+      assert.is(JSON.stringify(lean), JSON.stringify(decodeKey(layout, bytes, bytes.length, false)), `${name} ${spec.saddr}`);
     }
   }
 });
