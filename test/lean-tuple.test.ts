@@ -8,7 +8,7 @@
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {decodeKey, decodeTuple, LeanTuple} from '../src/dump/decode.ts';
-import {findCatalogueMap} from '../src/catalogue.ts';
+import {CATALOGUE, findCatalogueMap, type ExtraFields, type KeyLayout} from '../src/catalogue.ts';
 import {GROUP_CAP, GroupTable, groupValue} from '../src/report/aggregate.ts';
 import {NumberMap} from '../src/numberMap.ts';
 import type {ConnTupleKey, VerdictRecord} from '../src/schema.ts';
@@ -178,6 +178,48 @@ test(`decodeKey's lean keys of maps with extra key fields (stream id, correlatio
       assert.is(JSON.stringify(lean), JSON.stringify(decodeKey(layout, bytes, bytes.length, false)), `${name} ${spec.saddr}`);
     }
   }
+});
+
+test(`a key's extra fields, read by a decoder made for its layout, are what reading them one by one gives: every catalogue layout with extras and made-up ones (signed, u64 past 2^53, a name twice), keys long enough and too short`, () => {
+  // The reference: each field read where it is, when the key holds it, in the layout's order.
+  const reference = (fields: ExtraFields, bytes: Buffer, length: number) => {
+    const extra: {[name: string]: number | string} = {};
+    for (const [name, offset, size, signed] of fields) {
+      if (offset + size > length)
+        continue;
+      extra[name] = size === 8 ? bytes.readBigUInt64LE(offset).toString() : signed ? bytes.readInt32LE(offset) : bytes.readUInt32LE(offset);
+    }
+    return extra;
+  };
+  const layouts: Array<KeyLayout> = CATALOGUE.filter(map => map.extra !== undefined);
+  const tuple = CATALOGUE.find(map => map.name === `http2_in_flight`)!;
+  const pidTgid = CATALOGUE.find(map => map.name === `ssl_sock_by_ctx`)!;
+  layouts.push(
+    {...tuple, keySize: 72, extra: [[`a`, 48, 4, true], [`b`, 52, 8], [`a`, 60, 4], [`c d"e`, 64, 8, true]]},
+    {...pidTgid, keySize: 24, extra: [[`ctx`, 8, 8], [`n`, 16, 4, true], [`m`, 20, 4]]},
+  );
+  assert.ok(layouts.length >= 6, `layouts: ${layouts.map(layout => (layout as {name?: string}).name).join(`, `)}`);
+  let checked = 0;
+  for (const layout of layouts) {
+    const ends = layout.extra!.map(([, offset, size]) => offset + size);
+    for (const length of new Set([layout.keySize, ...ends.map(end => end - 1), ...ends])) {
+      for (const fill of [0x00, 0x7f, 0x80, 0xff, -1]) {
+        const bytes = Buffer.alloc(layout.keySize);
+        for (let i = 0; i < bytes.length; i++)
+          bytes[i] = fill < 0 ? (i * 151 + length) & 255 : fill;
+        if (layout.keyKind === `conn_tuple`)
+          tupleBytes(SPECS[0]).copy(bytes, layout.tupleOffset ?? 0);
+        for (const lean of [true, false]) {
+          const key = decodeKey(layout, bytes, length, lean);
+          if (typeof key === `string`)
+            continue;
+          assert.is(JSON.stringify((key as {extra?: unknown}).extra), JSON.stringify(reference(layout.extra!, bytes, length)), `${JSON.stringify(layout.extra)} at ${length}`);
+          checked += 1;
+        }
+      }
+    }
+  }
+  assert.ok(checked > 100, `${checked} keys checked`);
 });
 
 test(`judging a LeanTuple (its addresses by number, IPv6 ones too) gives the plain key's judgement, rule by rule`, () => {

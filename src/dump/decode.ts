@@ -144,6 +144,45 @@ function decodeExtra(fields: ExtraFields, bytes: Uint8Array, length: number): {[
   return extra;
 }
 
+type ExtraDecoder = (bytes: Uint8Array, length: number) => {[name: string]: number | string};
+
+/**
+ * decodeExtra for one layout's fields, as a function made for them: an object literal with their
+ * names, each read at its offset, when the key holds every field (else decodeExtra). decodeExtra's
+ * store by a name that changes from map to map cost more than the rest of the key's decoding.
+ */
+function extraDecoder(fields: ExtraFields): ExtraDecoder {
+  // Keys come in runs of one map: the last one's decoder at hand, the others kept by their fields.
+  if (fields === lastExtra.fields)
+    return lastExtra.decoder;
+  let decoder = extraDecoders.get(fields);
+  if (decoder === undefined) {
+    decoder = makeExtraDecoder(fields);
+    extraDecoders.set(fields, decoder);
+  }
+  lastExtra.fields = fields;
+  lastExtra.decoder = decoder;
+  return decoder;
+}
+const extraDecoders = new WeakMap<ExtraFields, ExtraDecoder>();
+const lastExtra: {fields: ExtraFields | null, decoder: ExtraDecoder} = {fields: null, decoder: () => ({})};
+
+function makeExtraDecoder(fields: ExtraFields): ExtraDecoder {
+  const generic: ExtraDecoder = (bytes, length) => decodeExtra(fields, bytes, length);
+  let end = 0;
+  const members: Array<string> = [];
+  for (const [name, offset, size, signed] of fields) {
+    // Only what the literal reads as decodeExtra does (`__proto__` would set the prototype).
+    if (name === `__proto__` || !Number.isSafeInteger(offset) || offset < 0 || (size !== 4 && size !== 8))
+      return generic;
+    end = Math.max(end, offset + size);
+    members.push(`${JSON.stringify(name)}: ${size === 8 ? `u64String(bytes, ${offset})` : signed ? `u32(bytes, ${offset}) | 0` : `u32(bytes, ${offset})`}`);
+  }
+  return new Function(`u32`, `u64String`, `generic`, `return function decodeExtraOf(bytes, length) {
+  return length >= ${end} ? {${members.join(`, `)}} : generic(bytes, length);
+};`)(u32, u64String, generic) as ExtraDecoder;
+}
+
 /**
  * Decodes a key of `length` bytes per its layout; a string is the reason it cannot be. `lean`:
  * a conn_tuple_t as a LeanTuple (nothing will see the record whole).
@@ -156,7 +195,7 @@ export function decodeKey(layout: KeyLayout, bytes: Uint8Array, length: number, 
         return `pid_tgid key must be ${layout.keySize} bytes, got ${length}`;
       const key: PidTgidKey = {kind: `pid_tgid`, pidTgid: u64String(bytes, at), tgid: u32(bytes, at + 4), tid: u32(bytes, at)};
       if (layout.extra !== undefined)
-        key.extra = decodeExtra(layout.extra, bytes, length);
+        key.extra = extraDecoder(layout.extra)(bytes, length);
       return key;
     }
     case `pid_fd`:
@@ -177,7 +216,7 @@ export function decodeKey(layout: KeyLayout, bytes: Uint8Array, length: number, 
       const off = layout.tupleOffset ?? 0;
       if (length < off + CONN_TUPLE_SIZE)
         return `key is ${length} bytes, too short for a conn_tuple_t at offset ${off}`;
-      const extra = layout.extra !== undefined ? decodeExtra(layout.extra, bytes, length) : undefined;
+      const extra = layout.extra !== undefined ? extraDecoder(layout.extra)(bytes, length) : undefined;
       if (lean)
         return new LeanTuple(bytes, off, extra);
       const key = decodeTuple(bytes, off);
