@@ -6,19 +6,20 @@
 //                                          at the end of the file (never parsed into strings: 10 MB
 //                                          less memory), with each one's SHA-256 in the code
 //                                          (src/sys/native.ts loads it)
-//   node scripts/build.mjs --sea DIR       DIR/bundle.cjs for the standalone executable: the native
-//                                          module of this machine's platform is a single-executable
-//                                          asset instead; DIR/assets.json lists the assets for the
-//                                          SEA configuration (scripts/dist.sh; the executable has
-//                                          SEA's own code cache, so no loader)
+//   node scripts/build.mjs --sea DIR       DIR/bundle.cjs, the standalone executable's main script:
+//                                          a loader whose code, code cache and native modules (this
+//                                          machine's platform) are single-executable assets;
+//                                          DIR/assets.json lists them for the SEA configuration
+//                                          (scripts/dist.sh)
 //
 // The code cache: V8's bytecode for the bundle's functions (`vm.Script#createCachedData()`), so
 // that a start does not compile again what the cache holds. It is made here, from our own code
 // only, by a training run (scripts/train-code-cache.cjs, in the build's temporary directory: no
 // root, no BPF, no network, nothing written elsewhere) that compiles the code exactly as the
 // loader does, runs commands on samples/ and takes the cache of what they compiled: bytecode
-// only, no data of the run. It lives inside the bundle: the tool never reads or writes a cache
-// file. The loader reads the code and the cache from its own file and passes the cache to
+// only, no data of the run. It lives inside the bundle (the executable: among its assets): the
+// tool never reads or writes a cache file. The loader reads the code and the cache from its own
+// file (the executable's: from its assets) and passes the cache to
 // `new vm.Script(code, {cachedData})`. V8 checks the cache's V8 version, V8's flags and the code's
 // length (not its text: the cache must be made from exactly this code, as here), and when it
 // rejects it (another Node or V8 version, other V8 flags such as --max-old-space-size) compiles
@@ -67,19 +68,19 @@ async function trailerOf(triplets) {
 }
 // Compressed while esbuild works (about a second each, in parallel).
 const trailer = seaDir === null ? trailerOf(BUNDLED_TRIPLETS) : null;
+/** The standalone executable's assets: key -> file (DIR/assets.json, for the SEA configuration). */
+const seaAssets = {};
 
 async function embeddedSource() {
   let entries;
   if (seaDir !== null) {
     const arch = process.arch === `x64` || process.arch === `arm64` ? process.arch : null;
     const triplets = arch === null ? [] : [`linux_${arch}`, `musl_${arch}`];
-    const assets = {};
     entries = triplets.map(triplet => {
       const key = `koffi-${triplet}.node`;
-      assets[key] = join(koffiDir, `build`, `koffi`, triplet, `koffi.node`);
+      seaAssets[key] = join(koffiDir, `build`, `koffi`, triplet, `koffi.node`);
       return {triplet, sha256: sha256(nativeOf(triplet)), asset: key};
     });
-    writeFileSync(join(seaDir, `assets.json`), JSON.stringify(assets));
   } else {
     entries = BUNDLED_TRIPLETS.map(triplet => ({triplet, sha256: sha256(nativeOf(triplet)), inTrailer: true}));
   }
@@ -204,6 +205,25 @@ function withCodeCache(code) {
   return text;
 }
 
+/**
+ * The standalone executable's main script: the code and its cache are assets (a SEA cannot read
+ * its own file), compiled as the bundle's loader does. Node's own SEA code cache (useCodeCache,
+ * scripts/dist.sh) covers the main script's top level only, not the functions a run compiles.
+ */
+function seaMain(code) {
+  const source = wrapped(code);
+  const cache = trainedCodeCache(source, {filename: `usm-leak-detector`});
+  if (new Script(source, {filename: `usm-leak-detector`, cachedData: cache}).cachedDataRejected)
+    console.warn(`build.mjs: this node rejects the code cache it just made (V8 flags in NODE_OPTIONS?)`);
+  writeFileSync(join(seaDir, `code.js`), source);
+  writeFileSync(join(seaDir, `code.cache`), cache);
+  seaAssets[`usmld-code.js`] = join(seaDir, `code.js`);
+  seaAssets[`usmld-code.cache`] = join(seaDir, `code.cache`);
+  return `"use strict";{const sea=require("node:sea");let cachedData=Buffer.from(sea.getAsset("usmld-code.cache"));`
+    + `const script=new(require("node:vm").Script)(sea.getAsset("usmld-code.js","utf8"),{filename:"usm-leak-detector",cachedData});`
+    + `cachedData=undefined;script.runInThisContext().call(exports,exports,require,module,__filename,__dirname)}\n`;
+}
+
 const outfile = seaDir !== null ? join(seaDir, `bundle.cjs`) : `dist/usm-leak-detector.cjs`;
 mkdirSync(dirname(outfile), {recursive: true});
 const built = await build({
@@ -213,9 +233,8 @@ const built = await build({
   target: `node18`,
   format: `cjs`,
   outfile,
-  // The bundle's code is written below, inside its loader; the SEA's is the file itself.
-  write: seaDir !== null,
-  banner: {js: seaDir !== null ? `#!/usr/bin/env node` : ``},
+  // The code is written below, with its loader.
+  write: false,
   legalComments: `none`,
   // Whitespace and comments out (names and code as written): V8 scans every byte at each start
   // and again as each function is first compiled.
@@ -234,7 +253,11 @@ const built = await build({
     },
   }],
 });
-if (seaDir === null)
+if (seaDir === null) {
   writeFileSync(outfile, withCodeCache(built.outputFiles[0].text));
+} else {
+  writeFileSync(outfile, seaMain(built.outputFiles[0].text));
+  writeFileSync(join(seaDir, `assets.json`), JSON.stringify(seaAssets));
+}
 if (trailer !== null)
   appendFileSync(outfile, (await trailer).text);

@@ -26,14 +26,16 @@ trap 'rm -rf "$work"' EXIT
 # The SEA gets its own bundle (a CommonJS file with every dependency inside: a SEA's require()
 # reaches only Node's builtins) whose FFI native module is an asset rather than text inside the
 # code (src/sys/native.ts checks its SHA-256, writes it into a fresh 0700 directory, dlopens it).
-# The code cache is made by the same node binary that runs it.
+# Its main script is a loader: the code and the code cache build.mjs trained for it are assets
+# too (made by the node binary the executable is made from, so V8 takes it). No useCodeCache: SEA's
+# own cache covers only the main script's top level (here a few lines), and when V8 refuses it
+# (NODE_OPTIONS with a V8 flag) Node prints "Code cache data rejected" on stderr.
 node scripts/build.mjs --sea "$work"
 cat > "$work/sea-config.json" <<EOF
 {
   "main": "$work/bundle.cjs",
   "output": "$work/sea.blob",
   "disableExperimentalSEAWarning": true,
-  "useCodeCache": true,
   "assets": $(cat "$work/assets.json")
 }
 EOF

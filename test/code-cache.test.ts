@@ -3,34 +3,21 @@
 // of another V8 version), and gives the same output either way. A preloaded probe watches the
 // loader's vm.Script: the tool itself has no switch for this.
 import {spawnSync} from 'node:child_process';
-import {copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {TOOL_VERSION} from '../src/version.ts';
+import {PROBE_LINE, writeCodeCacheProbe} from './helpers/codeCacheProbe.ts';
 
 const BUNDLE = fileURLToPath(new URL(`../dist/usm-leak-detector.cjs`, import.meta.url));
 const repo = fileURLToPath(new URL(`..`, import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), `usmld-code-cache-`));
 process.once(`exit`, () => rmSync(scratch, {recursive: true, force: true}));
 
-/** Says on stderr whether V8 took the cache the loader gave to vm.Script. */
-const PROBE = join(scratch, `probe.cjs`);
-writeFileSync(PROBE, `
-const vm = require('node:vm');
-const Script = vm.Script;
-vm.Script = class extends Script {
-  constructor(code, options) {
-    super(code, options);
-    if (options && options.cachedData !== undefined)
-      process.stderr.write('code-cache-probe: ' + (this.cachedDataRejected ? 'rejected' : 'accepted') + '\\n');
-  }
-};
-if (process.env.PROBE_THROW_ON_WRITE)
-  process.stdout.write = () => { throw new Error('probe'); };
-`);
+const PROBE = writeCodeCacheProbe(scratch);
 
 /** A copy of the bundle whose cache V8 refuses: its first bytes (V8's magic number and version hash) changed. */
 const FOREIGN = join(scratch, `foreign-cache.cjs`);
@@ -51,8 +38,8 @@ function run(bundle: string, args: Array<string>, nodeFlags: Array<string> = [],
   const {FORCE_COLOR: _forceColor, NODE_OPTIONS: _nodeOptions, ...inherited} = process.env;
   const result = spawnSync(process.execPath, [...nodeFlags, `--require`, PROBE, bundle, ...args],
     {cwd: scratch, encoding: `utf8`, timeout: 60_000, maxBuffer: 1 << 26, env: {...inherited, ...env}});
-  const probe = /code-cache-probe: (\w+)\n/.exec(result.stderr)?.[1];
-  const stderr = result.stderr.replace(/code-cache-probe: \w+\n/, ``).replace(/\(node:\d+\)/g, `(node)`);
+  const probe = PROBE_LINE.exec(result.stderr)?.[1];
+  const stderr = result.stderr.replace(PROBE_LINE, ``).replace(/\(node:\d+\)/g, `(node)`);
   return {code: result.status, stdout: result.stdout, stderr, probe};
 }
 

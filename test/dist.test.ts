@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import {captureScript} from '../src/capture/script.ts';
 import {TOOL_VERSION} from '../src/version.ts';
 import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
+import {PROBE_LINE, writeCodeCacheProbe} from './helpers/codeCacheProbe.ts';
 import {runWithoutBpftool} from './helpers/hideBpftool.ts';
 import {makeProcessLessNetns} from './helpers/netns.ts';
 import {bpfUnavailable, netnsUnavailable} from './helpers/privileges.ts';
@@ -98,6 +99,21 @@ for (const [label, file] of [[`executable`, exe], [`bundle`, bundle]] as const) 
     assert.is(run.stdout, captureScript());
   });
 }
+
+test(`executable: its code cache (an asset) is taken, and refused under other V8 flags with the same output`, () => {
+  const probe = writeCodeCacheProbe(scratch);
+  for (const args of [[`--version`], [`scan`, `--from`, `capture`, `--recheck-delay`, `0`], [`dump-maps`, `--from`, `capture`]]) {
+    const runs = [``, ` --max-old-space-size=1000`].map(flags => {
+      const result = spawnSync(exe, args, {cwd: box, env: {...env, NODE_OPTIONS: `--require ${probe}${flags}`}, encoding: `utf8`, timeout: 60_000, maxBuffer: 1 << 26});
+      const stable = result.stdout.replace(/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z/g, `TIME`).replace(/"(timeMs|monotonicNs)":[0-9]+/g, `"$1":0`);
+      return {code: result.status, stdout: stable, stderr: result.stderr.replace(PROBE_LINE, ``), probe: PROBE_LINE.exec(result.stderr)?.[1]};
+    });
+    assert.is(runs[0].probe, `accepted`, `${args.join(` `)}: ${runs[0].stderr}`);
+    assert.is(runs[1].probe, `rejected`, args.join(` `));
+    assert.ok(runs[0].stdout.length > 0 && (runs[0].code === 0 || runs[0].code === 1), `${args.join(` `)}: ${runs[0].stderr}`);
+    assert.equal({...runs[1], probe: ``}, {...runs[0], probe: ``}, args.join(` `));
+  }
+});
 
 // Real maps need root and BPF: registered only when they can run (CI has them).
 if (bpfUnavailable() === null && netnsUnavailable() === null) {
