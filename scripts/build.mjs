@@ -164,9 +164,11 @@ const COMMENT_END = /\*\//g;
 const ESCAPED_COMMENT_END = `*%`;
 
 /**
- * The bundle: the loader, then the code and its cache in comments, which V8 skips at a glance
- * (string literals of the same cost 4 ms more to scan), read back by the loader with the file's
- * bytes at offsets written into it.
+ * The bundle: the loader, then the code and its cache in comments, read back by the loader from
+ * the file's bytes at offsets written into it. Against the code and the cache as string literals
+ * of the loader (no second read, but V8 scans and copies 1.2 MB of literals): the same start-up
+ * within the noise (--version, 30 alternating runs: medians 108.3 and 107.3 ms), 1-2 MiB more RSS
+ * while starting; in comments the code keeps the file's lines and columns for stack traces.
  */
 function withCodeCache(code) {
   const source = wrapped(code);
