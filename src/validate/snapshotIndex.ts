@@ -305,7 +305,9 @@ class AddressKeys {
       if (flags === 0)
         continue;
       const at = this.cellOf(flags & KEY_FLAGS, oldCells[c], oldCells[c + 1], oldCells[c + 2]);
-      this.cells.set(oldCells.subarray(c, c + CELL), at * CELL);
+      // Word by word: a subarray() per key made as many short-lived objects as the index has keys.
+      for (let w = 0; w < CELL; w++)
+        this.cells[at * CELL + w] = oldCells[c + w];
       this.firsts[2 * at] = oldFirsts[2 * i];
       this.firsts[2 * at + 1] = oldFirsts[2 * i + 1];
       this.laters[at] = oldLaters[i];
@@ -474,8 +476,11 @@ export class AddressIds {
     this.cells = new Int32Array(2 * old.length);
     this.mask = 2 * (this.mask + 1) - 1;
     for (let c = 0; c < old.length; c += 5) {
-      if (old[c] !== 0)
-        this.cells.set(old.subarray(c, c + 5), 5 * this.cellOf(old, c + 1));
+      if (old[c] === 0)
+        continue;
+      const to = 5 * this.cellOf(old, c + 1);
+      for (let w = 0; w < 5; w++)
+        this.cells[to + w] = old[c + w];
     }
   }
 }
