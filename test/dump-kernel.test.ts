@@ -268,10 +268,10 @@ if (runs) {
     const here = await read({});
     assert.not.ok(here.worker);
     assert.ok(here.records.length > 8_000);
-    for (const batchEntries of [undefined, 1, 7]) {
-      const ahead = await read({readAhead: true, batchEntries});
-      assert.ok(ahead.worker, `read in the worker (batchEntries ${batchEntries})`);
-      assert.equal(ahead.records, here.records, `batchEntries ${batchEntries}`);
+    for (const [batchEntries, handedOn] of [[undefined, undefined], [1, undefined], [7, undefined], [7, 3], [undefined, 1000]]) {
+      const ahead = await read({readAhead: true, batchEntries, handedOn});
+      assert.ok(ahead.worker, `read in the worker (batchEntries ${batchEntries}, handedOn ${handedOn})`);
+      assert.equal(ahead.records, here.records, `batchEntries ${batchEntries}, handedOn ${handedOn}`);
     }
     // A wrapped bpf() (refusing batch lookup here) sees every call: no worker, the walk's records.
     const stderr = new PassThrough();

@@ -175,25 +175,28 @@ if (canRun) {
     }
   });
 
-  test(`scan: the report alone keeps its samples' keyHex when every map comes in many read-ahead chunks (the hex made only for samples, from the chunk the worker sent)`, async () => {
+  test(`scan: the report alone keeps its samples' keyHex when every map comes in many read-ahead chunks, handed on in parts (the hex made only for samples, from the chunk the worker sent)`, async () => {
     const world = await buildUsmWorld(`chunks`, {namespace: true});
     try {
-      // Three entries per batch lookup: many chunks per map, the samples spread over them.
-      const options: ScanOptions = {dump: {mapIds: world.maps.map(map => map.id), batchEntries: 3}, recheckDelaySeconds: 0, samples: 1000, groupBy: [`reason`]};
-      const ctx = defaultToolContext(new PassThrough(), {host: HOST});
-      const alone = await scan(ctx, options);
-      // Records seen whole (an observer): every entry's keyHex made at once, from its bytes.
-      const whole = await scan(ctx, {...options, observe: () => {}});
-      const samples = (model: ReportModel) => model.maps.map(map => [map.mapId, map.samples.map(sample => sample.keyHex)]);
-      assert.equal(samples(alone.model), samples(whole.model));
-      for (const map of world.maps) {
-        const wantLeaked = new Set<string>();
-        for (const [id, expectation] of world.expected) {
-          if (expectation.map === map.catalogName && expectation.status === `leaked`)
-            wantLeaked.add(id.slice(map.catalogName.length + 1));
+      // Three entries per batch lookup: many chunks per map, the samples spread over them; then
+      // chunks of seven handed on two at a time: samples at every place of a chunk.
+      for (const chunking of [{batchEntries: 3}, {batchEntries: 7, handedOn: 2}]) {
+        const options: ScanOptions = {dump: {mapIds: world.maps.map(map => map.id), ...chunking}, recheckDelaySeconds: 0, samples: 1000, groupBy: [`reason`]};
+        const ctx = defaultToolContext(new PassThrough(), {host: HOST});
+        const alone = await scan(ctx, options);
+        // Records seen whole (an observer): every entry's keyHex made at once, from its bytes.
+        const whole = await scan(ctx, {...options, observe: () => {}});
+        const samples = (model: ReportModel) => model.maps.map(map => [map.mapId, map.samples.map(sample => sample.keyHex)]);
+        assert.equal(samples(alone.model), samples(whole.model), JSON.stringify(chunking));
+        for (const map of world.maps) {
+          const wantLeaked = new Set<string>();
+          for (const [id, expectation] of world.expected) {
+            if (expectation.map === map.catalogName && expectation.status === `leaked`)
+              wantLeaked.add(id.slice(map.catalogName.length + 1));
+          }
+          const shown = alone.model.maps.find(m => m.mapId === map.id)!;
+          assert.equal(new Set(shown.samples.map(sample => sample.keyHex)), wantLeaked, `${map.catalogName}: leaked samples (${JSON.stringify(chunking)})`);
         }
-        const shown = alone.model.maps.find(m => m.mapId === map.id)!;
-        assert.equal(new Set(shown.samples.map(sample => sample.keyHex)), wantLeaked, `${map.catalogName}: leaked samples`);
       }
     } finally {
       await world.cleanup();

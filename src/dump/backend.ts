@@ -100,6 +100,8 @@ export interface BackendChoice {
   bpftoolSha256?: string;
   /** Kernel backend: entries per batch lookup (default 4096; grown when a hash bucket needs more). */
   batchEntries?: number;
+  /** Kernel backend, read ahead: entries of a worker's chunk handed on at a time. */
+  handedOn?: number;
   /** Kernel backend: batch lookups in a worker thread (src/dump/readAhead.ts), its own or one already started. */
   readAhead?: boolean | ReadAhead;
 }
@@ -210,7 +212,7 @@ async function chooseSource(ctx: ToolContext, choice: BackendChoice): Promise<Ma
     const access = kernelAccess(ctx);
     if (typeof access === `string`)
       throw new EnvironmentFault(`--backend kernel: ${access}`);
-    return kernelSource(ctx, access, {batchEntries: choice.batchEntries, readAhead: choice.readAhead});
+    return kernelSource(ctx, access, {batchEntries: choice.batchEntries, handedOn: choice.handedOn, readAhead: choice.readAhead});
   }
   if (wanted === `system-probe`) {
     const path = choice.systemProbePath ?? await findSystemProbe(ctx);
@@ -226,7 +228,7 @@ async function chooseSource(ctx: ToolContext, choice: BackendChoice): Promise<Ma
   }
   const access = kernelAccess(ctx);
   if (typeof access !== `string`)
-    return kernelSource(ctx, access, {batchEntries: choice.batchEntries, readAhead: choice.readAhead});
+    return kernelSource(ctx, access, {batchEntries: choice.batchEntries, handedOn: choice.handedOn, readAhead: choice.readAhead});
   const fallback = await childSource(ctx, choice);
   ctx.log.warn(`the kernel backend cannot be used (${access}); falling back to ${fallback.backend} (${fallback.label})`);
   return fallback;

@@ -39,6 +39,8 @@ export interface DumpOptions {
   bpftoolSha256?: string;
   /** Kernel backend: entries per batch lookup (default 4096; grown when a hash bucket needs more). */
   batchEntries?: number;
+  /** Kernel backend, read ahead: entries of a worker's chunk handed on at a time (default 1,024; tests make it small). */
+  handedOn?: number;
   /** Kernel backend: make the batch lookups in a worker thread, ahead of the entries being judged: its own, or scan's (started before its snapshots). */
   readAhead?: boolean | ReadAhead;
   /**

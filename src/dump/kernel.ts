@@ -227,6 +227,8 @@ function typeName(type: number): string {
 export interface KernelSourceOptions {
   /** Entries per batch lookup (tests make it small to force ENOSPC growth). */
   batchEntries?: number;
+  /** Read ahead: entries of a worker's chunk handed on at a time (tests make it small). */
+  handedOn?: number;
   /** The possible CPUs file (sysfs). */
   possibleCpusFile?: string;
   /**
@@ -324,7 +326,7 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
       return maps;
     },
     open(map, sink) {
-      return new KernelReader(calls, map.id, sink, options.batchEntries ?? DEFAULT_BATCH_ENTRIES, cpuCount, ahead, prepared);
+      return new KernelReader(calls, map.id, sink, options.batchEntries ?? DEFAULT_BATCH_ENTRIES, cpuCount, ahead, prepared, options.handedOn ?? HANDED_ON);
     },
     plan(mapIds) {
       order = mapIds;
@@ -428,6 +430,7 @@ class KernelReader implements MapReader {
   constructor(
     private readonly calls: BpfCalls, private readonly mapId: number, private readonly sink: EntrySink, batchEntries: number,
     private readonly cpuCount: () => number, private readonly ahead: ReadAhead | null = null, private readonly prepared: OpenedAhead | null = null,
+    private readonly handedOn = HANDED_ON,
   ) {
     this.room = Math.max(1, batchEntries);
   }
@@ -604,22 +607,25 @@ class KernelReader implements MapReader {
         return;
       }
       this.chunksReceived += 1;
-      if (chunk.count > this.capacity)
-        this.sizeBatch(chunk.count);
-      const keySize = Math.max(this.keySize, 1);
-      const valueBytes = Math.max(this.valueBytes, 1);
-      this.keys.set(new Uint8Array(chunk.keys, 0, chunk.count * keySize));
-      this.values.set(new Uint8Array(chunk.values, 0, chunk.count * valueBytes));
       this.chunk = chunk;
       this.chunkAt = 0;
       // The chunk the worker sent is this thread's now, and nothing writes it again.
-      this.chunkKeys = {keys: Buffer.from(chunk.keys, 0, chunk.count * keySize), keySize: this.keySize};
+      this.chunkKeys = {keys: Buffer.from(chunk.keys, 0, chunk.count * Math.max(this.keySize, 1)), keySize: this.keySize};
     }
     const from = this.chunkAt;
-    const to = Math.min(chunk.count, from + HANDED_ON);
+    const to = Math.min(chunk.count, from + this.handedOn);
+    // HANDED_ON entries at a time into the slots: a slot's two views are made once per map, and
+    // a fourth as many of them as for the worker's whole chunk.
+    if (to - from > this.capacity)
+      this.sizeBatch(Math.min(chunk.count, this.handedOn));
+    const keySize = Math.max(this.keySize, 1);
+    const valueBytes = Math.max(this.valueBytes, 1);
+    this.keys.set(new Uint8Array(chunk.keys, from * keySize, (to - from) * keySize));
+    this.values.set(new Uint8Array(chunk.values, from * valueBytes, (to - from) * valueBytes));
     this.entry.keyStore = this.chunkKeys;
     try {
-      this.emitSlots(from, to);
+      // The keys stay readable in the chunk, at their place there.
+      this.emitSlots(0, to - from, from);
     } finally {
       this.entry.keyStore = null;
     }
@@ -651,16 +657,17 @@ class KernelReader implements MapReader {
   }
 
   private emitBatch(count: number): void {
-    this.emitSlots(0, count);
+    this.emitSlots(0, count, 0);
   }
 
-  private emitSlots(from: number, to: number): void {
+  /** Hands on the entries in slots [from, to); `keySlot` is the first one's key slot in entry.keyStore. */
+  private emitSlots(from: number, to: number, keySlot: number): void {
     const entry = this.entry;
     const {keyViews, valueViews, sink} = this;
     for (let i = from; i < to; i++) {
       entry.key = keyViews[i];
       entry.value = valueViews[i];
-      entry.keySlot = i;
+      entry.keySlot = keySlot + i;
       sink.entry(entry);
     }
   }
