@@ -466,7 +466,7 @@ test(`entries before the snapshots spill to a temp file past the memory limit an
   }
 });
 
-test(`SocketTable: every lookup finds what a list of all sockets gives, in filing order, past many bucket doublings`, () => {
+test(`SocketTable: every lookup finds what a list of all sockets gives, in filing order, past many growths of its tables`, () => {
   const table = new SocketTable();
   type Filed = {udp: boolean, laddr: string, lport: number, raddr: string, rport: number, match: Match};
   const filed: Array<Filed> = [];
@@ -507,6 +507,14 @@ test(`SocketTable: every lookup finds what a list of all sockets gives, in filin
       table.search(kept, k.udp, k.laddr, k.lport, k.raddr, k.rport, netns);
       assert.is(kept.elsewhere, earlier);
     }
+  }
+  // Keys never filed (ports no socket has; addresses of filed keys) are found nowhere.
+  for (let i = 0; i < 6000; i += 7) {
+    const k = key(i);
+    const found: Found = {match: null, elsewhere: null, matchText: null};
+    assert.is(table.search(found, k.udp, k.laddr, 2000 + (i % 50), k.raddr, k.rport, 0), false);
+    assert.is(table.search(found, k.udp, k.laddr, k.lport, k.raddr, 4 + (i % 4), 0), false);
+    assert.equal(found, {match: null, elsewhere: null, matchText: null});
   }
 });
 
