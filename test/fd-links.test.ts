@@ -15,7 +15,7 @@ import {dumpMaps} from '../src/dump/index.ts';
 import {openMapReadOnly} from '../src/dump/kernel.ts';
 import type {AnyRecord, MapRecord, ProcessRecord} from '../src/schema.ts';
 import {ReadAhead} from '../src/dump/readAhead.ts';
-import {FdLinksCache, helpSharedWalk, walkFdDir, walkSharedFdLinks, type FdLinks, type FdWalks} from '../src/snapshot/fdLinks.ts';
+import {FdLinksCache, sharedWalkState, walkFdDir, walkSharedFdLinks, type FdLinks, type FdWalks} from '../src/snapshot/fdLinks.ts';
 import {snapshotPids} from '../src/snapshot/pids.ts';
 import {lazySyscalls} from '../src/sys/syscalls.ts';
 import {BpfTestSet, type TestMap} from './helpers/bpf.ts';
@@ -103,17 +103,16 @@ if (runs) {
     let walks: FdWalks | null;
     try {
       const walk = helper.walkFdLinks(`/proc`, process.pid);
-      // This thread takes what the worker has not got to (maybe nothing, maybe most of it).
+      // This thread takes what the worker has not got to (maybe nothing, maybe all of it).
       await new Promise(resolve => setTimeout(resolve, 5));
-      walk.help();
-      walks = await walk.done;
+      walks = walk.help() ?? await walk.done;
     } finally {
       helper.close();
     }
     assert.ok(walks !== null, `the worker walked`);
     const fdDirs = walks.map(([fdDir]) => fdDir);
     assert.is(new Set(fdDirs).size, fdDirs.length, `each fd/ walked once`);
-    const here = new Map(walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, new Int32Array(new SharedArrayBuffer(4 * 129))));
+    const here = new Map(walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, sharedWalkState(64)).walks);
     for (const [fdDir] of here)
       assert.ok(fdDirs.includes(fdDir) || !fs.existsSync(fdDir), `${fdDir} walked (or its process gone since)`);
     const there = new Map(walks);
@@ -139,28 +138,42 @@ if (runs) {
     assert.equal(adopted.maps, plain.maps);
   });
 
-  test(`a shared fd/ walk: the other thread takes processes from the back until the two meet; each fd/ once, none missed, also past the shared room`, () => {
-    const plain = new Map(walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, new Int32Array(new SharedArrayBuffer(4 * (1 + 2 * 100_000)))));
+  test(`a shared fd/ walk: the first thread lists and walks from the front, the other from the back until they meet; each fd/ once, none missed, also past the shared room; alone, a thread has the whole walk`, () => {
+    const alone = walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, sharedWalkState(100_000));
+    assert.ok(alone.all, `one thread alone walks every process`);
+    const plain = new Map(alone.walks);
     assert.ok(plain.size > 3, `processes to walk`);
     for (const room of [plain.size + 10, 3]) {
-      const shared = new Int32Array(new SharedArrayBuffer(4 * (1 + 2 * room)));
-      let helped: FdWalks = [];
+      const shared = sharedWalkState(room);
+      let helped: {walks: FdWalks, all: boolean} = {walks: [], all: true};
       let walked = 0;
-      // The "worker" walks one process, then the other thread takes all it can, as scan's main thread would.
+      // The lister walks two processes, then the other thread takes all it can, as scan's main thread would.
       const walk: typeof walkFdDir = (fsModule, fdDir): FdLinks | undefined => {
         if (walked++ === 1)
-          helped = helpSharedWalk(`/proc`, shared);
+          helped = walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, shared);
         return walkFdDir(fsModule, fdDir);
       };
       const theirs = walkSharedFdLinks(fs, walk, `/proc`, process.pid, shared);
-      const all = [...theirs, ...helped].map(([fdDir]) => fdDir);
+      const all = [...theirs.walks, ...helped.walks].map(([fdDir]) => fdDir);
       assert.is(new Set(all).size, all.length, `room ${room}: each fd/ once`);
-      assert.ok(helped.length > 0 && theirs.length >= 2, `room ${room}: both walked (${theirs.length} and ${helped.length})`);
+      assert.ok(helped.walks.length > 0 && theirs.walks.length >= 2, `room ${room}: both walked (${theirs.walks.length} and ${helped.walks.length})`);
+      assert.ok(!theirs.all && !helped.all, `room ${room}: neither has the whole walk`);
       for (const fdDir of plain.keys())
         assert.ok(all.includes(fdDir) || !fs.existsSync(fdDir), `room ${room}: ${fdDir} walked`);
       if (room === 3)
-        assert.is(helped.length, 1, `the other thread takes only what the shared room lists`);
+        assert.is(helped.walks.length, 1, `the other thread takes only what the shared room lists`);
     }
+    // Listed largest fd/ first (procfs gives the open fds as the directory's size on Linux 6.2+).
+    const sizes = alone.walks.map(([fdDir]) => { try { return fs.statSync(fdDir).size; } catch { return -1; } });
+    if (sizes.some(size => size > 0)) {
+      const biggest = Math.max(...sizes);
+      assert.ok(sizes[0] >= biggest * 0.9 || sizes[0] === -1, `the largest fd/ walked first (${sizes.slice(0, 5).join(`, `)} of up to ${biggest})`);
+    }
+    // A lister that never finishes listing (state left "being listed"): the other thread gives up, walks nothing.
+    const stuck = sharedWalkState(8);
+    Atomics.store(stuck, 0, -1);
+    const gaveUp = walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, stuck);
+    assert.equal(gaveUp, {walks: [], all: false});
   });
 
   test(`scan's early worker keeps the fallbacks: without the FFI, or with bpf() wrapped (refused), the same processes and holders, read through bpftool`, async () => {

@@ -11,7 +11,8 @@
 // the socket tables. The FFI is handed over once the main thread has loaded it; no map entry is
 // read before the dump asks for it, after the snapshots.
 import {Worker} from 'node:worker_threads';
-import {helpSharedWalk, walkFdDir, walkSharedFdLinks, type FdWalks} from '../snapshot/fdLinks.ts';
+import * as fs from 'node:fs';
+import {sharedWalkState, walkFdDir, walkSharedFdLinks, type FdWalks} from '../snapshot/fdLinks.ts';
 import {workerFfi, type WorkerFfi} from '../sys/native.ts';
 import {ENOSPC, libcNames, SYS_BPF, type Syscalls} from '../sys/syscalls.ts';
 
@@ -48,12 +49,15 @@ interface WalkRequest {
 /** Processes a shared walk lists for both threads (more are walked by the worker alone). */
 const SHARED_WALK_ROOM = 1 << 16;
 
-/** The fd/ walks of a look, made in the worker; help() walks from the other end until they meet. */
+/** The fd/ walks of a look, made in the worker; help() walks on this thread too until they meet. */
 export interface SharedWalk {
   /** Every walk, the worker's and help()'s; null when the worker could not walk. */
   done: Promise<FdWalks | null>;
-  /** Walks, on this thread, the processes the worker has not got to yet (call once, when idle). */
-  help(): void;
+  /**
+   * Walks, on this thread, the processes the worker has not got to yet (call once, when idle);
+   * returns every walk when this thread made them all (done need not be waited for), else null.
+   */
+  help(): FdWalks | null;
 }
 
 interface ReadRequest {
@@ -114,7 +118,7 @@ function workerBody(): void {
         // eslint-disable-next-line no-new-func
         const walkShared = new Function(`return (${data.walkSharedFdLinks})`)() as typeof walkSharedFdLinks;
         // eslint-disable-next-line no-new-func
-        walks = walkShared(fsModule, new Function(`return (${data.walkFdDir})`)(), request.procRoot, request.skipPid, request.shared);
+        walks = walkShared(fsModule, new Function(`return (${data.walkFdDir})`)(), request.procRoot, request.skipPid, request.shared).walks;
       } catch {
         // the main thread walks them itself
       }
@@ -246,10 +250,10 @@ export class ReadAhead {
   walkFdLinks(procRoot: string, skipPid: number): SharedWalk {
     this.start();
     if (this.failed || this.worker === null)
-      return {done: Promise.resolve(null), help: () => {}};
+      return {done: Promise.resolve(null), help: () => null};
     const id = this.nextId++;
     this.worker.ref();
-    const shared = new Int32Array(new SharedArrayBuffer(4 * (1 + 2 * SHARED_WALK_ROOM)));
+    const shared = sharedWalkState(SHARED_WALK_ROOM);
     const request: WalkRequest = {op: `walk`, id, procRoot, skipPid, shared};
     this.worker.postMessage(request);
     const theirs = new Promise<FdWalks | null>(resolve => this.walks.set(id, resolve));
@@ -257,7 +261,13 @@ export class ReadAhead {
     return {
       done: theirs.then(walks => (walks === null ? null : mine.length === 0 ? walks : walks.concat(mine))),
       help: () => {
-        mine = helpSharedWalk(procRoot, shared);
+        try {
+          const part = walkSharedFdLinks(fs, walkFdDir, procRoot, skipPid, shared);
+          mine = part.walks;
+          return part.all ? mine : null;
+        } catch {
+          return null; // the worker's walks, and what the stages walk on demand
+        }
       },
     };
   }

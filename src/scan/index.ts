@@ -171,9 +171,8 @@ async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead
   if (helper !== null)
     handOverFfi(ctx, helper, options);
   // The worker's fd/ walks, made meanwhile (this thread takes the processes it has not got to
-  // yet): snapshot-pids and the map holders read them.
-  early?.help();
-  const walks = early !== null ? await early.done : null;
+  // yet, or all of them when the worker has not started): snapshot-pids and the map holders read them.
+  const walks = early === null ? null : early.help() ?? await early.done;
   if (walks !== null) {
     ctx.fdLinks?.adopt(walks);
     ctx.log.debug(`fd/ of ${walks.length} process(es) walked in the worker thread`);

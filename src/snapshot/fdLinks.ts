@@ -46,54 +46,89 @@ export function readFdLinks(fdDir: string): FdLinks | undefined {
 export type FdWalks = Array<[string, FdLinks | undefined]>;
 
 /**
- * One walk of every fd/ under a proc root shared by two threads (scan's worker and, once it has
- * nothing else to do, the main thread): the worker lists the processes into `shared` and walks
- * them from the front, the other thread from the back, each process claimed by one of them with
- * a compare-and-exchange, so each fd/ is walked once and the walk ends when they meet.
- * Layout of `shared`: [processes listed (0 until then), their pids, one claim per process].
- * Self-contained like walkFdDir (the worker runs its text).
+ * One walk of every fd/ under a proc root shared by two threads (scan's worker, and the main
+ * thread once it has nothing else to do): whichever comes first lists the processes into
+ * `shared`, largest fd/ first, and walks them from the front; the other walks them from the
+ * back; each process is claimed by one of them with a compare-and-exchange, so each fd/ is
+ * walked once and the walk ends when they meet. Neither waits on the other: a thread that finds
+ * every process claimed by itself has the whole walk (`all`).
+ * Layout of `shared`: [state (0: not listed, -1: being listed, else processes listed + 1),
+ * processes found, their pids, one claim per process]. Self-contained like walkFdDir (the
+ * worker runs its text).
  */
 export function walkSharedFdLinks(
-  fsModule: Pick<typeof fs, `readdirSync` | `readlinkSync`>, walk: typeof walkFdDir, procRoot: string, skipPid: number, shared: Int32Array,
-): FdWalks {
-  const names: Array<string> = [];
-  for (const name of fsModule.readdirSync(procRoot)) {
-    if (/^[0-9]+$/.test(name) && Number(name) !== skipPid)
-      names.push(name);
-  }
-  const room = (shared.length - 1) >> 1;
-  const listed = Math.min(names.length, room);
-  for (let i = 0; i < listed; i++)
-    shared[1 + i] = Number(names[i]);
-  Atomics.store(shared, 0, listed);
+  fsModule: Pick<typeof fs, `readdirSync` | `readlinkSync` | `statSync`>, walk: typeof walkFdDir, procRoot: string, skipPid: number, shared: Int32Array,
+): {walks: FdWalks, all: boolean} {
+  const room = (shared.length - 2) >> 1;
   const walks: FdWalks = [];
+  if (Atomics.compareExchange(shared, 0, 0, -1) !== 0) {
+    // Listed by the other thread (or being listed: a readdir and a stat per process): from the back.
+    const deadline = Date.now() + 1000;
+    let state = Atomics.load(shared, 0);
+    for (; state === -1 && Date.now() < deadline; state = Atomics.load(shared, 0))
+      Atomics.wait(shared, 0, -1, 20);
+    // Still not listed (the other thread stopped): nothing walked here, the stages walk on demand.
+    if (state <= 0)
+      return {walks, all: false};
+    const listed = state - 1;
+    let claimed = 0;
+    for (let i = listed - 1; i >= 0; i--) {
+      if (Atomics.compareExchange(shared, 2 + room + i, 0, 2) !== 0)
+        break;
+      claimed += 1;
+      const fdDir = `${procRoot}/${shared[2 + i]}/fd`;
+      walks.push([fdDir, walk(fsModule, fdDir)]);
+    }
+    return {walks, all: claimed === Atomics.load(shared, 1)};
+  }
+  const found: Array<{name: string, size: number}> = [];
+  let names: Array<string> = [];
+  try {
+    names = fsModule.readdirSync(procRoot);
+  } catch {
+    // No processes to list: none walked, the stages say why when they read them.
+  }
+  for (const name of names) {
+    if (!/^[0-9]+$/.test(name) || Number(name) === skipPid)
+      continue;
+    // procfs gives an fd/ directory's open fds as its size (Linux 6.2+; 0 before, and then the
+    // order stays the listing's): the largest are walked first, so that neither thread is left
+    // on a process with thousands of fds at the end.
+    let size = 0;
+    try {
+      size = fsModule.statSync(`${procRoot}/${name}/fd`).size;
+    } catch {
+      // gone, or refused: its walk says so
+    }
+    found.push({name, size});
+  }
+  // Stable: equal sizes keep the listing's order.
+  found.sort((a, b) => b.size - a.size);
+  const listed = Math.min(found.length, room);
+  for (let i = 0; i < listed; i++)
+    shared[2 + i] = Number(found[i].name);
+  Atomics.store(shared, 1, found.length);
+  Atomics.store(shared, 0, listed + 1);
+  Atomics.notify(shared, 0);
+  let claimed = 0;
   for (let i = 0; i < listed; i++) {
     // Claimed by the other thread: it took every process after this one.
-    if (Atomics.compareExchange(shared, 1 + room + i, 0, 1) !== 0)
+    if (Atomics.compareExchange(shared, 2 + room + i, 0, 1) !== 0)
       break;
-    walks.push([`${procRoot}/${names[i]}/fd`, walk(fsModule, `${procRoot}/${names[i]}/fd`)]);
+    claimed += 1;
+    walks.push([`${procRoot}/${found[i].name}/fd`, walk(fsModule, `${procRoot}/${found[i].name}/fd`)]);
   }
-  // More processes than `shared` has room for: the rest are this thread's alone.
-  for (let i = listed; i < names.length; i++)
-    walks.push([`${procRoot}/${names[i]}/fd`, walk(fsModule, `${procRoot}/${names[i]}/fd`)]);
-  return walks;
+  // More processes than `shared` has room for: the rest are the lister's alone.
+  for (let i = listed; i < found.length; i++) {
+    claimed += 1;
+    walks.push([`${procRoot}/${found[i].name}/fd`, walk(fsModule, `${procRoot}/${found[i].name}/fd`)]);
+  }
+  return {walks, all: claimed === found.length};
 }
 
-/**
- * The other thread's part of a shared walk (walkSharedFdLinks): the processes listed in `shared`,
- * from the last back to where the worker has got. None when the worker has not listed them yet.
- */
-export function helpSharedWalk(procRoot: string, shared: Int32Array): FdWalks {
-  const room = (shared.length - 1) >> 1;
-  const listed = Atomics.load(shared, 0);
-  const walks: FdWalks = [];
-  for (let i = listed - 1; i >= 0; i--) {
-    if (Atomics.compareExchange(shared, 1 + room + i, 0, 2) !== 0)
-      break;
-    const fdDir = `${procRoot}/${shared[1 + i]}/fd`;
-    walks.push([fdDir, readFdLinks(fdDir)]);
-  }
-  return walks;
+/** The shared state of a walkSharedFdLinks walk listing up to `room` processes. */
+export function sharedWalkState(room: number): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(4 * (2 + 2 * room)));
 }
 
 /**
