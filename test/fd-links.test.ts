@@ -194,7 +194,7 @@ if (runs) {
       }
       for (const look of looks) {
         assert.is(look.code, 0, look.stderr);
-        assert.match(look.stderr, /fd\/ of \d+ process\(es\) walked in the worker thread/);
+        assert.match(look.stderr, /fd\/ of \d+ process\(es\) walked for this look/);
       }
       assert.match(looks[1].stderr, /falling back to bpftool/);
       assert.match(looks[2].stderr, /bpf\(\) refused \(EPERM\).*falling back to bpftool/);

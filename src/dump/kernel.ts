@@ -384,8 +384,17 @@ function releaseOpened(opened: OpenedMap): void {
     closeFd(opened.fd);
 }
 
-/** Bytes of one entry's value as the kernel copies it, and of the batch token. */
-function readLayout(info: MapInfo, cpuCount: () => number): {perCpu: boolean, cpus: number, valueStride: number, valueBytes: number, tokenSize: number} {
+/** How the kernel lays a map's entries out in a read: per-CPU values, their stride, and the batch token's size. */
+interface ReadLayout {
+  perCpu: boolean;
+  cpus: number;
+  valueStride: number;
+  /** Bytes of one entry's value as the kernel copies it (per-CPU: every CPU's slot). */
+  valueBytes: number;
+  tokenSize: number;
+}
+
+function readLayout(info: MapInfo, cpuCount: () => number): ReadLayout {
   const perCpu = PER_CPU_TYPES.has(info.type);
   const cpus = perCpu ? cpuCount() : 0;
   // Per-CPU values come one per possible CPU, each slot rounded up to 8 bytes.
@@ -488,7 +497,7 @@ class KernelReader implements MapReader {
     const opened = this.prepared?.takeOpened(this.mapId) ?? null;
     if (opened !== null) {
       this.fd = opened.fd;
-      this.setUp(opened.info, opened.stream);
+      this.setUp(opened.info, readLayout(opened.info, this.cpuCount), opened.stream);
     } else {
       const fd = this.calls.openMap(this.mapId);
       if (fd < 0) {
@@ -503,16 +512,16 @@ class KernelReader implements MapReader {
         this.fail(bpfFailure(-info, `BPF_OBJ_GET_INFO_BY_FD of map ${this.mapId}`));
         return;
       }
-      const layout = BATCH_TYPES.has(info.type) && this.ahead !== null ? readLayout(info, this.cpuCount) : null;
-      this.setUp(info, layout === null ? null : this.ahead!.read(fd, info.keySize, layout.valueBytes, layout.tokenSize));
+      const layout = readLayout(info, this.cpuCount);
+      const readAhead = BATCH_TYPES.has(info.type) && this.ahead !== null;
+      this.setUp(info, layout, readAhead ? this.ahead!.read(fd, info.keySize, layout.valueBytes, layout.tokenSize) : null);
     }
     // This map's reading is queued in the worker: the next one's goes behind it.
     this.prepared?.openNext(this.mapId);
   }
 
   /** `stream`: the worker's chunks of this map (read ahead), else it is read on this thread. */
-  private setUp(info: MapInfo, stream: ChunkStream | null): void {
-    const layout = readLayout(info, this.cpuCount);
+  private setUp(info: MapInfo, layout: ReadLayout, stream: ChunkStream | null): void {
     const entry = this.entry;
     this.keySize = info.keySize;
     this.valueSize = info.valueSize;

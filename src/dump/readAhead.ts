@@ -42,11 +42,11 @@ interface WalkRequest {
   id: number;
   procRoot: string;
   skipPid: number;
-  /** The walk's shared state (walkSharedFdLinks): the main thread may take processes from the back. */
+  /** The walk's shared state (walkSharedFdLinks): the main thread walks it too, when it is idle. */
   shared: Int32Array;
 }
 
-/** Processes a shared walk lists for both threads (more are walked by the worker alone). */
+/** Processes a shared walk lists for both threads (more are walked by the thread that lists them, alone). */
 const SHARED_WALK_ROOM = 1 << 16;
 
 /** The fd/ walks of a look, made in the worker; help() walks on this thread too until they meet. */

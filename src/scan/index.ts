@@ -175,7 +175,7 @@ async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead
   const walks = early === null ? null : early.help() ?? await early.done;
   if (walks !== null) {
     ctx.fdLinks?.adopt(walks);
-    ctx.log.debug(`fd/ of ${walks.length} process(es) walked in the worker thread`);
+    ctx.log.debug(`fd/ of ${walks.length} process(es) walked for this look (the worker thread and this one)`);
   }
   ctx.log.progress(`snapshotting processes...`);
   yield* batched(snapshotPids(ctx, {from, socketFds: selectionNeedsSocketFds(options.dump.selection ?? {})}) as AsyncIterable<AnyRecord>);
