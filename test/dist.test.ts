@@ -118,6 +118,19 @@ test(`executable: its code cache (an asset) is taken, and refused under other V8
 // Real maps need root and BPF: registered only when they can run (CI has them).
 if (bpfUnavailable() === null && netnsUnavailable() === null) {
   for (const [label, file] of [[`executable`, exe], [`bundle`, bundle]] as const) {
+    test(`${label}: a scan that ends at once (its one map is gone) while its read-ahead worker may still be loading the FFI exits 3 every time, never aborts, and leaves no FFI directory`, () => {
+      const argv = file === bundle ? [process.execPath, bundle] : [exe];
+      const startedMs = Date.now();
+      const codes: Array<number | null> = [];
+      for (let i = 0; i < 12; i++) {
+        const run = spawnSync(argv[0], [...argv.slice(1), `scan`, `-q`, `--backend`, `kernel`, `--map-id`, `2147483647`, `--recheck-delay`, `0`], {env, cwd: box, encoding: `utf8`});
+        codes.push(run.status);
+        assert.not.match(run.stderr, /FATAL ERROR/, `run ${i}: ${run.stderr}`);
+      }
+      assert.equal(codes, Array(12).fill(ExitCode.Environment));
+      assert.equal(readdirSync(tmpdir()).filter(name => name.startsWith(`usmld-ffi-`) && statSync(join(tmpdir(), name)).mtimeMs >= startedMs - 1000), []);
+    });
+
     test(`${label}: scan with no node on PATH, no node_modules and no bpftool reads the maps itself and judges them right`, async () => {
       const world = await buildUsmWorld(`dist-${label}`, {namespace: true});
       const lonely = await makeProcessLessNetns(`dist-${label}-lonely`);

@@ -16,6 +16,9 @@ import {sharedWalkState, walkFdDir, walkSharedFdLinks, type FdWalks} from '../sn
 import {workerFfi, type WorkerFfi} from '../sys/native.ts';
 import {ENOSPC, libcNames, SYS_BPF, type Syscalls} from '../sys/syscalls.ts';
 
+/** At most this long, close() waits for the worker to leave native code. */
+const CLOSE_WAIT_MS = 2000;
+
 /** Chunks read ahead of the one being judged, per map. */
 const AHEAD = 2;
 /** Entries per batch lookup in the worker: fewer messages than the main thread's chunk. */
@@ -78,7 +81,10 @@ function workerBody(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const {parentPort, workerData} = require(`node:worker_threads`);
   const fsModule = require(`node:fs`);
-  const data = workerData as {walkFdDir: string, walkSharedFdLinks: string};
+  const data = workerData as {walkFdDir: string, walkSharedFdLinks: string, nativeState: Int32Array};
+  // [0: idle, 1: in native code (the FFI loading, a lookup), 2: closing]: the main thread ends
+  // this thread only when it is not in native code (see ReadAhead.close()).
+  const nativeState = data.nativeState;
   const ENOENT = 2;
   const ENOSPC = 28;
   const BPF_MAP_LOOKUP_BATCH = 24;
@@ -101,6 +107,9 @@ function workerBody(): void {
   // No named inner functions here: a bundler's name-keeping helper would not exist in the worker.
   parentPort.on(`message`, (request: FfiRequest | WalkRequest | ReadRequest) => {
     if (request.op === `ffi`) {
+      // Closing: nothing more is loaded.
+      if (Atomics.compareExchange(nativeState, 0, 0, 1) !== 0)
+        return;
       try {
         // eslint-disable-next-line no-new-func
         const loaded = new Function(`return (${request.ffi.libcFunction})`)()(require, request.ffi, `long syscall(long number, ...)`);
@@ -109,6 +118,9 @@ function workerBody(): void {
         sysBpf = request.sysBpf;
       } catch (err) {
         parentPort.postMessage({type: `failed`, error: (err as Error).message});
+      } finally {
+        Atomics.store(nativeState, 0, 0);
+        Atomics.notify(nativeState, 0);
       }
       return;
     }
@@ -148,16 +160,25 @@ function workerBody(): void {
       }
       const keys = new ArrayBuffer(stream.room * Math.max(stream.keySize, 1));
       const values = new ArrayBuffer(stream.room * Math.max(stream.valueBytes, 1));
-      attr.fill(0);
-      if (stream.inBatch !== null)
-        attr.writeBigUInt64LE(koffi.address(stream.inBatch), 0);
-      attr.writeBigUInt64LE(koffi.address(stream.outBatch), 8);
-      attr.writeBigUInt64LE(koffi.address(Buffer.from(keys)), 16);
-      attr.writeBigUInt64LE(koffi.address(Buffer.from(values)), 24);
-      attr.writeUInt32LE(stream.room, 32);
-      attr.writeUInt32LE(stream.fd, 36);
-      const returned = Number(call(sysBpf, `int`, BPF_MAP_LOOKUP_BATCH, `void *`, attr, `uint32_t`, 56));
-      const result = returned < 0 ? -koffi.errno() : returned;
+      // Closing: no more lookups.
+      if (Atomics.compareExchange(nativeState, 0, 0, 1) !== 0)
+        return;
+      let result: number;
+      try {
+        attr.fill(0);
+        if (stream.inBatch !== null)
+          attr.writeBigUInt64LE(koffi.address(stream.inBatch), 0);
+        attr.writeBigUInt64LE(koffi.address(stream.outBatch), 8);
+        attr.writeBigUInt64LE(koffi.address(Buffer.from(keys)), 16);
+        attr.writeBigUInt64LE(koffi.address(Buffer.from(values)), 24);
+        attr.writeUInt32LE(stream.room, 32);
+        attr.writeUInt32LE(stream.fd, 36);
+        const returned = Number(call(sysBpf, `int`, BPF_MAP_LOOKUP_BATCH, `void *`, attr, `uint32_t`, 56));
+        result = returned < 0 ? -koffi.errno() : returned;
+      } finally {
+        Atomics.store(nativeState, 0, 0);
+        Atomics.notify(nativeState, 0);
+      }
       const count = result < 0 && result !== -ENOENT && result !== -ENOSPC ? 0 : attr.readUInt32LE(32);
       const first = stream.inBatch === null;
       if (result === 0 || (result === -ENOSPC && count > 0)) {
@@ -206,6 +227,8 @@ export class ReadAhead {
   private readonly walks = new Map<number, (walks: FdWalks | null) => void>();
   /** Chunks received from the worker (said at debug level). */
   chunks = 0;
+  /** Whether the worker is in native code: see close(). */
+  private readonly nativeState = new Int32Array(new SharedArrayBuffer(4));
 
   /** `room`: entries per lookup (tests make it small, to make hash buckets overflow it). */
   constructor(private readonly tmpDir: string, private readonly room = READ_AHEAD_ENTRIES) {}
@@ -217,7 +240,7 @@ export class ReadAhead {
     try {
       this.worker = new Worker(`(${workerBody.toString()})()`, {
         eval: true,
-        workerData: {walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString()},
+        workerData: {walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString(), nativeState: this.nativeState},
         env: {},
         stdout: false,
         stderr: false,
@@ -317,13 +340,23 @@ export class ReadAhead {
     };
   }
 
-  /** Ends the worker. */
+  /**
+   * Ends the worker, once it is out of native code: a worker ended inside koffi (its module's
+   * loading, a lookup through it) aborts the whole process (koffi's napi_throw fails in a thread
+   * being ended), and a worker ended while loading it leaves its temp directory behind. The
+   * worker enters native code only from idle, so once marked closing it enters none; the wait
+   * is one lookup or one module load at most (bounded all the same).
+   */
   close(): void {
     const worker = this.worker;
     this.worker = null;
     this.failed = true;
-    if (worker !== null)
+    if (worker !== null) {
+      const deadline = Date.now() + CLOSE_WAIT_MS;
+      while (Atomics.compareExchange(this.nativeState, 0, 0, 2) === 1 && Date.now() < deadline)
+        Atomics.wait(this.nativeState, 0, 1, 50);
       void worker.terminate();
+    }
     this.fail();
   }
 
