@@ -281,9 +281,7 @@ test(`group tables count LeanTuples as they count plain keys, both as the values
       const bytes = tupleBytes(spec);
       table.add({type: `verdict`, key: lean ? new LeanTuple(bytes, 0) : decodeTuple(bytes, 0), reason: `no_connection`} as VerdictRecord);
     }
-    // What the report ranks (text made on demand) lists the same values and counts.
-    assert.equal(listed(table), [...table.counts], `${field}: values() as counts`);
-    return {counts: [...table.counts], other: table.other};
+    return {counts: listed(table), other: table.other};
   });
   // The reference: each verdict's value as text (groupValue), counted in a plain Map.
   const reference = fields.map(field => {
@@ -336,8 +334,7 @@ test(`numeric group tables (ports, namespaces, pids) count as a plain Map of the
       else
         other += 1;
     }
-    assert.equal({counts: [...table.counts], other: table.other, notApplicable: table.notApplicable}, {counts: [...counts], other, notApplicable}, field);
-    assert.equal(listed(table), [...counts], `${field}: values() as counts`);
+    assert.equal({counts: listed(table), other: table.other, notApplicable: table.notApplicable}, {counts: [...counts], other, notApplicable}, field);
     assert.ok(field === `dport` || other > 0, `${field}'s table overflows`);
   }
 });

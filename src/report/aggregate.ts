@@ -78,7 +78,7 @@ export interface MapTally extends StatusCounts {
  * One `--group-by` table: leaks counted per value of one field, GROUP_CAP distinct values at most
  * (values first seen after that count as `other`). Numeric fields (ports, netns, pid) are counted
  * under the number itself and the map under its id, so the hot path makes and hashes no string
- * per leak; `counts` gives the values as text, in the order they were first seen.
+ * per leak; `values()` gives the values as text, in the order they were first seen.
  */
 export class GroupTable {
   /** Leaks whose value arrived after the table was full. */
@@ -188,30 +188,6 @@ export class GroupTable {
       count: i => tallies[i].n,
       text: i => (numbers[i] === LISTENER_PORT ? LISTENER_DST.slice(2) : String(numbers[i])),
     };
-  }
-
-  /** Values (as groupValue gives them) and their counts, in the order first seen. */
-  get counts(): Map<string, number> {
-    if (this.field === `daddr` || this.field === `saddr`) {
-      // Set one by one, as the Map constructor would, without a [text, count] array per address.
-      const {texts, tallies} = this.addresses;
-      const counts = new Map<string, number>();
-      for (let i = 0; i < texts.length; i++) {
-        const text = texts[i];
-        counts.set(typeof text === `number` ? formatIPv4Number(text) : typeof text === `string` ? text : formatIPv6Words(text, 0), tallies[i]);
-      }
-      return counts;
-    }
-    const counts = new Map<string, number>();
-    if (!NUMERIC_FIELDS.has(this.field)) {
-      for (const [value, tally] of this.byText)
-        counts.set(value, tally.n);
-      return counts;
-    }
-    const {keys: numbers, values: tallies} = this.byNumber;
-    for (let i = 0; i < numbers.length; i++)
-      counts.set(numbers[i] === LISTENER_PORT ? LISTENER_DST.slice(2) : String(numbers[i]), tallies[i].n);
-    return counts;
   }
 
   private countNumber(value: number): void {
