@@ -57,6 +57,11 @@ export interface DumpOptions {
    * keyHexLeft says so, and fillKeyHex makes it (scan, for the verdicts the report keeps whole).
    */
   keyHexWanted?: (mapId: number) => boolean;
+  /**
+   * Stop reading each map once this many entries were read (at the end of the read that reached
+   * it); its mapstats then says it is incomplete. Only scan's rehearsal (src/scan/rehearsal.ts).
+   */
+  entriesPerMap?: number;
 }
 
 export type DumpRecord = MapRecord | EntryRecord | MapStatsRecord;
@@ -142,7 +147,7 @@ async function* dumpChunks(ctx: ToolContext, options: DumpOptions, out: LineChun
   try {
     source.plan?.(targets.map(target => target.listed.id));
     for (const target of targets)
-      yield* dumpOne(ctx, source, target, out, onKey, options.withValues !== false, options.withValues === false ? options.keyHexWanted : undefined);
+      yield* dumpOne(ctx, source, target, out, onKey, options.withValues !== false, options.withValues === false ? options.keyHexWanted : undefined, options.entriesPerMap);
   } finally {
     source.close?.();
   }
@@ -190,7 +195,7 @@ function mapRecord(target: Target, backend: BackendName, readNs: bigint | null):
 
 async function* dumpOne(
   ctx: ToolContext, source: MapSource, target: Target, out: LineChunks | null, onKey: KeyVisitor | null, withValues: boolean,
-  keyHexWanted: ((mapId: number) => boolean) | undefined,
+  keyHexWanted: ((mapId: number) => boolean) | undefined, entriesPerMap?: number,
 ): AsyncGenerator<Array<DumpRecord>> {
   const {listed, catalogue} = target;
   const mapId = listed.id;
@@ -270,6 +275,11 @@ async function* dumpOne(
         withKeyHex = keyHexWanted(mapId);
       if (!await reader.next())
         break;
+      if (entriesPerMap !== undefined && stats.entries >= entriesPerMap) {
+        stats.complete = false;
+        stats.error = `stopped after the first ${stats.entries} entries (entriesPerMap)`;
+        break;
+      }
       if (batch.length > 0) {
         const records = batch;
         batch = [];

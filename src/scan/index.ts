@@ -35,6 +35,8 @@ import {FdLinksCache, type FdWalks} from '../snapshot/fdLinks.ts';
 import {callsKernelDirectly} from '../sys/syscalls.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
 import {validateBatches} from '../validate/index.ts';
+import {SnapshotIndex} from '../validate/snapshotIndex.ts';
+import {rehearse} from './rehearsal.ts';
 import {recheckBatches, type RecheckOptions} from '../validate/recheck.ts';
 
 export interface ScanOptions {
@@ -50,6 +52,8 @@ export interface ScanOptions {
   groupBy: ReadonlyArray<GroupField>;
   /** Called with every record the report counts (the capture's records), in order: diff reads a capture this way. */
   observe?: (record: AnyRecord) => void;
+  /** Live: rehearse the dump and the judging before the real dump (src/scan/rehearsal.ts); default true (tests turn it off to compare). */
+  rehearse?: boolean;
 }
 
 export interface ScanResult {
@@ -115,19 +119,29 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     // The first look's stages share one walk of each process's fd/ (socket fds, map holders);
     // recheck's later look, with the plain context, walks afresh.
     const firstLook: ToolContext = options.from === undefined ? {...ctx, fdLinks: new FdLinksCache()} : ctx;
+    // validate's index, made here so that the rehearsal (live: src/scan/rehearsal.ts) judges
+    // against it too once validate has filled it, before the real dump.
+    const entriesOwned = !recordsSeenWhole(options);
+    const index = new SnapshotIndex({matchTexts: !entriesOwned});
+    const rehearsal = options.from === undefined && options.rehearse !== false
+      ? async (dump: DumpOptions) => {
+        const judged = await rehearse(firstLook, dump, index, {samples: options.samples, groupBy: options.groupBy});
+        ctx.log.debug(`rehearsal: ${judged} entries read, judged and counted apart before the dump (none of them in the report)`);
+      }
+      : null;
     async function* observed(): AsyncGenerator<ReadonlyArray<AnyRecord>> {
       // Without a capture the entries are seen only here: an entry's keyHex is made only while
       // its map's samples are not all taken (the report reads no other), and then, when its key
       // stays readable, only for a verdict kept as a sample (keep).
       const dump: DumpOptions = {...options.dump, keyHexWanted: mapId => aggregator.samplesWanted(mapId)};
-      for await (const batch of stages(firstLook, {...options, dump}, helper, early)) {
+      for await (const batch of stages(firstLook, {...options, dump}, helper, early, rehearsal)) {
         for (let i = keepFrom(batch, 0); i < batch.length; i = keepFrom(batch, i))
           await waiting;
         yield batch;
       }
     }
 
-    const validated = validateBatches(ctx, observed(), {live: `never`, entriesOwned: !recordsSeenWhole(options)});
+    const validated = validateBatches(ctx, observed(), {live: `never`, entriesOwned, index});
     const output = options.recheckDelaySeconds > 0
       ? recheckBatches(withCountdown(ctx), validated, recheckOptions(options))
       : validated;
@@ -164,7 +178,9 @@ function handOverFfi(ctx: ToolContext, helper: ReadAhead, options: ScanOptions):
 }
 
 /** The two snapshots, then the dump, as one stream of batches; progress on a TTY. */
-async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead | null, early: SharedWalk | null): AsyncGenerator<ReadonlyArray<AnyRecord>> {
+async function* stages(
+  ctx: ToolContext, options: ScanOptions, helper: ReadAhead | null, early: SharedWalk | null, rehearsal: ((dump: DumpOptions) => Promise<void>) | null,
+): AsyncGenerator<ReadonlyArray<AnyRecord>> {
   const from = options.from;
   ctx.log.progress(`snapshotting network namespaces and sockets...`);
   yield* snapshotConnsBatches(ctx, {from}) as AsyncIterable<Array<AnyRecord>>;
@@ -214,6 +230,9 @@ async function* stages(ctx: ToolContext, options: ScanOptions, helper: ReadAhead
       }
     }
   };
+  // Both snapshots are in validate's index by now (it took every batch yielded above).
+  if (rehearsal !== null)
+    await rehearsal(dump);
   for await (const batch of dumpMapBatches(ctx, dump)) {
     progress(batch);
     yield batch;

@@ -38,6 +38,13 @@ export interface ValidateOptions {
    * (judgeInPlace) instead of being copied into a new one, and no match's JSON text is made.
    */
   entriesOwned?: boolean;
+  /**
+   * The index to judge against: filled from the input's snapshot records as usual, or, when it
+   * is already complete, judged against as it is from the first entry on (scan's rehearsal,
+   * src/scan/rehearsal.ts, judges against the index its real validate filled). Made with
+   * `matchTexts` as entriesOwned asks (see SnapshotIndex).
+   */
+  index?: SnapshotIndex;
 }
 
 /** The pipeline that judges a capture by its own snapshots, for messages. */
@@ -199,7 +206,7 @@ export async function* liveSnapshots(ctx: ToolContext, from?: string, socketFds 
  * spill to disk.
  */
 export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecord>, options: ValidateOptions = {}): AsyncGenerator<Array<AnyRecord>> {
-  const index = new SnapshotIndex({matchTexts: options.entriesOwned !== true});
+  const index = options.index ?? new SnapshotIndex({matchTexts: options.entriesOwned !== true});
   const tallies = new Tallies();
   const mapProblems = new Map<number, string>();
   // When each map was read (CLOCK_MONOTONIC ns): dates the entries that carry ageSeconds.
@@ -208,7 +215,7 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
   const takeSnapshots = options.takeSnapshots ?? ((c: ToolContext, socketFds: boolean) => liveSnapshots(c, undefined, socketFds));
   const counts = options.counts;
   const provenance = options.provenance ?? new Provenance(ctx);
-  let ready = false;
+  let ready = index.isComplete;
   let ignoredSnapshotRecords = 0;
   let droppedJudgements = 0;
   // pid_fd entries are judged by socket fds: a live snapshot taken here then lists them.
