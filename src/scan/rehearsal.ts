@@ -5,9 +5,10 @@
 // entries make them hot, for the key and field kinds seen so far; each later map that brings
 // another kind (v6 tuples, pid_tgid keys, pid_fd keys, extras, dated values, other reasons)
 // throws that code away and compiles it again. On a 2-core host those compiles take the cores
-// from the main thread: at 225k entries in 14 maps, about 117 optimising compiles and 40
-// deoptimisations during the dump. A rehearsal that shows every function every map's kinds
-// first (16 entries each) leaves about 69 compiles and 5 deoptimisations.
+// from the main thread: at 225k entries in 14 maps, about 160 optimising compiles and 51
+// deoptimisations per scan. With a rehearsal that shows every function every map's kinds first
+// (16 entries each), and the loader's smaller inlining budget (scripts/build.mjs), 117-127
+// compiles and 16-17 deoptimisations, their compile time a quarter.
 //
 // What it touches: it reads the maps (read-only, as the dump does), on this thread, 16 entries
 // at a time; it judges against the index the real validate filled (read only: judging adds
