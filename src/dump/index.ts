@@ -62,6 +62,12 @@ export interface DumpOptions {
    * it); its mapstats then says it is incomplete. Only scan's rehearsal (src/scan/rehearsal.ts).
    */
   entriesPerMap?: number;
+  /**
+   * Awaited once, as soon as the first map's reading has started (the kernel backend reading
+   * ahead: its first chunks are being read in the worker) and before any of its entries is
+   * handed on: scan rehearses meanwhile (src/scan/rehearsal.ts).
+   */
+  firstMapOpened?: () => Promise<void>;
 }
 
 export type DumpRecord = MapRecord | EntryRecord | MapStatsRecord;
@@ -146,8 +152,13 @@ async function* dumpChunks(ctx: ToolContext, options: DumpOptions, out: LineChun
 
   try {
     source.plan?.(targets.map(target => target.listed.id));
+    const opened = {call: options.firstMapOpened ?? null};
     for (const target of targets)
-      yield* dumpOne(ctx, source, target, out, onKey, options.withValues !== false, options.withValues === false ? options.keyHexWanted : undefined, options.entriesPerMap);
+      yield* dumpOne(ctx, source, target, out, onKey, options, opened);
+    // No map could be opened (every one gone, or none asked for): it is still called once.
+    const call = opened.call;
+    opened.call = null;
+    await call?.();
   } finally {
     source.close?.();
   }
@@ -194,9 +205,12 @@ function mapRecord(target: Target, backend: BackendName, readNs: bigint | null):
 }
 
 async function* dumpOne(
-  ctx: ToolContext, source: MapSource, target: Target, out: LineChunks | null, onKey: KeyVisitor | null, withValues: boolean,
-  keyHexWanted: ((mapId: number) => boolean) | undefined, entriesPerMap?: number,
+  ctx: ToolContext, source: MapSource, target: Target, out: LineChunks | null, onKey: KeyVisitor | null, options: DumpOptions,
+  opened: {call: (() => Promise<void>) | null},
 ): AsyncGenerator<Array<DumpRecord>> {
+  const withValues = options.withValues !== false;
+  const keyHexWanted = options.withValues === false ? options.keyHexWanted : undefined;
+  const entriesPerMap = options.entriesPerMap;
   const {listed, catalogue} = target;
   const mapId = listed.id;
   const mapName = catalogue.name;
@@ -275,6 +289,12 @@ async function* dumpOne(
         withKeyHex = keyHexWanted(mapId);
       if (!await reader.next())
         break;
+      if (opened.call !== null) {
+        // The map's reading has started (its first read was the opening): the caller's turn.
+        const call = opened.call;
+        opened.call = null;
+        await call();
+      }
       if (entriesPerMap !== undefined && stats.entries >= entriesPerMap) {
         stats.complete = false;
         stats.error = `stopped after the first ${stats.entries} entries (entriesPerMap)`;

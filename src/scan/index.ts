@@ -230,10 +230,10 @@ async function* stages(
       }
     }
   };
-  // Both snapshots are in validate's index by now (it took every batch yielded above).
-  if (rehearsal !== null)
-    await rehearsal(dump);
-  for await (const batch of dumpMapBatches(ctx, dump)) {
+  // Both snapshots are in validate's index by now (it took every batch yielded above). The
+  // rehearsal runs once the first map's reading has started in the worker, while it reads.
+  const real: DumpOptions = rehearsal === null ? dump : {...dump, firstMapOpened: () => rehearsal(dump)};
+  for await (const batch of dumpMapBatches(ctx, real)) {
     progress(batch);
     yield batch;
   }
