@@ -12,7 +12,7 @@
 // read before the dump asks for it, after the snapshots.
 import {Worker} from 'node:worker_threads';
 import * as fs from 'node:fs';
-import {sharedWalkState, walkFdDir, walkSharedFdLinks, type FdWalks} from '../snapshot/fdLinks.ts';
+import {mergeSharedWalks, sharedWalkState, walkFdDir, walkSharedFdLinks, type FdWalks, type SharedWalkPart} from '../snapshot/fdLinks.ts';
 import {workerFfi, type WorkerFfi} from '../sys/native.ts';
 import {ENOSPC, libcNames, SYS_BPF, type Syscalls} from '../sys/syscalls.ts';
 
@@ -81,7 +81,7 @@ function workerBody(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const {parentPort, workerData} = require(`node:worker_threads`);
   const fsModule = require(`node:fs`);
-  const data = workerData as {walkFdDir: string, walkSharedFdLinks: string, nativeState: Int32Array};
+  const data = workerData as {walkFdDir: string, walkSharedFdLinks: string, mergeSharedWalks: string, nativeState: Int32Array};
   // [0: idle, 1: in native code (the FFI loading, a lookup), 2: closing]: the main thread ends
   // this thread only when it is not in native code (see ReadAhead.close()).
   const nativeState = data.nativeState;
@@ -125,16 +125,21 @@ function workerBody(): void {
       return;
     }
     if (request.op === `walk`) {
-      let walks: FdWalks | null = null;
+      let part: SharedWalkPart | null = null;
       try {
         // eslint-disable-next-line no-new-func
         const walkShared = new Function(`return (${data.walkSharedFdLinks})`)() as typeof walkSharedFdLinks;
         // eslint-disable-next-line no-new-func
-        walks = walkShared(fsModule, new Function(`return (${data.walkFdDir})`)(), request.procRoot, request.skipPid, request.shared).walks;
+        const walk = new Function(`return (${data.walkFdDir})`)() as typeof walkFdDir;
+        // eslint-disable-next-line no-new-func
+        const merge = new Function(`return (${data.mergeSharedWalks})`)() as typeof mergeSharedWalks;
+        const mine = walkShared(fsModule, walk, request.procRoot, request.skipPid, request.shared);
+        // The fd/ it has every slice of, put together here: the main thread may be waiting.
+        part = {...merge(null, walk, request.procRoot, request.shared, [mine]), all: mine.all};
       } catch {
         // the main thread walks them itself
       }
-      parentPort.postMessage({type: `walked`, id: request.id, walks});
+      parentPort.postMessage({type: `walked`, id: request.id, part});
       return;
     }
     if (koffi === null || call === null) {
@@ -224,7 +229,7 @@ export class ReadAhead {
   private ffi = false;
   private nextId = 1;
   private readonly streams = new Map<number, StreamState>();
-  private readonly walks = new Map<number, (walks: FdWalks | null) => void>();
+  private readonly walks = new Map<number, (part: SharedWalkPart | null) => void>();
   /** Chunks received from the worker (said at debug level). */
   chunks = 0;
   /** Whether the worker is in native code: see close(). */
@@ -240,7 +245,9 @@ export class ReadAhead {
     try {
       this.worker = new Worker(`(${workerBody.toString()})()`, {
         eval: true,
-        workerData: {walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString(), nativeState: this.nativeState},
+        workerData: {
+          walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString(), mergeSharedWalks: mergeSharedWalks.toString(), nativeState: this.nativeState,
+        },
         env: {},
         stdout: false,
         stderr: false,
@@ -250,7 +257,7 @@ export class ReadAhead {
       return;
     }
     this.worker.unref();
-    this.worker.on(`message`, (message: {type: string, id?: number, walks?: FdWalks | null} & Partial<ReadChunk>) => this.receive(message));
+    this.worker.on(`message`, (message: {type: string, id?: number, part?: SharedWalkPart | null} & Partial<ReadChunk>) => this.receive(message));
     this.worker.on(`error`, () => this.fail());
     this.worker.on(`exit`, () => this.fail());
   }
@@ -279,15 +286,15 @@ export class ReadAhead {
     const shared = sharedWalkState(SHARED_WALK_ROOM);
     const request: WalkRequest = {op: `walk`, id, procRoot, skipPid, shared};
     this.worker.postMessage(request);
-    const theirs = new Promise<FdWalks | null>(resolve => this.walks.set(id, resolve));
-    let mine: FdWalks = [];
+    const theirs = new Promise<SharedWalkPart | null>(resolve => this.walks.set(id, resolve));
+    let mine: SharedWalkPart = {walks: [], slices: [], all: false};
     return {
-      done: theirs.then(walks => (walks === null ? null : mine.length === 0 ? walks : walks.concat(mine))),
+      // Put together where the walks are adopted: one FdLinks per process, split ones in directory order.
+      done: theirs.then(part => (part === null ? null : mergeSharedWalks(fs, walkFdDir, procRoot, shared, [part, mine]).walks)),
       help: () => {
         try {
-          const part = walkSharedFdLinks(fs, walkFdDir, procRoot, skipPid, shared);
-          mine = part.walks;
-          return part.all ? mine : null;
+          mine = walkSharedFdLinks(fs, walkFdDir, procRoot, skipPid, shared);
+          return mine.all ? mergeSharedWalks(fs, walkFdDir, procRoot, shared, [mine]).walks : null;
         } catch {
           return null; // the worker's walks, and what the stages walk on demand
         }
@@ -360,7 +367,7 @@ export class ReadAhead {
     this.fail();
   }
 
-  private receive(message: {type: string, id?: number, walks?: FdWalks | null} & Partial<ReadChunk>): void {
+  private receive(message: {type: string, id?: number, part?: SharedWalkPart | null} & Partial<ReadChunk>): void {
     if (message.type === `failed`) {
       this.close();
       return;
@@ -369,7 +376,7 @@ export class ReadAhead {
       const done = this.walks.get(message.id!);
       this.walks.delete(message.id!);
       this.unrefWhenIdle();
-      done?.(message.walks ?? null);
+      done?.(message.part ?? null);
       return;
     }
     const state = message.id === undefined ? undefined : this.streams.get(message.id);
