@@ -210,25 +210,36 @@ async function* stages(
     const rate = Math.round(entries / Math.max(0.001, (now - startedMs) / 1000));
     ctx.log.progress(`dumping ${map}: ${mapEntries} entries (${entries} in all, ${rate} entries/s)`);
   };
-  // A plain function, not this generator's own loop (see keepFrom in scan()).
-  const progress = (batch: ReadonlyArray<AnyRecord>) => {
-    for (let i = 0; i < batch.length; i++) {
-      const record = batch[i];
-      if (record.type === `map`) {
-        map = `${record.name} (id ${record.mapId})`;
-        mapEntries = 0;
-        show();
-      } else if (record.type === `entry`) {
-        entries += 1;
-        mapEntries += 1;
-        // Reading the clock for every entry costs more than the rest of this loop: sample it.
-        if ((entries & 1023) === 0 && ctx.clock.now() - shownMs >= 100)
-          show();
-      } else if (record.type === `mapstats`) {
-        show();
-        ctx.log.info(`dumped ${map}: ${record.entries} entries${record.complete ? `` : ` (incomplete: ${record.error ?? `unknown error`})`}`);
-      }
+  const record1 = (record: AnyRecord) => {
+    if (record.type === `map`) {
+      map = `${record.name} (id ${record.mapId})`;
+      mapEntries = 0;
+      show();
+    } else if (record.type === `entry`) {
+      entries += 1;
+      mapEntries += 1;
+    } else if (record.type === `mapstats`) {
+      show();
+      ctx.log.info(`dumped ${map}: ${record.entries} entries${record.complete ? `` : ` (incomplete: ${record.error ?? `unknown error`})`}`);
     }
+  };
+  // The dump's batches hold entries, with its other records only before them (a map record,
+  // alone) or after them (the mapstats): those are looked at one by one, the entries between
+  // counted whole. A loop over every record, reading the type of records of every shape, was
+  // compiled again and again (7 optimising compiles, 36 ms of V8's time in a 225k scan).
+  const progress = (batch: ReadonlyArray<AnyRecord>) => {
+    let from = 0;
+    let to = batch.length;
+    while (from < to && batch[from].type !== `entry`)
+      record1(batch[from++]);
+    while (to > from && batch[to - 1].type !== `entry`)
+      to--;
+    entries += to - from;
+    mapEntries += to - from;
+    if (to > from && ctx.clock.now() - shownMs >= 100)
+      show();
+    for (let i = to; i < batch.length; i++)
+      record1(batch[i]);
   };
   // Both snapshots are in validate's index by now (it took every batch yielded above). The
   // rehearsal runs once the first map's reading has started in the worker, while it reads.
