@@ -136,6 +136,14 @@ if (canRun) {
         }
         assert.equal(differences, [], `the same report, records, messages and verdicts with and without the rehearsal (observe ${observe})`);
       }
+      // Told to use bpftool, scan makes no bpf() call of its own: no rehearsal.
+      const stderr = new PassThrough();
+      let said = ``;
+      stderr.on(`data`, chunk => { said += String(chunk); });
+      const viaBpftool = defaultToolContext(stderr, {host: HOST, log: createLogger(stderr, {verbosity: 2})});
+      await scan(viaBpftool, {dump: {mapIds, backend: `bpftool`}, recheckDelaySeconds: 0, samples: 3, groupBy: [`reason`]});
+      assert.not.match(said, /rehearsal/, `no rehearsal with --backend bpftool`);
+      assert.match(said, /listing maps with bpftool/);
     } finally {
       await world.cleanup();
     }

@@ -123,7 +123,10 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     // against it too once validate has filled it, before the real dump.
     const entriesOwned = !recordsSeenWhole(options);
     const index = new SnapshotIndex({matchTexts: !entriesOwned});
-    const rehearsal = options.from === undefined && options.rehearse !== false
+    // Only where the dump itself may use the kernel backend: a scan told to use bpftool or
+    // system-probe makes no bpf() call of its own.
+    const kernelDump = options.dump.backend === undefined || options.dump.backend === `kernel`;
+    const rehearsal = options.from === undefined && options.rehearse !== false && kernelDump
       ? async (dump: DumpOptions) => {
         const judged = await rehearse(firstLook, dump, index, {samples: options.samples, groupBy: options.groupBy});
         ctx.log.debug(`rehearsal: ${judged} entries read, judged and counted apart before the dump (none of them in the report)`);
