@@ -111,6 +111,9 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     // It starts now, and walks every process's fd/ while this thread reads the socket tables (its
     // result is waited for before snapshot-pids).
     const early = helper !== null ? helper.walkFdLinks(ctx.procRoot, process.pid) : null;
+    // The FFI is loaded once the socket tables are read (handOverFfi): its module is decompressed meanwhile.
+    if (helper !== null && (options.dump.backend === undefined || options.dump.backend === `kernel`))
+      ctx.syscalls.prepare?.();
     const header = makeHeader(`scan`, ctx, origin);
     await keep(header);
 
@@ -187,8 +190,12 @@ async function* stages(
   const from = options.from;
   ctx.log.progress(`snapshotting network namespaces and sockets...`);
   yield* snapshotConnsBatches(ctx, {from}) as AsyncIterable<Array<AnyRecord>>;
-  if (helper !== null)
+  if (helper !== null) {
+    // One turn of the event loop: what finished off this thread meanwhile (the FFI module's
+    // decompression) is taken in before the FFI is loaded.
+    await new Promise(resolve => setImmediate(resolve));
     handOverFfi(ctx, helper, options);
+  }
   // The worker's fd/ walks, made meanwhile (this thread takes the processes it has not got to
   // yet, or all of them when the worker has not started): snapshot-pids and the map holders read them.
   const walks = early === null ? null : early.help() ?? await early.done;

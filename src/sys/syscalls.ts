@@ -1,6 +1,6 @@
 // The system calls the kernel backend makes, behind an interface the tool context carries
 // (src/context.ts), so tests can wrap them (force a fallback path, refuse bpf()) without globals.
-import {loadKoffi, type NativeSpec} from './native.ts';
+import {decompressAhead, loadKoffi, type NativeSpec} from './native.ts';
 
 export interface Syscalls {
   /** bpf(2): the result (≥ 0), or -errno. */
@@ -16,8 +16,11 @@ export interface SyscallsUnavailable {
   unavailable: string;
 }
 
-/** Returns the syscall layer, loading it on first use. */
-export type SyscallAccess = () => Syscalls | SyscallsUnavailable;
+/**
+ * Returns the syscall layer, loading it on first use. `prepare`: starts what the load will need
+ * off this thread (the bundle's FFI module decompressed), for a caller that will load it soon.
+ */
+export type SyscallAccess = (() => Syscalls | SyscallsUnavailable) & {prepare?(): void};
 
 export const SYS_BPF: Partial<Record<string, number>> = {x64: 321, arm64: 280};
 
@@ -73,7 +76,12 @@ export function callsKernelDirectly(sys: Syscalls): boolean {
 /** The real syscall layer, loaded once, on first use (most commands never need it). */
 export function lazySyscalls(tmpDir: string): SyscallAccess {
   let loaded: Syscalls | SyscallsUnavailable | undefined;
-  return () => (loaded ??= loadSyscalls(tmpDir));
+  const access: SyscallAccess = () => (loaded ??= loadSyscalls(tmpDir));
+  access.prepare = () => {
+    if (loaded === undefined && process.platform === `linux` && SYS_BPF[process.arch] !== undefined)
+      decompressAhead();
+  };
+  return access;
 }
 
 // errno values (Linux, same on x86_64 and aarch64) and the words we say for them.
