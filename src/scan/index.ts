@@ -112,7 +112,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     // result is waited for before snapshot-pids).
     const early = helper !== null ? helper.walkFdLinks(ctx.procRoot, process.pid) : null;
     // The FFI is loaded once the socket tables are read (handOverFfi): its module is decompressed meanwhile.
-    if (helper !== null && (options.dump.backend === undefined || options.dump.backend === `kernel`))
+    if (helper !== null && kernelMayRead(options.dump))
       ctx.syscalls.prepare?.();
     const header = makeHeader(`scan`, ctx, origin);
     await keep(header);
@@ -128,8 +128,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     const index = new SnapshotIndex({matchTexts: !entriesOwned});
     // Only where the dump itself may use the kernel backend: a scan told to use bpftool or
     // system-probe makes no bpf() call of its own.
-    const kernelDump = options.dump.backend === undefined || options.dump.backend === `kernel`;
-    const rehearsal = options.from === undefined && options.rehearse !== false && kernelDump
+    const rehearsal = options.from === undefined && options.rehearse !== false && kernelMayRead(options.dump)
       ? async (dump: DumpOptions) => {
         const judged = await rehearse(firstLook, dump, index, {samples: options.samples, groupBy: options.groupBy});
         ctx.log.debug(`rehearsal: ${judged} entries read, judged and counted apart before the dump (none of them in the report)`);
@@ -176,11 +175,16 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
  * walks, before the dump's first batch lookup. Only when the kernel backend may read the maps.
  */
 function handOverFfi(ctx: ToolContext, helper: ReadAhead, options: ScanOptions): void {
-  if (options.dump.backend !== undefined && options.dump.backend !== `kernel`)
+  if (!kernelMayRead(options.dump))
     return;
   const sys = ctx.syscalls();
   if (!(`unavailable` in sys) && callsKernelDirectly(sys))
     helper.useSyscalls(sys);
+}
+
+/** Whether the dump may read the maps with the kernel backend (the default, or asked for). */
+function kernelMayRead(dump: DumpOptions): boolean {
+  return dump.backend === undefined || dump.backend === `kernel`;
 }
 
 /** The two snapshots, then the dump, as one stream of batches; progress on a TTY. */
@@ -220,7 +224,7 @@ async function* stages(
     const rate = Math.round(entries / Math.max(0.001, (now - startedMs) / 1000));
     ctx.log.progress(`dumping ${map}: ${mapEntries} entries (${entries} in all, ${rate} entries/s)`);
   };
-  const record1 = (record: AnyRecord) => {
+  const noteRecord = (record: AnyRecord) => {
     if (record.type === `map`) {
       map = `${record.name} (id ${record.mapId})`;
       mapEntries = 0;
@@ -238,18 +242,18 @@ async function* stages(
   // counted whole. A loop over every record, reading the type of records of every shape, was
   // compiled again and again (7 optimising compiles, 36 ms of V8's time in a 225k scan).
   const progress = (batch: ReadonlyArray<AnyRecord>) => {
-    let from = 0;
-    let to = batch.length;
-    while (from < to && batch[from].type !== `entry`)
-      record1(batch[from++]);
-    while (to > from && batch[to - 1].type !== `entry`)
-      to--;
-    entries += to - from;
-    mapEntries += to - from;
-    if (to > from && ctx.clock.now() - shownMs >= 100)
+    let first = 0;
+    let end = batch.length;
+    while (first < end && batch[first].type !== `entry`)
+      noteRecord(batch[first++]);
+    while (end > first && batch[end - 1].type !== `entry`)
+      end--;
+    entries += end - first;
+    mapEntries += end - first;
+    if (end > first && ctx.clock.now() - shownMs >= 100)
       show();
-    for (let i = to; i < batch.length; i++)
-      record1(batch[i]);
+    for (let i = end; i < batch.length; i++)
+      noteRecord(batch[i]);
   };
   // Both snapshots are in validate's index by now (it took every batch yielded above). The
   // rehearsal runs once the first map's reading has started in the worker, while it reads.
