@@ -350,6 +350,25 @@ if (runs) {
     }
   });
 
+  test(`scan's worker ended mid-walk: this thread's help and the walk's end still come, and what they give is right (or null: the stages walk on demand)`, async () => {
+    const large = startLargeChild(1300);
+    await new Promise(resolve => setTimeout(resolve, 100));
+    const largeDir = `/proc/${large.pid}/fd`;
+    const plain = walkFdDir(fs, largeDir)!;
+    for (const delayMs of [0, 20, 40, 60, 80, 100, 130, 160, 200]) {
+      const helper = new ReadAhead(process.env.TMPDIR ?? `/tmp`);
+      const walk = helper.walkFdLinks(`/proc`, process.pid);
+      await new Promise(resolve => setTimeout(resolve, delayMs));
+      helper.close();
+      const walks = walk.help() ?? await walk.done;
+      if (walks !== null) {
+        const fdDirs = walks.map(([fdDir]) => fdDir);
+        assert.is(new Set(fdDirs).size, fdDirs.length, `each fd/ once`);
+        assert.equal(new Map(walks).get(largeDir), plain, `after ${delayMs} ms`);
+      }
+    }
+  });
+
   test(`scan's early worker keeps the fallbacks: without the FFI, or with bpf() wrapped (refused), the same processes and holders, read through bpftool`, async () => {
     const {both} = await startHolders();
     const dir = mkdtempSync(join(tmpdir(), `usmld-scanfallback-`));
