@@ -15,9 +15,7 @@ import {dumpMaps} from '../src/dump/index.ts';
 import {openMapReadOnly} from '../src/dump/kernel.ts';
 import type {AnyRecord, MapRecord, ProcessRecord} from '../src/schema.ts';
 import {ReadAhead} from '../src/dump/readAhead.ts';
-import {
-  FdLinksCache, mergeSharedWalks, sharedWalkState, SPLIT_LIMITS, walkFdDir, walkSharedFdLinks, type FdLinks, type FdWalks, type SharedWalkPart,
-} from '../src/snapshot/fdLinks.ts';
+import {FdLinksCache, sharedWalkState, walkFdDir, walkSharedFdLinks, type FdLinks, type FdWalks} from '../src/snapshot/fdLinks.ts';
 import {snapshotPids} from '../src/snapshot/pids.ts';
 import {lazySyscalls} from '../src/sys/syscalls.ts';
 import {BpfTestSet, type TestMap} from './helpers/bpf.ts';
@@ -30,8 +28,6 @@ let set: BpfTestSet;
 let held: TestMap;
 let other: TestMap;
 const children = new Set<ChildProcess>();
-/** Every fd/ walked whole (the process-level sharing alone). */
-const NO_SPLIT = {...SPLIT_LIMITS, splitFrom: 1 << 30};
 
 async function collect(records: AsyncIterable<AnyRecord>): Promise<Array<AnyRecord>> {
   const out: Array<AnyRecord> = [];
@@ -116,7 +112,7 @@ if (runs) {
     assert.ok(walks !== null, `the worker walked`);
     const fdDirs = walks.map(([fdDir]) => fdDir);
     assert.is(new Set(fdDirs).size, fdDirs.length, `each fd/ walked once`);
-    const here = new Map(walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, sharedWalkState(64, NO_SPLIT)).walks);
+    const here = new Map(walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, sharedWalkState(64)).walks);
     for (const [fdDir] of here)
       assert.ok(fdDirs.includes(fdDir) || !fs.existsSync(fdDir), `${fdDir} walked (or its process gone since)`);
     const there = new Map(walks);
@@ -143,19 +139,19 @@ if (runs) {
   });
 
   test(`a shared fd/ walk: the first thread lists and walks from the front, the other from the back until they meet; each fd/ once, none missed, also past the shared room; alone, a thread has the whole walk`, () => {
-    const alone = walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, sharedWalkState(100_000, NO_SPLIT));
+    const alone = walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, sharedWalkState(100_000));
     assert.ok(alone.all, `one thread alone walks every process`);
     const plain = new Map(alone.walks);
     assert.ok(plain.size > 3, `processes to walk`);
     for (const room of [plain.size + 10, 3]) {
-      const shared = sharedWalkState(room, NO_SPLIT);
-      let helped: SharedWalkPart = {walks: [], slices: [], all: true};
+      const shared = sharedWalkState(room);
+      let helped: {walks: FdWalks, all: boolean} = {walks: [], all: true};
       let walked = 0;
       // The lister walks two processes, then the other thread takes all it can, as scan's main thread would.
-      const walk: typeof walkFdDir = (fsModule, fdDir, names): FdLinks | undefined => {
+      const walk: typeof walkFdDir = (fsModule, fdDir): FdLinks | undefined => {
         if (walked++ === 1)
           helped = walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, shared);
-        return walkFdDir(fsModule, fdDir, names);
+        return walkFdDir(fsModule, fdDir);
       };
       const theirs = walkSharedFdLinks(fs, walk, `/proc`, process.pid, shared);
       const all = [...theirs.walks, ...helped.walks].map(([fdDir]) => fdDir);
@@ -177,27 +173,13 @@ if (runs) {
     const stuck = sharedWalkState(8);
     Atomics.store(stuck, 0, -1);
     const gaveUp = walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, stuck);
-    assert.equal(gaveUp, {walks: [], slices: [], all: false});
-    // The other thread stopped while listing an fd/ (counted as being listed, maybe to be split):
-    // waited for a while, then the walk ends without it.
-    const listing = sharedWalkState(100_000);
-    Atomics.store(listing, 9, 1);
-    const ended = walkSharedFdLinks(fs, walkFdDir, `/proc`, process.pid, listing);
-    assert.ok(ended.all && ended.walks.length + ended.slices.length > 0);
+    assert.equal(gaveUp, {walks: [], all: false});
   });
 
-  /**
-   * A child holding `count` fds: sockets (its stdio pipes are socket pairs), the map `held` at
-   * every 97th fd, gaps (fds left closed) at every 13th; closed when killed.
-   */
+  /** A child holding `count` fds: sockets (its stdio pipes are socket pairs), gaps (fds left closed) at every 13th; closed when killed. */
   function startLargeChild(count: number): ChildProcess {
-    const sys = lazySyscalls(process.env.TMPDIR ?? `/tmp`)();
-    if (`unavailable` in sys)
-      throw new Error(sys.unavailable);
-    const heldFd = openMapReadOnly(sys, held.id);
-    const stdio = Array.from({length: count}, (_, fd) => (fd > 2 && fd % 97 === 5 ? heldFd : fd > 2 && fd % 13 === 7 ? `ignore` : `pipe`));
-    const child = spawn(`sleep`, [`60`], {stdio: stdio as Array<`pipe` | `ignore` | number>});
-    closeSync(heldFd);
+    const stdio = Array.from({length: count}, (_, fd) => (fd > 2 && fd % 13 === 7 ? `ignore` : `pipe`));
+    const child = spawn(`sleep`, [`60`], {stdio});
     children.add(child);
     child.on(`exit`, () => {
       for (const stream of child.stdio)
@@ -205,150 +187,6 @@ if (runs) {
     });
     return child;
   }
-
-  /** A proc root of these processes only (links to their /proc/PID): what a walk there meets is known. */
-  function procRootOf(dir: string, pids: Array<number>): string {
-    const root = join(dir, `proc`);
-    fs.mkdirSync(root);
-    for (const pid of pids)
-      fs.symlinkSync(`/proc/${pid}`, join(root, String(pid)));
-    return root;
-  }
-
-  /** Sleeps this thread (the walk under test is synchronous). */
-  function sleepSync(ms: number): void {
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-  }
-
-  test(`a large fd/ is split between the two threads in slices; put together, in directory order, it is the plain walk's (sockets, maps, gaps); each fd/ once; past the split room it is walked whole`, async () => {
-    const large = startLargeChild(1300);
-    const medium = startLargeChild(600);
-    const {both, socketsOnly} = await startHolders();
-    const dir = mkdtempSync(join(tmpdir(), `usmld-fdsplit-`));
-    try {
-      const pids = [large, medium, both, socketsOnly].map(child => child.pid!);
-      const procRoot = procRootOf(dir, pids);
-      const plain = new Map(pids.map(pid => [`${procRoot}/${pid}/fd`, walkFdDir(fs, `${procRoot}/${pid}/fd`)]));
-      const largeDir = `${procRoot}/${large.pid}/fd`;
-      assert.ok(plain.get(largeDir)!.sockets.length > 1000 && plain.get(largeDir)!.bpfMaps.length > 10, `${plain.get(largeDir)!.sockets.length} sockets`);
-      assert.ok(plain.get(largeDir)!.sockets.some(([fd]) => fd % 13 === 7) === false, `gaps`);
-      for (const limits of [SPLIT_LIMITS, {...SPLIT_LIMITS, sliceFds: 100}, {...SPLIT_LIMITS, slots: 1}, {...SPLIT_LIMITS, nameRoom: 1000}]) {
-        const what = JSON.stringify(limits);
-        const shared = sharedWalkState(16, limits);
-        let helped: SharedWalkPart = {walks: [], slices: [], all: true};
-        let walked = 0;
-        // The lister walks two slices of the largest fd/ (or two fd/ when it is not split), then
-        // the other thread takes all it can, as scan's main thread would.
-        const walk: typeof walkFdDir = (fsModule, fdDir, names) => {
-          if (walked++ === 2)
-            helped = walkSharedFdLinks(fs, walkFdDir, procRoot, process.pid, shared);
-          return walkFdDir(fsModule, fdDir, names);
-        };
-        const lister = walkSharedFdLinks(fs, walk, procRoot, process.pid, shared);
-        const dirs = [...lister.walks, ...helped.walks].map(([fdDir]) => fdDir);
-        const splitDirs = new Set([...lister.slices, ...helped.slices].map(([fdDir]) => fdDir));
-        for (const fdDir of splitDirs)
-          assert.not.ok(dirs.includes(fdDir), `${what}: ${fdDir} split, not also walked whole`);
-        const slices = [...lister.slices, ...helped.slices].map(([fdDir, slice]) => `${fdDir} ${slice}`);
-        assert.is(new Set(slices).size, slices.length, `${what}: each slice once`);
-        assert.ok(!lister.all && !helped.all, `${what}: neither has the whole walk`);
-        // The other thread (the worker) puts together what it has every slice of, without walking;
-        // its part comes first: slices are put in directory order, not in the parts' order.
-        const sent = mergeSharedWalks(null, () => { throw new Error(`walked`); }, procRoot, shared, [helped]);
-        const merged = mergeSharedWalks(fs, walkFdDir, procRoot, shared, [sent, lister]).walks;
-        assert.is(new Set(merged.map(([fdDir]) => fdDir)).size, merged.length, `${what}: one walk per fd/`);
-        assert.equal(new Map(merged), plain, what);
-        if (limits.slots === 1 || limits.nameRoom === 1000) {
-          assert.ok(dirs.includes(largeDir) !== (limits.slots === 1), `${what}: the largest fd/ split only when its names fit`);
-          assert.is(splitDirs.size, 1, `${what}: one directory split`);
-        } else {
-          assert.equal(splitDirs, new Set([largeDir, `${procRoot}/${medium.pid}/fd`]), `${what}: the large fd/ split`);
-          assert.ok(lister.slices.some(([fdDir]) => fdDir === largeDir) && helped.slices.some(([fdDir]) => fdDir === largeDir), `${what}: both walked slices of it`);
-          assert.ok(sent.walks.some(([fdDir]) => fdDir === `${procRoot}/${medium.pid}/fd`), `${what}: the fd/ the other thread walked alone, sent whole`);
-          assert.ok(sent.slices.length > 0 && sent.slices.every(([fdDir]) => fdDir === largeDir), `${what}: the shared one sent as slices`);
-        }
-      }
-      // Alone, a thread walks every slice and has the whole walk.
-      const shared = sharedWalkState(16);
-      const alone = walkSharedFdLinks(fs, walkFdDir, procRoot, process.pid, shared);
-      assert.ok(alone.all && alone.slices.length > 0);
-      assert.equal(new Map(mergeSharedWalks(fs, walkFdDir, procRoot, shared, [alone]).walks), plain);
-    } finally {
-      rmSync(dir, {recursive: true, force: true});
-    }
-  });
-
-  test(`a split fd/: slices a failed thread claimed are walked when the parts are put together; a process that exits mid-walk keeps the links read before`, async () => {
-    const large = startLargeChild(1300);
-    const {both} = await startHolders();
-    const dir = mkdtempSync(join(tmpdir(), `usmld-fdsplit-`));
-    try {
-      const procRoot = procRootOf(dir, [large.pid!, both.pid!]);
-      const largeDir = `${procRoot}/${large.pid}/fd`;
-      const plain = walkFdDir(fs, largeDir)!;
-      // The lister fails in its second slice (claimed, never returned); the other thread walks the rest.
-      const shared = sharedWalkState(16);
-      let slicesWalked = 0;
-      const failing: typeof walkFdDir = (fsModule, fdDir, names) => {
-        if (names !== undefined && slicesWalked++ === 1)
-          throw new Error(`this thread fails`);
-        return walkFdDir(fsModule, fdDir, names);
-      };
-      assert.throws(() => walkSharedFdLinks(fs, failing, procRoot, process.pid, shared), /this thread fails/);
-      const other = walkSharedFdLinks(fs, walkFdDir, procRoot, process.pid, shared);
-      assert.not.ok(other.all);
-      assert.not.ok(other.slices.some(([, slice]) => slice < 2), `slices 0 and 1 were claimed by the failed thread`);
-      const merged = new Map(mergeSharedWalks(fs, walkFdDir, procRoot, shared, [other]).walks);
-      assert.equal(merged.get(largeDir), plain, `the lost slices walked`);
-      assert.equal(merged.get(`${procRoot}/${both.pid}/fd`), walkFdDir(fs, `${procRoot}/${both.pid}/fd`));
-
-      // The large process exits after the first slice: its other fds are gone (readlink fails), skipped.
-      const exiting = sharedWalkState(16);
-      let firstSlice: Array<string> = [];
-      const killing: typeof walkFdDir = (fsModule, fdDir, names) => {
-        const links = walkFdDir(fsModule, fdDir, names);
-        if (names !== undefined && firstSlice.length === 0) {
-          firstSlice = [...names];
-          process.kill(large.pid!, `SIGKILL`);
-          for (let i = 0; i < 200 && fs.existsSync(`${fdDir}/${names[0]}`); i++)
-            sleepSync(10);
-        }
-        return links;
-      };
-      const walked = walkSharedFdLinks(fs, killing, procRoot, process.pid, exiting);
-      assert.ok(walked.all);
-      assert.is(firstSlice.length, SPLIT_LIMITS.sliceFds);
-      const before = new Set(firstSlice.map(Number));
-      assert.equal(new Map(mergeSharedWalks(fs, walkFdDir, procRoot, exiting, [walked]).walks).get(largeDir), {
-        sockets: plain.sockets.filter(([fd]) => before.has(fd)),
-        bpfMaps: plain.bpfMaps.filter(name => before.has(Number(name))),
-      });
-    } finally {
-      rmSync(dir, {recursive: true, force: true});
-    }
-  });
-
-  test(`scan's worker and this thread split a large fd/: the walk they give is the plain one for it`, async () => {
-    const large = startLargeChild(1500);
-    await new Promise(resolve => setTimeout(resolve, 100));
-    const largeDir = `/proc/${large.pid}/fd`;
-    const plain = walkFdDir(fs, largeDir)!;
-    for (const waitMs of [0, 5, 20]) {
-      const helper = new ReadAhead(process.env.TMPDIR ?? `/tmp`);
-      let walks: FdWalks | null;
-      try {
-        const walk = helper.walkFdLinks(`/proc`, process.pid);
-        await new Promise(resolve => setTimeout(resolve, waitMs));
-        walks = walk.help() ?? await walk.done;
-      } finally {
-        helper.close();
-      }
-      assert.ok(walks !== null, `the worker walked`);
-      const fdDirs = walks.map(([fdDir]) => fdDir);
-      assert.is(new Set(fdDirs).size, fdDirs.length, `each fd/ once`);
-      assert.equal(new Map(walks).get(largeDir), plain);
-    }
-  });
 
   test(`scan's worker ended mid-walk: this thread's help and the walk's end still come, and what they give is right (or null: the stages walk on demand)`, async () => {
     const large = startLargeChild(1300);

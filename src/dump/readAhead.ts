@@ -12,7 +12,7 @@
 // read before the dump asks for it, after the snapshots.
 import {Worker} from 'node:worker_threads';
 import * as fs from 'node:fs';
-import {mergeSharedWalks, sharedWalkState, walkFdDir, walkSharedFdLinks, type FdWalks, type SharedWalkPart} from '../snapshot/fdLinks.ts';
+import {sharedWalkState, walkFdDir, walkSharedFdLinks, type FdWalks} from '../snapshot/fdLinks.ts';
 import {workerFfi, type WorkerFfi} from '../sys/native.ts';
 import {ENOSPC, libcNames, SYS_BPF, type Syscalls} from '../sys/syscalls.ts';
 
@@ -47,12 +47,7 @@ interface WalkRequest {
   skipPid: number;
   /** The walk's shared state (walkSharedFdLinks): the main thread walks it too, when it is idle. */
   shared: Int32Array;
-  /** Set once the worker has posted its walks (the main thread waits for that on-CPU: see help()). */
-  posted: Int32Array;
 }
-
-/** At most this long, help() waits on-CPU for the worker's walks to be posted. */
-const POSTED_WAIT_MS = 50;
 
 /** Processes a shared walk lists for both threads (more are walked by the thread that lists them, alone). */
 const SHARED_WALK_ROOM = 1 << 16;
@@ -86,7 +81,7 @@ function workerBody(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const {parentPort, workerData} = require(`node:worker_threads`);
   const fsModule = require(`node:fs`);
-  const data = workerData as {walkFdDir: string, walkSharedFdLinks: string, mergeSharedWalks: string, nativeState: Int32Array};
+  const data = workerData as {walkFdDir: string, walkSharedFdLinks: string, nativeState: Int32Array};
   // [0: idle, 1: in native code (the FFI loading, a lookup), 2: closing]: the main thread ends
   // this thread only when it is not in native code (see ReadAhead.close()).
   const nativeState = data.nativeState;
@@ -130,22 +125,16 @@ function workerBody(): void {
       return;
     }
     if (request.op === `walk`) {
-      let part: SharedWalkPart | null = null;
+      let walks: FdWalks | null = null;
       try {
         // eslint-disable-next-line no-new-func
         const walkShared = new Function(`return (${data.walkSharedFdLinks})`)() as typeof walkSharedFdLinks;
         // eslint-disable-next-line no-new-func
-        const walk = new Function(`return (${data.walkFdDir})`)() as typeof walkFdDir;
-        // eslint-disable-next-line no-new-func
-        const merge = new Function(`return (${data.mergeSharedWalks})`)() as typeof mergeSharedWalks;
-        const mine = walkShared(fsModule, walk, request.procRoot, request.skipPid, request.shared);
-        // The fd/ it has every slice of, put together here: the main thread may be waiting.
-        part = {...merge(null, walk, request.procRoot, request.shared, [mine]), all: mine.all};
+        walks = walkShared(fsModule, new Function(`return (${data.walkFdDir})`)(), request.procRoot, request.skipPid, request.shared).walks;
       } catch {
         // the main thread walks them itself
       }
-      parentPort.postMessage({type: `walked`, id: request.id, part});
-      Atomics.store(request.posted, 0, 1);
+      parentPort.postMessage({type: `walked`, id: request.id, walks});
       return;
     }
     if (koffi === null || call === null) {
@@ -235,7 +224,7 @@ export class ReadAhead {
   private ffi = false;
   private nextId = 1;
   private readonly streams = new Map<number, StreamState>();
-  private readonly walks = new Map<number, (part: SharedWalkPart | null) => void>();
+  private readonly walks = new Map<number, (walks: FdWalks | null) => void>();
   /** Chunks received from the worker (said at debug level). */
   chunks = 0;
   /** Whether the worker is in native code: see close(). */
@@ -251,9 +240,7 @@ export class ReadAhead {
     try {
       this.worker = new Worker(`(${workerBody.toString()})()`, {
         eval: true,
-        workerData: {
-          walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString(), mergeSharedWalks: mergeSharedWalks.toString(), nativeState: this.nativeState,
-        },
+        workerData: {walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString(), nativeState: this.nativeState},
         env: {},
         stdout: false,
         stderr: false,
@@ -263,7 +250,7 @@ export class ReadAhead {
       return;
     }
     this.worker.unref();
-    this.worker.on(`message`, (message: {type: string, id?: number, part?: SharedWalkPart | null} & Partial<ReadChunk>) => this.receive(message));
+    this.worker.on(`message`, (message: {type: string, id?: number, walks?: FdWalks | null} & Partial<ReadChunk>) => this.receive(message));
     this.worker.on(`error`, () => this.fail());
     this.worker.on(`exit`, () => this.fail());
   }
@@ -290,28 +277,17 @@ export class ReadAhead {
     const id = this.nextId++;
     this.worker.ref();
     const shared = sharedWalkState(SHARED_WALK_ROOM);
-    const posted = new Int32Array(new SharedArrayBuffer(4));
-    const request: WalkRequest = {op: `walk`, id, procRoot, skipPid, shared, posted};
+    const request: WalkRequest = {op: `walk`, id, procRoot, skipPid, shared};
     this.worker.postMessage(request);
-    const theirs = new Promise<SharedWalkPart | null>(resolve => this.walks.set(id, resolve));
-    let mine: SharedWalkPart = {walks: [], slices: [], all: false};
+    const theirs = new Promise<FdWalks | null>(resolve => this.walks.set(id, resolve));
+    let mine: FdWalks = [];
     return {
-      // Put together where the walks are adopted: one FdLinks per process, split ones in directory order.
-      done: theirs.then(part => (part === null ? null : mergeSharedWalks(fs, walkFdDir, procRoot, shared, [part, mine]).walks)),
+      done: theirs.then(walks => (walks === null ? null : mine.length === 0 ? walks : walks.concat(mine))),
       help: () => {
         try {
-          mine = walkSharedFdLinks(fs, walkFdDir, procRoot, skipPid, shared);
-          if (mine.all)
-            return mergeSharedWalks(fs, walkFdDir, procRoot, shared, [mine]).walks;
-          // The worker is finishing its last piece: this thread waits for its walks spinning, not
-          // asleep, so that it is running when they arrive (a thread woken from sleep waited 1-7
-          // ms for a core of this busy 2-core host, the walks' message 0.6 ms when it was
-          // running); bounded (the worker may have stopped).
-          const deadline = performance.now() + POSTED_WAIT_MS;
-          while (Atomics.load(posted, 0) === 0 && performance.now() < deadline) {
-            // spin
-          }
-          return null;
+          const part = walkSharedFdLinks(fs, walkFdDir, procRoot, skipPid, shared);
+          mine = part.walks;
+          return part.all ? mine : null;
         } catch {
           return null; // the worker's walks, and what the stages walk on demand
         }
@@ -384,7 +360,7 @@ export class ReadAhead {
     this.fail();
   }
 
-  private receive(message: {type: string, id?: number, part?: SharedWalkPart | null} & Partial<ReadChunk>): void {
+  private receive(message: {type: string, id?: number, walks?: FdWalks | null} & Partial<ReadChunk>): void {
     if (message.type === `failed`) {
       this.close();
       return;
@@ -393,7 +369,7 @@ export class ReadAhead {
       const done = this.walks.get(message.id!);
       this.walks.delete(message.id!);
       this.unrefWhenIdle();
-      done?.(message.part ?? null);
+      done?.(message.walks ?? null);
       return;
     }
     const state = message.id === undefined ? undefined : this.streams.get(message.id);
