@@ -1,7 +1,9 @@
 // Process entry: real stdio, real exit code.
+import './earlyStart.ts';
 import {installSignalCleanup} from '../src/cleanup.ts';
 import {runCli} from './cli.ts';
 import {ExitCode} from '../src/exitCodes.ts';
+import {endEarlyReadAhead} from '../src/dump/readAhead.ts';
 
 // Temporary files and child process groups are cleaned up on every way out: normal end,
 // process.exit, SIGINT/SIGTERM/SIGHUP (src/cleanup.ts).
@@ -34,6 +36,7 @@ const enableColors = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
 void runCli(process.argv.slice(2), {stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env}, {enableColors})
   .then(code => {
     settled = true;
+    endEarlyReadAhead();
     process.exitCode = code;
     // Everything is written (nothing waits in stdout's or stderr's queue) and the exit actions run
     // on `exit` either way: end now, without the teardown of every handle, worker thread and heap

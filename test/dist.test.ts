@@ -131,6 +131,15 @@ if (bpfUnavailable() === null && netnsUnavailable() === null) {
       assert.equal(readdirSync(tmpdir()).filter(name => name.startsWith(`usmld-ffi-`) && statSync(join(tmpdir(), name)).mtimeMs >= startedMs - 1000), []);
     });
 
+    test(`${label}: a scan refused at its command line, whose early worker no scan adopts, exits 2 every time and never aborts`, () => {
+      const argv = file === bundle ? [process.execPath, bundle] : [exe];
+      for (let i = 0; i < 8; i++) {
+        const run = spawnSync(argv[0], [...argv.slice(1), `scan`, `--recheck-delay`, `soon`], {env, cwd: box, encoding: `utf8`});
+        assert.is(run.status, ExitCode.Usage, run.stderr);
+        assert.not.match(run.stderr, /FATAL ERROR/, `run ${i}: ${run.stderr}`);
+      }
+    });
+
     test(`${label}: scan with no node on PATH, no node_modules and no bpftool reads the maps itself and judges them right`, async () => {
       const world = await buildUsmWorld(`dist-${label}`, {namespace: true});
       const lonely = await makeProcessLessNetns(`dist-${label}-lonely`);

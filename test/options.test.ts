@@ -6,6 +6,7 @@ import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import type {CliContext} from '../commands/BaseCommand.ts';
 import {buildCli, COMMANDS} from '../commands/cli.ts';
+import {wantsEarlyReadAhead} from '../commands/earlyStart.ts';
 import {runCommand} from './helpers/cli.ts';
 
 const BACKEND_FLAGS = [`--backend`, `--bpftool`, `--system-probe`, `--timeout`, `--download`, `--bpftool-url`, `--bpftool-sha256`];
@@ -99,6 +100,16 @@ test(`a command line that names a command parses, fails and helps as with every 
     const name = command.paths![0][0];
     assert.is(buildCli({}, [name]).usage(command, {detailed: true}), buildCli().usage(command, {detailed: true}), name);
   }
+});
+
+test(`scan's worker is started before the program loads only for a live scan as root`, () => {
+  assert.ok(wantsEarlyReadAhead([`scan`], 0));
+  assert.ok(wantsEarlyReadAhead([`scan`, `--map-id`, `7`, `--capture`, `from.ndjson`, `--proc-root`, `/host/proc`], 0));
+  for (const [args, uid] of [
+    [[`scan`], 1000], [[`scan`], undefined], [[`scan`, `--from`, `dir`], 0], [[`scan`, `--from=dir`], 0], [[`scan`, `--help`], 0], [[`scan`, `-h`], 0],
+    [[`dump-maps`], 0], [[`report`], 0], [[`recheck`], 0], [[], 0], [[`--help`], 0],
+  ] as Array<[Array<string>, number | undefined]>)
+    assert.not.ok(wantsEarlyReadAhead(args, uid), `${args.join(` `)} as ${uid}`);
 });
 
 test.run();

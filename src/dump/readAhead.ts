@@ -212,6 +212,51 @@ interface StreamState {
   onFinished: (() => void) | null;
 }
 
+function spawnWorker(nativeState: Int32Array): Worker {
+  return new Worker(`(${workerBody.toString()})()`, {
+    eval: true,
+    workerData: {walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString(), nativeState},
+    env: {},
+    stdout: false,
+    stderr: false,
+  });
+}
+
+/** A worker started before the program was loaded, until a ReadAhead adopts it. */
+let early: {worker: Worker, nativeState: Int32Array, failed: boolean} | null = null;
+
+/**
+ * Starts the next ReadAhead's worker now, before the rest of the program is loaded (a live scan:
+ * the thread's start-up, tens of ms of CPU, then overlaps that and the command line's parsing);
+ * ReadAhead.start() adopts it. Until then it loads nothing native (the FFI comes only through a
+ * ReadAhead), so ending it at any moment is safe, and it never keeps the process alive.
+ */
+export function startReadAheadEarly(): void {
+  if (early !== null)
+    return;
+  const nativeState = new Int32Array(new SharedArrayBuffer(4));
+  try {
+    const started = {worker: spawnWorker(nativeState), nativeState, failed: false};
+    started.worker.unref();
+    started.worker.on(`error`, () => {
+      started.failed = true;
+    });
+    started.worker.on(`exit`, () => {
+      started.failed = true;
+    });
+    early = started;
+  } catch {
+    // the scan starts its own
+  }
+}
+
+/** Ends the early worker when no ReadAhead adopted it (the run was no live scan after all). */
+export function endEarlyReadAhead(): void {
+  const unadopted = early;
+  early = null;
+  void unadopted?.worker.terminate();
+}
+
 /**
  * The worker that reads ahead (and walks fd/ for scan), started on first use and ended by
  * close(). A worker that cannot start or load the FFI answers null to every read (and walk): the
@@ -228,7 +273,7 @@ export class ReadAhead {
   /** Chunks received from the worker (said at debug level). */
   chunks = 0;
   /** Whether the worker is in native code: see close(). */
-  private readonly nativeState = new Int32Array(new SharedArrayBuffer(4));
+  private nativeState: Int32Array = new Int32Array(new SharedArrayBuffer(4));
 
   /** `room`: entries per lookup (tests make it small, to make hash buckets overflow it). */
   constructor(private readonly tmpDir: string, private readonly room = READ_AHEAD_ENTRIES) {}
@@ -237,17 +282,20 @@ export class ReadAhead {
   start(): void {
     if (this.worker !== null || this.failed)
       return;
-    try {
-      this.worker = new Worker(`(${workerBody.toString()})()`, {
-        eval: true,
-        workerData: {walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString(), nativeState: this.nativeState},
-        env: {},
-        stdout: false,
-        stderr: false,
-      });
-    } catch {
-      this.failed = true;
-      return;
+    // The worker started before the program was loaded (startReadAheadEarly), when there is one.
+    const adopted = early;
+    early = null;
+    if (adopted !== null && !adopted.failed) {
+      this.worker = adopted.worker;
+      this.nativeState = adopted.nativeState;
+    } else {
+      void adopted?.worker.terminate();
+      try {
+        this.worker = spawnWorker(this.nativeState);
+      } catch {
+        this.failed = true;
+        return;
+      }
     }
     this.worker.unref();
     this.worker.on(`message`, (message: {type: string, id?: number, walks?: FdWalks | null} & Partial<ReadChunk>) => this.receive(message));
