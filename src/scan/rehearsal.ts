@@ -7,8 +7,8 @@
 // throws that code away and compiles it again. On a 2-core host those compiles take the cores
 // from the main thread: at 225k entries in 14 maps, about 160 optimising compiles and 51
 // deoptimisations per scan. With a rehearsal that shows every function every map's kinds first
-// (16 entries each), and the loader's smaller inlining budget (scripts/build.mjs), 117-127
-// compiles and 16-17 deoptimisations, their compile time a quarter.
+// (16 entries each), 102-117 compiles and 5-12 deoptimisations (3 runs each, --trace-opt); with
+// the loader's smaller inlining budget for scan (scripts/build.mjs) their compile time is a quarter.
 //
 // What it touches: it reads the maps (read-only, as the dump does), on this thread, 16 entries
 // at a time; it judges against the index the real validate filled (read only: judging adds
