@@ -5,7 +5,7 @@ import type {Readable} from 'node:stream';
 import type {ToolContext} from '../context.ts';
 import {EnvironmentFault, errorMessage} from '../errors.ts';
 import {DEFAULT_TIMEOUT_MS} from '../exec.ts';
-import {SCHEMA_VERSION, type BackendName, type EntryRecord, type MapRecord, type MapStatsRecord, type VerdictRecord} from '../schema.ts';
+import {SCHEMA_VERSION, type AnyRecord, type BackendName, type EntryRecord, type MapRecord, type MapStatsRecord, type VerdictRecord} from '../schema.ts';
 import {selectSource} from './backend.ts';
 import {ageFromBtf, ageFromBytes, decodeKey, encodeBtfKey, KeySet, valueTupleFromBtf, valueTupleFromBytes} from './decode.ts';
 import {planTargets, type Target} from './layout.ts';
@@ -403,12 +403,22 @@ generalizeFields(leanEntry(0, ``, ``, null, undefined, 0) as EntryRecord & {[fie
 ], ANY_VALUES);
 
 /** Whether the record is a lean entry (or the verdict it became) whose keyHex was left for later. */
-export function keyHexLeft(record: EntryRecord | VerdictRecord): boolean {
+function keyHexLeft(record: EntryRecord | VerdictRecord): boolean {
   return (record as LaterKeyHex)[KEY_STORE] !== undefined;
 }
 
+/**
+ * Makes the keyHex of a leaked verdict whose hex was left for later, when the report may still
+ * keep it as a sample of its map (`report.samplesWanted`): scan and its rehearsal, for the
+ * verdicts they count.
+ */
+export function fillSampleKeyHex(record: AnyRecord, report: {samplesWanted(mapId: number): boolean}): void {
+  if (record.type === `verdict` && record.status === `leaked` && keyHexLeft(record) && report.samplesWanted(record.mapId))
+    fillKeyHex(record);
+}
+
 /** Makes the keyHex left for later (keyHexLeft), the same as made at once; lets the key's chunk go. */
-export function fillKeyHex(record: EntryRecord | VerdictRecord): void {
+function fillKeyHex(record: EntryRecord | VerdictRecord): void {
   const later = record as (EntryRecord | VerdictRecord) & LaterKeyHex;
   const store = later[KEY_STORE];
   if (store === undefined)

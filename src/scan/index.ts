@@ -20,7 +20,7 @@ import type {WriteStream} from 'node:fs';
 import {finished} from 'node:stream/promises';
 import {batched} from '../batch.ts';
 import type {ToolContext} from '../context.ts';
-import {dumpMapBatches, fillKeyHex, keyHexLeft, type DumpOptions} from '../dump/index.ts';
+import {dumpMapBatches, fillSampleKeyHex, type DumpOptions} from '../dump/index.ts';
 import {ReadAhead, type SharedWalk} from '../dump/readAhead.ts';
 import {EnvironmentFault} from '../errors.ts';
 import {makeHeader} from '../header.ts';
@@ -79,8 +79,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   const keep = (record: AnyRecord): Promise<void> | undefined => {
     records += 1;
     // A lean entry's key hex, left for later, is made for the verdicts the report keeps whole.
-    if (record.type === `verdict` && record.status === `leaked` && keyHexLeft(record) && aggregator.samplesWanted(record.mapId))
-      fillKeyHex(record);
+    fillSampleKeyHex(record, aggregator);
     aggregator.add(record);
     options.observe?.(record);
     return writer?.write(record);

@@ -17,7 +17,7 @@
 // the maps as it always does. The real dump's evidence is unchanged: the snapshots were taken
 // before either read.
 import type {ToolContext, Logger} from '../context.ts';
-import {dumpMapBatches, fillKeyHex, keyHexLeft, type DumpOptions} from '../dump/index.ts';
+import {dumpMapBatches, fillSampleKeyHex, type DumpOptions} from '../dump/index.ts';
 import {ReportAggregator, type ReportOptions} from '../report/aggregate.ts';
 import type {SnapshotIndex} from '../validate/snapshotIndex.ts';
 import {validateBatches} from '../validate/index.ts';
@@ -52,8 +52,7 @@ export async function rehearse(ctx: ToolContext, dump: DumpOptions, index: Snaps
         if (record.type === `verdict`)
           judgedEntries += 1;
         // As scan's keep() does for the verdicts its report keeps whole.
-        if (record.type === `verdict` && record.status === `leaked` && keyHexLeft(record) && aggregator.samplesWanted(record.mapId))
-          fillKeyHex(record);
+        fillSampleKeyHex(record, aggregator);
         aggregator.add(record);
       }
     }

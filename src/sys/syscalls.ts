@@ -30,9 +30,14 @@ export function libcNames(): Array<string> {
   return [`libc.so.6`, `libc.musl-${arch}.so.1`];
 }
 
+/** bpf()'s syscall number here; undefined where we do not call it (not Linux x86_64 or aarch64). */
+function bpfSyscallNumber(): number | undefined {
+  return process.platform === `linux` ? SYS_BPF[process.arch] : undefined;
+}
+
 function loadSyscalls(tmpDir: string): Syscalls | SyscallsUnavailable {
-  const sysBpf = SYS_BPF[process.arch];
-  if (process.platform !== `linux` || sysBpf === undefined)
+  const sysBpf = bpfSyscallNumber();
+  if (sysBpf === undefined)
     return {unavailable: `bpf() is called only on Linux x86_64 and aarch64 (this is ${process.platform} ${process.arch})`};
   let loaded;
   try {
@@ -78,7 +83,7 @@ export function lazySyscalls(tmpDir: string): SyscallAccess {
   let loaded: Syscalls | SyscallsUnavailable | undefined;
   const access: SyscallAccess = () => (loaded ??= loadSyscalls(tmpDir));
   access.prepare = () => {
-    if (loaded === undefined && process.platform === `linux` && SYS_BPF[process.arch] !== undefined)
+    if (loaded === undefined && bpfSyscallNumber() !== undefined)
       decompressAhead();
   };
   return access;
