@@ -4,6 +4,7 @@ import {installSignalCleanup} from '../src/cleanup.ts';
 import {runCli} from './cli.ts';
 import {ExitCode} from '../src/exitCodes.ts';
 import {endEarlyReadAhead} from '../src/dump/readAhead.ts';
+import {exitAtOnce} from '../src/sys/syscalls.ts';
 
 // Temporary files and child process groups are cleaned up on every way out: normal end,
 // process.exit, SIGINT/SIGTERM/SIGHUP (src/cleanup.ts).
@@ -40,7 +41,10 @@ void runCli(process.argv.slice(2), {stdin: process.stdin, stdout: process.stdout
     process.exitCode = code;
     // Everything is written (nothing waits in stdout's or stderr's queue) and the exit actions run
     // on `exit` either way: end now, without the teardown of every handle, worker thread and heap
-    // that a drained event loop goes through first (about 8 ms of a scan).
-    if (process.stdout.writableLength === 0 && process.stderr.writableLength === 0)
+    // that a drained event loop goes through first (about 8 ms of a scan). A run that loaded the
+    // FFI ends through exit_group(2) once the exit actions ran, skipping Node's own teardown too.
+    if (process.stdout.writableLength === 0 && process.stderr.writableLength === 0) {
+      exitAtOnce(code, () => process.emit(`exit`, code));
       process.exit(code);
+    }
   });

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests (and the benchmark) use, when they are missing:
 # bpftool (real eBPF maps), iproute2 (ip netns), dash and busybox (the capture script's shells),
-# jq (the README's jq recipes are run against the sample),
+# jq (the README's jq recipes are run against the sample), strace (which threads end how, at exit),
 # GNU time with --bench (peak RSS of measured children). One apt-get update, one install.
 # Not root or no apt-get: says what is missing; the tests that need it then skip (or fail in CI).
 set -u
-want=(bpftool:bpftool ip:iproute2 dash:dash busybox:busybox jq:jq)
+want=(bpftool:bpftool ip:iproute2 dash:dash busybox:busybox jq:jq strace:strace)
 [ "${1:-}" = --bench ] && want+=(/usr/bin/time:time)
 missing=()
 for pair in "${want[@]}"; do

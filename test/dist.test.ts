@@ -163,6 +163,43 @@ if (bpfUnavailable() === null && netnsUnavailable() === null) {
   }
 }
 
+// strace shows which threads end on their own after the report is written (CI installs it).
+const strace = spawnSync(`sh`, [`-c`, `command -v strace`], {encoding: `utf8`}).stdout.trim();
+if (bpfUnavailable() === null && strace !== ``) {
+  test(`bundle: a scan that read the maps itself ends through exit_group once its report is written (no thread's own teardown after it), with the same report and exit code as Node's own exit`, async () => {
+    const world = await buildUsmWorld(`dist-exit`);
+    try {
+      const traced = (nodeArgs: Array<string>) => {
+        const trace = join(scratch, `exit-${nodeArgs.length}.strace`);
+        const run = spawnSync(strace, [`-f`, `-qq`, `-e`, `trace=write,exit,exit_group`, `-o`, trace, process.execPath, ...nodeArgs, bundle, `scan`, `--backend`, `kernel`, ...world.mapIdArgs, `--recheck-delay`, `0`], {env, cwd: box, encoding: `utf8`, timeout: 120_000});
+        // After the report's last write to stdout: the threads that still end one by one (exit), and whether the process ended with exit_group.
+        const lines = readFileSync(trace, `utf8`).split(`\n`);
+        let lastWrite = lines.length - 1;
+        while (lastWrite >= 0 && !/^\d+ +write\(1,/.test(lines[lastWrite]))
+          lastWrite--;
+        const after = lines.slice(lastWrite + 1);
+        return {
+          code: run.status, report: run.stdout.replace(/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z|[0-9.]+ s\b/g, `T`), stderr: run.stderr, wrote: lastWrite >= 0,
+          threadExits: after.filter(line => /^\d+ +exit\(/.test(line)).length, exitGroup: after.some(line => /^\d+ +exit_group\(/.test(line)),
+        };
+      };
+      const atOnce = traced([]);
+      // A Node option (here the default stack size, given) is one whose run keeps Node's own exit.
+      const nodes = traced([`--stack-size=984`]);
+      assert.is(atOnce.code, ExitCode.LeaksFound, atOnce.stderr);
+      assert.is(nodes.code, ExitCode.LeaksFound, nodes.stderr);
+      assert.ok(atOnce.wrote && nodes.wrote);
+      assert.is(atOnce.report, nodes.report);
+      assert.is(atOnce.threadExits, 0, `no thread ends on its own after the report`);
+      assert.ok(atOnce.exitGroup);
+      // The check tells the two apart: Node's own exit ends V8's threads (and the worker) one by one.
+      assert.ok(nodes.threadExits > 0, `Node's own exit ends its threads first`);
+    } finally {
+      await world.cleanup();
+    }
+  });
+}
+
 test(`dist/capture.sh is the script the tool prints`, () => {
   assert.is(execFileSync(`cat`, [join(box, `capture.sh`)], {encoding: `utf8`}), captureScript());
 });

@@ -59,12 +59,36 @@ function loadSyscalls(tmpDir: string): Syscalls | SyscallsUnavailable {
   if (syscall === null)
     return {unavailable: `libc cannot be opened through the FFI (${errors.join(`; `)})`};
   const call = syscall;
+  loadedSyscall = call;
   const bpf = (cmd: number, attr: Buffer, size: number) => {
     const result = Number(call(sysBpf, `int`, cmd, `void *`, attr, `uint32_t`, size));
     return result < 0 ? -koffi.errno() : result;
   };
   DIRECT_BPF.add(bpf);
   return {bpf, address: buffer => koffi.address(buffer), native: spec};
+}
+
+/** exit_group(2)'s number, by architecture (Linux). */
+const SYS_EXIT_GROUP: Partial<Record<string, number>> = {x64: 231, arm64: 94};
+
+/** libc's syscall(), once this process has loaded the FFI (a run that read the kernel directly). */
+let loadedSyscall: ((...args: Array<unknown>) => unknown) | null = null;
+
+/**
+ * Ends the process with `code` through exit_group(2), when the FFI is loaded in this process
+ * anyway: `beforeExit` runs first (the exit actions process.exit would run). Node's own exit then
+ * does not happen: no ending of the worker threads, V8's threads and heaps one by one (about 20 ms
+ * of a 225k scan, out of ~470). Only when nothing is owed to that teardown: not under Node options
+ * whose output is written then (--cpu-prof, NODE_V8_COVERAGE, ...). Returns false, having done
+ * nothing, when it cannot.
+ */
+export function exitAtOnce(code: number, beforeExit: () => void): boolean {
+  const exitGroup = process.platform === `linux` ? SYS_EXIT_GROUP[process.arch] : undefined;
+  if (loadedSyscall === null || exitGroup === undefined || process.execArgv.length > 0 || process.env.NODE_OPTIONS || process.env.NODE_V8_COVERAGE)
+    return false;
+  beforeExit();
+  loadedSyscall(exitGroup, `int`, code);
+  return false;
 }
 
 /** The bpf() functions that call the kernel directly (not a test's wrapper). */
