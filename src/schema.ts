@@ -222,7 +222,7 @@ export const RECORDS = {
     foundBy: req(arrayOf(oneOf(NETNS_SOURCES)), `from a process's ns/net link, a bind mount (/run/netns/...), or both`),
     pids: req(arrayOf(u32), `a few processes in it (empty for a process-less namespace)`),
     paths: req(arrayOf(string), `bind-mount paths that hold it`),
-    readVia: req(nullable(string), `\`proc-pid:<pid>\`, \`setns:<path>\` or \`nsenter:<path>\`; null when its tables could not be read`),
+    readVia: req(nullable(string), `\`proc-pid:<pid>\`, \`setns:<path>\`, \`nsenter:<path>\`, or \`sock-diag\` (our own namespace, through NETLINK_SOCK_DIAG); null when its tables could not be read`),
     complete: req(boolean, `false when a table could not be read: verdicts in it are \`unknown\`, not \`leaked\``),
     problems: opt(arrayOf(string)),
   }),

@@ -277,10 +277,14 @@ if (canRun) {
     const pick = (text: string) => withoutHeader(parseLines(text))
       .filter(record => ours.has(record.netnsInode) && (record.type === `netns` || (record.type === `socket` && pairs.has(`${record.lport}>${record.rport}`))))
       .map(record => record.type === `netns` && typeof record.readVia === `string` ? {...record, readVia: record.readVia.replace(/^setns:/, `nsenter:`)} : record)
-      .map(record => record.netnsInode === world!.holder.netnsInode && record.type === `netns` ? {...record, pids: record.pids.slice(0, 1)} : record);
+      .map(record => record.netnsInode === world!.holder.netnsInode && record.type === `netns` ? {...record, pids: record.pids.slice(0, 1), readVia: `ours`} : record);
     const live = await runCommand([`snapshot-conns`]);
     const offline = await runCommand([`snapshot-conns`, `--from`, dir]);
     assert.is(offline.code, 0, offline.stderr);
+    // Our own namespace (the holder's) is read live through NETLINK_SOCK_DIAG, from the capture's proc/ text.
+    const ownVia = (text: string) => parseLines(text).find(record => record.type === `netns` && record.netnsInode === world!.holder.netnsInode)?.readVia;
+    assert.is(ownVia(live.stdout), `sock-diag`);
+    assert.match(ownVia(offline.stdout), /^proc-pid:\d+$/);
     const expected = pick(live.stdout);
     assert.ok(expected.filter(record => record.type === `socket`).length >= 6, `the arranged sockets are there`);
     assert.equal(pick(offline.stdout), expected);

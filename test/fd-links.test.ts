@@ -215,7 +215,7 @@ if (runs) {
       const variants: Array<Partial<ToolContext>> = [
         {},
         {syscalls: () => ({unavailable: `no FFI in this test`})},
-        {syscalls: () => ({bpf: () => -1, address: () => 0n, native: {kind: `require` as const, path: `unused`}})},
+        {syscalls: () => ({bpf: () => -1, address: () => 0n, socket: () => -1, send: () => -1, recv: () => -1, close: () => 0, native: {kind: `require` as const, path: `unused`}})},
       ];
       for (const [i, tool] of variants.entries()) {
         const capture = join(dir, `capture-${i}.ndjson`);

@@ -110,7 +110,8 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     // It starts now, and walks every process's fd/ while this thread reads the socket tables (its
     // result is waited for before snapshot-pids).
     const early = helper !== null ? helper.walkFdLinks(ctx.procRoot, process.pid) : null;
-    // The FFI is loaded once the socket tables are read (handOverFfi): its module is decompressed meanwhile.
+    // The FFI is loaded to read our own namespace's socket tables (NETLINK_SOCK_DIAG), else once
+    // the tables are read (handOverFfi): its module is decompressed meanwhile.
     if (helper !== null && kernelMayRead(options.dump))
       ctx.syscalls.prepare?.();
     const header = makeHeader(`scan`, ctx, origin);
@@ -169,9 +170,10 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
 }
 
 /**
- * The FFI, loaded on this thread once the socket tables are read (while the worker still walks
- * fd/, the wait this thread would have anyway) and handed to the worker, which loads it after its
- * walks, before the dump's first batch lookup. Only when the kernel backend may read the maps.
+ * The FFI, loaded on this thread by the time the socket tables are read (they load it for our own
+ * namespace's; else now, while the worker still walks fd/, the wait this thread would have
+ * anyway) and handed to the worker, which loads it after its walks, before the dump's first
+ * batch lookup. Only when the kernel backend may read the maps.
  */
 function handOverFfi(ctx: ToolContext, helper: ReadAhead, options: ScanOptions): void {
   if (!kernelMayRead(options.dump))
@@ -195,7 +197,7 @@ async function* stages(
   yield* snapshotConnsBatches(ctx, {from}) as AsyncIterable<Array<AnyRecord>>;
   if (helper !== null) {
     // One turn of the event loop: what finished off this thread meanwhile (the FFI module's
-    // decompression) is taken in before the FFI is loaded.
+    // decompression) is taken in before the FFI is loaded, when the tables did not load it.
     await new Promise(resolve => setImmediate(resolve));
     handOverFfi(ctx, helper, options);
   }

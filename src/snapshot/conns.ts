@@ -20,9 +20,10 @@ import {errorMessage} from '../errors.ts';
 import {readInNetns} from '../sys/netns.ts';
 import {SCHEMA_VERSION, type NetnsRecord, type SnapshotRecord, type SocketRecord} from '../schema.ts';
 import {netTableInodes, parseNetTable, TABLES, type TableSpec} from './nettable.ts';
+import {readOwnTables, type DiagTable} from './sockDiag.ts';
 import {mapOrdered} from './ordered.ts';
 import {parseNetnsMounts} from './mountinfo.ts';
-import {errnoOf, isVanished, listPids, numericNames, readNetnsLinkSync, yieldToLoop} from './procfs.ts';
+import {errnoOf, isVanished, listPids, numericNames, parseNsLink, readNetnsLinkSync, yieldToLoop} from './procfs.ts';
 
 export interface SnapshotConnsOptions {
   /** A capture directory (its proc/ and netns/) instead of the live system. */
@@ -78,6 +79,11 @@ export async function* snapshotConnsBatches(ctx: ToolContext, options: SnapshotC
   const startedMs = options.from !== undefined ? (await captureOrigin(options.from)).timeMs : ctx.clock.now();
   const monotonicNs = await snapshotMonotonicNs(ctx, options.from);
   const procRoot = options.from !== undefined ? `${options.from}/proc` : ctx.procRoot;
+  // Our own namespace is read through NETLINK_SOCK_DIAG (src/snapshot/sockDiag.ts) when the FFI
+  // can be had: its module is made ready meanwhile.
+  const own = options.from === undefined && ctx.uid === 0 ? ownNetnsInode(procRoot) : null;
+  if (own !== null)
+    ctx.syscalls.prepare?.();
   let complete = true;
   const namespaces = new Map<number, Namespace>();
   const namespaceOf = (netnsInode: number): Namespace => {
@@ -122,7 +128,7 @@ export async function* snapshotConnsBatches(ctx: ToolContext, options: SnapshotC
   let count = 0;
   const ordered = [...namespaces.values()].sort((a, b) => a.netnsInode - b.netnsInode);
   const placed = new Set<number>();
-  const reads = mapOrdered(ordered, options.concurrency ?? 8, ns => readNamespace(ctx, procRoot, ns, refusedSockets));
+  const reads = mapOrdered(ordered, options.concurrency ?? 8, ns => readNamespace(ctx, procRoot, ns, refusedSockets, ns.netnsInode === own));
   let batch: Array<NetnsRecord | SocketRecord | SnapshotRecord> = [];
   for await (const {record, sockets, matchedPids} of reads) {
     for (const pid of matchedPids)
@@ -298,9 +304,6 @@ interface RefusedSockets {
   sameTable: Map<number, Array<number>>;
 }
 
-/** procfs's f_type (statfs). */
-const PROC_SUPER_MAGIC = 0x9fa0;
-
 /**
  * Refused processes placed by the inode of their net/tcp: on procfs each namespace's tcp table is
  * one file, the same inode through /proc/PID/net of every process in it, a different one in
@@ -387,19 +390,61 @@ async function socketInodesOf(procRoot: string, pids: Array<number>, namespaces:
   return refused;
 }
 
-async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, refused: RefusedSockets): Promise<{record: NetnsRecord, sockets: Array<SocketRecord>, matchedPids: Array<number>}> {
+/** procfs's f_type (statfs). */
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+/**
+ * The inode of the network namespace this process is in, when `procRoot` is a live procfs (the
+ * host's, or /host/proc in a container: `self` there is still this process); null for a fixture
+ * tree, whose made-up inodes must not be taken for ours.
+ */
+function ownNetnsInode(procRoot: string): number | null {
+  try {
+    if (statfsSync(procRoot).type !== PROC_SUPER_MAGIC)
+      return null;
+    return parseNsLink(readlinkSync(`${procRoot}/self/ns/net`));
+  } catch {
+    return null;
+  }
+}
+
+/** How the netns record names tables read through NETLINK_SOCK_DIAG. */
+const SOCK_DIAG_VIA = `sock-diag`;
+
+/** Our own namespace's tables through NETLINK_SOCK_DIAG; null without the FFI. A table it could not read is said at -vv. */
+function readThroughSockDiag(ctx: ToolContext, netnsInode: number): Array<DiagTable> | null {
+  const sys = ctx.syscalls();
+  if (`unavailable` in sys) {
+    ctx.log.debug(`netns ${netnsInode} (ours): tables read from /proc text: ${sys.unavailable}`);
+    return null;
+  }
+  const tables = readOwnTables(sys, netnsInode);
+  TABLES.forEach((table, i) => {
+    if (typeof tables[i] === `string`)
+      ctx.log.debug(`netns ${netnsInode} (ours): ${table.name} not read through NETLINK_SOCK_DIAG (${tables[i] as string}): read from its /proc text`);
+  });
+  return tables;
+}
+
+async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, refused: RefusedSockets, ours: boolean): Promise<{record: NetnsRecord, sockets: Array<SocketRecord>, matchedPids: Array<number>}> {
   const problems = [...ns.problems];
-  let best: TableRead | null = null;
+  // The FFI module being made ready off this thread: the other namespaces are read meanwhile.
+  if (ours)
+    await ctx.syscalls.prepared?.();
+  const diag = ours ? readThroughSockDiag(ctx, ns.netnsInode) : null;
+  // The tables to read as text: all, or those NETLINK_SOCK_DIAG did not give.
+  const need = TABLES.map((_, i) => diag === null || typeof diag[i] === `string`);
+  let best: TableRead | null = need.some(Boolean) ? null : {via: SOCK_DIAG_VIA, fileOf: table => `NETLINK_SOCK_DIAG ${table.name}`, texts: TABLES.map(() => null), failures: []};
   const better = (read: TableRead) => {
     if (!best || read.texts.filter(text => text !== null).length > best.texts.filter(text => text !== null).length)
       best = read;
   };
   let vanished = 0;
   let partialTries = 0;
-  for (const pid of ns.pids) {
+  for (const pid of best === null ? ns.pids : []) {
     if (best !== null && ++partialTries > EXTRA_TRIES)
       break;
-    const read = readThroughPid(procRoot, pid, ns.netnsInode);
+    const read = readThroughPid(procRoot, pid, ns.netnsInode, need);
     if (read === null) {
       vanished++;
       continue;
@@ -457,6 +502,12 @@ async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, 
   } else {
     problems.push(...chosen.failures);
     TABLES.forEach((table, i) => {
+      const listed = diag?.[i];
+      if (listed !== undefined && typeof listed !== `string`) {
+        for (const socket of listed)
+          emit(socket);
+        return;
+      }
       const text = chosen.texts[i];
       if (text === null)
         return;
@@ -510,18 +561,22 @@ async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, 
   return {record, sockets, matchedPids: [...matched, ...sameTable]};
 }
 
+const ALL_TABLES = TABLES.map(() => true);
+
 /**
- * The four tables through /proc/PID/net. Null when the process is gone (every file missing, as
+ * The four tables (those `need` says) through /proc/PID/net. Null when the process is gone (every file missing, as
  * for the processes of a capture that were not chosen to carry net/), or when it is no longer in
  * the namespace afterwards (it moved, or its pid was reused). Synchronous: procfs hands a table
  * out a page per read(), and a thread-pool round trip per page cost more than the page.
  */
-function readThroughPid(procRoot: string, pid: number, netnsInode: number | null): TableRead | null {
+function readThroughPid(procRoot: string, pid: number, netnsInode: number | null, need: ReadonlyArray<boolean> = ALL_TABLES): TableRead | null {
   const dir = `${procRoot}/${pid}/net`;
   const texts: Array<string | null> = [null, null, null, null];
   const errors: Array<string | null> = [null, null, null, null];
-  let missing = 0;
+  let missing = TABLES.length - need.filter(Boolean).length;
   TABLES.forEach((table, i) => {
+    if (!need[i])
+      return;
     try {
       texts[i] = readBoundedTextSync(`${dir}/${table.name}`, `latin1`);
     } catch (err) {

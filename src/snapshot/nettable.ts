@@ -308,7 +308,8 @@ function socketOfRow(table: TableSpec, netnsInode: number): SocketRecord {
   return socketRecord(table, netnsInode, family, laddr, row.lport, raddr, row.rport, row.stateCode, row.inode, row.uid);
 }
 
-function socketRecord(table: TableSpec, netnsInode: number, family: `v4` | `v6`, laddr: string, lport: number, raddr: string, rport: number, stateCode: number, inode: number, uid: number): SocketRecord {
+/** A socket record as both the text's parser and the NETLINK_SOCK_DIAG reader (src/snapshot/sockDiag.ts) make it. */
+export function socketRecord(table: TableSpec, netnsInode: number, family: `v4` | `v6`, laddr: string, lport: number, raddr: string, rport: number, stateCode: number, inode: number, uid: number): SocketRecord {
   return {
     type: `socket`,
     v: SCHEMA_VERSION,

@@ -109,8 +109,8 @@ function platformTriplets(): Array<string> {
   return [`linux_${arch}`, `musl_${arch}`];
 }
 
-/** The bundle's first module for this platform, being decompressed off this thread (decompressAhead). */
-let ahead: {triplet: string, bytes: Uint8Array | null} | null = null;
+/** The bundle's first module for this platform, being decompressed off this thread (decompressAhead); `done` settles when it is. */
+let ahead: {triplet: string, bytes: Uint8Array | null, done: Promise<void>} | null = null;
 
 /**
  * Starts decompressing the bundle's first module for this platform on the thread pool (brotli,
@@ -125,17 +125,25 @@ export function decompressAhead(): void {
   const entry = EMBEDDED_NATIVE.find(candidate => candidate.triplet === platformTriplets()[0]);
   if (entry === undefined || entry.asset !== undefined)
     return;
-  const slot: {triplet: string, bytes: Uint8Array | null} = {triplet: entry.triplet, bytes: null};
+  let settle = () => {};
+  const slot: {triplet: string, bytes: Uint8Array | null, done: Promise<void>} = {triplet: entry.triplet, bytes: null, done: new Promise(resolve => { settle = resolve; })};
   ahead = slot;
   try {
     // One output chunk for the whole module: each chunk is a turn of this thread's event loop.
     brotliDecompress(Buffer.from(readTrailer(entry.triplet), `base64`), {chunkSize: 4 << 20}, (err, bytes) => {
       if (err === null)
         slot.bytes = bytes;
+      settle();
     });
   } catch {
     // the load decompresses it, and says what is wrong
+    settle();
   }
+}
+
+/** Settles once what decompressAhead started is done (at once when it started nothing). */
+export function decompressedAhead(): Promise<void> {
+  return ahead?.done ?? Promise.resolve();
 }
 
 function embeddedBytes(entry: EmbeddedNative): Uint8Array {

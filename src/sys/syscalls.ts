@@ -1,12 +1,21 @@
-// The system calls the kernel backend makes, behind an interface the tool context carries
+// The system calls the tool makes itself (bpf() for the kernel backend, a netlink socket for
+// our own namespace's socket tables), behind an interface the tool context carries
 // (src/context.ts), so tests can wrap them (force a fallback path, refuse bpf()) without globals.
-import {decompressAhead, loadKoffi, type NativeSpec} from './native.ts';
+import {decompressAhead, decompressedAhead, loadKoffi, type NativeSpec} from './native.ts';
 
 export interface Syscalls {
   /** bpf(2): the result (≥ 0), or -errno. */
   bpf(cmd: number, attr: Buffer, size: number): number;
   /** Address of a buffer's bytes, for the pointer fields of a bpf_attr. */
   address(buffer: Buffer): bigint;
+  /** socket(2): a file descriptor (≥ 0), or -errno. */
+  socket(domain: number, type: number, protocol: number): number;
+  /** send(2) of the first `length` bytes of `buffer` (no flags): bytes sent, or -errno. */
+  send(fd: number, buffer: Buffer, length: number): number;
+  /** recv(2) into `buffer` (no flags): bytes received, or -errno. */
+  recv(fd: number, buffer: Buffer, length: number): number;
+  /** close(2): 0, or -errno. */
+  close(fd: number): number;
   /** How a worker thread loads the same FFI (to setns() there). */
   native: NativeSpec;
 }
@@ -18,9 +27,10 @@ export interface SyscallsUnavailable {
 
 /**
  * Returns the syscall layer, loading it on first use. `prepare`: starts what the load will need
- * off this thread (the bundle's FFI module decompressed), for a caller that will load it soon.
+ * off this thread (the bundle's FFI module decompressed), for a caller that will load it soon;
+ * `prepared`: settles once that is done (a caller that may wait loads it without doing it again).
  */
-export type SyscallAccess = (() => Syscalls | SyscallsUnavailable) & {prepare?(): void};
+export type SyscallAccess = (() => Syscalls | SyscallsUnavailable) & {prepare?(): void, prepared?(): Promise<void>};
 
 export const SYS_BPF: Partial<Record<string, number>> = {x64: 321, arm64: 280};
 
@@ -46,26 +56,46 @@ function loadSyscalls(tmpDir: string): Syscalls | SyscallsUnavailable {
     return {unavailable: `the FFI module (koffi) cannot be loaded: ${(err as Error).message}`};
   }
   const {koffi, spec} = loaded;
-  let syscall: ((...args: Array<unknown>) => unknown) | null = null;
+  type Fn = (...args: Array<unknown>) => unknown;
+  let libc: {syscall: Fn, socket: Fn, send: Fn, recv: Fn, close: Fn} | null = null;
   const errors: Array<string> = [];
   for (const name of libcNames()) {
     try {
-      syscall = koffi.load(name).func(`long syscall(long number, ...)`);
+      const lib = koffi.load(name);
+      libc = {
+        syscall: lib.func(`long syscall(long number, ...)`),
+        socket: lib.func(`int socket(int domain, int type, int protocol)`),
+        send: lib.func(`long send(int fd, const void *buf, size_t len, int flags)`),
+        recv: lib.func(`long recv(int fd, void *buf, size_t len, int flags)`),
+        close: lib.func(`int close(int fd)`),
+      };
       break;
     } catch (err) {
       errors.push(`${name}: ${(err as Error).message}`);
     }
   }
-  if (syscall === null)
+  if (libc === null)
     return {unavailable: `libc cannot be opened through the FFI (${errors.join(`; `)})`};
-  const call = syscall;
+  const {syscall: call, socket, send, recv, close} = libc;
   loadedSyscall = call;
+  const result = (value: unknown) => {
+    const number = Number(value);
+    return number < 0 ? -koffi.errno() : number;
+  };
   const bpf = (cmd: number, attr: Buffer, size: number) => {
-    const result = Number(call(sysBpf, `int`, cmd, `void *`, attr, `uint32_t`, size));
-    return result < 0 ? -koffi.errno() : result;
+    const value = Number(call(sysBpf, `int`, cmd, `void *`, attr, `uint32_t`, size));
+    return value < 0 ? -koffi.errno() : value;
   };
   DIRECT_BPF.add(bpf);
-  return {bpf, address: buffer => koffi.address(buffer), native: spec};
+  return {
+    bpf,
+    address: buffer => koffi.address(buffer),
+    socket: (domain, type, protocol) => result(socket(domain, type, protocol)),
+    send: (fd, buffer, length) => result(send(fd, buffer, length, 0)),
+    recv: (fd, buffer, length) => result(recv(fd, buffer, length, 0)),
+    close: fd => result(close(fd)),
+    native: spec,
+  };
 }
 
 /** exit_group(2)'s number, by architecture (Linux). */
@@ -110,12 +140,14 @@ export function lazySyscalls(tmpDir: string): SyscallAccess {
     if (loaded === undefined && bpfSyscallNumber() !== undefined)
       decompressAhead();
   };
+  access.prepared = () => (loaded === undefined ? decompressedAhead() : Promise.resolve());
   return access;
 }
 
 // errno values (Linux, same on x86_64 and aarch64) and the words we say for them.
 export const EPERM = 1;
 export const ENOENT = 2;
+export const EINTR = 4;
 export const E2BIG = 7;
 export const EBADF = 9;
 export const EACCES = 13;
@@ -128,8 +160,9 @@ export const EOPNOTSUPP = 95;
 export const ENOTSUPP = 524;
 
 const ERRNO_NAMES: Record<number, string> = {
-  [EPERM]: `EPERM`, [ENOENT]: `ENOENT`, [E2BIG]: `E2BIG`, [EBADF]: `EBADF`, [EACCES]: `EACCES`, [EFAULT]: `EFAULT`,
+  [EPERM]: `EPERM`, [ENOENT]: `ENOENT`, [EINTR]: `EINTR`, [E2BIG]: `E2BIG`, [EBADF]: `EBADF`, [EACCES]: `EACCES`, [EFAULT]: `EFAULT`,
   [EINVAL]: `EINVAL`, [ENOSPC]: `ENOSPC`, [ENOSYS]: `ENOSYS`, [EOPNOTSUPP]: `EOPNOTSUPP`, [ENOTSUPP]: `ENOTSUPP`, 12: `ENOMEM`, 24: `EMFILE`,
+  93: `EPROTONOSUPPORT`, 97: `EAFNOSUPPORT`, 105: `ENOBUFS`,
 };
 
 export function errnoName(errno: number): string {
