@@ -3,7 +3,7 @@
 // bundle must answer --help and replay recorded outputs exactly as the in-process CLI does.
 // Builds dist/ once (scripts/dist.sh: bundle, SEA from this machine's node, capture.sh).
 import {execFileSync, spawnSync} from 'node:child_process';
-import {copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs';
+import {copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join, resolve} from 'node:path';
 import {test} from 'uvu';
@@ -152,6 +152,9 @@ if (bpfUnavailable() === null && netnsUnavailable() === null) {
         const records = parseLines(readFileSync(capture, `utf8`));
         assert.ok(records.filter(record => record.type === `map`).every(record => record.backend === `kernel`));
         assert.is(records.find(record => record.type === `netns` && record.netnsInode === lonely.netns.inode)?.readVia, `setns:${lonely.netns.path}`);
+        // Our own namespace (the run's): its tables dumped through NETLINK_SOCK_DIAG.
+        const ours = Number(/\d+/.exec(readlinkSync(`/proc/self/ns/net`))![0]);
+        assert.is(records.find(record => record.type === `netns` && record.netnsInode === ours)?.readVia, `sock-diag`);
         assertArrangedVerdicts(world, records);
         // The FFI module was written to a private temporary directory and removed at once.
         assert.equal(readdirSync(tmpdir()).filter(name => name.startsWith(`usmld-ffi-`) && statSync(join(tmpdir(), name)).mtimeMs > Date.now() - 60_000), []);
