@@ -564,10 +564,10 @@ async function readNamespace(ctx: ToolContext, procRoot: string, ns: Namespace, 
 const ALL_TABLES = TABLES.map(() => true);
 
 /**
- * The four tables (those `need` says) through /proc/PID/net. Null when the process is gone (every file missing, as
- * for the processes of a capture that were not chosen to carry net/), or when it is no longer in
- * the namespace afterwards (it moved, or its pid was reused). Synchronous: procfs hands a table
- * out a page per read(), and a thread-pool round trip per page cost more than the page.
+ * The four tables (those `need` says) through /proc/PID/net. Null when the process is gone (every
+ * file missing, as for the processes of a capture that were not chosen to carry net/), or when it
+ * is no longer in the namespace afterwards (it moved, or its pid was reused). Synchronous: procfs
+ * hands a table out a page per read(), and a thread-pool round trip per page cost more than the page.
  */
 function readThroughPid(procRoot: string, pid: number, netnsInode: number | null, need: ReadonlyArray<boolean> = ALL_TABLES): TableRead | null {
   const dir = `${procRoot}/${pid}/net`;
