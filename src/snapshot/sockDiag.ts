@@ -14,6 +14,7 @@
 //   are dumped only when asked for; the text never lists them, so they are not asked for.
 // Any failure of a table (udp_diag not built in and not loadable: ENOENT; refused; a reply we do
 // not expect) leaves that table to its text, as before.
+import {endianness} from 'node:os';
 import {formatIPv4, formatIPv6} from '../addr.ts';
 import type {SocketRecord} from '../schema.ts';
 import {EINTR, errnoName, type Syscalls} from '../sys/syscalls.ts';
@@ -58,6 +59,9 @@ export function readOwnTables(sys: Syscalls, netnsInode: number): Array<DiagTabl
     const reply = Buffer.alloc(REPLY_SIZE);
     return {request: Buffer.alloc(REQUEST_LENGTH), reply, view: new DataView(reply.buffer, reply.byteOffset, reply.byteLength)};
   })();
+  // Host-order fields are read as little-endian.
+  if (endianness() !== `LE`)
+    return TABLES.map(() => `a big-endian host`);
   const fd = sys.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0)
     return TABLES.map(() => `socket(AF_NETLINK, NETLINK_SOCK_DIAG): ${errnoName(-fd)}`);
