@@ -447,6 +447,11 @@ export class ReportAggregator {
     }
   }
 
+  /** Counts entries the report is not given one by one (scan: as `add` of each would). */
+  countEntries(count: number): void {
+    this.entries += count;
+  }
+
   /**
    * Whether a verdict of this map could still be kept as a sample (whole). Once false it stays
    * false: samples are the first leaked verdicts of each map.

@@ -87,9 +87,9 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
   // The per-record loops live in these small functions, not in the generators below: a loop in
   // a big generator made V8 optimise all of it (tens of ms of compiling, again after each deopt).
   let waiting: Promise<void> | undefined;
-  /** Keeps batch[from..] (all records, or only verdicts and summaries); stops after one whose write must be waited for (`waiting`): returns where to go on. */
-  const keepFrom = (batch: ReadonlyArray<AnyRecord>, from: number, judgedOnly = false): number => {
-    for (let i = from; i < batch.length; i++) {
+  /** Keeps batch[from..to] (all records, or only verdicts and summaries); stops after one whose write must be waited for (`waiting`): returns where to go on. */
+  const keepFrom = (batch: ReadonlyArray<AnyRecord>, from: number, judgedOnly = false, to = batch.length): number => {
+    for (let i = from; i < to; i++) {
       const record = batch[i];
       if (judgedOnly && record.type !== `verdict` && record.type !== `summary`)
         continue;
@@ -99,7 +99,7 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
         return i + 1;
       }
     }
-    return batch.length;
+    return to;
   };
   // A capture is stamped with its own host, kernel and time (meta/), and marked replayed.
   const origin = options.from !== undefined ? await captureOrigin(options.from) : null;
@@ -139,8 +139,16 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
       // its map's samples are not all taken (the report reads no other), and then, when its key
       // stays readable, only for a verdict kept as a sample (keep).
       const dump: DumpOptions = {...options.dump, keyHexWanted: mapId => aggregator.samplesWanted(mapId)};
+      // Nothing else sees the records: a batch's run of entries is only counted (all the report
+      // takes of an entry), not kept one by one.
+      const countOnly = writer === null && options.observe === undefined;
       for await (const batch of stages(firstLook, {...options, dump}, helper, early, rehearsal)) {
-        for (let i = keepFrom(batch, 0); i < batch.length; i = keepFrom(batch, i))
+        const [first, end] = countOnly ? entryRun(batch) : [0, 0];
+        for (let i = keepFrom(batch, 0, false, first); i < first; i = keepFrom(batch, i, false, first))
+          await waiting;
+        records += end - first;
+        aggregator.countEntries(end - first);
+        for (let i = keepFrom(batch, end); i < batch.length; i = keepFrom(batch, i))
           await waiting;
         yield batch;
       }
@@ -240,15 +248,12 @@ async function* stages(
   };
   // The dump's batches hold entries, with its other records only before them (a map record,
   // alone) or after them (the mapstats): those are looked at one by one, the entries between
-  // counted whole. A loop over every record, reading the type of records of every shape, was
+  // counted whole (entryRun). A loop over every record, reading the type of records of every shape, was
   // compiled again and again (7 optimising compiles, 36 ms of V8's time in a 225k scan).
   const progress = (batch: ReadonlyArray<AnyRecord>) => {
-    let first = 0;
-    let end = batch.length;
-    while (first < end && batch[first].type !== `entry`)
-      noteRecord(batch[first++]);
-    while (end > first && batch[end - 1].type !== `entry`)
-      end--;
+    const [first, end] = entryRun(batch);
+    for (let i = 0; i < first; i++)
+      noteRecord(batch[i]);
     entries += end - first;
     mapEntries += end - first;
     if (end > first && ctx.clock.now() - shownMs >= 100)
@@ -263,6 +268,25 @@ async function* stages(
     progress(batch);
     yield batch;
   }
+}
+
+/**
+ * Where a batch's entries are, [first, end): the dump's batches hold entries with its other
+ * records only before them (a map record) or after them (the mapstats); an empty run for any
+ * batch that is not so (the snapshots', or entries with other records between them).
+ */
+function entryRun(batch: ReadonlyArray<AnyRecord>): [number, number] {
+  let first = 0;
+  let end = batch.length;
+  while (first < end && batch[first].type !== `entry`)
+    first++;
+  while (end > first && batch[end - 1].type !== `entry`)
+    end--;
+  for (let i = first; i < end; i++) {
+    if (batch[i].type !== `entry`)
+      return [batch.length, batch.length];
+  }
+  return [first, end];
 }
 
 /** A capture, an observer or recheck sees records whole; else only the report's counters read them. */
