@@ -13,7 +13,7 @@ export default class SnapshotConnsCommand extends WithSystemSource(BaseCommand) 
     details: `
       Discovers every network namespace (from the ns/net link of every process, and from bind mounts such as /run/netns/NAME listed in mountinfo) and writes one \`netns\` record per namespace, one \`socket\` record per TCP/UDP socket in it, and a closing \`snapshot\` record.
 
-      Each namespace's tcp, tcp6, udp and udp6 tables are read once, through /proc/PID/net of one of its processes (the next process is tried when one vanishes or cannot be read), or with \`nsenter --net=PATH\` for a namespace no process is in. IPv4-mapped rows of tcp6/udp6 (dual-stack sockets) are folded to IPv4, as the eBPF side does.
+      Each namespace's tcp, tcp6, udp and udp6 tables are read once, through /proc/PID/net of one of its processes (the next process is tried when one vanishes or cannot be read), or with \`nsenter --net=PATH\` for a namespace no process is in. Our own namespace is dumped through NETLINK_SOCK_DIAG instead when run as root (the same records; any table that cannot be dumped is read from /proc). IPv4-mapped rows of tcp6/udp6 (dual-stack sockets) are folded to IPv4, as the eBPF side does.
 
       \`--proc-root\` reads another proc tree: \`/host/proc\` in a container, or a fixture tree. \`--from\` reads a capture directory (its proc/ and netns/) instead of the live system.
     `,

@@ -6,8 +6,10 @@
 // missed: B5). A namespace's tables are read through /proc/PID/net of one of its processes; when
 // that process vanishes or its files cannot be read, the next one is tried (B2). A namespace with
 // no readable process is entered through its bind mount: setns() in a worker thread
-// (src/sys/netns.ts), or `nsenter --net=PATH` when the FFI is not available. With `--from CAPTURE`, the capture's
-// proc/ tree stands in for /proc and netns/<INODE>/ for the nsenter reads.
+// (src/sys/netns.ts), or `nsenter --net=PATH` when the FFI is not available. Our own namespace
+// (live, as root) is dumped through NETLINK_SOCK_DIAG instead (src/snapshot/sockDiag.ts), table
+// by table falling back to the text. With `--from CAPTURE`, the capture's proc/ tree stands in
+// for /proc and netns/<INODE>/ for the nsenter reads.
 import {readlinkSync, statfsSync, statSync} from 'node:fs';
 import {readdir, stat} from 'node:fs/promises';
 import {BATCH_SIZE} from '../batch.ts';
