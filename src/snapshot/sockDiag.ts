@@ -23,6 +23,7 @@ import {socketRecord, TABLES, type TableSpec} from './nettable.ts';
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
+const SOCK_NONBLOCK = 0o4000;
 const NETLINK_SOCK_DIAG = 4;
 const SOCK_DIAG_BY_FAMILY = 20;
 const NLM_F_REQUEST = 0x1;
@@ -62,7 +63,10 @@ export function readOwnTables(sys: Syscalls, netnsInode: number): Array<DiagTabl
   // Host-order fields are read as little-endian.
   if (endianness() !== `LE`)
     return TABLES.map(() => `a big-endian host`);
-  const fd = sys.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  // Non-blocking: the kernel queues a dump's first reply before send() returns and each next one
+  // within the recv() that takes the one before, so a recv() that would wait means something
+  // else happened (EAGAIN: that table falls back), never a hung run.
+  const fd = sys.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
   if (fd < 0)
     return TABLES.map(() => `socket(AF_NETLINK, NETLINK_SOCK_DIAG): ${errnoName(-fd)}`);
   const tables: Array<DiagTable> = [];
