@@ -1,7 +1,8 @@
 // Our own namespace's socket tables read through NETLINK_SOCK_DIAG give exactly the records the
 // /proc text gives, in the same order, for sockets of every kind (test/helpers/sockDiagProbe.ts
 // arranges them in a fresh namespace and snapshots from inside it); a refused netlink socket, or
-// one table the kernel will not dump, falls back to the text, table by table, with a debug line.
+// one table the kernel will not dump, or a reply that would wait, falls back to the text, table by
+// table, with a debug line.
 import {execFileSync} from 'node:child_process';
 import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
@@ -18,7 +19,7 @@ interface Look {
 interface Probe {
   own: number;
   replies: number;
-  looks: {diag: Look, refused: Look, unservedUdp: Look, text: Look};
+  looks: {diag: Look, refused: Look, unservedUdp: Look, stalled: Look, text: Look};
 }
 
 const root = fileURLToPath(new URL(`..`, import.meta.url));
@@ -81,6 +82,15 @@ if (requirePrivileges(`NETLINK_SOCK_DIAG against the /proc text (a fresh namespa
     const said = probe.looks.unservedUdp.stderr.split(`\n`).filter(line => line.includes(`NETLINK_SOCK_DIAG`));
     assert.equal(said.map(line => line.replace(/^.*\(ours\): /, ``)), [`udp not read through NETLINK_SOCK_DIAG (SOCK_DIAG_BY_FAMILY: ENOENT): read from its /proc text`]);
     assert.equal(sockets(probe.looks.unservedUdp), sockets(probe.looks.text));
+  });
+
+  test(`a reply that would wait in the middle of a dump (EAGAIN): that table and the ones after it from their text, the same records`, () => {
+    const said = probe.looks.stalled.stderr.split(`\n`).filter(line => line.includes(`NETLINK_SOCK_DIAG`)).map(line => line.replace(/^.*\(ours\): /, ``));
+    assert.equal(said, [
+      `tcp not read through NETLINK_SOCK_DIAG (recv: EAGAIN): read from its /proc text`,
+      ...[`tcp6`, `udp`, `udp6`].map(table => `${table} not read through NETLINK_SOCK_DIAG (not tried after tcp failed (recv: EAGAIN)): read from its /proc text`),
+    ]);
+    assert.equal(sockets(probe.looks.stalled), sockets(probe.looks.text));
   });
 }
 

@@ -1,7 +1,8 @@
 // Run inside a fresh network namespace (`ip netns exec NS tsx test/helpers/sockDiagProbe.ts`) by
 // test/sock-diag.test.ts: arranges sockets of every kind there, then snapshots the host with
 // snapshotConns as root four ways, its own namespace (this one) read through NETLINK_SOCK_DIAG,
-// with socket() refused, with one table's dump refused by the kernel, and without the FFI, and
+// with socket() refused, with one table's dump refused by the kernel, with a reply that would wait
+// (EAGAIN) in the middle of a dump, and without the FFI, and
 // prints what each gave for this namespace as one JSON object (with how many replies the
 // first look's dumps took).
 //
@@ -19,6 +20,8 @@ import {readlinkSync} from 'node:fs';
 import {defaultToolContext, createLogger, type ToolContext} from '../../src/context.ts';
 import {snapshotConns} from '../../src/snapshot/conns.ts';
 import {lazySyscalls, EPERM, type Syscalls} from '../../src/sys/syscalls.ts';
+
+const EAGAIN = 11;
 
 const PAIRS = 150;
 const NOBODY = 65534;
@@ -132,6 +135,9 @@ async function main(): Promise<void> {
     }
     return real.send(fd, buffer, length);
   }};
+  // The second reply (tcp's second part) would wait: the socket cannot be trusted after it.
+  let recvs = 0;
+  const stalled: Syscalls = {...real, recv: (fd, buffer, length) => (++recvs === 2 ? -EAGAIN : real.recv(fd, buffer, length))};
   let replies = 0;
   const counting: Syscalls = {...real, recv: (fd, buffer, length) => {
     replies++;
@@ -141,6 +147,7 @@ async function main(): Promise<void> {
     diag: await look(() => counting, own),
     refused: await look(() => refused, own),
     unservedUdp: await look(() => unservedUdp, own),
+    stalled: await look(() => stalled, own),
     text: await look(() => ({unavailable: `no FFI in this look`}), own),
   };
   // Written whole before the exit below (a pipe's writes are asynchronous).
