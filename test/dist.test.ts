@@ -169,7 +169,7 @@ if (bpfUnavailable() === null && netnsUnavailable() === null) {
 // strace shows which threads end on their own after the report is written (CI installs it).
 const strace = spawnSync(`sh`, [`-c`, `command -v strace`], {encoding: `utf8`}).stdout.trim();
 if (bpfUnavailable() === null && strace !== ``) {
-  test(`bundle: a scan that read the maps itself ends through exit_group once its report is written (no thread's own teardown after it), with the same report and exit code as Node's own exit`, async () => {
+  test(`bundle: a scan that read the maps itself ends through exit_group once its report is written (no teardown of V8's or libuv's threads after it), with the same report and exit code as Node's own exit`, async () => {
     const world = await buildUsmWorld(`dist-exit`);
     try {
       const traced = (nodeArgs: Array<string>) => {
@@ -193,10 +193,12 @@ if (bpfUnavailable() === null && strace !== ``) {
       assert.is(nodes.code, ExitCode.LeaksFound, nodes.stderr);
       assert.ok(atOnce.wrote && nodes.wrote);
       assert.is(atOnce.report, nodes.report);
-      assert.is(atOnce.threadExits, 0, `no thread ends on its own after the report`);
+      // At most the read-ahead worker's thread, which scan ended itself before the report (it may
+      // still be finishing then: 1 run in 15-30): none of V8's or libuv's threads.
+      assert.ok(atOnce.threadExits <= 1, `no thread but the worker's ends on its own after the report (${atOnce.threadExits})`);
       assert.ok(atOnce.exitGroup);
-      // The check tells the two apart: Node's own exit ends V8's threads (and the worker) one by one.
-      assert.ok(nodes.threadExits > 0, `Node's own exit ends its threads first`);
+      // The check tells the two apart: Node's own exit ends V8's and libuv's threads one by one (9 here).
+      assert.ok(nodes.threadExits > 1, `Node's own exit ends its threads first (${nodes.threadExits})`);
     } finally {
       await world.cleanup();
     }
