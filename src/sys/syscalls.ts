@@ -82,10 +82,7 @@ function loadSyscalls(tmpDir: string): Syscalls | SyscallsUnavailable {
     const number = Number(value);
     return number < 0 ? -koffi.errno() : number;
   };
-  const bpf = (cmd: number, attr: Buffer, size: number) => {
-    const value = Number(call(sysBpf, `int`, cmd, `void *`, attr, `uint32_t`, size));
-    return value < 0 ? -koffi.errno() : value;
-  };
+  const bpf = (cmd: number, attr: Buffer, size: number) => result(call(sysBpf, `int`, cmd, `void *`, attr, `uint32_t`, size));
   DIRECT_BPF.add(bpf);
   return {
     bpf,
