@@ -198,7 +198,7 @@ function withCodeCache(code) {
     console.warn(`build.mjs: this node rejects the code cache it just made (V8 flags in NODE_OPTIONS?)`);
   // The loader reads the two comments' bytes only (not the FFI modules after them). Offsets are
   // padded to a fixed width, so that the loader's length does not depend on them.
-  const loader = at => `"use strict";{const fs=require("node:fs"),fd=fs.openSync(__filename,"r");let data=Buffer.allocUnsafe(${at[3]}-${at[0]});`
+  const loader = at => `"use strict";${EARLY_WORKER}{const fs=require("node:fs"),fd=fs.openSync(__filename,"r");let data=Buffer.allocUnsafe(${at[3]}-${at[0]});`
     + `try{for(let n=0,r=1;n<data.length&&r>0;n+=r)r=fs.readSync(fd,data,n,data.length-n,${at[0]}+n)}finally{fs.closeSync(fd)}`
     + `let cachedData=Buffer.from(data.toString("latin1",${at[2]}-${at[0]},${at[3]}-${at[0]}),"base64");`
     + `const script=new(require("node:vm").Script)(data.toString("latin1",0,${at[1]}-${at[0]}).replaceAll(${JSON.stringify(ESCAPED_COMMENT_END)},"*/"),`
@@ -232,9 +232,44 @@ function seaMain(code) {
   writeFileSync(join(seaDir, `code.cache`), cache);
   seaAssets[`usmld-code.js`] = join(seaDir, `code.js`);
   seaAssets[`usmld-code.cache`] = join(seaDir, `code.cache`);
-  return `"use strict";{const sea=require("node:sea");let cachedData=Buffer.from(sea.getAsset("usmld-code.cache"));`
+  return `"use strict";${EARLY_WORKER}{const sea=require("node:sea");let cachedData=Buffer.from(sea.getAsset("usmld-code.cache"));`
     + `const script=new(require("node:vm").Script)(sea.getAsset("usmld-code.js","utf8"),{filename:"usm-leak-detector",cachedData});`
     + `cachedData=undefined;${V8_TUNING}script.runInThisContext().call(exports,exports,require,module,__filename,__dirname)}\n`;
+}
+
+/**
+ * Run by both loaders first of all: for a live scan as root (commands/earlyStart.ts's
+ * wantsEarlyReadAhead), scan's read-ahead worker is started here, before the program's code is
+ * read and compiled (about 20 ms before the program itself could), and left for the program under
+ * a global symbol (src/dump/readAhead.ts, LOADER_STARTED). The worker's code and the predicate
+ * are taken from the sources by a build of their own (earlyWorkerPreamble).
+ */
+const EARLY_WORKER = await earlyWorkerPreamble();
+
+async function earlyWorkerPreamble() {
+  const {outputFiles: [out]} = await build({
+    stdin: {
+      contents: `export {readAheadWorkerSpec} from './src/dump/readAhead.ts';\nexport {wantsEarlyReadAhead} from './commands/earlyStart.ts';`,
+      resolveDir: process.cwd(), loader: `ts`,
+    },
+    bundle: true, platform: `node`, target: `node18`, format: `cjs`, write: false, legalComments: `none`, minifyWhitespace: true, logLevel: `warning`,
+    // import.meta is read only by functions the build never calls (requireKoffi).
+    logOverride: {'empty-import-meta': `silent`},
+  });
+  const dir = mkdtempSync(join(tmpdir(), `usmld-build-`));
+  try {
+    // Loaded here (by the build's node, whose command line is no scan: it starts no worker).
+    writeFileSync(join(dir, `early.cjs`), out.text);
+    const {readAheadWorkerSpec, wantsEarlyReadAhead} = createRequire(import.meta.url)(join(dir, `early.cjs`));
+    const spec = readAheadWorkerSpec();
+    return `{const a=process.argv.slice(2);if((${wantsEarlyReadAhead.toString()})(a,process.getuid?.()))try{`
+      + `const s=new Int32Array(new SharedArrayBuffer(4)),h={worker:null,nativeState:s,failed:false};`
+      + `h.worker=new(require("node:worker_threads").Worker)(${JSON.stringify(spec.code)},{eval:true,workerData:{walkFdDir:${JSON.stringify(spec.walkFdDir)},walkSharedFdLinks:${JSON.stringify(spec.walkSharedFdLinks)},nativeState:s},env:{},stdout:false,stderr:false});`
+      + `h.worker.unref();h.worker.on("error",()=>{h.failed=true});h.worker.on("exit",()=>{h.failed=true});`
+      + `globalThis[Symbol.for("usm-leak-detector.earlyReadAhead")]=h}catch{}}`;
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
 }
 
 /** Run by both loaders once the code is compiled (see "V8's inlining budget" above); argv[2] is the command in both. */

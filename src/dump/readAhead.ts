@@ -212,18 +212,41 @@ interface StreamState {
   onFinished: (() => void) | null;
 }
 
+/**
+ * The worker's code and the texts it is given, as spawnWorker starts it. scripts/build.mjs writes
+ * them into the bundle's and the executable's loaders too, which start the worker even sooner
+ * (LOADER_STARTED).
+ */
+export function readAheadWorkerSpec(): {code: string, walkFdDir: string, walkSharedFdLinks: string} {
+  return {code: `(${workerBody.toString()})()`, walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString()};
+}
+
 function spawnWorker(nativeState: Int32Array): Worker {
-  return new Worker(`(${workerBody.toString()})()`, {
+  const spec = readAheadWorkerSpec();
+  return new Worker(spec.code, {
     eval: true,
-    workerData: {walkFdDir: walkFdDir.toString(), walkSharedFdLinks: walkSharedFdLinks.toString(), nativeState},
+    workerData: {walkFdDir: spec.walkFdDir, walkSharedFdLinks: spec.walkSharedFdLinks, nativeState},
     env: {},
     stdout: false,
     stderr: false,
   });
 }
 
-/** A worker started before the program was loaded, until a ReadAhead adopts it. */
-let early: {worker: Worker, nativeState: Int32Array, failed: boolean} | null = null;
+/** A worker started before the program was loaded, until a ReadAhead adopts it; who started it. */
+interface EarlyWorker {
+  worker: Worker;
+  nativeState: Int32Array;
+  failed: boolean;
+  by?: `loader` | `program`;
+}
+let early: EarlyWorker | null = null;
+
+/**
+ * Where the bundle's (or the executable's) loader leaves the worker it started, for a live scan
+ * as root, before it read the program's code (scripts/build.mjs: tens of ms sooner than the
+ * program itself can): an EarlyWorker, its `error` and `exit` already watched.
+ */
+const LOADER_STARTED = Symbol.for(`usm-leak-detector.earlyReadAhead`);
 
 /**
  * Starts the next ReadAhead's worker now, before the rest of the program is loaded (a live scan:
@@ -234,9 +257,18 @@ let early: {worker: Worker, nativeState: Int32Array, failed: boolean} | null = n
 export function startReadAheadEarly(): void {
   if (early !== null)
     return;
+  const holder = globalThis as {[LOADER_STARTED]?: EarlyWorker};
+  const fromLoader = holder[LOADER_STARTED];
+  delete holder[LOADER_STARTED];
+  if (fromLoader !== undefined) {
+    // The loader's own object: its handlers of `error` and `exit` mark it failed.
+    early = fromLoader;
+    early.by = `loader`;
+    return;
+  }
   const nativeState = new Int32Array(new SharedArrayBuffer(4));
   try {
-    const started = {worker: spawnWorker(nativeState), nativeState, failed: false};
+    const started: EarlyWorker = {worker: spawnWorker(nativeState), nativeState, failed: false, by: `program`};
     started.worker.unref();
     started.worker.on(`error`, () => {
       started.failed = true;
@@ -263,6 +295,8 @@ export function endEarlyReadAhead(): void {
  * caller then does it on its own thread.
  */
 export class ReadAhead {
+  /** Who started its worker: the bundle's loader or the program before this was made (early), or this (on first use). */
+  startedBy: `loader` | `program` | `reader` | null = null;
   private worker: Worker | null = null;
   private failed = false;
   /** The FFI was handed to the worker (reads wait for it there). */
@@ -288,10 +322,12 @@ export class ReadAhead {
     if (adopted !== null && !adopted.failed) {
       this.worker = adopted.worker;
       this.nativeState = adopted.nativeState;
+      this.startedBy = adopted.by ?? `program`;
     } else {
       void adopted?.worker.terminate();
       try {
         this.worker = spawnWorker(this.nativeState);
+        this.startedBy = `reader`;
       } catch {
         this.failed = true;
         return;

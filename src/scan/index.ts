@@ -63,6 +63,8 @@ export interface ScanResult {
   origin: Origin | null;
 }
 
+const WORKER_STARTERS = {loader: `the loader, before the program was read`, program: `the program, first thing`, reader: `scan`} as const;
+
 /** What a scan without root cannot read, for the message. */
 export const NOT_ROOT = `not running as root: the eBPF maps (bpftool/system-probe need CAP_BPF or CAP_SYS_ADMIN), `
   + `other processes' /proc/PID/net tables and ns/net links, and bind-mounted namespaces cannot be read, `
@@ -110,6 +112,8 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     // It starts now, and walks every process's fd/ while this thread reads the socket tables (its
     // result is waited for before snapshot-pids).
     const early = helper !== null ? helper.walkFdLinks(ctx.procRoot, process.pid) : null;
+    if (helper?.startedBy)
+      ctx.log.debug(`read-ahead worker started by ${WORKER_STARTERS[helper.startedBy]}`);
     // The FFI is loaded to read our own namespace's socket tables (NETLINK_SOCK_DIAG), else once
     // the tables are read (handOverFfi): its module is decompressed meanwhile.
     if (helper !== null && kernelMayRead(options.dump))
