@@ -322,13 +322,12 @@ const V4_WORD = new Int32Array(1);
  */
 class AddressSlots {
   private cells: Int32Array;
-  // 4,096 cells: a leaky host's first 2,048 addresses without a growth (there were 4 from 256).
-  private mask = 4095;
+  private mask = 255;
   private size = 0;
   private readonly seen = new Int32Array(1 << 12);
 
   constructor(readonly width: 1 | 4) {
-    this.cells = new Int32Array((width + 1) * (this.mask + 1));
+    this.cells = new Int32Array((width + 1) * 256);
   }
 
   /** The address's slot, or -1. */

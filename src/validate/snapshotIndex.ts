@@ -67,8 +67,8 @@ export class SocketTable {
    * `matchTexts`: a search hands over the found match's JSON text too (for the verdict's writer).
    * `addresses`: the codes of the addresses, shared by the tables of one snapshot.
    */
-  constructor(matchTexts = true, readonly addresses = new AddressIds(), cells = 1024) {
-    this.keys = new AddressKeys(matchTexts, cells);
+  constructor(matchTexts = true, readonly addresses = new AddressIds()) {
+    this.keys = new AddressKeys(matchTexts);
   }
   size = 0;
 
@@ -202,23 +202,18 @@ interface LaterSocket {
  * cells) went from 11.5 to 23 MB, and validate's peak RSS at 1M entries from ~178 to ~196 MiB.
  */
 class AddressKeys {
-  private cells: Uint32Array;
+  private cells = new Uint32Array(CELL * 1024);
   /**
    * Per cell, side by side (one cache line): the first socket's match, and its JSON text, made on
    * its first lookup. The verdict's writer takes the text from here (the verdict carries it)
    * instead of from the match, one cache miss fewer per verdict.
    */
-  private firsts: Array<Match | string | null>;
-  private laters: Array<LaterSocket | null>;
-  private capacity: number;
+  private firsts: Array<Match | string | null> = new Array<Match | string | null>(2 * 1024).fill(null);
+  private laters: Array<LaterSocket | null> = new Array<LaterSocket | null>(1024).fill(null);
+  private capacity = 1024;
   private keys = 0;
 
-  constructor(private readonly matchTexts: boolean, capacity: number) {
-    this.cells = new Uint32Array(CELL * capacity);
-    this.firsts = new Array<Match | string | null>(2 * capacity).fill(null);
-    this.laters = new Array<LaterSocket | null>(capacity).fill(null);
-    this.capacity = capacity;
-  }
+  constructor(private readonly matchTexts: boolean) {}
 
   file(first: boolean, udp: boolean, local: number, lport: number, remote: number, rport: number, match: Match): void {
     const netns = match.netnsInode ?? 0;
@@ -547,10 +542,7 @@ export class SnapshotIndex {
    * socket's JSON text is not made for them.
    */
   constructor(options: {matchTexts?: boolean} = {}) {
-    // Every connected socket is filed under two keys (both directions): a host's first few
-    // thousand connections fit the first cells, without the growths (and V8's compiles of the
-    // loop that moves the keys) they took from 1,024 cells; 360 KB.
-    this.connections = new SocketTable(options.matchTexts ?? true, this.addresses, CONNECTION_CELLS);
+    this.connections = new SocketTable(options.matchTexts ?? true, this.addresses);
     this.bound = new SocketTable(options.matchTexts ?? true, this.addresses);
   }
 
@@ -635,9 +627,6 @@ export class SnapshotIndex {
     this.connections.last(udp, raddr, socket.rport, laddr, socket.lport, match);
   }
 }
-
-/** The first cells of the connections' table: 6,144 keys before it grows. */
-const CONNECTION_CELLS = 8192;
 
 function isUnconnected(raddr: string, rport: number): boolean {
   return rport === 0 && (raddr === `0.0.0.0` || raddr === `::`);
