@@ -237,7 +237,7 @@ interface EarlyWorker {
   worker: Worker;
   nativeState: Int32Array;
   failed: boolean;
-  by?: `loader` | `program`;
+  by: `loader` | `program`;
 }
 let early: EarlyWorker | null = null;
 
@@ -257,13 +257,12 @@ const LOADER_STARTED = Symbol.for(`usm-leak-detector.earlyReadAhead`);
 export function startReadAheadEarly(): void {
   if (early !== null)
     return;
-  const holder = globalThis as {[LOADER_STARTED]?: EarlyWorker};
+  const holder = globalThis as {[LOADER_STARTED]?: Omit<EarlyWorker, `by`>};
   const fromLoader = holder[LOADER_STARTED];
   delete holder[LOADER_STARTED];
   if (fromLoader !== undefined) {
     // The loader's own object: its handlers of `error` and `exit` mark it failed.
-    early = fromLoader;
-    early.by = `loader`;
+    early = Object.assign(fromLoader, {by: `loader` as const});
     return;
   }
   const nativeState = new Int32Array(new SharedArrayBuffer(4));
@@ -322,7 +321,7 @@ export class ReadAhead {
     if (adopted !== null && !adopted.failed) {
       this.worker = adopted.worker;
       this.nativeState = adopted.nativeState;
-      this.startedBy = adopted.by ?? `program`;
+      this.startedBy = adopted.by;
     } else {
       void adopted?.worker.terminate();
       try {

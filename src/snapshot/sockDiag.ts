@@ -114,7 +114,9 @@ function dumpTable(sys: Syscalls, fd: number, {request, reply, view}: NonNullabl
   if (sent !== REQUEST_LENGTH)
     return {why: sent < 0 ? `send: ${errnoName(-sent)}` : `send: ${sent} of ${REQUEST_LENGTH} bytes`, broken: true};
   const v6 = family === AF_INET6;
-  const cache = v6 ? null : new Map<number, string>();
+  // Address texts made once per table (most sockets share a few addresses), as the text parser does.
+  const v4Texts = new Map<number, string>();
+  const v6Texts = new Map<number, V6Text>();
   for (;;) {
     let length: number;
     do
@@ -143,7 +145,7 @@ function dumpTable(sys: Syscalls, fd: number, {request, reply, view}: NonNullabl
       }
       if (type !== SOCK_DIAG_BY_FAMILY || size < MESSAGE_LENGTH || reply[at + HEADER] !== family)
         return {why: `an unexpected reply (type ${type}, ${size} bytes)`, broken: true};
-      sockets.push(v6 ? v6Socket(reply, view, at + HEADER, table, netnsInode) : v4Socket(reply, view, at + HEADER, table, netnsInode, cache!));
+      sockets.push(v6 ? v6Socket(reply, view, at + HEADER, table, netnsInode, v6Texts) : v4Socket(reply, view, at + HEADER, table, netnsInode, v4Texts));
       at += (size + 3) & ~3;
     }
   }
@@ -174,7 +176,7 @@ function v4Text(bytes: Buffer, view: DataView, at: number, cache: Map<number, st
   return text;
 }
 
-function v6Socket(bytes: Buffer, view: DataView, at: number, table: TableSpec, netnsInode: number): SocketRecord {
+function v6Socket(bytes: Buffer, view: DataView, at: number, table: TableSpec, netnsInode: number, cache: Map<number, V6Text>): SocketRecord {
   let family: `v4` | `v6` = `v6`;
   let laddr: string;
   let raddr: string;
@@ -184,8 +186,8 @@ function v6Socket(bytes: Buffer, view: DataView, at: number, table: TableSpec, n
     laddr = formatIPv4(bytes, at + SRC + 12);
     raddr = formatIPv4(bytes, at + DST + 12);
   } else {
-    laddr = v6Text(bytes, view, at + SRC);
-    raddr = v6Text(bytes, view, at + DST);
+    laddr = v6Text(bytes, view, at + SRC, cache);
+    raddr = v6Text(bytes, view, at + DST, cache);
   }
   return socketRecord(table, netnsInode, family, laddr, view.getUint16(at + SPORT), raddr, view.getUint16(at + DPORT),
     bytes[at + STATE], view.getUint32(at + INODE, true), view.getUint32(at + UID, true));
@@ -196,22 +198,26 @@ function isMapped(view: DataView, at: number): boolean {
   return view.getUint32(at + 8) === 0xffff && view.getUint32(at) === 0 && view.getUint32(at + 4) === 0;
 }
 
-/** IPv6 texts made, by a hash of their words (most sockets share a few addresses). */
-const v6Cache = new Map<number, {w0: number, w1: number, w2: number, w3: number, text: string}>();
-const V6_CACHED = 4096;
+/** An IPv6 address's text, filed under a hash of its words (the words are compared on a hit). */
+interface V6Text {
+  w0: number;
+  w1: number;
+  w2: number;
+  w3: number;
+  text: string;
+}
 
-function v6Text(bytes: Buffer, view: DataView, at: number): string {
+function v6Text(bytes: Buffer, view: DataView, at: number, cache: Map<number, V6Text>): string {
   const w0 = view.getInt32(at);
   const w1 = view.getInt32(at + 4);
   const w2 = view.getInt32(at + 8);
   const w3 = view.getInt32(at + 12);
   const key = Math.imul(Math.imul(Math.imul(w0, 31) ^ w1, 31) ^ w2, 31) ^ w3;
-  const known = v6Cache.get(key);
+  const known = cache.get(key);
   if (known !== undefined && known.w0 === w0 && known.w1 === w1 && known.w2 === w2 && known.w3 === w3)
     return known.text;
   const text = formatIPv6(bytes, at);
-  if (v6Cache.size < V6_CACHED)
-    v6Cache.set(key, {w0, w1, w2, w3, text});
+  cache.set(key, {w0, w1, w2, w3, text});
   return text;
 }
 

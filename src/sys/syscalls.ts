@@ -106,16 +106,15 @@ let loadedSyscall: ((...args: Array<unknown>) => unknown) | null = null;
  * anyway: `beforeExit` runs first (the exit actions process.exit would run). Node's own exit then
  * does not happen: no ending of the worker threads, V8's threads and heaps one by one (about 20 ms
  * of a 225k scan, out of ~470). Only when nothing is owed to that teardown: not under Node options
- * whose output is written then (--cpu-prof, NODE_V8_COVERAGE, ...). Returns false, having done
- * nothing, when it cannot.
+ * whose output is written then (--cpu-prof, NODE_V8_COVERAGE, ...). Returns only when it cannot,
+ * having done nothing.
  */
-export function exitAtOnce(code: number, beforeExit: () => void): boolean {
+export function exitAtOnce(code: number, beforeExit: () => void): void {
   const exitGroup = process.platform === `linux` ? SYS_EXIT_GROUP[process.arch] : undefined;
   if (loadedSyscall === null || exitGroup === undefined || process.execArgv.length > 0 || process.env.NODE_OPTIONS || process.env.NODE_V8_COVERAGE)
-    return false;
+    return;
   beforeExit();
   loadedSyscall(exitGroup, `int`, code);
-  return false;
 }
 
 /** The bpf() functions that call the kernel directly (not a test's wrapper). */
