@@ -8,10 +8,11 @@
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {decodeKey, decodeTuple, LeanTuple} from '../src/dump/decode.ts';
+import {KEY_SLOT, KEY_STORE, LeanPool, sampleOf} from '../src/dump/leanPool.ts';
 import {CATALOGUE, findCatalogueMap, type ExtraFields, type KeyLayout} from '../src/catalogue.ts';
 import {GROUP_CAP, GroupTable, groupValue} from '../src/report/aggregate.ts';
 import {NumberMap} from '../src/numberMap.ts';
-import type {ConnTupleKey, VerdictRecord} from '../src/schema.ts';
+import type {AnyRecord, ConnTupleKey, VerdictRecord} from '../src/schema.ts';
 import {PassThrough} from 'node:stream';
 import {defaultToolContext} from '../src/context.ts';
 import {validateBatches} from '../src/validate/index.ts';
@@ -164,6 +165,45 @@ test(`a LeanTuple reads and serialises as decodeTuple's key of the same bytes`, 
       assert.is(JSON.stringify(lean), JSON.stringify(plain));
     }
   }
+});
+
+test(`a LeanTuple refilled with other bytes (IPv4 and IPv6 in turn, texts read between) reads as a new one of them; its copy keeps what it was`, () => {
+  const reused = new LeanTuple(tupleBytes(SPECS[0]), 0);
+  const copies: Array<[LeanTuple, string]> = [];
+  // Every spec after every other: v4 after v6 and v6 after v4, each text made before the next refill.
+  for (const [i, spec] of [...SPECS, ...SPECS.slice().reverse()].entries()) {
+    const bytes = tupleBytes(spec, 8);
+    const extra = i % 2 === 0 ? undefined : {stream_id: i};
+    reused.refill(bytes, 0, extra);
+    const fresh = new LeanTuple(bytes, 0, extra);
+    assert.is(JSON.stringify(reused), JSON.stringify(fresh), `${spec.saddr} → ${spec.daddr}`);
+    assert.equal(reused.v6Words, fresh.v6Words);
+    assert.is(reused.src, fresh.src);
+    copies.push([reused.copy(), JSON.stringify(fresh)]);
+  }
+  for (const [copy, json] of copies) {
+    assert.ok(copy instanceof LeanTuple);
+    assert.is(JSON.stringify(copy), json, `a copy is not changed by later refills`);
+  }
+});
+
+test(`the lean pool takes back only lean records, up to its cap, and a report keeps copies of lean samples, the records themselves of others`, () => {
+  const pool = new LeanPool();
+  const lean = {type: `verdict`, [KEY_STORE]: undefined, [KEY_SLOT]: 0, key: new LeanTuple(tupleBytes(SPECS[1]), 0)} as unknown as VerdictRecord;
+  const plain = {type: `verdict`, key: decodeTuple(tupleBytes(SPECS[1]), 0)} as unknown as VerdictRecord;
+  pool.giveBack([plain, mapRecord(7, `connection_states`), lean] as Array<AnyRecord>);
+  assert.is(pool.take(), lean as unknown);
+  assert.is(pool.take(), undefined, `nothing else was taken back`);
+  pool.giveBack(new Array(5000).fill(lean));
+  let taken = 0;
+  while (pool.take() !== undefined)
+    taken++;
+  assert.ok(taken > 0 && taken < 5000, `capped: ${taken}`);
+  assert.is(sampleOf(plain), plain);
+  const sample = sampleOf(lean);
+  assert.is.not(sample, lean);
+  assert.is.not(sample.key, lean.key);
+  assert.is(JSON.stringify(sample.key), JSON.stringify(lean.key));
 });
 
 test(`decodeKey's lean keys of maps with extra key fields (stream id, correlation id, table index) serialise as its plain keys`, () => {

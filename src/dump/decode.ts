@@ -57,30 +57,34 @@ export function decodeTuple(bytes: Uint8Array, off: number): ConnTupleKey {
  */
 export class LeanTuple implements ConnTupleKey {
   readonly kind = `conn_tuple` as const;
-  readonly family: `v4` | `v6`;
-  readonly proto: `tcp` | `udp`;
-  readonly sport: number;
-  readonly dport: number;
-  readonly netns: number;
-  readonly pid: number;
-  readonly metadata: number;
+  // Written by refill() (the constructor's, and again when scan reuses the entry record that
+  // holds it: src/dump/leanPool.ts), `declare`d: no field definitions before it.
+  declare family: `v4` | `v6`;
+  declare proto: `tcp` | `udp`;
+  declare sport: number;
+  declare dport: number;
+  declare netns: number;
+  declare pid: number;
+  declare metadata: number;
   /** IPv4: the addresses as int32 (a.b.c.d is a << 24 | b << 16 | c << 8 | d); 0 for IPv6. */
-  readonly saddrV4: number;
-  readonly daddrV4: number;
+  declare saddrV4: number;
+  declare daddrV4: number;
   /** IPv6: the addresses as 8 int32, 4 per address, each of 4 bytes in network order; null for IPv4. */
-  readonly v6Words: ReadonlyArray<number> | null;
+  declare v6Words: ReadonlyArray<number> | null;
   /** The addresses' text, once made. */
   private saddrText: string | null = null;
   private daddrText: string | null = null;
-  /**
-   * Written once, by the constructor (`declare`: no field definition before it), not added or
-   * written later: LeanTuples with and without extras share one shape, and V8 sees the field
-   * never rewritten (decodeKey's later write, at the first map with extras, threw away the
-   * optimised code of every function that read a LeanTuple).
-   */
+  /** The array v6Words was last, kept for the next IPv6 refill (a tuple that is refilled holds its words alone: copy()). */
+  private spareWords: Array<number> | null = null;
+  /** The map's extra key fields (catalogue `extra`), when it has any. */
   declare extra: {[name: string]: number | string} | undefined;
 
   constructor(bytes: Uint8Array, off: number, extra?: {[name: string]: number | string}) {
+    this.refill(bytes, off, extra);
+  }
+
+  /** Makes this the tuple at bytes[off] (the caller checked there are 48 bytes). */
+  refill(bytes: Uint8Array, off: number, extra: {[name: string]: number | string} | undefined): void {
     this.extra = extra;
     const metadata = u32(bytes, off + 44);
     const v6 = (metadata & 2) !== 0;
@@ -93,10 +97,23 @@ export class LeanTuple implements ConnTupleKey {
     this.metadata = metadata;
     this.saddrV4 = v6 ? 0 : i32BigEndian(bytes, off + 8);
     this.daddrV4 = v6 ? 0 : i32BigEndian(bytes, off + 24);
-    this.v6Words = !v6 ? null : [
-      i32BigEndian(bytes, off), i32BigEndian(bytes, off + 4), i32BigEndian(bytes, off + 8), i32BigEndian(bytes, off + 12),
-      i32BigEndian(bytes, off + 16), i32BigEndian(bytes, off + 20), i32BigEndian(bytes, off + 24), i32BigEndian(bytes, off + 28),
-    ];
+    let words: Array<number> | null = null;
+    if (v6) {
+      words = this.spareWords ??= [0, 0, 0, 0, 0, 0, 0, 0];
+      for (let i = 0; i < 8; i++)
+        words[i] = i32BigEndian(bytes, off + 4 * i);
+    }
+    this.v6Words = words;
+    this.saddrText = null;
+    this.daddrText = null;
+  }
+
+  /** A tuple of its own with the same fields (what a report keeps of a tuple that will be refilled). */
+  copy(): LeanTuple {
+    const copied = Object.assign(Object.create(LeanTuple.prototype) as LeanTuple, this);
+    copied.v6Words = this.v6Words === null ? null : this.v6Words.slice();
+    copied.spareWords = null;
+    return copied;
   }
 
   get saddr(): string {
@@ -187,7 +204,8 @@ function makeExtraDecoder(fields: ExtraFields): ExtraDecoder {
  * Decodes a key of `length` bytes per its layout; a string is the reason it cannot be. `lean`:
  * a conn_tuple_t as a LeanTuple (nothing will see the record whole).
  */
-export function decodeKey(layout: KeyLayout, bytes: Uint8Array, length: number, lean = false): DecodedKey | string {
+/** `into`: with `lean`, a LeanTuple nothing holds any longer, refilled and returned instead of a new one. */
+export function decodeKey(layout: KeyLayout, bytes: Uint8Array, length: number, lean = false, into: LeanTuple | null = null): DecodedKey | string {
   switch (layout.keyKind) {
     case `pid_tgid`: {
       const at = layout.pidOffset ?? 0;
@@ -217,6 +235,10 @@ export function decodeKey(layout: KeyLayout, bytes: Uint8Array, length: number, 
       if (length < off + CONN_TUPLE_SIZE)
         return `key is ${length} bytes, too short for a conn_tuple_t at offset ${off}`;
       const extra = layout.extra !== undefined ? extraDecoder(layout.extra)(bytes, length) : undefined;
+      if (lean && into !== null) {
+        into.refill(bytes, off, extra);
+        return into;
+      }
       if (lean)
         return new LeanTuple(bytes, off, extra);
       const key = decodeTuple(bytes, off);

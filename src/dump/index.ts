@@ -7,7 +7,8 @@ import {EnvironmentFault, errorMessage} from '../errors.ts';
 import {DEFAULT_TIMEOUT_MS} from '../exec.ts';
 import {SCHEMA_VERSION, type AnyRecord, type BackendName, type EntryRecord, type MapRecord, type MapStatsRecord, type VerdictRecord} from '../schema.ts';
 import {selectSource} from './backend.ts';
-import {ageFromBtf, ageFromBytes, decodeKey, encodeBtfKey, KeySet, valueTupleFromBtf, valueTupleFromBytes} from './decode.ts';
+import {ageFromBtf, ageFromBytes, decodeKey, encodeBtfKey, KeySet, LeanTuple, valueTupleFromBtf, valueTupleFromBytes} from './decode.ts';
+import {KEY_SLOT, KEY_STORE, type LeanPool} from './leanPool.ts';
 import {planTargets, type Target} from './layout.ts';
 import {keyHexOf, valueHexOf, type EntrySink, type KeyStore, type RawEntry} from './entry.ts';
 import {toWireJson} from './json.ts';
@@ -57,6 +58,11 @@ export interface DumpOptions {
    * keyHexLeft says so, and fillKeyHex makes it (scan, for the verdicts the report keeps whole).
    */
   keyHexWanted?: (mapId: number) => boolean;
+  /**
+   * With withValues false: lean records given back by the one who took them (scan, once its
+   * report counted them), taken again for later entries instead of new ones (./leanPool.ts).
+   */
+  leanPool?: LeanPool;
   /**
    * Stop reading each map once this many entries were read (at the end of the read that reached
    * it); its mapstats then says it is incomplete. Only scan's rehearsal (src/scan/rehearsal.ts).
@@ -209,6 +215,7 @@ async function* dumpOne(
   opened: {call: (() => Promise<void>) | null},
 ): AsyncGenerator<Array<DumpRecord>> {
   const withValues = options.withValues !== false;
+  const leanPool = withValues ? null : options.leanPool ?? null;
   const keyHexWanted = options.withValues === false ? options.keyHexWanted : undefined;
   const entriesPerMap = options.entriesPerMap;
   const {listed, catalogue} = target;
@@ -261,7 +268,7 @@ async function* dumpOne(
         return;
       }
       if (out === null) {
-        batch.push(toEntry(entry, raw, target, mapName, problem, dating, withValues, withKeyHex));
+        batch.push(toEntry(entry, raw, target, mapName, problem, dating, withValues, withKeyHex, leanPool));
         return;
       }
       if (plan !== null) {
@@ -387,10 +394,29 @@ function leanEntry(mapId: number, map: string, keyHex: string, key: EntryRecord[
   return record;
 }
 
-// A lean entry's key where it lies (a read-ahead chunk), its hex not made: only a report sample
-// shows it, and scan asks for it then (fillKeyHex). Symbols: JSON.stringify never writes them.
-const KEY_STORE = Symbol(`keyStore`);
-const KEY_SLOT = Symbol(`keySlot`);
+/** A lean record given back, made what leanEntry would make: every field written. */
+function refillLean(reused: EntryRecord, mapId: number, map: string, keyHex: string, key: EntryRecord[`key`], keyStore: KeyStore | undefined, keySlot: number): EntryRecord {
+  const record = reused as EntryRecord & {[field: string]: unknown} & LaterKeyHex;
+  record.type = `entry`;
+  record.mapId = mapId;
+  record.map = map;
+  record.keyHex = keyHex;
+  record.key = key;
+  record.valueTuple = undefined;
+  record.ageSeconds = undefined;
+  record.ageField = undefined;
+  record.keyError = undefined;
+  record.status = undefined;
+  record.reason = undefined;
+  record.checks = undefined;
+  record.judgedBy = undefined;
+  record.match = undefined;
+  record.owner = undefined;
+  record[KEY_STORE] = keyStore;
+  record[KEY_SLOT] = keySlot;
+  return record;
+}
+
 interface LaterKeyHex {
   [KEY_STORE]?: KeyStore | undefined;
   [KEY_SLOT]?: number;
@@ -431,7 +457,10 @@ function fillKeyHex(record: EntryRecord | VerdictRecord): void {
 /** The entry record of one raw entry (exported for the test that holds entryLine to it). */
 export function toEntry(
   entry: RawEntry, raw: RawKey, target: Target, mapName: string, problem: string | undefined, dating: Dating | null, withValues = true, withKeyHex = true,
+  leanPool: LeanPool | null = null,
 ): EntryRecord {
+  // A lean record given back (withValues false only): rewritten whole below, its tuple refilled.
+  const reused = leanPool?.take();
   let keyError = raw.error;
   let key: EntryRecord[`key`] = null;
   const layout = target.layout;
@@ -439,7 +468,7 @@ export function toEntry(
     keyError ??= problem;
   } else if (keyError === undefined) {
     // Without the values nothing sees the record whole: its tuple's text is made only if read.
-    const decoded = decodeKey(layout, raw.bytes, raw.length, !withValues);
+    const decoded = decodeKey(layout, raw.bytes, raw.length, !withValues, reused?.key instanceof LeanTuple ? reused.key : null);
     if (typeof decoded === `string`)
       keyError = decoded;
     else
@@ -450,6 +479,7 @@ export function toEntry(
   const keyHex = !withKeyHex || keyStore !== undefined ? `` : entry.key !== null ? keyHexOf(entry) : Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset, raw.length).toString(`hex`);
   const record: EntryRecord & {valueBtf?: unknown} = withValues
     ? {type: `entry`, v: SCHEMA_VERSION, mapId: target.listed.id, map: mapName, keyHex, key}
+    : reused !== undefined ? refillLean(reused, target.listed.id, mapName, keyHex, key, keyStore, entry.keySlot)
     : leanEntry(target.listed.id, mapName, keyHex, key, keyStore, entry.keySlot);
   const value = withValues ? valueHexOf(entry) : null;
   if (typeof value === `string`)

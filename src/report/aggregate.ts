@@ -11,6 +11,7 @@ import {LeakFilter} from './filter.ts';
 import {NumberMap} from '../numberMap.ts';
 import {formatIPv4Number, formatIPv6Words, isWildcard} from '../addr.ts';
 import {LeanTuple} from '../dump/decode.ts';
+import {sampleOf} from '../dump/leanPool.ts';
 import {v4Code} from '../validate/snapshotIndex.ts';
 import {isListenerKey, ownerPid, LISTENER_DST} from './format.ts';
 import {MAP_SECTIONS} from './sections.ts';
@@ -511,7 +512,7 @@ export class ReportAggregator {
     if (verdict.checks >= 2)
       tally.confirmed += 1;
     if (tally.samples.length < this.options.samples)
-      tally.samples.push(verdict);
+      tally.samples.push(sampleOf(verdict));
     const entryKey = verdict.key;
     if (entryKey?.kind === `pid_tgid`) {
       if (verdict.reason === `thread_gone`) {

@@ -21,6 +21,7 @@ import {finished} from 'node:stream/promises';
 import {batched} from '../batch.ts';
 import type {ToolContext} from '../context.ts';
 import {dumpMapBatches, fillSampleKeyHex, type DumpOptions} from '../dump/index.ts';
+import {LeanPool} from '../dump/leanPool.ts';
 import {ReadAhead, type SharedWalk} from '../dump/readAhead.ts';
 import {EnvironmentFault} from '../errors.ts';
 import {makeHeader} from '../header.ts';
@@ -130,6 +131,9 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     // against it too once validate has filled it, before the real dump.
     const entriesOwned = !recordsSeenWhole(options);
     const index = new SnapshotIndex({matchTexts: !entriesOwned});
+    // Lean records (nothing sees them whole) come back once the report has counted them, and are
+    // used again for later entries (src/dump/leanPool.ts; the report copies the samples it keeps).
+    const leanPool = entriesOwned && writer === null && options.observe === undefined ? new LeanPool() : null;
     // Only where the dump itself may use the kernel backend: a scan told to use bpftool or
     // system-probe makes no bpf() call of its own.
     const rehearsal = options.from === undefined && options.rehearse !== false && kernelMayRead(options.dump)
@@ -142,10 +146,10 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
       // Without a capture the entries are seen only here: an entry's keyHex is made only while
       // its map's samples are not all taken (the report reads no other), and then, when its key
       // stays readable, only for a verdict kept as a sample (keep).
-      const dump: DumpOptions = {...options.dump, keyHexWanted: mapId => aggregator.samplesWanted(mapId)};
       // Nothing else sees the records: a batch's run of entries is only counted (all the report
       // takes of an entry), not kept one by one.
       const countOnly = writer === null && options.observe === undefined;
+      const dump: DumpOptions = {...options.dump, keyHexWanted: mapId => aggregator.samplesWanted(mapId), leanPool: leanPool ?? undefined};
       for await (const batch of stages(firstLook, {...options, dump}, helper, early, rehearsal)) {
         const [first, end] = countOnly ? entryRun(batch) : [0, 0];
         for (let i = keepFrom(batch, 0, false, first); i < first; i = keepFrom(batch, i, false, first))
@@ -168,6 +172,8 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
       // one of their input's, already kept on the way in.
       for (let i = keepFrom(batch, 0, true); i < batch.length; i = keepFrom(batch, i, true))
         await waiting;
+      // Counted: nothing holds these records any longer.
+      leanPool?.giveBack(batch);
     }
     finishedScan = true;
   } finally {

@@ -55,6 +55,9 @@ export async function rehearse(ctx: ToolContext, dump: DumpOptions, index: Snaps
         fillSampleKeyHex(record, aggregator);
         aggregator.add(record);
       }
+      // Counted: back to the real dump's pool, as scan gives its batches back (which the
+      // rehearsal then rehearses too).
+      dump.leanPool?.giveBack(batch);
     }
   } catch {
     // A rehearsal only: the real dump says what is wrong, if anything is.
