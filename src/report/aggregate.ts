@@ -355,11 +355,12 @@ class AddressSlots {
       this.grow();
   }
 
+  /** An int32 (a uint32 above 2^31 - 1 would be a heap number, made for every leak counted). */
   private hash(words: ArrayLike<number>, at: number): number {
     let hash = Math.imul(words[at] ^ this.width, 0x9e3779b1);
     for (let i = 1; i < this.width; i++)
       hash = Math.imul(hash ^ (hash >>> 15) ^ words[at + i], 0x85ebca6b);
-    return (hash ^ (hash >>> 16)) >>> 0;
+    return hash ^ (hash >>> 16);
   }
 
   /** The address's cell, or the empty one where it goes. */
