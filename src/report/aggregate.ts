@@ -63,6 +63,8 @@ export interface MapTally extends StatusCounts {
   stats: MapStatsRecord | null;
   /** Count per `status:reason` (incremented in place). */
   reasons: Map<string, Tally>;
+  /** The first RECENT_REASONS pairs counted, as [status, reason, count] triples: looked up before `reasons`. */
+  recentReasons: Array<string | Tally>;
   samples: Array<VerdictRecord>;
   /** PID maps: distinct tgids of leaked entries whose process is gone (capped at GROUP_CAP). */
   deadPids: Set<number>;
@@ -103,31 +105,37 @@ export class GroupTable {
   private readonly v6Slots = new AddressSlots(4);
   /** The `map` field's text (`name#id`) of each map id. */
   private readonly mapTexts = new Map<number, {name: string, text: string}>();
+  /** The map of the last mapText(), and its text: leaks come in runs of one map. */
+  private lastMap: {mapId: number, name: string, text: string} = {mapId: NaN, name: ``, text: ``};
+  /** The field as a small integer (FIELD_CODES): add() switches on it once per leak and table, where a switch on the name compared strings. */
+  private readonly code: Field;
 
-  constructor(readonly field: GroupField) {}
+  constructor(readonly field: GroupField) {
+    this.code = FIELD_CODES[field];
+  }
 
   /** Counts one leaked verdict. */
   add(verdict: VerdictRecord): void {
     const key = verdict.key;
-    switch (this.field) {
-      case `reason`: this.countText(verdict.reason); return;
-      case `map`: this.countText(this.mapText(verdict)); return;
-      case `dport`:
+    switch (this.code) {
+      case Field.Reason: this.countText(verdict.reason); return;
+      case Field.Map: this.countText(this.mapText(verdict)); return;
+      case Field.Dport:
         if (key?.kind !== `conn_tuple`)
           break;
         this.countNumber(key.dport === 0 && isWildcard(key.daddr) ? LISTENER_PORT : key.dport);
         return;
-      case `sport`:
+      case Field.Sport:
         if (key?.kind !== `conn_tuple`)
           break;
         this.countNumber(key.sport);
         return;
-      case `netns`:
+      case Field.Netns:
         if (key?.kind !== `conn_tuple`)
           break;
         this.countNumber(key.netns);
         return;
-      case `daddr`:
+      case Field.Daddr:
         if (key?.kind !== `conn_tuple`)
           break;
         if (key.dport === 0 && isWildcard(key.daddr))
@@ -137,7 +145,7 @@ export class GroupTable {
         else
           this.countAddress(key.daddr);
         return;
-      case `saddr`:
+      case Field.Saddr:
         if (key?.kind !== `conn_tuple`)
           break;
         if (key instanceof LeanTuple)
@@ -145,7 +153,7 @@ export class GroupTable {
         else
           this.countAddress(key.saddr);
         return;
-      case `pid`: {
+      case Field.Pid: {
         const pid = ownerPid(verdict);
         if (pid === null)
           break;
@@ -288,6 +296,18 @@ export class GroupTable {
 
   /** `name#id`, one string per map (the same string object each time: hashed once). */
   private mapText(verdict: VerdictRecord): string {
+    const last = this.lastMap;
+    if (last.mapId === verdict.mapId && last.name === verdict.map)
+      return last.text;
+    const known = this.mapTexts.get(verdict.mapId);
+    if (known !== undefined && known.name === verdict.map) {
+      this.lastMap = {mapId: verdict.mapId, name: known.name, text: known.text};
+      return known.text;
+    }
+    return this.newMapText(verdict);
+  }
+
+  private newMapText(verdict: VerdictRecord): string {
     const known = this.mapTexts.get(verdict.mapId);
     if (known !== undefined && known.name === verdict.map)
       return known.text;
@@ -296,6 +316,13 @@ export class GroupTable {
     return text;
   }
 }
+
+/** GroupTable's fields as small integers (its switch); the others (comm, proto, family) are OTHER_FIELD. */
+const enum Field { Reason, Map, Dport, Sport, Netns, Daddr, Saddr, Pid, Other }
+const FIELD_CODES: {readonly [F in GroupField]: Field} = {
+  reason: Field.Reason, map: Field.Map, dport: Field.Dport, sport: Field.Sport, netns: Field.Netns, daddr: Field.Daddr, saddr: Field.Saddr, pid: Field.Pid,
+  comm: Field.Other, proto: Field.Other, family: Field.Other,
+};
 
 /** A group table's values in the order first seen (GroupTable.values). */
 export interface GroupValues {
@@ -404,6 +431,9 @@ export interface Tally {
 /** Fields counted by number; `dport`'s listener `*` is this. */
 const NUMERIC_FIELDS: ReadonlySet<GroupField> = new Set([`dport`, `sport`, `netns`, `pid`]);
 const LISTENER_PORT = -1;
+
+/** status:reason pairs a map tally keeps at hand (MapTally.recentReasons). */
+const RECENT_REASONS = 8;
 
 /** Placeholder of a `comm` group value resolved when the report is built. */
 const PID_PREFIX = `pid:`;
@@ -537,11 +567,23 @@ export class ReportAggregator {
     const last = this.lastReason;
     if (last.tally === tally && last.status === status && last.reason === reason)
       return last.count!;
-    const key = reasonKey(status, reason);
-    let count = tally.reasons.get(key);
+    // A map's verdicts alternate between a few pairs (alive and leaked, in turn): those are kept
+    // at hand too, compared by identity, before the pair's key is made and looked up.
+    const recent = tally.recentReasons;
+    let count: Tally | undefined;
+    for (let i = 0; i < recent.length && count === undefined; i += 3) {
+      if (recent[i] === status && recent[i + 1] === reason)
+        count = recent[i + 2] as Tally;
+    }
     if (count === undefined) {
-      count = {n: 0};
-      tally.reasons.set(key, count);
+      const key = reasonKey(status, reason);
+      count = tally.reasons.get(key);
+      if (count === undefined) {
+        count = {n: 0};
+        tally.reasons.set(key, count);
+      }
+      if (recent.length < 3 * RECENT_REASONS)
+        recent.push(status, reason, count);
     }
     last.tally = tally;
     last.status = status;
@@ -616,7 +658,7 @@ export class ReportAggregator {
 function newMapTally(mapId: number, map: string): MapTally {
   return {
     mapId, map, kernelName: kernelName(map), keyKind: findCatalogueMap(map)?.keyKind ?? null, info: null, stats: null,
-    total: 0, alive: 0, leaked: 0, unknown: 0, resolved: 0, raceFiltered: 0, confirmed: 0, reasons: new Map(),
+    total: 0, alive: 0, leaked: 0, unknown: 0, resolved: 0, raceFiltered: 0, confirmed: 0, reasons: new Map(), recentReasons: [],
     samples: [], deadPids: new Set(), deadPidsCapped: false, threadsGone: 0, summary: null,
     sections: MAP_SECTIONS.map(section => section.start()),
   };
@@ -628,7 +670,7 @@ function newMapTally(mapId: number, map: string): MapTally {
  */
 function generalizeTallyFields(): void {
   const tally = newMapTally(0, ``);
-  generalizeFields(tally, [`keyKind`, `info`, `stats`, `summary`, `reasons`, `samples`, `deadPids`, `sections`], ANY_VALUES);
+  generalizeFields(tally, [`keyKind`, `info`, `stats`, `summary`, `reasons`, `recentReasons`, `samples`, `deadPids`, `sections`], ANY_VALUES);
   generalizeFields(tally, [`total`, `alive`, `leaked`, `unknown`, `resolved`, `raceFiltered`, `confirmed`, `threadsGone`], COUNT_VALUES);
   generalizeFields(tally, [`deadPidsCapped`], [true, false]);
 }
