@@ -8,7 +8,7 @@
 // The rule that makes it safe: a record goes back only once nothing holds it. scan gives back a
 // batch of verdicts after the report has counted them (src/scan/index.ts); the report keeps no
 // record it is given except its samples, and those it copies (sampleOf). Only records that came
-// out of leanEntry go back (they carry its KEY_STORE field), never a record made elsewhere.
+// out of leanEntry go back (they carry its KEY_STORE and KEY_SLOT fields), never one made elsewhere.
 import type {AnyRecord, EntryRecord, VerdictRecord} from '../schema.ts';
 import {LeanTuple} from './decode.ts';
 

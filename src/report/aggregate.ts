@@ -299,25 +299,17 @@ export class GroupTable {
     const last = this.lastMap;
     if (last.mapId === verdict.mapId && last.name === verdict.map)
       return last.text;
-    const known = this.mapTexts.get(verdict.mapId);
-    if (known !== undefined && known.name === verdict.map) {
-      this.lastMap = {mapId: verdict.mapId, name: known.name, text: known.text};
-      return known.text;
+    let known = this.mapTexts.get(verdict.mapId);
+    if (known === undefined || known.name !== verdict.map) {
+      known = {name: verdict.map, text: `${verdict.map}#${verdict.mapId}`};
+      this.mapTexts.set(verdict.mapId, known);
     }
-    return this.newMapText(verdict);
-  }
-
-  private newMapText(verdict: VerdictRecord): string {
-    const known = this.mapTexts.get(verdict.mapId);
-    if (known !== undefined && known.name === verdict.map)
-      return known.text;
-    const text = `${verdict.map}#${verdict.mapId}`;
-    this.mapTexts.set(verdict.mapId, {name: verdict.map, text});
-    return text;
+    this.lastMap = {mapId: verdict.mapId, name: known.name, text: known.text};
+    return known.text;
   }
 }
 
-/** GroupTable's fields as small integers (its switch); the others (comm, proto, family) are OTHER_FIELD. */
+/** GroupTable's fields as small integers (its switch); the others (comm, proto, family) are Field.Other. */
 const enum Field { Reason, Map, Dport, Sport, Netns, Daddr, Saddr, Pid, Other }
 const FIELD_CODES: {readonly [F in GroupField]: Field} = {
   reason: Field.Reason, map: Field.Map, dport: Field.Dport, sport: Field.Sport, netns: Field.Netns, daddr: Field.Daddr, saddr: Field.Saddr, pid: Field.Pid,
