@@ -131,9 +131,10 @@ export async function scan(ctx: ToolContext, options: ScanOptions): Promise<Scan
     // against it too once validate has filled it, before the real dump.
     const entriesOwned = !recordsSeenWhole(options);
     const index = new SnapshotIndex({matchTexts: !entriesOwned});
-    // Lean records (nothing sees them whole) come back once the report has counted them, and are
-    // used again for later entries (src/dump/leanPool.ts; the report copies the samples it keeps).
-    const leanPool = entriesOwned && writer === null && options.observe === undefined ? new LeanPool() : null;
+    // Lean records (nothing sees them whole: no capture, observer or recheck) come back once the
+    // report has counted them, and are used again for later entries (src/dump/leanPool.ts; the
+    // report copies the samples it keeps).
+    const leanPool = entriesOwned ? new LeanPool() : null;
     // Only where the dump itself may use the kernel backend: a scan told to use bpftool or
     // system-probe makes no bpf() call of its own.
     const rehearsal = options.from === undefined && options.rehearse !== false && kernelMayRead(options.dump)
