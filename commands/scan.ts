@@ -7,6 +7,7 @@ import {makeHeader} from '../src/header.ts';
 import {writeText, render, wantColour} from '../src/report/index.ts';
 import {scan} from '../src/scan/index.ts';
 import {BaseCommand} from './BaseCommand.ts';
+import {loaderCompilerTuning} from './earlyStart.ts';
 import {WithBackend, WithMapSelection, WithReportFormat, WithSystemSource, isSeconds} from './options.ts';
 
 export default class ScanCommand extends WithReportFormat(WithSystemSource(WithMapSelection(WithBackend(BaseCommand)))) {
@@ -55,6 +56,7 @@ export default class ScanCommand extends WithReportFormat(WithSystemSource(WithM
       force: this.force,
       samples,
       groupBy,
+      tuneCompiler: loaderCompilerTuning(),
     });
     const text = render(result.model, {
       format,

@@ -28,16 +28,21 @@
 // __filename (src/sys/native.ts reads the bundle's own trailer through it). Stack traces give the
 // file's lines and columns: with the cache they name the file as trained, without a directory.
 //
-// V8's inlining budget, for `scan` only: the loader lowers TurboFan's cumulative inlining budget
-// (bytecode bytes inlined into one optimised function) from 920 to 200 before the code runs. On a
+// V8's inlining budget, for `scan` only: TurboFan's cumulative inlining budget (bytecode bytes
+// inlined into one optimised function) goes from 920 to 200 once scan's snapshots are taken. On a
 // 2-core host a 225k scan's optimising compiles run on V8's background threads and take the cores
 // from the main thread; with the smaller budget, on top of scan's rehearsal (src/scan/rehearsal.ts),
 // a scan takes 21 ms less wall and 49 ms less CPU (21 alternating runs each: 0.471 -> 0.450 s,
 // 0.749 -> 0.700 s). Not for the other commands: their long single-threaded loops (validate,
 // report) are the ones that gain from inlining, and validate's 1M ratio to its floor measured
 // 1.59 and 1.75 in two bench runs with it for every command (1.42-1.51 before). A compiler
-// heuristic only: the code computes the same results. Set after the code cache is checked, at run
-// time (v8.setFlagsFromString), not as a command-line flag, which would make V8 reject the cache.
+// heuristic only: the code computes the same results. Set at run time (v8.setFlagsFromString), not
+// as a command-line flag, which would make V8 reject the cache; and not by the loader itself: V8
+// checks every code cache against a hash of its flags, this one's changes it, and Node's own
+// modules (their code caches are in the node binary) loaded after it were compiled from source,
+// on the main thread and in the read-ahead worker (10 ms less of that on the main thread, 21 in
+// the worker, once deferred). The loader leaves it under a global symbol; scan sets it after its
+// snapshots, before the rehearsal and the dump, whose compiles it is for (ScanOptions.tuneCompiler).
 //
 // V8's scavenges, for `scan` only, on the thread that collects (--no-parallel-scavenge): a young-
 // generation collection otherwise splits its work among V8's helper threads and waits for them,
@@ -280,8 +285,13 @@ async function earlyWorkerPreamble() {
   }
 }
 
-/** Run by both loaders once the code is compiled (see "V8's inlining budget" and "scavenges" above); argv[2] is the command in both. */
-const V8_TUNING = `if(process.argv[2]==="scan")require("node:v8").setFlagsFromString("--max-inlined-bytecode-size-cumulative=200 --no-parallel-scavenge");`;
+/**
+ * Run by both loaders once the code is compiled (see "V8's inlining budget" and "scavenges" above);
+ * argv[2] is the command in both. The scavenge flag is set here; the inlining budget is left under
+ * a global symbol for scan to set once its snapshots are taken (commands/earlyStart.ts).
+ */
+const V8_TUNING = `if(process.argv[2]==="scan"){require("node:v8").setFlagsFromString("--no-parallel-scavenge");`
+  + `globalThis[Symbol.for("usm-leak-detector.compilerTuning")]="--max-inlined-bytecode-size-cumulative=200"}`;
 
 const outfile = seaDir !== null ? join(seaDir, `bundle.cjs`) : `dist/usm-leak-detector.cjs`;
 mkdirSync(dirname(outfile), {recursive: true});

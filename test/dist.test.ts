@@ -151,6 +151,9 @@ if (bpfUnavailable() === null && netnsUnavailable() === null) {
         assert.is(run.status, ExitCode.LeaksFound, run.stderr);
         // Its read-ahead worker was started by the loader, before the program's code was read (scripts/build.mjs).
         assert.match(run.stderr, /debug: read-ahead worker started by the loader, before the program was read\n/);
+        // The loader's inlining budget is set by scan once its snapshots are taken, not by the
+        // loader (scripts/build.mjs: sooner, it made V8 refuse Node's own modules' code caches).
+        assert.match(run.stderr, /debug: V8's inlining budget lowered for the judging's compiles \(the loader's tuning\)\n/);
         const records = parseLines(readFileSync(capture, `utf8`));
         assert.ok(records.filter(record => record.type === `map`).every(record => record.backend === `kernel`));
         assert.is(records.find(record => record.type === `netns` && record.netnsInode === lonely.netns.inode)?.readVia, `setns:${lonely.netns.path}`);

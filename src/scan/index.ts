@@ -55,6 +55,12 @@ export interface ScanOptions {
   observe?: (record: AnyRecord) => void;
   /** Live: rehearse the dump and the judging before the real dump (src/scan/rehearsal.ts); default true (tests turn it off to compare). */
   rehearse?: boolean;
+  /**
+   * Called once both snapshots are taken, before the rehearsal and the dump: the bundle's loader
+   * lowers V8's inlining budget here (scripts/build.mjs), for the compiles of the judging, after
+   * Node's own modules are loaded (a flag changed sooner made V8 refuse their code caches).
+   */
+  tuneCompiler?: () => void;
 }
 
 export interface ScanResult {
@@ -273,6 +279,10 @@ async function* stages(
     for (let i = end; i < batch.length; i++)
       noteRecord(batch[i]);
   };
+  if (options.tuneCompiler !== undefined) {
+    options.tuneCompiler();
+    ctx.log.debug(`V8's inlining budget lowered for the judging's compiles (the loader's tuning)`);
+  }
   // Both snapshots are in validate's index by now (it took every batch yielded above). The
   // rehearsal runs once the first map's reading has started in the worker, while it reads.
   const real: DumpOptions = rehearsal === null ? dump : {...dump, firstMapOpened: () => rehearsal(dump)};
