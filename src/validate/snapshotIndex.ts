@@ -200,9 +200,16 @@ interface LaterSocket {
  * doubling just past 3/4 full leaves 2.7 cells a key, the old table alive beside the new one
  * while copying: the bench's recorded host (100,000 sockets, 198,798 keys, just past 3/4 of 2^18
  * cells) went from 11.5 to 23 MB, and validate's peak RSS at 1M entries from ~178 to ~196 MiB.
+ *
+ * In front, a bit per hash of the keys in (`present`, at least 16 bits a cell): a key whose bit is
+ * clear is not there, which a lookup learns without a probe. Most lookups are misses (a leaked
+ * entry's key is in no socket), and a miss probes to an empty cell, several cells (cache lines)
+ * on average at 3/4 full.
  */
 class AddressKeys {
   private cells = new Uint32Array(CELL * 1024);
+  private present = new Int32Array(presentWords(1024));
+  private presentMask = 32 * presentWords(1024) - 1;
   /**
    * Per cell, side by side (one cache line): the first socket's match, and its JSON text, made on
    * its first lookup. The verdict's writer takes the text from here (the verdict carries it)
@@ -218,7 +225,8 @@ class AddressKeys {
   file(first: boolean, udp: boolean, local: number, lport: number, remote: number, rport: number, match: Match): void {
     const netns = match.netnsInode ?? 0;
     const flags = keyFlags(udp, local, remote);
-    const at = this.cellOf(flags, local >>> 0, remote >>> 0, lport * 65536 + rport);
+    const hash = cellHash(flags, local >>> 0, remote >>> 0, lport * 65536 + rport);
+    const at = this.cellOf(hash, flags, local >>> 0, remote >>> 0, lport * 65536 + rport);
     const c = at * CELL;
     const cells = this.cells;
     if (cells[c + 3] === 0) {
@@ -226,6 +234,7 @@ class AddressKeys {
       cells[c + 1] = remote >>> 0;
       cells[c + 2] = lport * 65536 + rport;
       this.setFirst(at, match, netns, flags);
+      this.present[(hash & this.presentMask) >>> 5] |= 1 << (hash & 31);
       this.keys += 1;
       // At most 3/4 full: a short probe stays within a cache line or two.
       if (4 * this.keys > 3 * this.capacity)
@@ -259,7 +268,11 @@ class AddressKeys {
   }
 
   search(found: Found, udp: boolean, local: number, lport: number, remote: number, rport: number, netns: number): boolean {
-    const at = this.cellOf(keyFlags(udp, local, remote), local >>> 0, remote >>> 0, lport * 65536 + rport);
+    const wanted = keyFlags(udp, local, remote);
+    const hash = cellHash(wanted, local >>> 0, remote >>> 0, lport * 65536 + rport);
+    if ((this.present[(hash & this.presentMask) >>> 5] & (1 << (hash & 31))) === 0)
+      return false;
+    const at = this.cellOf(hash, wanted, local >>> 0, remote >>> 0, lport * 65536 + rport);
     const c = at * CELL;
     const cells = this.cells;
     const flags = cells[c + 3];
@@ -283,12 +296,12 @@ class AddressKeys {
     return false;
   }
 
-  /** The key's cell, or the empty cell where it goes. */
-  private cellOf(flags: number, local: number, remote: number, ports: number): number {
+  /** The key's cell, or the empty cell where it goes; `hash`: its cellHash. */
+  private cellOf(hash: number, flags: number, local: number, remote: number, ports: number): number {
     const cells = this.cells;
     const capacity = this.capacity;
     // The 30-bit hash scaled to [0, capacity) (exact up to 2^23 cells, in range at any size).
-    let at = Math.floor(cellHash(flags, local, remote, ports) * capacity / 0x40000000);
+    let at = Math.floor(hash * capacity / 0x40000000);
     for (;;) {
       const c = at * CELL;
       const filled = cells[c + 3];
@@ -308,12 +321,16 @@ class AddressKeys {
     this.firsts = new Array<Match | string | null>(2 * capacity).fill(null);
     this.laters = new Array<LaterSocket | null>(capacity).fill(null);
     this.capacity = capacity;
+    this.present = new Int32Array(presentWords(capacity));
+    this.presentMask = 32 * this.present.length - 1;
     for (let i = 0; i < oldCapacity; i++) {
       const c = i * CELL;
       const flags = oldCells[c + 3];
       if (flags === 0)
         continue;
-      const at = this.cellOf(flags & KEY_FLAGS, oldCells[c], oldCells[c + 1], oldCells[c + 2]);
+      const hash = cellHash(flags & KEY_FLAGS, oldCells[c], oldCells[c + 1], oldCells[c + 2]);
+      this.present[(hash & this.presentMask) >>> 5] |= 1 << (hash & 31);
+      const at = this.cellOf(hash, flags & KEY_FLAGS, oldCells[c], oldCells[c + 1], oldCells[c + 2]);
       // Word by word: a subarray() per key made as many short-lived objects as the index has keys.
       for (let w = 0; w < CELL; w++)
         this.cells[at * CELL + w] = oldCells[c + w];
@@ -329,6 +346,14 @@ function keyFlags(udp: boolean, local: number, remote: number): number {
   return FILLED | (udp ? UDP : 0)
     | (local < EMPTY_ADDRESS ? 0 : local === EMPTY_ADDRESS ? LOCAL_EMPTY : LOCAL_ID)
     | (remote < EMPTY_ADDRESS ? 0 : remote === EMPTY_ADDRESS ? REMOTE_EMPTY : REMOTE_ID);
+}
+
+/** Words of AddressKeys.present for `capacity` cells: at least 16 bits a cell, a power of two. */
+function presentWords(capacity: number): number {
+  let bits = 32;
+  while (bits < 16 * capacity)
+    bits *= 2;
+  return bits / 32;
 }
 
 /** Mixes an AddressKeys key to a small integer. */
