@@ -280,7 +280,8 @@ export interface Age {
 /**
  * The age of a value: seconds from its newest non-zero timestamp field to `readNs` (the
  * CLOCK_MONOTONIC moment the map was read), to the microsecond; never below 0 (a field
- * written while the dump ran). Null when every field is 0 or past the value's end.
+ * written while the dump ran). Null when every field is 0 or past the value's end. The Age is
+ * one object, written again by the next call (read it at once): not one per dated entry.
  */
 export function ageFromBytes(value: Uint8Array, length: number, fields: ReadonlyArray<readonly [string, number]>, readNs: number): Age | null {
   let newest = 0;
@@ -302,10 +303,14 @@ export function ageFromBytes(value: Uint8Array, length: number, fields: Readonly
 
 function ageOf(ns: number, field: string, readNs: number): Age {
   // Microseconds: fine enough to tell an entry written just after a snapshot from one just before.
-  return {ageSeconds: Math.max(0, Math.round((readNs - ns) / 1e3) / 1e6), ageField: field};
+  AGE.ageSeconds = Math.max(0, Math.round((readNs - ns) / 1e3) / 1e6);
+  AGE.ageField = field;
+  return AGE;
 }
+/** What ageFromBytes and ageFromBtf return, written again at each call. */
+const AGE: Age = {ageSeconds: 0, ageField: ``};
 
-/** The same from a BTF-decoded value (system-probe): the named fields, searched through nested objects. */
+/** The same from a BTF-decoded value (system-probe): the named fields, searched through nested objects (the same one Age object). */
 export function ageFromBtf(value: LosslessValue | undefined, names: ReadonlyArray<string>, readNs: number): Age | null {
   let newest = 0;
   let field = ``;

@@ -163,8 +163,9 @@ export function makeVerdict(entry: EntryRecord, index: SnapshotIndex, mapProblem
     verdict.judgedBy = `value`;
   if (judgement.match !== undefined) {
     verdict.match = judgement.match;
+    // A copy: the judgement object is written again by the next entry's.
     if (judgement.matchText !== undefined)
-      verdict[MATCH_TEXT] = judgement;
+      verdict[MATCH_TEXT] = {match: judgement.match, matchText: judgement.matchText};
   }
   if (judgement.owner !== undefined)
     verdict.owner = judgement.owner;
@@ -274,7 +275,8 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
 
   const held = new RecordHolding<EntryRecord>(ctx, `entries before the snapshots`, options.holdInMemory);
   const missingWarned = new Set<string>();
-  const toVerdict = options.entriesOwned === true ? judgeInPlace : makeVerdict;
+  const inPlace = options.entriesOwned === true;
+  const toVerdict = inPlace ? judgeInPlace : makeVerdict;
   // What is known of the map of the entry judged last, read once per run of its entries (a map
   // record starts over: it may bring a problem or a reading time).
   let runMapId = NaN;
@@ -322,6 +324,36 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
     return i;
   };
 
+  /** A map record's facts, read before its entries are judged. */
+  const noteMap = (record: MapRecord): void => {
+    runMapId = NaN;
+    if (record.problem !== undefined)
+      mapProblems.set(record.mapId, record.problem);
+    if (record.monotonicNs !== undefined)
+      mapReadNs.set(record.mapId, Number(record.monotonicNs));
+    tallies.get(record.mapId, record.catalogName);
+  };
+  /**
+   * Entries judged in place (entriesOwned): a batch of only entries, map and mapstats records (a
+   * dump's) comes out as it came in, each entry its own verdict, with no array of its own made.
+   * False, with nothing judged, for a batch with any other record.
+   */
+  const judgedWhole = (batch: ReadonlyArray<AnyRecord>): boolean => {
+    for (let i = 0; i < batch.length; i++) {
+      const type = batch[i].type;
+      if (type !== `entry` && type !== `map` && type !== `mapstats`)
+        return false;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const record = batch[i];
+      if (record.type === `entry`)
+        judge(record);
+      else if (record.type === `map`)
+        noteMap(record);
+    }
+    return true;
+  };
+
   // Input that is not live here, with no snapshots yet: nothing goes out until the capture's own
   // snapshots arrive, so a refusal at the end leaves stdout empty.
   const waiting: Array<AnyRecord> = [];
@@ -329,6 +361,10 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
   try {
     for (; !first.done; first = await batches.next()) {
       const batch = first.value;
+      if (ready && inPlace && judgedWhole(batch)) {
+        yield batch as Array<AnyRecord>;
+        continue;
+      }
       let out: Array<AnyRecord> = [];
       const pass = (record: AnyRecord) => {
         if (holdBack())
@@ -381,16 +417,10 @@ export async function* validateBatches(ctx: ToolContext, input: Batches<AnyRecor
                 yield judgeAll(entries);
             }
             break;
-          case `map`: {
-            runMapId = NaN;
-            if (record.problem !== undefined)
-              mapProblems.set(record.mapId, record.problem);
-            if (record.monotonicNs !== undefined)
-              mapReadNs.set(record.mapId, Number(record.monotonicNs));
-            tallies.get(record.mapId, record.catalogName);
+          case `map`:
+            noteMap(record);
             pass(record);
             break;
-          }
           case `verdict`:
           case `summary`:
             // Judgements already in the input (a `scan --capture` file fed back in): the entries are

@@ -19,14 +19,29 @@ export interface Judgement {
 /**
  * A judgement, every field present (undefined when it has none): judgements of every kind of
  * entry then share one object shape, and the code that reads them stays optimised across maps.
+ * One object, written again by the next judgement (not one per entry): judgeEntry's callers read
+ * it at once, and a rule that judges twice (judgePidFd) reads the first before the second.
  */
 function judged(status: VerdictStatus, reason: Reason, match?: Match, owner?: Owner, matchText?: string): Judgement {
-  return {status, reason, match, owner, matchText};
+  const judgement = JUDGEMENT;
+  judgement.status = status;
+  judgement.reason = reason;
+  judgement.match = match;
+  judgement.owner = owner;
+  judgement.matchText = matchText;
+  return judgement;
+}
+const JUDGEMENT: Judgement = {status: `unknown`, reason: `no_snapshot`, match: undefined, owner: undefined, matchText: undefined};
+
+/** A judgement of its own (not JUDGEMENT): the constant ones below, returned as they are. */
+function constantJudgement(status: VerdictStatus, reason: Reason): Judgement {
+  return {status, reason, match: undefined, owner: undefined, matchText: undefined};
 }
 
 /**
  * Judges one entry. `mapProblem` is the `problem` of its map record, when it has one; `readNs`
- * its `monotonicNs` (when the map was read), which dates entries that carry `ageSeconds`.
+ * its `monotonicNs` (when the map was read), which dates entries that carry `ageSeconds`. The
+ * judgement returned is valid until the next one is made (see judged): read it at once.
  */
 export function judgeEntry(entry: EntryFields, index: SnapshotIndex, mapProblem?: string, readNs?: number): Judgement {
   if (mapProblem !== undefined)
@@ -202,10 +217,10 @@ export function judgeTuple(key: ConnTupleKey, index: SnapshotIndex): Judgement {
 
 // The commonest judgements of a tuple without a pid, one object each (not one per entry): a
 // judgement is only ever read (not frozen: a frozen object has a shape of its own).
-const LEAKED_NO_LISTENER: Judgement = judged(`leaked`, `no_listener`);
-const LEAKED_NO_CONNECTION: Judgement = judged(`leaked`, `no_connection`);
-const LEAKED_NO_CONNECTION_ANY_NAMESPACE: Judgement = judged(`leaked`, `no_connection_any_namespace`);
-const UNKNOWN_UPDATED_AFTER_SNAPSHOT: Judgement = judged(`unknown`, `updated_after_snapshot`);
+const LEAKED_NO_LISTENER: Judgement = constantJudgement(`leaked`, `no_listener`);
+const LEAKED_NO_CONNECTION: Judgement = constantJudgement(`leaked`, `no_connection`);
+const LEAKED_NO_CONNECTION_ANY_NAMESPACE: Judgement = constantJudgement(`leaked`, `no_connection_any_namespace`);
+const UNKNOWN_UPDATED_AFTER_SNAPSHOT: Judgement = constantJudgement(`unknown`, `updated_after_snapshot`);
 
 // One process match per pid and snapshot (kept by the index), like owners below: made and
 // stringified once, not once per verdict. Verdicts never modify it.
@@ -298,9 +313,11 @@ export function judgeProcess(pid: number, index: SnapshotIndex): Judgement {
  * socket snapshot has it, that socket's inode must be the fd's (else the fd number was reused).
  */
 export function judgePidFd(key: PidFdKey, tuple: ConnTupleKey | undefined, index: SnapshotIndex): Judgement {
-  const alive = judgeProcess(key.pid, index);
-  if (alive.status !== `alive`)
-    return alive;
+  const processJudgement = judgeProcess(key.pid, index);
+  if (processJudgement.status !== `alive`)
+    return processJudgement;
+  // Read now: judgeTuple below writes the same judgement object.
+  const alive = {match: processJudgement.match, owner: processJudgement.owner};
   const process = index.processes.get(key.pid)!;
   if (process.socketFds === undefined)
     return judged(`unknown`, `no_fd_snapshot`, alive.match, alive.owner);
@@ -316,11 +333,12 @@ export function judgePidFd(key: PidFdKey, tuple: ConnTupleKey | undefined, index
   if (tuple !== undefined && index.hasConns && tuple.sport !== 0) {
     const bySocket = judgeTuple(tuple, index);
     const socket = bySocket.match?.socket;
+    const socketNetns = bySocket.match?.netnsInode;
     // The tuple's socket is listed with another inode, or not at all while the fd is a socket: reused.
     if (bySocket.status === `leaked` || (socket !== undefined && socket.inode !== 0 && socket.inode !== inode))
-      return judged(`leaked`, `fd_reused`, socket === undefined ? alive.match : {process: alive.match!.process, socket, netnsInode: bySocket.match!.netnsInode}, alive.owner);
+      return judged(`leaked`, `fd_reused`, socket === undefined ? alive.match : {process: alive.match!.process, socket, netnsInode: socketNetns}, alive.owner);
     if (socket !== undefined)
-      return judged(`alive`, `fd_socket`, {process: alive.match!.process, socket, netnsInode: bySocket.match!.netnsInode}, alive.owner);
+      return judged(`alive`, `fd_socket`, {process: alive.match!.process, socket, netnsInode: socketNetns}, alive.owner);
   }
   return judged(`alive`, `fd_socket`, alive.match, alive.owner);
 }
