@@ -290,6 +290,7 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
     return opened;
   };
   const prepared = ahead === null ? null : {takeOpened, openNext};
+  const slots = {keys: new SlotSets(), values: new SlotSets()};
   return {
     backend: `kernel`,
     label: `bpf()`,
@@ -326,7 +327,7 @@ export function kernelSource(ctx: ToolContext, sys: Syscalls, options: KernelSou
       return maps;
     },
     open(map, sink) {
-      return new KernelReader(calls, map.id, sink, options.batchEntries ?? DEFAULT_BATCH_ENTRIES, cpuCount, ahead, prepared, options.handedOn ?? HANDED_ON);
+      return new KernelReader(calls, map.id, sink, options.batchEntries ?? DEFAULT_BATCH_ENTRIES, cpuCount, ahead, prepared, options.handedOn ?? HANDED_ON, slots);
     },
     plan(mapIds) {
       order = mapIds;
@@ -405,6 +406,38 @@ function readLayout(info: MapInfo, cpuCount: () => number): ReadLayout {
 
 const enum Mode { Opening, Batch, Walk, Done }
 
+/** Slots for `capacity` elements of one size, and a view on each. */
+interface Slots {
+  bytes: Buffer<ArrayBuffer>;
+  views: Array<Buffer>;
+}
+
+/**
+ * A source's slots (keys, or values) by element size, taken again by each map of that size: the
+ * views are made once per size (and room), not once per map (2 x 1,024 of them per map read
+ * ahead). Its maps are read one at a time, and an entry is decoded before the next is handed on,
+ * so no map still reads the slots another one is given.
+ */
+export class SlotSets {
+  private readonly bySize = new Map<number, Slots>();
+
+  take(size: number, capacity: number): Slots {
+    let slots = this.bySize.get(size);
+    if (slots === undefined || slots.views.length < capacity) {
+      const bytes = Buffer.alloc(capacity * size);
+      // One view per slot, made once: entries are handed on without a copy or an allocation each.
+      // Buffer.from(arrayBuffer, offset, length): the same view as subarray(), made in a third of
+      // the time.
+      const views = new Array<Buffer>(capacity);
+      for (let i = 0; i < capacity; i++)
+        views[i] = Buffer.from(bytes.buffer, bytes.byteOffset + i * size, size);
+      slots = {bytes, views};
+      this.bySize.set(size, slots);
+    }
+    return slots;
+  }
+}
+
 class KernelReader implements MapReader {
   private fd = -1;
   private mode = Mode.Opening;
@@ -439,7 +472,7 @@ class KernelReader implements MapReader {
   constructor(
     private readonly calls: BpfCalls, private readonly mapId: number, private readonly sink: EntrySink, batchEntries: number,
     private readonly cpuCount: () => number, private readonly ahead: ReadAhead | null = null, private readonly prepared: OpenedAhead | null = null,
-    private readonly handedOn = HANDED_ON,
+    private readonly handedOn = HANDED_ON, private readonly slots: {keys: SlotSets, values: SlotSets} = {keys: new SlotSets(), values: new SlotSets()},
   ) {
     this.room = Math.max(1, batchEntries);
   }
@@ -548,22 +581,14 @@ class KernelReader implements MapReader {
   }
 
   private sizeBatch(capacity: number): void {
-    const keySize = Math.max(this.keySize, 1);
-    const valueBytes = Math.max(this.valueBytes, 1);
-    this.capacity = capacity;
-    this.keys = Buffer.alloc(capacity * keySize);
-    this.values = Buffer.alloc(capacity * valueBytes);
-    // One view per slot, made once: entries are handed on without a copy or an allocation each.
-    // Buffer.from(arrayBuffer, offset, length): the same view as subarray(), made in a third of
-    // the time (8,192 of them per map read ahead).
-    this.keyViews = new Array<Buffer>(capacity);
-    this.valueViews = new Array<Buffer>(capacity);
-    const {buffer: keyBuffer, byteOffset: keysAt} = this.keys;
-    const {buffer: valueBuffer, byteOffset: valuesAt} = this.values;
-    for (let i = 0; i < capacity; i++) {
-      this.keyViews[i] = Buffer.from(keyBuffer, keysAt + i * keySize, keySize);
-      this.valueViews[i] = Buffer.from(valueBuffer, valuesAt + i * valueBytes, valueBytes);
-    }
+    // The source's slots of these sizes, kept from an earlier map when it had them (SlotSets).
+    const keys = this.slots.keys.take(Math.max(this.keySize, 1), capacity);
+    const values = this.slots.values.take(Math.max(this.valueBytes, 1), capacity);
+    this.capacity = Math.min(keys.views.length, values.views.length);
+    this.keys = keys.bytes;
+    this.values = values.bytes;
+    this.keyViews = keys.views;
+    this.valueViews = values.views;
   }
 
   private batch(): void {
