@@ -1,6 +1,7 @@
 // Imported first by main.ts (modules run in import order, and the rest of the program takes tens
 // of ms to load): a live scan's worker thread starts here, so that its own start-up overlaps the
 // loading; scan adopts it (src/dump/readAhead.ts). Never for other commands, --from or --help.
+// What the bundle's loader left for scan is taken here too (loaderCompilerTuning).
 import {setFlagsFromString} from 'node:v8';
 import {startReadAheadEarly} from '../src/dump/readAhead.ts';
 

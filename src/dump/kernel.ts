@@ -418,7 +418,7 @@ interface Slots {
  * ahead). Its maps are read one at a time, and an entry is decoded before the next is handed on,
  * so no map still reads the slots another one is given.
  */
-export class SlotSets {
+class SlotSets {
   private readonly bySize = new Map<number, Slots>();
 
   take(size: number, capacity: number): Slots {
@@ -471,8 +471,8 @@ class KernelReader implements MapReader {
 
   constructor(
     private readonly calls: BpfCalls, private readonly mapId: number, private readonly sink: EntrySink, batchEntries: number,
-    private readonly cpuCount: () => number, private readonly ahead: ReadAhead | null = null, private readonly prepared: OpenedAhead | null = null,
-    private readonly handedOn = HANDED_ON, private readonly slots: {keys: SlotSets, values: SlotSets} = {keys: new SlotSets(), values: new SlotSets()},
+    private readonly cpuCount: () => number, private readonly ahead: ReadAhead | null, private readonly prepared: OpenedAhead | null,
+    private readonly handedOn: number, private readonly slots: {keys: SlotSets, values: SlotSets},
   ) {
     this.room = Math.max(1, batchEntries);
   }

@@ -209,7 +209,7 @@ interface LaterSocket {
 class AddressKeys {
   private cells = new Uint32Array(CELL * 1024);
   private present = new Int32Array(presentWords(1024));
-  private presentMask = 32 * presentWords(1024) - 1;
+  private presentMask = 32 * this.present.length - 1;
   /**
    * Per cell, side by side (one cache line): the first socket's match, and its JSON text, made on
    * its first lookup. The verdict's writer takes the text from here (the verdict carries it)
