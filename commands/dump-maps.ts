@@ -1,6 +1,7 @@
 import {Command, Option} from 'clipanion';
 import type {ToolContext} from '../src/context.ts';
 import {dumpMapText, type DumpOptions} from '../src/dump/index.ts';
+import {kernelMayRead, rehearseDumpText} from '../src/dump/rehearsal.ts';
 import {LineChunks} from '../src/dump/lineChunks.ts';
 import {UsageFault} from '../src/errors.ts';
 import {ExitCode} from '../src/exitCodes.ts';
@@ -37,6 +38,11 @@ export default class DumpMapsCommand extends WithMapSelection(WithBackend(BaseCo
     const options: DumpOptions = {...this.backendOptions(), ...this.selectionOptions(), from: this.from, stdin: this.context.stdin};
     if (options.from && this.backendFlagsGiven().length > 0)
       throw new UsageFault(`--from reads saved files: ${this.backendFlagsGiven().join(`, `)} do${this.backendFlagsGiven().length === 1 ? `es` : ``} not apply`);
+    // The line writer compiled once for every map's kinds (src/dump/rehearsal.ts).
+    if (kernelMayRead(options)) {
+      const bytes = await rehearseDumpText(tool, options);
+      tool.log.debug(`rehearsal: ${bytes} bytes of the maps' first entries written apart before the dump (none of them on stdout)`);
+    }
     const chunks = new LineChunks();
     const records = dumpMapText(tool, options, chunks);
     // Whole chunks of bytes: one await per chunk of dump output, not per entry.

@@ -104,6 +104,8 @@ export interface BackendChoice {
   handedOn?: number;
   /** Kernel backend: batch lookups in a worker thread (src/dump/readAhead.ts), its own or one already started. */
   readAhead?: boolean | ReadAhead;
+  /** Find the maps' holders in /proc (default true). */
+  holders?: boolean;
 }
 
 /** Where system-probe lives in agent packages and dev trees (the original's list, minus `./system-probe`). */
@@ -195,7 +197,8 @@ function withHolders(ctx: ToolContext, source: MapSource): MapSource {
 }
 
 export async function selectSource(ctx: ToolContext, choice: BackendChoice): Promise<MapSource> {
-  return withHolders(ctx, await chooseSource(ctx, choice));
+  const source = await chooseSource(ctx, choice);
+  return choice.holders === false ? source : withHolders(ctx, source);
 }
 
 async function chooseSource(ctx: ToolContext, choice: BackendChoice): Promise<MapSource> {

@@ -68,6 +68,8 @@ export interface DumpOptions {
    * it); its mapstats then says it is incomplete. Only scan's rehearsal (src/scan/rehearsal.ts).
    */
   entriesPerMap?: number;
+  /** Live backends: find which processes hold each map (a /proc walk); default true. False only for rehearsals. */
+  holders?: boolean;
   /**
    * Awaited once, as soon as the first map's reading has started (the kernel backend reading
    * ahead: its first chunks are being read in the worker) and before any of its entries is

@@ -37,6 +37,7 @@ import {callsKernelDirectly} from '../sys/syscalls.ts';
 import {snapshotPids} from '../snapshot/pids.ts';
 import {validateBatches} from '../validate/index.ts';
 import {SnapshotIndex} from '../validate/snapshotIndex.ts';
+import {kernelMayRead} from '../dump/rehearsal.ts';
 import {rehearse} from './rehearsal.ts';
 import {recheckBatches, type RecheckOptions} from '../validate/recheck.ts';
 
@@ -209,10 +210,6 @@ function handOverFfi(ctx: ToolContext, helper: ReadAhead, options: ScanOptions):
 }
 
 /** Whether the dump may read the maps with the kernel backend (the default, or asked for). */
-function kernelMayRead(dump: DumpOptions): boolean {
-  return dump.backend === undefined || dump.backend === `kernel`;
-}
-
 /** The two snapshots, then the dump, as one stream of batches; progress on a TTY. */
 async function* stages(
   ctx: ToolContext, options: ScanOptions, helper: ReadAhead | null, early: SharedWalk | null, rehearsal: ((dump: DumpOptions) => Promise<void>) | null,
