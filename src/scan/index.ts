@@ -209,7 +209,6 @@ function handOverFfi(ctx: ToolContext, helper: ReadAhead, options: ScanOptions):
     helper.useSyscalls(sys);
 }
 
-/** Whether the dump may read the maps with the kernel backend (the default, or asked for). */
 /** The two snapshots, then the dump, as one stream of batches; progress on a TTY. */
 async function* stages(
   ctx: ToolContext, options: ScanOptions, helper: ReadAhead | null, early: SharedWalk | null, rehearsal: ((dump: DumpOptions) => Promise<void>) | null,
