@@ -42,6 +42,9 @@ export interface Logger {
   done(): void;
 }
 
+/** A logger that says nothing (rehearsals: src/dump/rehearsal.ts, src/scan/rehearsal.ts). */
+export const SILENT_LOGGER: Logger = {warn() {}, info() {}, debug() {}, progress() {}, done() {}};
+
 export interface LoggerOptions {
   verbosity?: number;
   quiet?: boolean;

@@ -11,14 +11,12 @@
 // What it touches: the maps (read-only, as the dump does), REHEARSAL_ENTRIES entries of each,
 // on this thread. It says nothing; any failure ends it without a word (the real dump then says
 // what is wrong, if anything is). The kernel backend only: another one would run a child again.
-import type {Logger, ToolContext} from '../context.ts';
+import {SILENT_LOGGER, type ToolContext} from '../context.ts';
 import {dumpMapText, type DumpOptions} from './index.ts';
 import {LineChunks} from './lineChunks.ts';
 
 /** Entries read and written per map. */
 export const REHEARSAL_ENTRIES = 16;
-
-const SILENT: Logger = {warn() {}, info() {}, debug() {}, progress() {}, done() {}};
 
 /**
  * Whether the dump will read the maps with bpf() itself, as a rehearsal does: the kernel backend
@@ -33,7 +31,7 @@ export function kernelMayRead(dump: DumpOptions): boolean {
 
 /** Rehearses dumpMapText with `dump` (the real dump's options). Never throws; returns the bytes it wrote (0 when it could not rehearse). */
 export async function rehearseDumpText(ctx: ToolContext, dump: DumpOptions): Promise<number> {
-  const quiet: ToolContext = {...ctx, log: SILENT};
+  const quiet: ToolContext = {...ctx, log: SILENT_LOGGER};
   const options: DumpOptions = {
     ...dump, backend: `kernel`, download: false, readAhead: false, holders: false,
     batchEntries: REHEARSAL_ENTRIES, entriesPerMap: REHEARSAL_ENTRIES,

@@ -16,7 +16,7 @@
 // (a silent logger) and a failure of any kind ends it without a word: the real dump then reads
 // the maps as it always does. The real dump's evidence is unchanged: the snapshots were taken
 // before either read.
-import type {ToolContext, Logger} from '../context.ts';
+import {SILENT_LOGGER, type ToolContext} from '../context.ts';
 import {dumpMapBatches, fillSampleKeyHex, type DumpOptions} from '../dump/index.ts';
 import {ReportAggregator, type ReportOptions} from '../report/aggregate.ts';
 import type {SnapshotIndex} from '../validate/snapshotIndex.ts';
@@ -24,8 +24,6 @@ import {validateBatches} from '../validate/index.ts';
 
 /** Entries read, judged and counted per map. */
 export const REHEARSAL_ENTRIES = 16;
-
-const SILENT: Logger = {warn() {}, info() {}, debug() {}, progress() {}, done() {}};
 
 /**
  * Rehearses the dump and the judging of `dump` (the real dump's options) on the first entries of
@@ -35,7 +33,7 @@ const SILENT: Logger = {warn() {}, info() {}, debug() {}, progress() {}, done() 
 export async function rehearse(ctx: ToolContext, dump: DumpOptions, index: SnapshotIndex, report: ReportOptions): Promise<number> {
   if (!index.isComplete)
     return 0;
-  const quiet: ToolContext = {...ctx, log: SILENT};
+  const quiet: ToolContext = {...ctx, log: SILENT_LOGGER};
   const aggregator = new ReportAggregator(report);
   // The kernel backend only (another one would run bpftool or system-probe again), read here
   // (not in the worker thread: the real dump's reading starts there afterwards).
