@@ -16,6 +16,7 @@ import {parseLines, runCommand, withoutHeader} from './helpers/cli.ts';
 import {makeProcessLessNetns, netnsInodeOfPid, type ProcessLessNetns} from './helpers/netns.ts';
 import {bpfUnavailable, netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {addProcessLessEntry, buildUsmWorld, entryId, type UsmWorld} from './helpers/usmWorld.ts';
+import {beforeAll} from './helpers/setUp.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), `usmld-capture-`));
 process.once(`exit`, () => rmSync(scratch, {recursive: true, force: true}));
@@ -164,7 +165,7 @@ if (canRun) {
   let lonely: ProcessLessNetns | null = null;
   const dir = join(scratch, `real`);
 
-  test.before(async () => {
+  beforeAll(test, async () => {
     world = await buildUsmWorld(`capture`, {namespace: true});
     lonely = await makeProcessLessNetns(`capture-lonely`);
     // An entry only the process-less namespace can prove alive: the capture must read it via nsenter.

@@ -11,6 +11,7 @@ import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {TOOL_VERSION} from '../src/version.ts';
 import {PROBE_LINE, writeCodeCacheProbe} from './helpers/codeCacheProbe.ts';
+import {beforeAll} from './helpers/setUp.ts';
 
 const BUNDLE = fileURLToPath(new URL(`../dist/usm-leak-detector.cjs`, import.meta.url));
 const repo = fileURLToPath(new URL(`..`, import.meta.url));
@@ -23,7 +24,7 @@ const PROBE = writeCodeCacheProbe(scratch);
 const FOREIGN = join(scratch, `foreign-cache.cjs`);
 const capture = join(scratch, `capture`);
 
-test.before(() => {
+beforeAll(test, () => {
   assert.ok(existsSync(BUNDLE), `dist/usm-leak-detector.cjs is not built (make build)`);
   const text = readFileSync(BUNDLE, `latin1`);
   const loader = text.split(`\n`)[2];

@@ -22,6 +22,7 @@ import {cleanupNetns, startSocketHolder, type HeldConnection, type SocketHolder}
 import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {loadBtfMaps} from './fixtures/bpf/maps.ts';
 import {captureScript} from '../src/capture/script.ts';
+import {beforeAll} from './helpers/setUp.ts';
 
 const runs = requirePrivileges(`coverage live`, bpfUnavailable());
 
@@ -74,7 +75,7 @@ const tupleOf = (c: HeldConnection, netns = 0, pid = 0) =>
   connTupleBytes({saddr: c.client.address, sport: c.client.port, daddr: c.server.address, dport: c.server.port, netns, pid});
 const closed = (port: number) => connTupleBytes({saddr: `127.0.0.1`, sport: port, daddr: `127.0.0.1`, dport: 9, netns: 0, pid: 0});
 
-test.before(async () => {
+beforeAll(test, async () => {
   if (!runs)
     return;
   set = new BpfTestSet(`coverage`);

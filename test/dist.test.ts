@@ -17,6 +17,7 @@ import {makeProcessLessNetns} from './helpers/netns.ts';
 import {bpfUnavailable, netnsUnavailable} from './helpers/privileges.ts';
 import {addProcessLessEntry, assertArrangedVerdicts, buildUsmWorld} from './helpers/usmWorld.ts';
 import {ExitCode} from '../src/exitCodes.ts';
+import {beforeAll} from './helpers/setUp.ts';
 
 const repo = resolve(new URL(`..`, import.meta.url).pathname);
 const scratch = mkdtempSync(join(tmpdir(), `usmld-dist-`));
@@ -28,7 +29,7 @@ const bundle = join(box, `usm-leak-detector.cjs`);
 // Nothing on PATH: no node, no bpftool, no shell utilities.
 const env = {PATH: emptyBin, HOME: box, LANG: `C`};
 
-test.before(() => {
+beforeAll(test, () => {
   execFileSync(`scripts/dist.sh`, {cwd: repo, stdio: [`ignore`, `pipe`, `pipe`], timeout: 600_000, env: {...process.env, USMLD_DIST_MEASURE: `0`}});
   mkdirSync(box);
   mkdirSync(emptyBin);

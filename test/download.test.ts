@@ -14,6 +14,7 @@ import {defaultToolContext, type ToolContext} from '../src/context.ts';
 import {bpftoolArch, downloadBpftool, extractTarMember, type DownloadOptions} from '../src/dump/download.ts';
 import {EnvironmentFault, UsageFault} from '../src/errors.ts';
 import {requirePrivileges} from './helpers/privileges.ts';
+import {beforeAll} from './helpers/setUp.ts';
 
 const FAKE_BPFTOOL = `#!/bin/sh\ncase "$1" in version) echo "bpftool v7.5.0 (fixture)"; exit 0;; esac\necho "fixture bpftool: only 'version'" >&2\nexit 1\n`;
 const ARCHIVE = `bpftool-v7.5.0-amd64.tar.gz`;
@@ -126,7 +127,7 @@ async function refused(ctx: ToolContext, options: DownloadOptions, pattern: RegE
   assert.unreachable(`the download was accepted`);
 }
 
-test.before(async () => {
+beforeAll(test, async () => {
   scratch = mkdtempSync(join(tmpdir(), `usmld-download-`));
   baseUrl = await server.start();
 });

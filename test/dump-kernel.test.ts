@@ -16,6 +16,7 @@ import {BpfTestSet, connTupleBytes, type TestMap} from './helpers/bpf.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {buildFixtureMaps, type FixtureMap} from './fixtures/bpf/maps.ts';
+import {beforeAll} from './helpers/setUp.ts';
 
 const runs = requirePrivileges(`dump-maps kernel backend`, bpfUnavailable());
 let set: BpfTestSet;
@@ -38,7 +39,7 @@ function refusing(cmd: number, errno: number): ToolContext[`syscalls`] {
   return () => wrapped;
 }
 
-test.before(() => {
+beforeAll(test, () => {
   if (!runs)
     return;
   set = new BpfTestSet(`kernel`);

@@ -14,6 +14,7 @@ import {fileURLToPath} from 'node:url';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {PassThrough} from 'node:stream';
+import {beforeAll} from './helpers/setUp.ts';
 
 const runs = requirePrivileges(`dump-maps live`, bpfUnavailable());
 /** Registered as skipped, not as passed, when the suite cannot run here. */
@@ -21,7 +22,7 @@ const privilegedTest = runs ? test : test.skip;
 let set: BpfTestSet;
 let fixture: Array<FixtureMap> = [];
 
-test.before(() => {
+beforeAll(test, () => {
   if (!runs)
     return;
   set = new BpfTestSet(`dump`);

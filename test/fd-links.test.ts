@@ -22,6 +22,7 @@ import {BpfTestSet, type TestMap} from './helpers/bpf.ts';
 import {killChildren} from './helpers/children.ts';
 import {runCommand} from './helpers/cli.ts';
 import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
+import {beforeAll} from './helpers/setUp.ts';
 
 const runs = requirePrivileges(`shared fd walks (real maps and processes)`, bpfUnavailable());
 let set: BpfTestSet;
@@ -44,7 +45,7 @@ async function look(ctx: ToolContext, mapIds: Array<number>) {
 }
 
 if (runs) {
-  test.before(() => {
+  beforeAll(test, () => {
     set = new BpfTestSet(`fdlinks`);
     held = set.createMap({name: `ssl_read_args`, keySize: 8, valueSize: 8});
     other = set.createMap({name: `ssl_write_args`, keySize: 8, valueSize: 8});

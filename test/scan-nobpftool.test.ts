@@ -14,6 +14,7 @@ import {runWithoutBpftool} from './helpers/hideBpftool.ts';
 import {makeProcessLessNetns, type ProcessLessNetns} from './helpers/netns.ts';
 import {bpfUnavailable, netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {addProcessLessEntry, assertArrangedVerdicts, buildUsmWorld, type UsmWorld} from './helpers/usmWorld.ts';
+import {beforeAll} from './helpers/setUp.ts';
 
 const canRun = requirePrivileges(`scan with no bpftool`, bpfUnavailable() ?? netnsUnavailable());
 const bin = fileURLToPath(new URL(`../bin/usm-leak-detector`, import.meta.url));
@@ -24,7 +25,7 @@ if (canRun) {
   let world: UsmWorld | null = null;
   let lonely: ProcessLessNetns | null = null;
 
-  test.before(async () => {
+  beforeAll(test, async () => {
     world = await buildUsmWorld(`nobpftool`, {namespace: true});
     lonely = await makeProcessLessNetns(`nobpftool-lonely`);
     addProcessLessEntry(world, lonely, `connection in a namespace no process is in`);

@@ -14,6 +14,7 @@ import {
 } from './helpers/netns.ts';
 import {netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {placeByTableInode} from '../src/snapshot/conns.ts';
+import {beforeAll} from './helpers/setUp.ts';
 
 type Rec = Record<string, any>;
 
@@ -61,7 +62,7 @@ if (requirePrivileges(`snapshot-conns (live namespaces)`, netnsUnavailable())) {
   let records: Array<Rec> = [];
   let netnsName = ``;
 
-  test.before(async () => {
+  beforeAll(test, async () => {
     const netns = createNetns(`conns`);
     netnsName = netns.name;
     ours = await startSocketHolder();

@@ -10,6 +10,7 @@ import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {cleanupNetns, createNetns} from './helpers/netns.ts';
 import {netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
+import {beforeAll} from './helpers/setUp.ts';
 
 type Rec = Record<string, any>;
 interface Look {
@@ -30,7 +31,7 @@ const kinds = (records: Array<Rec>) => new Set(records.map(socket => [socket.pro
 if (requirePrivileges(`NETLINK_SOCK_DIAG against the /proc text (a fresh namespace)`, netnsUnavailable())) {
   let probe: Probe;
 
-  test.before(() => {
+  beforeAll(test, () => {
     const ns = createNetns(`diag`);
     const out = execFileSync(`ip`, [`netns`, `exec`, ns.name, join(root, `node_modules/.bin/tsx`), join(root, `test/helpers/sockDiagProbe.ts`)],
       {cwd: root, encoding: `utf8`, maxBuffer: 1 << 26, timeout: 120_000});
