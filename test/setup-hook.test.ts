@@ -2,7 +2,7 @@
 // drops the error (the file shows "0 / N" and the run exits 0): checked here on a throwaway test
 // file run by uvu in a child process, with the helper and with uvu's hook as it is.
 import {spawnSync} from 'node:child_process';
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join, resolve} from 'node:path';
 import {test} from 'uvu';
@@ -41,6 +41,13 @@ test(`(why) uvu's own test.before drops a thrown error: the file passes with non
   assert.is(run.status, 0, run.output);
   assert.match(run.output, /\(0 \/ 1\)/);
   assert.not.match(run.output, /dropped/);
+});
+
+test(`no test file sets up with uvu's test.before (beforeAll instead)`, () => {
+  const offenders = readdirSync(join(repo, `test`))
+    .filter(name => name.endsWith(`.test.ts`) && name !== `setup-hook.test.ts`)
+    .filter(name => /\btest\.before\(/.test(readFileSync(join(repo, `test`, name), `utf8`)));
+  assert.equal(offenders, []);
 });
 
 test.run();
