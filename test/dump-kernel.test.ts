@@ -4,7 +4,7 @@
 // is refused, read-only descriptors, holders from fdinfo, fds closed on an early stop, and the
 // fallback to bpftool when bpf() is refused.
 import {spawn} from 'node:child_process';
-import {closeSync, readdirSync, readlinkSync} from 'node:fs';
+import {closeSync} from 'node:fs';
 import {PassThrough} from 'node:stream';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,7 +12,7 @@ import {createLogger, defaultToolContext, type ToolContext} from '../src/context
 import {dumpMaps, type DumpOptions} from '../src/dump/index.ts';
 import {openMapReadOnly} from '../src/dump/kernel.ts';
 import {lazySyscalls, EINVAL, ENOENT, EPERM, type Syscalls} from '../src/sys/syscalls.ts';
-import {BpfTestSet, connTupleBytes, type TestMap} from './helpers/bpf.ts';
+import {BpfTestSet, connTupleBytes, openMapFds, type TestMap} from './helpers/bpf.ts';
 import {parseLines, runCommand} from './helpers/cli.ts';
 import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {buildFixtureMaps, type FixtureMap} from './fixtures/bpf/maps.ts';
@@ -79,18 +79,6 @@ async function dump(args: Array<string>, tool: Partial<ToolContext> = {}) {
   return {...run, records: comparable(run.stdout)};
 }
 
-function ourBpfFds(): number {
-  let count = 0;
-  for (const fd of readdirSync(`/proc/self/fd`)) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === `anon_inode:bpf-map`)
-        count++;
-    } catch {
-      // closed while listing
-    }
-  }
-  return count;
-}
 
 if (runs) {
   test(`kernel backend: the same map, entry and mapstats records as the bpftool backend's`, async () => {
@@ -243,7 +231,7 @@ if (runs) {
   });
 
   test(`an early stop closes every map fd`, async () => {
-    const before = ourBpfFds();
+    const before = openMapFds();
     const ctx = defaultToolContext(new PassThrough());
     let seen = 0;
     for await (const record of dumpMaps(ctx, {backend: `kernel`, mapIds: [big.id], batchEntries: 64})) {
@@ -251,7 +239,7 @@ if (runs) {
         break;
     }
     assert.is(seen, 3);
-    assert.is(ourBpfFds(), before);
+    assert.is(openMapFds(), before);
   });
 
   test(`read ahead in a worker thread: the same records as read on this thread (chunks of one and seven growing on ENOSPC; each map opened ahead of its turn); an early stop closes every fd, the next map's too`, async () => {
@@ -282,23 +270,23 @@ if (runs) {
       walked.push(JSON.stringify({...record, monotonicNs: undefined, ageSeconds: undefined}));
     assert.equal(walked, here.records);
 
-    const before = ourBpfFds();
+    const before = openMapFds();
     let seen = 0;
     let open = 0;
     // The map after the one being read is opened ahead (its first chunks read in the worker): an
     // early stop closes it too.
     for await (const record of dumpMaps(defaultToolContext(new PassThrough()), {backend: `kernel`, mapIds: [big.id, wide.id], batchEntries: 64, readAhead: true})) {
       if (record.type === `entry` && ++seen === 3) {
-        open = ourBpfFds() - before;
+        open = openMapFds() - before;
         break;
       }
     }
     assert.is(seen, 3);
     assert.is(open, 2, `the map being read and the next one, opened ahead`);
     // The worker gives the fd back once it has stopped reading.
-    for (let i = 0; i < 50 && ourBpfFds() !== before; i++)
+    for (let i = 0; i < 50 && openMapFds() !== before; i++)
       await new Promise(resolve => setTimeout(resolve, 20));
-    assert.is(ourBpfFds(), before);
+    assert.is(openMapFds(), before);
   });
 
   test(`bpf() refused: said on stderr, bpftool is the fallback; --backend kernel names the reason`, async () => {

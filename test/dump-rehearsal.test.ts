@@ -2,31 +2,19 @@
 // map are read and written apart, so that V8 optimises the line writer once for every map's
 // kinds. It must leave no trace: the same output as a dump without it, nothing on stdout, no map
 // fd left open; and it must happen only when the dump itself reads with bpf().
-import {readdirSync, readlinkSync} from 'node:fs';
 import {PassThrough} from 'node:stream';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
 import {defaultToolContext} from '../src/context.ts';
 import {dumpMapText, type DumpOptions} from '../src/dump/index.ts';
 import {kernelMayRead, rehearseDumpText, REHEARSAL_ENTRIES} from '../src/dump/rehearsal.ts';
+import {openMapFds} from './helpers/bpf.ts';
 import {runCommand} from './helpers/cli.ts';
 import {bpfUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {buildUsmWorld} from './helpers/usmWorld.ts';
 
 const HOST = {hostname: `dump-rehearsal-test-host`, kernel: `6.1.0-test`};
 
-function openMapFds(): number {
-  let n = 0;
-  for (const fd of readdirSync(`/proc/self/fd`)) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === `anon_inode:bpf-map`)
-        n += 1;
-    } catch {
-      // closed meanwhile (readdir's own fd)
-    }
-  }
-  return n;
-}
 
 test(`kernelMayRead: only when the dump itself would read with bpf()`, () => {
   const cases: Array<[DumpOptions, boolean]> = [

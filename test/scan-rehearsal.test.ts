@@ -3,7 +3,6 @@
 // map's kinds. It must leave no trace: the same report, the same verdicts, the same messages as
 // a scan without it, no map fd left open; and the pieces it is made of (a validate that judges
 // against an index already complete, a dump that stops each map early) must do what they say.
-import {readdirSync, readlinkSync} from 'node:fs';
 import {PassThrough} from 'node:stream';
 import {test} from 'uvu';
 import * as assert from 'uvu/assert';
@@ -15,24 +14,12 @@ import {scan, type ScanOptions} from '../src/scan/index.ts';
 import {SCHEMA_VERSION, type AnyRecord, type EntryRecord} from '../src/schema.ts';
 import {validateBatches} from '../src/validate/index.ts';
 import {SnapshotIndex} from '../src/validate/snapshotIndex.ts';
+import {openMapFds} from './helpers/bpf.ts';
 import {bpfUnavailable, netnsUnavailable, requirePrivileges} from './helpers/privileges.ts';
 import {assertArrangedVerdicts, buildUsmWorld} from './helpers/usmWorld.ts';
 
 const HOST = {hostname: `rehearsal-test-host`, kernel: `6.1.0-test`};
 
-/** This process's open eBPF map fds. */
-function openMapFds(): number {
-  let n = 0;
-  for (const fd of readdirSync(`/proc/self/fd`)) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === `anon_inode:bpf-map`)
-        n += 1;
-    } catch {
-      // closed meanwhile (readdir's own fd)
-    }
-  }
-  return n;
-}
 
 /**
  * The model without what depends on when the run read the host, or on what else the host ran

@@ -2,7 +2,7 @@
 // /sys/fs/bpf, filled with `bpftool batch file`, and removed (pins unlinked, so the kernel frees
 // the maps) when the test ends, on failure too.
 import {execFileSync} from 'node:child_process';
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 
@@ -127,4 +127,18 @@ export function pidTgidBytes(tgid: number, tid: number): Buffer {
   buf.writeUInt32LE(tid, 0);
   buf.writeUInt32LE(tgid, 4);
   return buf;
+}
+
+/** This process's open eBPF map fds (a reader must close every one it opened). */
+export function openMapFds(): number {
+  let count = 0;
+  for (const fd of readdirSync(`/proc/self/fd`)) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === `anon_inode:bpf-map`)
+        count++;
+    } catch {
+      // closed while listing (readdir's own fd)
+    }
+  }
+  return count;
 }
