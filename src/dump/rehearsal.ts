@@ -15,7 +15,7 @@ import {SILENT_LOGGER, type ToolContext} from '../context.ts';
 import {dumpMapText, type DumpOptions} from './index.ts';
 import {LineChunks} from './lineChunks.ts';
 
-/** Entries read and written per map. */
+/** Entries read per map, by this rehearsal and by scan's. */
 export const REHEARSAL_ENTRIES = 16;
 
 /**

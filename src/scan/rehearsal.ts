@@ -18,12 +18,10 @@
 // before either read.
 import {SILENT_LOGGER, type ToolContext} from '../context.ts';
 import {dumpMapBatches, fillSampleKeyHex, type DumpOptions} from '../dump/index.ts';
+import {REHEARSAL_ENTRIES} from '../dump/rehearsal.ts';
 import {ReportAggregator, type ReportOptions} from '../report/aggregate.ts';
 import type {SnapshotIndex} from '../validate/snapshotIndex.ts';
 import {validateBatches} from '../validate/index.ts';
-
-/** Entries read, judged and counted per map. */
-export const REHEARSAL_ENTRIES = 16;
 
 /**
  * Rehearses the dump and the judging of `dump` (the real dump's options) on the first entries of
@@ -38,7 +36,7 @@ export async function rehearse(ctx: ToolContext, dump: DumpOptions, index: Snaps
   // The kernel backend only (another one would run bpftool or system-probe again), read here
   // (not in the worker thread: the real dump's reading starts there afterwards).
   const options: DumpOptions = {
-    ...dump, backend: `kernel`, download: false, readAhead: false, batchEntries: REHEARSAL_ENTRIES, entriesPerMap: REHEARSAL_ENTRIES,
+    ...dump, backend: `kernel`, download: false, readAhead: false, holders: false, batchEntries: REHEARSAL_ENTRIES, entriesPerMap: REHEARSAL_ENTRIES,
     keyHexWanted: mapId => aggregator.samplesWanted(mapId),
   };
   let judgedEntries = 0;
