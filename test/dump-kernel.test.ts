@@ -79,7 +79,6 @@ async function dump(args: Array<string>, tool: Partial<ToolContext> = {}) {
   return {...run, records: comparable(run.stdout)};
 }
 
-
 if (runs) {
   test(`kernel backend: the same map, entry and mapstats records as the bpftool backend's`, async () => {
     const kernel = await dump([`--backend`, `kernel`, ...ids]);

@@ -15,7 +15,6 @@ import {buildUsmWorld} from './helpers/usmWorld.ts';
 
 const HOST = {hostname: `dump-rehearsal-test-host`, kernel: `6.1.0-test`};
 
-
 test(`kernelMayRead: only when the dump itself would read with bpf()`, () => {
   const cases: Array<[DumpOptions, boolean]> = [
     [{}, true],

@@ -20,7 +20,6 @@ import {assertArrangedVerdicts, buildUsmWorld} from './helpers/usmWorld.ts';
 
 const HOST = {hostname: `rehearsal-test-host`, kernel: `6.1.0-test`};
 
-
 /**
  * The model without what depends on when the run read the host, or on what else the host ran
  * meanwhile: times, ages, process and socket states, the socket and namespace counts.
